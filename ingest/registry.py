@@ -1,0 +1,80 @@
+"""Look-ups of gateways and devices by their wire codes, cached, with a short negative cache.
+
+The cache is only an accelerator: a miss asks the database, and an unknown code is asked again after
+``retry_s`` so that a device registered a moment ago is found without a restart.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+Conn = psycopg.Connection[tuple[Any, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayRef:
+    pk: int
+    institution_id: int
+    revoked: bool
+
+
+class Registry:
+    def __init__(self, *, retry_s: float) -> None:
+        self._retry_s = retry_s
+        self._gateways: dict[tuple[str, str], GatewayRef] = {}
+        self._devices: dict[tuple[int, str], int] = {}
+        self._unknown: dict[tuple[object, str], float] = {}
+
+    def _recently_unknown(self, key: tuple[object, str]) -> bool:
+        seen = self._unknown.get(key)
+        return seen is not None and time.monotonic() - seen < self._retry_s
+
+    def gateway(self, conn: Conn, institution: str, gateway: str) -> GatewayRef | None:
+        key = (institution, gateway)
+        found = self._gateways.get(key)
+        if found is not None or self._recently_unknown(key):
+            return found
+        row = conn.execute(
+            "SELECT g.id, g.institution_id, g.revoked_at IS NOT NULL FROM gateways g"
+            " JOIN institutions i ON i.id = g.institution_id WHERE i.code = %s AND g.gateway_id = %s",
+            (institution, gateway),
+        ).fetchone()
+        if row is None:
+            self._unknown[key] = time.monotonic()
+            return None
+        ref = GatewayRef(row[0], row[1], row[2])
+        self._gateways[key] = ref
+        return ref
+
+    def devices(self, conn: Conn, institution_id: int, codes: set[str]) -> dict[str, int]:
+        """Device ids for the codes that exist in this institution; unknown codes are left out."""
+        result: dict[str, int] = {}
+        missing: list[str] = []
+        for code in codes:
+            device_id = self._devices.get((institution_id, code))
+            if device_id is not None:
+                result[code] = device_id
+            elif not self._recently_unknown((institution_id, code)):
+                missing.append(code)
+        if missing:
+            rows = conn.execute(
+                "SELECT code, id FROM devices WHERE institution_id = %s AND code = ANY(%s) AND retired_at IS NULL",
+                (institution_id, missing),
+            ).fetchall()
+            for code, device_id in rows:
+                self._devices[(institution_id, code)] = device_id
+                result[code] = device_id
+            now = time.monotonic()
+            for code in set(missing) - {r[0] for r in rows}:
+                self._unknown[(institution_id, code)] = now
+        return result
+
+    def forget(self) -> None:
+        """Drop everything cached (after a registry change the process was told about)."""
+        self._gateways.clear()
+        self._devices.clear()
+        self._unknown.clear()

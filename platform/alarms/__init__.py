@@ -1,0 +1,1 @@
+"""Alarms: raised from device events, acknowledged, attended and resolved by staff."""

@@ -1,0 +1,78 @@
+"""``/api/v1/alarms``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+
+from eldercare.platform.alarms import service
+from eldercare.platform.alarms.models import Alarm, AlarmChange, State
+from eldercare.platform.api.deps import Conn, CurrentPrincipal
+from eldercare.platform.api.errors import RESPONSES
+
+router = APIRouter(prefix="/api/v1/alarms", tags=["alarms"], responses=RESPONSES)
+
+
+@router.get("")
+async def list_alarms(
+    conn: Conn,
+    principal: CurrentPrincipal,
+    open_only: Annotated[bool, Query(alias="open", description="only raised, acknowledged or attending")] = False,
+    since: Annotated[datetime | None, Query(description="raised at or after (ISO 8601 with zone)")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[Alarm]:
+    """Alarms in the caller's scope, emergencies first, newest first within a priority."""
+    return await service.list_alarms(conn, principal=principal, open_only=open_only, since=since, limit=limit)
+
+
+@router.get("/{alarm_id}")
+async def get_alarm(alarm_id: int, conn: Conn, principal: CurrentPrincipal) -> Alarm:
+    return await service.get_alarm(conn, principal=principal, alarm_id=alarm_id)
+
+
+@router.get("/{alarm_id}/history")
+async def alarm_history(alarm_id: int, conn: Conn, principal: CurrentPrincipal) -> list[AlarmChange]:
+    return await service.history(conn, principal=principal, alarm_id=alarm_id)
+
+
+class Action(BaseModel):
+    note: str = Field(default="", max_length=2000)
+
+
+class Closing(BaseModel):
+    outcome: str = Field(min_length=1, max_length=200, description="real fall, false alarm, accidental press, ...")
+    note: str = Field(default="", max_length=2000)
+
+
+@router.post("/{alarm_id}/acknowledge")
+async def acknowledge(alarm_id: int, body: Action, conn: Conn, principal: CurrentPrincipal) -> Alarm:
+    """Silences the sound; the alarm stays open."""
+    return await service.transition(
+        conn, principal=principal, alarm_id=alarm_id, to=State.ACKNOWLEDGED, outcome=None, note=body.note
+    )
+
+
+@router.post("/{alarm_id}/attend")
+async def attend(alarm_id: int, body: Action, conn: Conn, principal: CurrentPrincipal) -> Alarm:
+    """Someone is at the bedside."""
+    return await service.transition(
+        conn, principal=principal, alarm_id=alarm_id, to=State.ATTENDING, outcome=None, note=body.note
+    )
+
+
+@router.post("/{alarm_id}/resolve")
+async def resolve(alarm_id: int, body: Closing, conn: Conn, principal: CurrentPrincipal) -> Alarm:
+    return await service.transition(
+        conn, principal=principal, alarm_id=alarm_id, to=State.RESOLVED, outcome=body.outcome, note=body.note
+    )
+
+
+@router.post("/{alarm_id}/cancel")
+async def cancel(alarm_id: int, body: Closing, conn: Conn, principal: CurrentPrincipal) -> Alarm:
+    """Staff cancel an alarm with a reason (a button alarm is otherwise cancelled only at the bedside)."""
+    return await service.transition(
+        conn, principal=principal, alarm_id=alarm_id, to=State.CANCELLED, outcome=body.outcome, note=body.note
+    )

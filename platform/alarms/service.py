@@ -1,0 +1,116 @@
+"""Reading alarms within a principal's scope, and moving them through their states."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from psycopg import sql
+from psycopg.rows import class_row
+
+from eldercare.platform.alarms.models import OPEN_STATES, Alarm, AlarmChange, State
+from eldercare.platform.api.errors import NotFound, Problem
+from eldercare.platform.auth.scope import Principal, resident_filter
+from eldercare.platform.auth.service import AsyncConn
+
+_SELECT = sql.SQL(
+    "SELECT a.id, i.code AS institution_code, a.kind, a.priority::text AS priority, a.state::text AS state,"
+    " d.code AS device_code, b.code AS bed_code, r.person_code, a.occurred_at, a.raised_at,"
+    " a.acknowledged_at, a.attending_at, a.closed_at, a.outcome, a.repeat_count, a.detail"
+    " FROM alarms a JOIN institutions i ON i.id = a.institution_id"
+    " LEFT JOIN devices d ON d.id = a.device_id LEFT JOIN beds b ON b.id = a.bed_id"
+    " LEFT JOIN residents r ON r.id = a.resident_id"
+)
+
+
+def _scope(principal: Principal) -> sql.Composable:
+    return resident_filter(principal, sql.SQL("a.institution_id"), sql.SQL("a.resident_id"))
+
+
+async def list_alarms(
+    conn: AsyncConn,
+    *,
+    principal: Principal,
+    open_only: bool,
+    since: datetime | None,
+    limit: int,
+) -> list[Alarm]:
+    query = sql.SQL(
+        "{select} WHERE {scope} AND (NOT %(open)s OR a.state = ANY(%(open_states)s::alarm_state[]))"
+        " AND (%(since)s::timestamptz IS NULL OR a.raised_at >= %(since)s)"
+        " ORDER BY a.priority, a.raised_at DESC LIMIT %(limit)s"
+    ).format(select=_SELECT, scope=_scope(principal))
+    params = {
+        "open": open_only,
+        "open_states": [s.value for s in OPEN_STATES],
+        "since": since,
+        "limit": limit,
+    }
+    async with conn.cursor(row_factory=class_row(Alarm)) as cur:
+        await cur.execute(query, params)
+        return await cur.fetchall()
+
+
+async def get_alarm(conn: AsyncConn, *, principal: Principal, alarm_id: int) -> Alarm:
+    query = sql.SQL("{select} WHERE a.id = %s AND {scope}").format(select=_SELECT, scope=_scope(principal))
+    async with conn.cursor(row_factory=class_row(Alarm)) as cur:
+        await cur.execute(query, (alarm_id,))
+        alarm = await cur.fetchone()
+    if alarm is None:
+        raise NotFound("alarm")
+    return alarm
+
+
+async def history(conn: AsyncConn, *, principal: Principal, alarm_id: int) -> list[AlarmChange]:
+    await get_alarm(conn, principal=principal, alarm_id=alarm_id)  # scope check
+    async with conn.cursor(row_factory=class_row(AlarmChange)) as cur:
+        await cur.execute(
+            "SELECT at, actor, from_state::text AS from_state, to_state::text AS to_state, note"
+            " FROM alarm_changes WHERE alarm_id = %s ORDER BY at, id",
+            (alarm_id,),
+        )
+        return await cur.fetchall()
+
+
+_ALLOWED: dict[State, tuple[State, ...]] = {
+    State.ACKNOWLEDGED: (State.RAISED,),
+    State.ATTENDING: (State.RAISED, State.ACKNOWLEDGED),
+    State.RESOLVED: (State.RAISED, State.ACKNOWLEDGED, State.ATTENDING),
+    State.CANCELLED: (State.RAISED, State.ACKNOWLEDGED, State.ATTENDING),
+}
+_STAMP = {
+    State.ACKNOWLEDGED: "acknowledged_at",
+    State.ATTENDING: "attending_at",
+    State.RESOLVED: "closed_at",
+    State.CANCELLED: "closed_at",
+}
+
+
+async def transition(
+    conn: AsyncConn, *, principal: Principal, alarm_id: int, to: State, outcome: str | None, note: str
+) -> Alarm:
+    """Move an alarm on; staff only (families and regulators read). Every change is kept."""
+    if principal.role.value not in ("staff", "head", "admin"):
+        raise Problem(403, "only the home's staff act on alarms")
+    if to in (State.RESOLVED, State.CANCELLED) and not (outcome or "").strip():
+        raise Problem(422, "an outcome is required", [])
+    current = await get_alarm(conn, principal=principal, alarm_id=alarm_id)
+    if current.state not in _ALLOWED[to]:
+        raise Problem(409, f"an alarm that is {current.state.value} cannot become {to.value}")
+    stamp = sql.Identifier(_STAMP[to])
+    async with conn.transaction():
+        updated = await conn.execute(
+            sql.SQL(
+                "UPDATE alarms SET state = %s, {stamp} = coalesce({stamp}, clock_timestamp()),"
+                " outcome = coalesce(%s, outcome) WHERE id = %s AND state = %s"
+            ).format(stamp=stamp),
+            (to.value, outcome, alarm_id, current.state.value),
+        )
+        if updated.rowcount != 1:
+            raise Problem(409, "the alarm changed meanwhile; reload it")
+        await conn.execute(
+            "INSERT INTO alarm_changes (alarm_id, user_id, actor, from_state, to_state, note)"
+            " VALUES (%s, %s, %s, %s, %s, %s)",
+            (alarm_id, principal.user_id, principal.username, current.state.value, to.value, note),
+        )
+        await conn.execute("SELECT pg_notify('alarms', %s)", (str(alarm_id),))
+    return await get_alarm(conn, principal=principal, alarm_id=alarm_id)

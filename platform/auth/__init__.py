@@ -1,0 +1,1 @@
+"""Users, sessions and the scope of what each user may see."""

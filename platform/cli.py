@@ -1,0 +1,26 @@
+"""``eldercare serve``: the platform's API and its alarm engine."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = sub.add_parser("serve", help="run the platform API and alarm engine (runs until stopped)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=None, help="default: ELDERCARE_API_PORT or 8080")
+    serve.set_defaults(handler=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import os
+
+    import uvicorn
+
+    from eldercare.platform.api.app import create_app
+    from eldercare.platform.config import DatabaseSettings
+
+    port = args.port or int(os.environ.get("ELDERCARE_API_PORT", "8080"))
+    app = create_app(database_url=DatabaseSettings().database_url)
+    uvicorn.run(app, host=args.host, port=port, log_level="info", access_log=False)
+    return 0

@@ -1,0 +1,80 @@
+"""Typed settings from the environment, shared by the server-side services (platform and ingest).
+
+Values come from ``ELDERCARE_*`` environment variables, then from the env file that ``eldercare stack up``
+writes into the state directory (``$ELDERCARE_STATE_DIR/eldercare.env``, default ``./state``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "ELDERCARE_"
+ENV_FILE_NAME = "eldercare.env"
+
+
+def state_dir() -> Path:
+    """Where the local stack keeps its data, certificates and env file."""
+    return Path(os.environ.get(f"{ENV_PREFIX}STATE_DIR", "state")).resolve()
+
+
+def env_file() -> Path:
+    return Path(os.environ.get(f"{ENV_PREFIX}ENV_FILE", str(state_dir() / ENV_FILE_NAME)))
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+def settings_config() -> SettingsConfigDict:
+    return SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=env_file(), extra="ignore", frozen=True)
+
+
+class DatabaseSettings(BaseSettings):
+    model_config = settings_config()
+
+    database_url: str = Field(description="libpq connection string of the TimescaleDB database")
+
+
+class BrokerSettings(BaseSettings):
+    """How server-side services reach the MQTT broker (as the platform's own user)."""
+
+    model_config = settings_config()
+
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = Field(default=8883, ge=1, le=65535)
+    mqtt_tls: bool = True
+    mqtt_ca_file: Path | None = None
+    mqtt_username: str = "platform"
+    mqtt_password: SecretStr = SecretStr("")
+
+
+class SecuritySettings(BaseSettings):
+    """Keys for personal data at rest. There is no default key: ``stack up`` generates one per state dir."""
+
+    model_config = settings_config()
+
+    environment: Environment = Environment.DEVELOPMENT
+    data_key: SecretStr = Field(description="base64 of 32 random bytes; encrypts personal data at rest")
+
+    @field_validator("data_key")
+    @classmethod
+    def _key_is_32_bytes(cls, value: SecretStr) -> SecretStr:
+        try:
+            raw = base64.b64decode(value.get_secret_value(), validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ValueError("data_key must be base64") from exc
+        if len(raw) != 32:
+            raise ValueError(f"data_key must decode to 32 bytes, not {len(raw)}")
+        return value
+
+    def key_bytes(self) -> bytes:
+        return base64.b64decode(self.data_key.get_secret_value())

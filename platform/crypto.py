@@ -1,0 +1,63 @@
+"""Personal data at rest: AES-256-GCM for the values, a keyed hash (HMAC-SHA256) to look them up.
+
+Two sub-keys are derived from the one data key with HKDF, so the look-up hash never reveals anything
+about the encryption key. A ciphertext is ``version (1 byte) | nonce (12) | ciphertext+tag``; the version
+lets a later key rotation read old rows. The associated data binds a ciphertext to its column, so a value
+copied from one column to another does not decrypt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from dataclasses import dataclass, field
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+_VERSION = 1
+_NONCE = 12
+
+
+class DecryptionError(ValueError):
+    """A ciphertext that does not open with this key (wrong key, wrong column or tampered)."""
+
+
+def _derive(key: bytes, purpose: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"eldercare:" + purpose).derive(key)
+
+
+@dataclass(frozen=True, slots=True)
+class Vault:
+    """Encrypts and looks up personal data with keys derived from the data key."""
+
+    data_key: bytes = field(repr=False)
+    _aead: AESGCM = field(init=False, repr=False)
+    _lookup_key: bytes = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if len(self.data_key) != 32:
+            raise ValueError("the data key must be 32 bytes")
+        object.__setattr__(self, "_aead", AESGCM(_derive(self.data_key, b"aead-v1")))
+        object.__setattr__(self, "_lookup_key", _derive(self.data_key, b"lookup-v1"))
+
+    def encrypt(self, plaintext: str, *, column: str) -> bytes:
+        nonce = os.urandom(_NONCE)
+        sealed = self._aead.encrypt(nonce, plaintext.encode("utf-8"), column.encode())
+        return bytes([_VERSION]) + nonce + sealed
+
+    def decrypt(self, blob: bytes, *, column: str) -> str:
+        if len(blob) < 1 + _NONCE + 16 or blob[0] != _VERSION:
+            raise DecryptionError(f"not a version-{_VERSION} ciphertext")
+        try:
+            plain = self._aead.decrypt(blob[1 : 1 + _NONCE], blob[1 + _NONCE :], column.encode())
+        except InvalidTag as exc:
+            raise DecryptionError("ciphertext does not open with this key and column") from exc
+        return plain.decode("utf-8")
+
+    def lookup_hash(self, value: str) -> bytes:
+        """Deterministic keyed hash of a normalised value, for equality look-ups (ID numbers)."""
+        return hmac.new(self._lookup_key, value.strip().upper().encode(), hashlib.sha256).digest()

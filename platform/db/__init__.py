@@ -1,0 +1,1 @@
+"""The database: versioned forward-only migrations and the reference data they need."""

@@ -1,0 +1,186 @@
+"""Registry writes, validated before they reach the database; keyword-only, connection passed in.
+
+Codes are checked with the contract's code scheme (``eldercare.devices.codes``); personal data is
+encrypted with the :class:`~eldercare.platform.crypto.Vault` before it is written.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from eldercare.devices import codes
+from eldercare.platform.auth.service import AsyncConn
+from eldercare.platform.crypto import Vault
+
+
+class BrokerProvisioner(Protocol):
+    """Gives a gateway its broker login and ACL, or takes them away at once."""
+
+    def provision(self, *, institution: str, gateway: str, password: str) -> None: ...
+
+    def revoke(self, *, gateway: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayCredentials:
+    gateway_id: str
+    institution_code: str
+    username: str
+    password: str
+
+
+async def _one_id(conn: AsyncConn, query: str, params: tuple[object, ...]) -> int:
+    row = await (await conn.execute(query.encode(), params)).fetchone()
+    assert row is not None
+    value: int = row[0]
+    return value
+
+
+async def create_institution(
+    conn: AsyncConn,
+    *,
+    code: str,
+    name: str,
+    kind: str,
+    region_code: str,
+    address: str = "",
+    lon: float | None = None,
+    lat: float | None = None,
+    star_grade: int | None = None,
+    capacity: int | None = None,
+) -> int:
+    return await _one_id(
+        conn,
+        "INSERT INTO institutions (code, name, kind, region_code, address, lon, lat, star_grade, capacity)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+        (codes.validate_uscc(code), name, kind, region_code, address, lon, lat, star_grade, capacity),
+    )
+
+
+async def create_room(conn: AsyncConn, *, institution_id: int, building: str, floor: str, room: str) -> int:
+    building_id = await _one_id(
+        conn,
+        "INSERT INTO buildings (institution_id, name) VALUES (%s, %s)"
+        " ON CONFLICT (institution_id, name) DO UPDATE SET name = EXCLUDED.name RETURNING id",
+        (institution_id, building),
+    )
+    floor_id = await _one_id(
+        conn,
+        "INSERT INTO floors (building_id, name) VALUES (%s, %s)"
+        " ON CONFLICT (building_id, name) DO UPDATE SET name = EXCLUDED.name RETURNING id",
+        (building_id, floor),
+    )
+    return await _one_id(
+        conn,
+        "INSERT INTO rooms (floor_id, name) VALUES (%s, %s)"
+        " ON CONFLICT (floor_id, name) DO UPDATE SET name = EXCLUDED.name RETURNING id",
+        (floor_id, room),
+    )
+
+
+async def create_bed(
+    conn: AsyncConn, *, institution_id: int, room_id: int | None, label: str, kind: str, rng: random.Random
+) -> tuple[int, str]:
+    code = codes.new_bed_code(rng)
+    bed_id = await _one_id(
+        conn,
+        "INSERT INTO beds (institution_id, room_id, code, label, kind) VALUES (%s, %s, %s, %s, %s) RETURNING id",
+        (institution_id, room_id, code, label, kind),
+    )
+    return bed_id, code
+
+
+async def create_resident(
+    conn: AsyncConn,
+    *,
+    vault: Vault,
+    institution_id: int,
+    name: str,
+    id_number: str,
+    capability: str = "self_care",
+    fall_risk: str = "low",
+    wander_risk: bool = False,
+    rng: random.Random,
+) -> tuple[int, str]:
+    parsed = codes.parse_id_number(id_number)
+    person_code = codes.new_person_code(rng)
+    resident_id = await _one_id(
+        conn,
+        "INSERT INTO residents (institution_id, person_code, name_enc, id_number_enc, id_number_hash,"
+        " id_number_masked, birth_date, sex, capability, fall_risk, wander_risk)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+        (
+            institution_id,
+            person_code,
+            vault.encrypt(name, column="residents.name"),
+            vault.encrypt(parsed.number, column="residents.id_number"),
+            vault.lookup_hash(parsed.number),
+            parsed.masked,
+            parsed.birth_date,
+            parsed.sex,
+            capability,
+            fall_risk,
+            wander_risk,
+        ),
+    )
+    return resident_id, person_code
+
+
+async def admit(conn: AsyncConn, *, resident_id: int, bed_id: int, since: datetime) -> None:
+    async with conn.transaction():
+        await conn.execute(
+            "INSERT INTO bed_assignments (bed_id, resident_id, during) VALUES (%s, %s, tstzrange(%s, NULL))",
+            (bed_id, resident_id, since),
+        )
+        await conn.execute("UPDATE residents SET status = 'admitted' WHERE id = %s", (resident_id,))
+
+
+async def create_device(
+    conn: AsyncConn,
+    *,
+    institution_id: int,
+    code: str,
+    kind: str,
+    vendor: str = "",
+    model: str = "",
+    heartbeat_s: int = 60,
+) -> int:
+    return await _one_id(
+        conn,
+        "INSERT INTO devices (institution_id, code, kind, vendor, model, heartbeat_s)"
+        " VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+        (institution_id, code, kind, vendor, model, heartbeat_s),
+    )
+
+
+async def bind_device(
+    conn: AsyncConn, *, device_id: int, bed_id: int | None, resident_id: int | None, since: datetime
+) -> None:
+    await conn.execute(
+        "INSERT INTO device_bindings (device_id, bed_id, resident_id, during) VALUES (%s, %s, %s, tstzrange(%s, NULL))",
+        (device_id, bed_id, resident_id, since),
+    )
+
+
+async def create_gateway(
+    conn: AsyncConn, *, institution_id: int, gateway_id: str, name: str, broker: BrokerProvisioner
+) -> GatewayCredentials:
+    """Register a gateway and issue its broker credentials (the password is shown once, here)."""
+    password = secrets.token_urlsafe(24)
+    async with conn.transaction():
+        row = await (
+            await conn.execute(
+                "INSERT INTO gateways (institution_id, gateway_id, name, issued_at) VALUES (%s, %s, %s, now())"
+                " RETURNING (SELECT code FROM institutions WHERE id = %s)",
+                (institution_id, gateway_id, name, institution_id),
+            )
+        ).fetchone()
+        assert row is not None
+        institution_code: str = row[0]
+        # Provisioned inside the transaction: if the broker cannot be told, the gateway is not registered.
+        broker.provision(institution=institution_code, gateway=gateway_id, password=password)
+    return GatewayCredentials(gateway_id, institution_code, gateway_id, password)

@@ -1,0 +1,84 @@
+"""Running the platform's own processes (``eldercare ingest``, ``eldercare serve``) against a test stack."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from eldercare.platform.stack.model import StackInfo
+
+
+def stack_env(stack: StackInfo, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["ELDERCARE_STATE_DIR"] = str(stack.state_dir)
+    env["ELDERCARE_ENV_FILE"] = str(stack.state_dir / "eldercare.env")
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Proc:
+    """A child process whose output is collected, so a test can wait for a line and show the log."""
+
+    name: str
+    popen: subprocess.Popen[str]
+    lines: list[str] = field(default_factory=list)
+    _seen: threading.Condition = field(default_factory=threading.Condition)
+
+    def _pump(self) -> None:
+        assert self.popen.stdout is not None
+        for line in self.popen.stdout:
+            with self._seen:
+                self.lines.append(line.rstrip("\n"))
+                self._seen.notify_all()
+
+    def wait_for(self, text: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        with self._seen:
+            while not any(text in line for line in self.lines):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self.popen.poll() is not None:
+                    raise AssertionError(f"{self.name} did not log {text!r}:\n" + "\n".join(self.lines[-40:]))
+                self._seen.wait(min(remaining, 0.2))
+
+    def log(self) -> str:
+        return "\n".join(self.lines)
+
+
+@contextmanager
+def run_eldercare(name: str, args: list[str], env: dict[str, str]) -> Iterator[Proc]:
+    exe = Path(sys.executable).with_name("eldercare")
+    popen = subprocess.Popen([str(exe), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = Proc(name, popen)
+    threading.Thread(target=proc._pump, daemon=True).start()
+    try:
+        yield proc
+    finally:
+        popen.terminate()
+        try:
+            popen.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            popen.kill()
+            popen.wait()
+
+
+def wait_http(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{url} did not answer within {timeout} s")
+        time.sleep(0.1)
