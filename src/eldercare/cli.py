@@ -18,6 +18,7 @@ _REGISTRARS: tuple[str, ...] = (
     "eldercare.platform.db.cli",
     "eldercare.platform.cli",
     "eldercare.ingest.cli",
+    "eldercare.simulators.cli",
 )
 
 

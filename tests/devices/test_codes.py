@@ -151,10 +151,7 @@ def test_any_17_characters_complete_to_exactly_one_valid_code(first17: str) -> N
 
 def _substitutions(code: str) -> list[str]:
     return [
-        code[:i] + char + code[i + 1 :]
-        for i in range(len(code))
-        for char in codes.CODE_ALPHABET
-        if char != code[i]
+        code[:i] + char + code[i + 1 :] for i in range(len(code)) for char in codes.CODE_ALPHABET if char != code[i]
     ]
 
 
@@ -185,9 +182,7 @@ def _accepts(validate: object, code: str) -> bool:
         (codes.new_person_code, codes.validate_person_code, "P"),
     ],
 )
-def test_platform_codes_catch_every_substitution_and_transposition(
-    new: object, validate: object, prefix: str
-) -> None:
+def test_platform_codes_catch_every_substitution_and_transposition(new: object, validate: object, prefix: str) -> None:
     assert callable(new)
     rng = random.Random(20251122)
     for _ in range(300):
@@ -357,9 +352,7 @@ def test_generated_id_numbers_round_trip(seed: int, birth: date, sex: codes.Sex,
 
 @given(seed=st.integers(min_value=0, max_value=2**32))
 def test_id_check_digit_catches_substitutions_and_adjacent_swaps(seed: int) -> None:
-    number = codes.generate_id_number(
-        random.Random(seed), region6="420502", birth_date=date(1950, 6, 15), sex="female"
-    )
+    number = codes.generate_id_number(random.Random(seed), region6="420502", birth_date=date(1950, 6, 15), sex="female")
     first17 = number[:17]
     for i in range(17):
         for digit in "0123456789":
