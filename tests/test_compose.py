@@ -22,6 +22,7 @@ def _config(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
     return subprocess.run(
         [exe, "-f", str(REPO / "docker-compose.yml"), "config", *args],
         env={**clean, **env},
+        check=False,
         capture_output=True,
         text=True,
         cwd=REPO,
