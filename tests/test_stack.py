@@ -25,7 +25,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from eldercare.platform.config import BrokerSettings, DatabaseSettings, SecuritySettings
-from eldercare.platform.stack import broker_auth, cli, service
+from eldercare.platform.stack import broker, broker_auth, cli, service
 from eldercare.platform.stack.errors import StackError
 from eldercare.platform.stack.model import Ports, StackInfo
 from eldercare.platform.stack.tls import tls_files
@@ -262,6 +262,13 @@ def _cli(argv: list[str]) -> int:
     return code
 
 
+def test_a_tls_listener_on_another_address_gets_a_certificate_naming_it() -> None:
+    assert broker.certificate_hosts("127.0.0.1") == ("127.0.0.1", "::1", "localhost")
+    assert broker.certificate_hosts("0.0.0.0") == ("127.0.0.1", "::1", "localhost")
+    assert broker.certificate_hosts("192.168.1.20")[-1] == "192.168.1.20"
+    assert broker.client_host("0.0.0.0") == "127.0.0.1"
+
+
 # --- the broker: TLS and passwords ---------------------------------------------------------------
 
 
@@ -384,7 +391,10 @@ def test_provisioning_again_replaces_the_password(
     stack: StackInfo, sessions: Callable[..., Session], gateway: tuple[str, str, str]
 ) -> None:
     institution, gateway_id, old_password = gateway
+    connected = sessions(gateway_id, old_password)
+    assert not connected.connect().is_failure
     broker_auth.provision_gateway(stack.state_dir, institution=institution, gateway=gateway_id, password="new-pw")
+    connected.disconnects.get(timeout=WAIT)  # the old password no longer holds, even for a live session
     assert sessions(gateway_id, old_password).connect().value == NOT_AUTHORIZED
     assert not sessions(gateway_id, "new-pw").connect().is_failure
 
@@ -431,7 +441,8 @@ def test_down_stops_everything_and_up_brings_the_same_stack_back(
     assert _cli(["stack", "status", "--state-dir", str(throwaway_state_dir)]) == 1
     service.down(throwaway_state_dir)  # stopping a stopped stack is fine
 
-    assert stack_starter(throwaway_state_dir, ports) == info  # same secrets, certificates and data
+    assert _cli(["stack", "up", "--state-dir", str(throwaway_state_dir)]) == 0  # the ports of the last up
+    assert service.load(throwaway_state_dir) == info  # same ports, secrets and certificates, and the data:
     with psycopg.connect(info.database_url) as conn:
         assert conn.execute("SELECT count(*) FROM kept").fetchone() == (0,)
     assert service.status(throwaway_state_dir).healthy

@@ -37,12 +37,13 @@ from eldercare.platform.stack.host import (
 )
 from eldercare.platform.stack.layout import BrokerPaths, broker_paths
 from eldercare.platform.stack.model import Ports
-from eldercare.platform.stack.tls import TlsFiles, ensure_certificates
+from eldercare.platform.stack.tls import DEFAULT_HOSTS, TlsFiles, ensure_certificates
 
 PART = broker_auth.PART
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 15.0
 MAX_QUEUED_MESSAGES = 1_000_000
+_ANY_ADDRESS = frozenset({"0.0.0.0", "::"})  # noqa: S104 - names, not a bind
 
 
 def config_text(*, paths: BrokerPaths, tls: TlsFiles, ports: Ports, host: str) -> str:
@@ -84,6 +85,18 @@ tls_version tlsv1.2
 """
 
 
+def client_host(listen_host: str) -> str:
+    """Where clients on this machine reach a listener bound to ``listen_host``."""
+    return "127.0.0.1" if listen_host in _ANY_ADDRESS else listen_host
+
+
+def certificate_hosts(listen_host: str) -> tuple[str, ...]:
+    """The names the server certificate must carry for a TLS listener bound to ``listen_host``."""
+    if listen_host in _ANY_ADDRESS or listen_host in DEFAULT_HOSTS:
+        return DEFAULT_HOSTS
+    return (*DEFAULT_HOSTS, listen_host)
+
+
 def running_pid(state_dir: Path) -> int | None:
     paths = broker_paths(state_dir)
     pid = read_pid(paths.pid)
@@ -102,7 +115,7 @@ def prepare(*, state_dir: Path, ports: Ports, host: str, platform_password: str)
     ensure_dir(paths.folder, mode=0o750, owner=owner)
     ensure_dir(paths.data, mode=0o750, owner=owner)
     check_reachable(paths.folder, user=owner, part=PART)
-    tls = ensure_certificates(state_dir=state_dir, key_owner=owner)
+    tls = ensure_certificates(state_dir=state_dir, hosts=certificate_hosts(host), key_owner=owner)
     text = config_text(paths=paths, tls=tls, ports=ports, host=host)
     changed = not paths.config.exists() or paths.config.read_text() != text
     if changed:

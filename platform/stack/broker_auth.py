@@ -8,7 +8,12 @@ PBKDF2-HMAC-SHA512 with 101 iterations, a 12-byte salt and a 64-byte hash, as ``
 
 ACL: the platform user reads everything under ``eldercare/v1/`` and writes only command topics; a
 gateway's user writes only ``eldercare/v1/<institution>/<gateway>/up/#`` and ``.../status`` and reads
-only ``.../cmd/#``. Anything not granted is refused.
+only ``.../cmd/#``. Anything not granted is refused: a PUBLISH elsewhere gets PUBACK "not authorized"
+(135) and goes nowhere. A SUBSCRIBE, though, is never refused by mosquitto 2.0.11's ACL file (its
+default check returns success for subscribe and unsubscribe, marked "FIXME" in ``security_default.c``);
+the read rule is applied to every message at delivery instead, retained ones included, so a gateway
+subscribed to another's ``cmd/#`` gets a granted SUBACK and never a message. Refusing the SUBSCRIBE
+itself would take the dynamic-security plugin (``mosquitto_dynamic_security.so``, shipped by Debian).
 
 Revocation, as checked against mosquitto 2.0.11 (``tests/test_stack.py``): on SIGHUP the broker reloads
 the password file and ACL and then re-checks every connected client (``mosquitto_security_apply``); a

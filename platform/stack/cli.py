@@ -118,7 +118,8 @@ def _print_status(state_dir: Path) -> int:
     print(f"state directory: {report.state_dir}")
     for part in report.parts:
         word = "healthy" if part.healthy else ("UNHEALTHY" if part.running else "not running")
-        print(f"{part.name:<10} {word:<12} {part.detail}")
+        detail = "" if part.detail == word else part.detail
+        print(f"{part.name:<10} {word:<12} {detail}".rstrip())
         for url in part.urls:
             print(f"{'':<10} {url}")
     if env_file(state_dir).exists():

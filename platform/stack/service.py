@@ -58,12 +58,13 @@ def up(state_dir: Path, ports: Ports, *, mqtt_host: str = DEFAULT_MQTT_HOST) -> 
         postgres.prepare(state_dir=state_dir, port=ports.postgres)
         postgres.start(state_dir)
         postgres.bootstrap(state_dir, port=ports.postgres, password=secrets.database_password)
+        postgres.check_health(database_url=info.database_url)
     else:
         try:
             postgres.check_health(database_url=info.database_url)
         except StackError:  # running, but the role, database or extension is missing or stale
             postgres.bootstrap(state_dir, port=ports.postgres, password=secrets.database_password)
-    postgres.check_health(database_url=info.database_url)
+            postgres.check_health(database_url=info.database_url)
 
     changed = broker.prepare(
         state_dir=state_dir, ports=ports, host=mqtt_host, platform_password=secrets.broker_password
@@ -71,7 +72,7 @@ def up(state_dir: Path, ports: Ports, *, mqtt_host: str = DEFAULT_MQTT_HOST) -> 
     if broker.running_pid(state_dir) is None:
         broker.start(
             state_dir=state_dir,
-            host=mqtt_host,
+            host=info.mqtt_host,
             port=ports.mqtt_tls,
             ca_file=info.ca_file,
             password=secrets.broker_password,
@@ -160,7 +161,7 @@ def _info(state_dir: Path, *, ports: Ports, mqtt_host: str, secrets: credentials
         ca_file=tls_files(state_dir).ca_cert,
         platform_username=broker_auth.PLATFORM,
         platform_password=secrets.broker_password,
-        mqtt_host=mqtt_host,
+        mqtt_host=broker.client_host(mqtt_host),
     )
 
 

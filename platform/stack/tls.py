@@ -2,7 +2,8 @@
 
 ``<state>/tls/`` holds ``ca.pem`` (give it to TLS clients), ``ca.key``, ``server.pem`` and
 ``server.key``. Existing files are kept, so clients that trust the CA keep working across restarts; the
-server certificate alone is issued again when it is missing or within 30 days of expiry.
+server certificate alone is issued again (by the same CA) when it is missing, within 30 days of expiry,
+or does not name a host the broker is now reached at.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def ensure_certificates(
         write_private(files.ca_key, _key_pem(ca_key), mode=0o600)
         write_private(files.ca_cert, ca_cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
         files.server_cert.unlink(missing_ok=True)
-    if _needs_server_certificate(files, now=now):
+    if _needs_server_certificate(files, now=now, hosts=hosts):
         ca_key = _load_key(files.ca_key)
         ca_cert = x509.load_pem_x509_certificate(files.ca_cert.read_bytes())
         server_key = ec.generate_private_key(ec.SECP256R1())
@@ -73,11 +74,25 @@ def ensure_certificates(
     return files
 
 
-def _needs_server_certificate(files: TlsFiles, *, now: dt.datetime) -> bool:
+def _needs_server_certificate(files: TlsFiles, *, now: dt.datetime, hosts: Sequence[str]) -> bool:
+    """Missing, close to expiry, or not naming every host clients will use."""
     if not (files.server_cert.exists() and files.server_key.exists()):
         return True
     cert = x509.load_pem_x509_certificate(files.server_cert.read_bytes())
-    return cert.not_valid_after_utc - now < RENEW_BEFORE
+    if cert.not_valid_after_utc - now < RENEW_BEFORE:
+        return True
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return not set(_general_names(hosts)) <= set(names)
+
+
+def _general_names(hosts: Sequence[str]) -> list[x509.GeneralName]:
+    names: list[x509.GeneralName] = []
+    for host in hosts:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            names.append(x509.DNSName(host))
+    return names
 
 
 def _ca_certificate(key: ec.EllipticCurvePrivateKey, *, now: dt.datetime) -> x509.Certificate:
@@ -124,12 +139,6 @@ def _server_certificate(
     hosts: Sequence[str],
     now: dt.datetime,
 ) -> x509.Certificate:
-    names: list[x509.GeneralName] = []
-    for host in hosts:
-        try:
-            names.append(x509.IPAddress(ipaddress.ip_address(host)))
-        except ValueError:
-            names.append(x509.DNSName(host))
     public = key.public_key()
     ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     return (
@@ -156,7 +165,7 @@ def _server_certificate(
             critical=True,
         )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.SubjectAlternativeName(_general_names(hosts)), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)
         .sign(ca_key, hashes.SHA256())
