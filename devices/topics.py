@@ -48,6 +48,10 @@ class Topic:
     channel: Channel
     command: str | None = None
 
+    def __post_init__(self) -> None:
+        if (self.channel is Channel.COMMAND) != (self.command is not None):
+            raise ValueError("a command topic needs a command name, and only a command topic has one")
+
     def __str__(self) -> str:
         base = f"{ROOT}/{self.institution}/{self.gateway}"
         if self.channel is Channel.COMMAND:

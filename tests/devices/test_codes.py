@@ -8,7 +8,7 @@ import re
 from datetime import date, timedelta
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eldercare.devices import codes, topics
@@ -33,6 +33,9 @@ STANDARD_ID_FEMALE = "11010519491231002X"
 STANDARD_ID_1880 = "440524188001010014"
 
 TODAY = date(2025, 11, 22)
+
+# no example database in the work tree, no per-example deadline on a slow CI machine
+PROPERTY = settings(database=None, deadline=None)
 
 
 def _error(func: object, *args: object, **kwargs: object) -> CodeError:
@@ -118,6 +121,7 @@ def test_every_single_substitution_of_a_real_code_is_rejected() -> None:
                         codes.validate_uscc(code[:position] + char + code[position + 1 :])
 
 
+@PROPERTY
 @given(seed=st.integers(min_value=0, max_value=2**32), region=st.sampled_from(["420502", "110105", "350100"]))
 def test_generated_codes_are_valid_and_plausible(seed: int, region: str) -> None:
     code = codes.generate_uscc(random.Random(seed), region6=region)
@@ -140,6 +144,7 @@ def test_generation_rejects_a_bad_region() -> None:
     assert error.field == "region6"
 
 
+@PROPERTY
 @given(st.text(alphabet=codes.CODE_ALPHABET, min_size=17, max_size=17))
 def test_any_17_characters_complete_to_exactly_one_valid_code(first17: str) -> None:
     valid = [c for c in codes.CODE_ALPHABET if codes.uscc_check_char(first17) == c]
@@ -337,6 +342,7 @@ def test_today_defaults_to_the_date_in_china() -> None:
     assert codes.parse_id_number(number).birth_date == yesterday
 
 
+@PROPERTY
 @given(
     seed=st.integers(min_value=0, max_value=2**32),
     birth=st.dates(min_value=date(1900, 1, 1), max_value=TODAY),
@@ -350,6 +356,7 @@ def test_generated_id_numbers_round_trip(seed: int, birth: date, sex: codes.Sex,
     assert number[14:17] != "000"
 
 
+@PROPERTY
 @given(seed=st.integers(min_value=0, max_value=2**32))
 def test_id_check_digit_catches_substitutions_and_adjacent_swaps(seed: int) -> None:
     number = codes.generate_id_number(random.Random(seed), region6="420502", birth_date=date(1950, 6, 15), sex="female")
