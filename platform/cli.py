@@ -18,9 +18,13 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from eldercare.platform.api.app import create_app
-    from eldercare.platform.config import DatabaseSettings
+    from eldercare.platform.config import DatabaseSettings, SecuritySettings
 
     port = args.port or int(os.environ.get("ELDERCARE_API_PORT", "8080"))
-    app = create_app(database_url=DatabaseSettings().database_url)
+    app = create_app(
+        database_url=DatabaseSettings().database_url,
+        data_key=SecuritySettings().key_bytes(),
+        ticker_period_s=float(os.environ.get("ELDERCARE_TICKER_PERIOD_S", "5")),
+    )
     uvicorn.run(app, host=args.host, port=port, log_level="info", access_log=False)
     return 0

@@ -59,7 +59,8 @@ def test_the_database_refuses_a_resident_in_two_beds(fresh_db: str) -> None:
         assert inst is not None
         beds = [
             conn.execute(
-                "INSERT INTO beds (institution_id, code, kind) VALUES (%s, %s, 'nursing') RETURNING id", (inst[0], c)
+                "INSERT INTO beds (institution_id, code, label, kind) VALUES (%s, %s, %s, 'nursing') RETURNING id",
+                (inst[0], c, c),
             ).fetchone()
             for c in ("B0000000001", "B0000000002")
         ]

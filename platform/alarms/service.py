@@ -7,10 +7,13 @@ from datetime import datetime
 from psycopg import sql
 from psycopg.rows import class_row
 
+from eldercare.platform.alarms import changes
 from eldercare.platform.alarms.models import OPEN_STATES, Alarm, AlarmChange, State
 from eldercare.platform.api.errors import NotFound, Problem
 from eldercare.platform.auth.scope import Principal, resident_filter
 from eldercare.platform.auth.service import AsyncConn
+from eldercare.platform.notify import outbox
+from eldercare.platform.notify.outbox import Event
 
 _SELECT = sql.SQL(
     "SELECT a.id, i.code AS institution_code, a.kind, a.priority::text AS priority, a.state::text AS state,"
@@ -107,10 +110,15 @@ async def transition(
         )
         if updated.rowcount != 1:
             raise Problem(409, "the alarm changed meanwhile; reload it")
-        await conn.execute(
-            "INSERT INTO alarm_changes (alarm_id, user_id, actor, from_state, to_state, note)"
-            " VALUES (%s, %s, %s, %s, %s, %s)",
-            (alarm_id, principal.user_id, principal.username, current.state.value, to.value, note),
+        await changes.record(
+            conn,
+            alarm_id=alarm_id,
+            actor=principal.username,
+            old=current.state,
+            new=to,
+            note=note,
+            user_id=principal.user_id,
         )
-        await conn.execute("SELECT pg_notify('alarms', %s)", (str(alarm_id),))
+        if to in (State.RESOLVED, State.CANCELLED):
+            await outbox.enqueue(conn, alarm_id=alarm_id, event=Event.RESOLVED)
     return await get_alarm(conn, principal=principal, alarm_id=alarm_id)

@@ -1,42 +1,74 @@
-"""The FastAPI application: lifespan owns the connection pool and the alarm engine task."""
+"""The FastAPI application: the lifespan owns the pool and the background tasks of the alarm path."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 
+import httpx
 from fastapi import FastAPI
-from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 import eldercare
-from eldercare.platform.alarms import engine
+from eldercare.platform.alarms import engine, ticker
 from eldercare.platform.alarms.router import router as alarms_router
+from eldercare.platform.alarms.stream import AlarmHub
+from eldercare.platform.alarms.stream import router as stream_router
 from eldercare.platform.api import errors
 from eldercare.platform.auth.router import router as auth_router
+from eldercare.platform.auth.service import AsyncConn
+from eldercare.platform.crypto import Vault
+from eldercare.platform.notify import sender
+from eldercare.platform.notify.settings import NotifySettings, build_channels
 
 log = logging.getLogger(__name__)
 
 
-def create_app(*, database_url: str, run_engine: bool = True) -> FastAPI:
+def create_app(
+    *,
+    database_url: str,
+    data_key: bytes,
+    notify: NotifySettings | None = None,
+    run_background: bool = True,
+    ticker_period_s: float = 5.0,
+    sender_policy: sender.SenderPolicy | None = None,
+) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool: AsyncConnectionPool[AsyncConnection] = AsyncConnectionPool(
+        pool: AsyncConnectionPool[AsyncConn] = AsyncConnectionPool(
             database_url, min_size=2, max_size=20, open=False, kwargs={"autocommit": True}
         )
         await pool.open(wait=True, timeout=30)
         app.state.pool = pool
-        async with asyncio.TaskGroup() as tasks:
-            engine_task = tasks.create_task(engine.run(database_url), name="alarm-engine") if run_engine else None
+        app.state.vault = Vault(data_key)
+        hub = AlarmHub(database_url=database_url, pool=pool)
+        app.state.alarm_hub = hub
+        async with httpx.AsyncClient(timeout=(notify or NotifySettings()).webhook_timeout_s) as http:
+            channels = build_channels(notify or NotifySettings(), http)
+            tasks: list[asyncio.Task[None]] = []
+            if run_background:
+                tasks = [
+                    asyncio.create_task(hub.run(), name="alarm-stream"),
+                    asyncio.create_task(engine.run(database_url), name="alarm-engine"),
+                    asyncio.create_task(ticker.run(database_url, period_s=ticker_period_s), name="alarm-ticker"),
+                    asyncio.create_task(
+                        sender.run(
+                            database_url,
+                            vault=app.state.vault,
+                            channels=channels,
+                            policy=sender_policy or sender.SenderPolicy(),
+                        ),
+                        name="notification-sender",
+                    ),
+                ]
             try:
                 yield
             finally:
-                if engine_task is not None:
-                    engine_task.cancel()
-                    with suppress(asyncio.CancelledError):
-                        await engine_task
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
                 await pool.close()
 
     app = FastAPI(
@@ -47,6 +79,7 @@ def create_app(*, database_url: str, run_engine: bool = True) -> FastAPI:
     )
     errors.install(app)
     app.include_router(auth_router)
+    app.include_router(stream_router)  # before the alarms router: /stream is not an alarm id
     app.include_router(alarms_router)
 
     @app.get("/healthz", tags=["ops"])

@@ -1,0 +1,90 @@
+"""Every change of an alarm goes through here: the row, its history entry, the outbox, the announcement."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from eldercare.platform.alarms.models import Priority, State
+from eldercare.platform.auth.service import AsyncConn
+from eldercare.platform.notify import outbox
+from eldercare.platform.notify.outbox import Event
+
+
+async def record(
+    conn: AsyncConn, *, alarm_id: int, actor: str, old: State | None, new: State, note: str, user_id: int | None = None
+) -> None:
+    await conn.execute(
+        "INSERT INTO alarm_changes (alarm_id, user_id, actor, from_state, to_state, note)"
+        " VALUES (%s, %s, %s, %s, %s, %s)",
+        (alarm_id, user_id, actor, old.value if old else None, new.value, note),
+    )
+    await conn.execute("SELECT pg_notify('alarms', %s)", (str(alarm_id),))
+
+
+async def raise_alarm(
+    conn: AsyncConn,
+    *,
+    institution_id: int,
+    kind: str,
+    priority: Priority,
+    device_id: int | None,
+    bed_id: int | None,
+    resident_id: int | None,
+    occurred_at: datetime,
+    published_at: datetime | None,
+    detail: dict[str, Any],
+    held_by: int | None,
+    note: str,
+    gateway_pk: int | None = None,
+) -> int:
+    row = await (
+        await conn.execute(
+            "INSERT INTO alarms (institution_id, kind, priority, device_id, bed_id, resident_id, gateway_pk,"
+            " occurred_at, published_at, last_event_at, detail, held_by)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s) RETURNING id",
+            (
+                institution_id,
+                kind,
+                priority.value,
+                device_id,
+                bed_id,
+                resident_id,
+                gateway_pk,
+                occurred_at,
+                published_at,
+                occurred_at,
+                json.dumps(detail),
+                held_by,
+            ),
+        )
+    ).fetchone()
+    assert row is not None
+    alarm_id: int = row[0]
+    if held_by is not None:
+        await conn.execute("UPDATE alarms SET repeat_count = repeat_count + 1 WHERE id = %s", (held_by,))
+        note = f"{note}; held back by gateway alarm {held_by}"
+    await record(conn, alarm_id=alarm_id, actor="system", old=None, new=State.RAISED, note=note)
+    if held_by is None:
+        await outbox.enqueue(conn, alarm_id=alarm_id, event=Event.RAISED)
+    return alarm_id
+
+
+async def close(
+    conn: AsyncConn,
+    *,
+    alarm_id: int,
+    old: State,
+    new: State,
+    outcome: str,
+    actor: str,
+    user_id: int | None = None,
+    note: str | None = None,
+) -> None:
+    await conn.execute(
+        "UPDATE alarms SET state = %s, closed_at = coalesce(closed_at, clock_timestamp()), outcome = %s WHERE id = %s",
+        (new.value, outcome, alarm_id),
+    )
+    await record(conn, alarm_id=alarm_id, actor=actor, old=old, new=new, note=note or outcome, user_id=user_id)
+    await outbox.enqueue(conn, alarm_id=alarm_id, event=Event.RESOLVED)

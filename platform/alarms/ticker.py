@@ -1,0 +1,350 @@
+"""Time-based alarm rules, run every few seconds: each job is one SQL statement or a short transaction.
+
+- a night bed exit not followed by a return within the rule's delay raises an urgent alarm, and turns
+  emergency if the resident is still out of bed after ``emergency_after_s``;
+- heart or respiration rate outside the resident's range for ``sustain_s`` raises an urgent alarm;
+- a wander-risk resident's wristband seen beyond ``radius_m`` of the home raises an emergency (走失),
+  with the last location;
+- a resident's bed sensor reporting but never presence for ``hours`` raises a technical alarm;
+- a gateway silent for ``silence_s`` (or dead by its last will) raises one technical alarm for the home,
+  under which its devices' fault alarms are held back; it resolves itself when the gateway returns;
+- an alarm not acknowledged within ``ack_timeout_s`` escalates a tier each time the timeout passes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+import psycopg
+from psycopg import AsyncConnection
+
+from eldercare.platform.alarms import changes
+from eldercare.platform.alarms.models import Priority, State
+from eldercare.platform.auth.service import AsyncConn
+from eldercare.platform.notify import outbox
+from eldercare.platform.notify.outbox import Event
+
+log = logging.getLogger(__name__)
+
+
+async def bed_exits(conn: AsyncConn) -> int:
+    """Raise watched bed exits whose delay has passed; make long ones emergencies."""
+    done = 0
+    async with conn.transaction():
+        due = await (
+            await conn.execute(
+                "SELECT w.id, w.device_id, w.resident_id, w.exited_at, d.institution_id, ba.bed_id"
+                " FROM bed_exit_watches w JOIN devices d ON d.id = w.device_id"
+                " LEFT JOIN bed_assignments ba ON ba.resident_id = w.resident_id AND ba.during @> w.exited_at"
+                " WHERE w.returned_at IS NULL AND w.alarm_id IS NULL"
+                " AND w.exited_at + make_interval(secs => (rule_params('bed_exit_night', d.institution_id,"
+                " w.resident_id)->>'delay_s')::float) <= now() FOR UPDATE OF w SKIP LOCKED"
+            )
+        ).fetchall()
+        for watch_id, device_id, resident_id, exited_at, institution_id, bed_id in due:
+            alarm_id = await changes.raise_alarm(
+                conn,
+                institution_id=institution_id,
+                kind="bed_exit",
+                priority=Priority.URGENT,
+                device_id=device_id,
+                bed_id=bed_id,
+                resident_id=resident_id,
+                occurred_at=exited_at,
+                published_at=None,
+                detail={"exited_at": exited_at.isoformat()},
+                held_by=None,
+                note="out of bed at night and not back",
+            )
+            await conn.execute("UPDATE bed_exit_watches SET alarm_id = %s WHERE id = %s", (alarm_id, watch_id))
+            done += 1
+        longer = await (
+            await conn.execute(
+                "UPDATE alarms a SET priority = 'emergency' FROM bed_exit_watches w"
+                " WHERE w.alarm_id = a.id AND w.returned_at IS NULL AND a.priority = 'urgent'"
+                " AND a.state IN ('raised', 'acknowledged', 'attending')"
+                " AND w.exited_at + make_interval(secs => (rule_params('bed_exit_night', a.institution_id,"
+                " a.resident_id)->>'emergency_after_s')::float) <= now() RETURNING a.id, a.state::text"
+            )
+        ).fetchall()
+        for alarm_id, state in longer:
+            await changes.record(
+                conn,
+                alarm_id=alarm_id,
+                actor="system",
+                old=State(state),
+                new=State(state),
+                note="still out of bed: now an emergency",
+            )
+            done += 1
+    return done
+
+
+_VITALS = """
+WITH bound AS (
+    SELECT d.id AS device_id, d.institution_id, db.bed_id, r.id AS resident_id,
+           r.heart_rate_min, r.heart_rate_max, r.resp_rate_min, r.resp_rate_max,
+           rule_params('vitals', d.institution_id, r.id) AS p
+    FROM devices d
+    JOIN device_bindings db ON db.device_id = d.id AND db.during @> now()
+    JOIN bed_assignments ba ON ba.bed_id = db.bed_id AND ba.during @> now()
+    JOIN residents r ON r.id = ba.resident_id
+    WHERE d.kind = 'bed_sensor' AND d.retired_at IS NULL
+), judged AS (
+    SELECT b.*, count(*) AS n,
+           bool_and(br.heart_rate < b.heart_rate_min OR br.heart_rate > b.heart_rate_max) AS hr_out,
+           bool_and(br.resp_rate < b.resp_rate_min OR br.resp_rate > b.resp_rate_max) AS rr_out,
+           (array_agg(br.heart_rate ORDER BY br.time DESC))[1] AS last_hr,
+           (array_agg(br.resp_rate ORDER BY br.time DESC))[1] AS last_rr
+    FROM bound b JOIN bed_readings br ON br.device_id = b.device_id
+     AND br.time > now() - make_interval(secs => (b.p->>'sustain_s')::float)
+     AND br.presence AND br.heart_rate IS NOT NULL AND br.resp_rate IS NOT NULL
+    WHERE b.p IS NOT NULL
+    GROUP BY b.device_id, b.institution_id, b.bed_id, b.resident_id, b.heart_rate_min, b.heart_rate_max,
+             b.resp_rate_min, b.resp_rate_max, b.p
+    HAVING count(*) >= coalesce((b.p->>'min_readings')::int, 3)
+)
+SELECT device_id, institution_id, bed_id, resident_id, hr_out, rr_out, last_hr, last_rr FROM judged j
+WHERE (hr_out OR rr_out) AND NOT EXISTS (
+    SELECT 1 FROM alarms a WHERE a.device_id = j.device_id AND a.kind = 'vitals'
+    AND a.state IN ('raised', 'acknowledged', 'attending'))
+"""
+
+
+async def vitals(conn: AsyncConn) -> int:
+    async with conn.transaction():
+        rows = await (await conn.execute(_VITALS)).fetchall()
+        for device_id, institution_id, bed_id, resident_id, hr_out, rr_out, last_hr, last_rr in rows:
+            what = [name for name, out in (("heart_rate", hr_out), ("resp_rate", rr_out)) if out]
+            await changes.raise_alarm(
+                conn,
+                institution_id=institution_id,
+                kind="vitals",
+                priority=Priority.URGENT,
+                device_id=device_id,
+                bed_id=bed_id,
+                resident_id=resident_id,
+                occurred_at=await _now(conn),
+                published_at=None,
+                detail={"out_of_range": what, "heart_rate": last_hr, "resp_rate": last_rr},
+                held_by=None,
+                note="vital signs out of the resident's range",
+            )
+    return len(rows)
+
+
+_WANDER = """
+WITH worn AS (
+    SELECT d.id AS device_id, d.institution_id, r.id AS resident_id, i.lat AS home_lat, i.lon AS home_lon,
+           rule_params('wander', d.institution_id, r.id) AS p
+    FROM devices d
+    JOIN device_bindings db ON db.device_id = d.id AND db.during @> now()
+    JOIN residents r ON r.id = db.resident_id AND r.wander_risk
+    JOIN institutions i ON i.id = d.institution_id AND i.lat IS NOT NULL
+    WHERE d.kind = 'wristband'
+), last AS (
+    SELECT w.*, l.time, l.lat, l.lon,
+           6371000 * 2 * asin(sqrt(power(sin(radians(l.lat - w.home_lat) / 2), 2)
+             + cos(radians(w.home_lat)) * cos(radians(l.lat)) * power(sin(radians(l.lon - w.home_lon) / 2), 2)))
+             AS metres
+    FROM worn w CROSS JOIN LATERAL (
+        SELECT time, lat, lon FROM locations WHERE device_id = w.device_id
+        AND time > now() - make_interval(secs => (w.p->>'fresh_s')::float) ORDER BY time DESC LIMIT 1) l
+    WHERE w.p IS NOT NULL
+)
+SELECT device_id, institution_id, resident_id, time, lat, lon, metres FROM last
+WHERE metres > (p->>'radius_m')::float AND NOT EXISTS (
+    SELECT 1 FROM alarms a WHERE a.device_id = last.device_id AND a.kind = 'wander'
+    AND a.state IN ('raised', 'acknowledged', 'attending'))
+"""
+
+
+async def wander(conn: AsyncConn) -> int:
+    async with conn.transaction():
+        rows = await (await conn.execute(_WANDER)).fetchall()
+        for device_id, institution_id, resident_id, at, lat, lon, metres in rows:
+            await changes.raise_alarm(
+                conn,
+                institution_id=institution_id,
+                kind="wander",
+                priority=Priority.EMERGENCY,
+                device_id=device_id,
+                bed_id=None,
+                resident_id=resident_id,
+                occurred_at=at,
+                published_at=None,
+                detail={"lat": lat, "lon": lon, "metres_from_home": round(metres)},
+                held_by=None,
+                note="wristband outside the home's area",
+            )
+    return len(rows)
+
+
+_NO_PRESENCE = """
+SELECT d.id, d.institution_id, db.bed_id, ba.resident_id
+FROM devices d
+JOIN device_bindings db ON db.device_id = d.id AND db.during @> now()
+JOIN bed_assignments ba ON ba.bed_id = db.bed_id AND ba.during @> now()
+CROSS JOIN LATERAL (SELECT rule_params('no_presence', d.institution_id, ba.resident_id) AS p) r
+WHERE d.kind = 'bed_sensor' AND r.p IS NOT NULL
+  AND lower(ba.during) < now() - make_interval(hours => (r.p->>'hours')::int)
+  AND EXISTS (SELECT 1 FROM bed_readings x WHERE x.device_id = d.id AND x.time > now() - interval '10 minutes')
+  AND NOT EXISTS (SELECT 1 FROM bed_readings x WHERE x.device_id = d.id AND x.presence
+                  AND x.time > now() - make_interval(hours => (r.p->>'hours')::int))
+  AND NOT EXISTS (SELECT 1 FROM alarms a WHERE a.device_id = d.id AND a.kind = 'no_presence'
+                  AND a.state IN ('raised', 'acknowledged', 'attending'))
+"""
+
+
+async def no_presence(conn: AsyncConn) -> int:
+    async with conn.transaction():
+        rows = await (await conn.execute(_NO_PRESENCE)).fetchall()
+        for device_id, institution_id, bed_id, resident_id in rows:
+            await changes.raise_alarm(
+                conn,
+                institution_id=institution_id,
+                kind="no_presence",
+                priority=Priority.TECHNICAL,
+                device_id=device_id,
+                bed_id=bed_id,
+                resident_id=resident_id,
+                occurred_at=await _now(conn),
+                published_at=None,
+                detail={},
+                held_by=None,
+                note="no one in bed for hours: sensor or resident?",
+            )
+    return len(rows)
+
+
+async def gateways(conn: AsyncConn) -> int:
+    """One technical alarm per silent gateway; resolved (with what it held back) when it returns."""
+    done = 0
+    async with conn.transaction():
+        silent = await (
+            await conn.execute(
+                "SELECT g.id, g.institution_id, g.gateway_id, g.last_seen_at, g.last_status FROM gateways g"
+                " WHERE g.revoked_at IS NULL AND g.last_seen_at IS NOT NULL"
+                " AND rule_params('gateway_offline', g.institution_id, NULL) IS NOT NULL"
+                " AND (g.last_status = 'death' OR g.last_seen_at < now() - make_interval(secs =>"
+                " (rule_params('gateway_offline', g.institution_id, NULL)->>'silence_s')::float))"
+                " AND NOT EXISTS (SELECT 1 FROM alarms a WHERE a.gateway_pk = g.id AND a.kind = 'gateway_offline'"
+                " AND a.state IN ('raised', 'acknowledged', 'attending')) FOR UPDATE OF g SKIP LOCKED"
+            )
+        ).fetchall()
+        for gateway_pk, institution_id, gateway_id, last_seen, last_status in silent:
+            await changes.raise_alarm(
+                conn,
+                institution_id=institution_id,
+                kind="gateway_offline",
+                priority=Priority.TECHNICAL,
+                device_id=None,
+                bed_id=None,
+                resident_id=None,
+                occurred_at=last_seen,
+                published_at=None,
+                detail={"gateway": gateway_id, "last_status": last_status},
+                held_by=None,
+                note="gateway silent: its devices' faults are held back under this alarm",
+                gateway_pk=gateway_pk,
+            )
+            done += 1
+        back = await (
+            await conn.execute(
+                "SELECT a.id, a.state::text FROM alarms a JOIN gateways g ON g.id = a.gateway_pk"
+                " WHERE a.kind = 'gateway_offline' AND a.state IN ('raised', 'acknowledged', 'attending')"
+                " AND g.last_status <> 'death' AND g.last_seen_at > a.occurred_at"
+                " AND g.last_seen_at >= now() - make_interval(secs =>"
+                " (coalesce(rule_params('gateway_offline', g.institution_id, NULL)->>'silence_s', '60'))::float)"
+                " FOR UPDATE OF a SKIP LOCKED"
+            )
+        ).fetchall()
+        for alarm_id, state in back:
+            await changes.close(
+                conn,
+                alarm_id=alarm_id,
+                old=State(state),
+                new=State.RESOLVED,
+                outcome="gateway back online",
+                actor="system",
+            )
+            await conn.execute(
+                "UPDATE alarms SET state = 'resolved', closed_at = clock_timestamp(),"
+                " outcome = 'held back during a gateway outage' WHERE held_by = %s AND state = 'raised'",
+                (alarm_id,),
+            )
+            done += 1
+    return done
+
+
+async def escalations(conn: AsyncConn) -> int:
+    async with conn.transaction():
+        rows = await (
+            await conn.execute(
+                "WITH due AS (SELECT a.id FROM alarms a"
+                " CROSS JOIN LATERAL (SELECT rule_params('escalation', a.institution_id, a.resident_id) AS p) r"
+                " WHERE a.state = 'raised' AND a.held_by IS NULL AND r.p IS NOT NULL"
+                " AND a.escalation_level < (r.p->>'tiers')::int"
+                " AND a.raised_at + (a.escalation_level + 1) * make_interval(secs => (r.p->>'ack_timeout_s')::float)"
+                " <= now() FOR UPDATE OF a SKIP LOCKED)"
+                " UPDATE alarms SET escalation_level = escalation_level + 1, escalated_at = clock_timestamp()"
+                " FROM due WHERE alarms.id = due.id RETURNING alarms.id, alarms.escalation_level"
+            )
+        ).fetchall()
+        for alarm_id, level in rows:
+            await changes.record(
+                conn,
+                alarm_id=alarm_id,
+                actor="system",
+                old=State.RAISED,
+                new=State.RAISED,
+                note=f"not acknowledged: escalated to level {level}",
+            )
+            await outbox.enqueue(conn, alarm_id=alarm_id, event=Event.ESCALATED, level=level)
+    return len(rows)
+
+
+async def _now(conn: AsyncConn) -> datetime:
+    row = await (await conn.execute("SELECT now()")).fetchone()
+    assert row is not None
+    moment: datetime = row[0]
+    return moment
+
+
+JOBS: tuple[tuple[str, Callable[[AsyncConn], Awaitable[int]]], ...] = (
+    ("bed_exits", bed_exits),
+    ("vitals", vitals),
+    ("wander", wander),
+    ("no_presence", no_presence),
+    ("gateways", gateways),
+    ("escalations", escalations),
+)
+
+
+async def tick(conn: AsyncConn) -> dict[str, int]:
+    """Run every job once; a failing job is logged and the others still run."""
+    results: dict[str, int] = {}
+    for name, job in JOBS:
+        try:
+            results[name] = await job(conn)
+        except psycopg.DatabaseError as exc:
+            if isinstance(exc, psycopg.OperationalError):
+                raise
+            log.exception("alarm ticker: job %s failed", name)
+            results[name] = -1
+    return results
+
+
+async def run(database_url: str, *, period_s: float = 5.0) -> None:
+    while True:
+        try:
+            async with await AsyncConnection.connect(database_url, autocommit=True) as conn:
+                while True:
+                    await tick(conn)
+                    await asyncio.sleep(period_s)
+        except psycopg.OperationalError as exc:
+            log.warning("alarm ticker: database unavailable (%s); retrying in 1 s", exc)
+            await asyncio.sleep(1.0)

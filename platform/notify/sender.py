@@ -1,0 +1,191 @@
+"""The sender: takes due outbox rows, tells each person once per cycle on their first working channel.
+
+Rows are claimed with a lease (``state = 'sending'``) in a short transaction and sent outside it; a
+platform that dies mid-send leaves the lease to expire and the row is sent again (at least once; the
+delivery id in every message lets a receiver drop the repeat). All due rows of one person go out as one
+message (storm control: a home going offline does not send a family a hundred messages), and a person
+is sent at most one message per ``min_interval_s`` except for a first emergency. A failed channel falls
+back to the next one at once; when all fail, the row is retried with exponential backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+from psycopg import AsyncConnection
+
+from eldercare.platform.auth.service import AsyncConn
+from eldercare.platform.crypto import DecryptionError, Vault
+from eldercare.platform.notify.channels import Channel, DeliveryError
+from eldercare.platform.notify.texts import compose
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SenderPolicy:
+    lease_s: float = 60.0
+    min_interval_s: float = 30.0
+    max_attempts: int = 12
+    backoff_base_s: float = 2.0
+    backoff_max_s: float = 300.0
+    batch: int = 200
+
+
+_CLAIM = """
+UPDATE notifications n SET state = 'sending', lease_until = clock_timestamp() + make_interval(secs => %(lease)s),
+       attempts = attempts + 1
+WHERE n.id IN (
+    SELECT id FROM notifications
+    WHERE (state = 'pending' AND not_before <= clock_timestamp())
+       OR (state = 'sending' AND lease_until < clock_timestamp())
+    ORDER BY not_before LIMIT %(batch)s FOR UPDATE SKIP LOCKED)
+RETURNING n.id, n.alarm_id, n.user_id, n.event, n.attempts
+"""
+
+_ALARMS = """
+SELECT a.id, a.kind, a.priority::text, a.state::text, a.occurred_at, a.outcome, i.name, b.label, b.code,
+       r.person_code
+FROM alarms a JOIN institutions i ON i.id = a.institution_id
+LEFT JOIN beds b ON b.id = a.bed_id LEFT JOIN residents r ON r.id = a.resident_id
+WHERE a.id = ANY(%s)
+"""
+
+
+async def _recently_told(conn: AsyncConn, user_id: int, min_interval_s: float) -> bool:
+    row = await (
+        await conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM notifications WHERE user_id = %s AND state = 'sent'"
+            " AND delivered_at > clock_timestamp() - make_interval(secs => %s))",
+            (user_id, min_interval_s),
+        )
+    ).fetchone()
+    return bool(row and row[0])
+
+
+async def deliver_due(
+    conn: AsyncConn, *, vault: Vault, channels: Mapping[str, Channel], policy: SenderPolicy = SenderPolicy()
+) -> int:
+    """One send cycle; returns how many outbox rows were delivered."""
+    claimed = await (await conn.execute(_CLAIM, {"lease": policy.lease_s, "batch": policy.batch})).fetchall()
+    if not claimed:
+        return 0
+    by_user: dict[int, list[tuple[int, int, str, int]]] = defaultdict(list)
+    for nid, alarm_id, user_id, event, attempts in claimed:
+        by_user[user_id].append((nid, alarm_id, event, attempts))
+    alarm_rows = await (await conn.execute(_ALARMS, ([c[1] for c in claimed],))).fetchall()
+    alarms = {row[0]: row for row in alarm_rows}
+    delivered = 0
+    for user_id, rows in by_user.items():
+        ids = [r[0] for r in rows]
+        emergency_first = any(alarms[r[1]][2] == "emergency" and r[2] == "raised" for r in rows)
+        if not emergency_first and await _recently_told(conn, user_id, policy.min_interval_s):
+            await conn.execute(
+                "UPDATE notifications SET state = 'pending', attempts = attempts - 1,"
+                " not_before = clock_timestamp() + make_interval(secs => %s) WHERE id = ANY(%s)",
+                (policy.min_interval_s, ids),
+            )
+            continue
+        delivered += await _deliver_to(conn, user_id, rows, alarms, vault=vault, channels=channels, policy=policy)
+    return delivered
+
+
+async def _deliver_to(
+    conn: AsyncConn,
+    user_id: int,
+    rows: list[tuple[int, int, str, int]],
+    alarms: Mapping[int, tuple[Any, ...]],
+    *,
+    vault: Vault,
+    channels: Mapping[str, Channel],
+    policy: SenderPolicy,
+) -> int:
+    ids = [r[0] for r in rows]
+    prefs = await (
+        await conn.execute("SELECT language FROM notification_prefs WHERE user_id = %s", (user_id,))
+    ).fetchone()
+    language = prefs[0] if prefs else "zh-CN"
+    message = compose(
+        delivery_id="-".join(str(i) for i in ids),
+        language=language,
+        items=[(event, alarms[alarm_id]) for _, alarm_id, event, _ in rows],
+    )
+    targets = await (
+        await conn.execute(
+            "SELECT id, kind, address_enc, secret_enc FROM notification_channels"
+            " WHERE user_id = %s AND active ORDER BY position, id",
+            (user_id,),
+        )
+    ).fetchall()
+    errors: list[str] = []
+    for channel_id, kind, address_enc, secret_enc in targets:
+        channel = channels.get(kind)
+        if channel is None:
+            errors.append(f"{kind}: not configured on this platform")
+            continue
+        try:
+            address = vault.decrypt(address_enc, column="notification_channels.address")
+            secret = vault.decrypt(secret_enc, column="notification_channels.secret") if secret_enc else None
+            receipt = await channel.send(address=address, secret=secret, message=message)
+        except (DeliveryError, DecryptionError) as exc:
+            errors.append(str(exc))
+            await _attempt(conn, ids, channel_id, ok=False, detail=str(exc))
+            continue
+        await _attempt(conn, ids, channel_id, ok=True, detail=receipt)
+        await conn.execute(
+            "UPDATE notifications SET state = 'sent', delivered_at = clock_timestamp(), channel_id = %s,"
+            " lease_until = NULL, last_error = NULL WHERE id = ANY(%s)",
+            (channel_id, ids),
+        )
+        return len(ids)
+    attempts = max(r[3] for r in rows)
+    error = "; ".join(errors) or "no active channel"
+    if attempts >= policy.max_attempts:
+        log.error("notification %s to user %s failed for good: %s", ids, user_id, error)
+        await conn.execute(
+            "UPDATE notifications SET state = 'failed', lease_until = NULL, last_error = %s WHERE id = ANY(%s)",
+            (error, ids),
+        )
+    else:
+        delay = min(policy.backoff_base_s * 2 ** (attempts - 1), policy.backoff_max_s)
+        await conn.execute(
+            "UPDATE notifications SET state = 'pending', lease_until = NULL, last_error = %s,"
+            " not_before = clock_timestamp() + %s WHERE id = ANY(%s)",
+            (error, timedelta(seconds=delay), ids),
+        )
+    return 0
+
+
+async def _attempt(conn: AsyncConn, ids: list[int], channel_id: int, *, ok: bool, detail: str) -> None:
+    await conn.execute(
+        "INSERT INTO notification_attempts (notification_id, channel_id, ok, detail)"
+        " SELECT unnest(%s::bigint[]), %s, %s, %s",
+        (ids, channel_id, ok, detail[:1000]),
+    )
+
+
+async def run(
+    database_url: str, *, vault: Vault, channels: Mapping[str, Channel], policy: SenderPolicy, poll_s: float = 1.0
+) -> None:
+    while True:
+        try:
+            async with (
+                await AsyncConnection.connect(database_url, autocommit=True) as listener,
+                await AsyncConnection.connect(database_url, autocommit=True) as worker,
+            ):
+                await listener.execute("LISTEN notifications")
+                while True:
+                    while await deliver_due(worker, vault=vault, channels=channels, policy=policy) > 0:
+                        pass
+                    async for _ in listener.notifies(timeout=poll_s, stop_after=1):
+                        pass
+        except psycopg.OperationalError as exc:
+            log.warning("notification sender: database unavailable (%s); retrying in 1 s", exc)
+            await asyncio.sleep(1.0)

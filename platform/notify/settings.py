@@ -1,0 +1,51 @@
+"""Where the platform sends e-mail and SMS (``ELDERCARE_SMTP_*``, ``ELDERCARE_SMS_*``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings
+
+from eldercare.platform.config import settings_config, state_dir
+from eldercare.platform.notify.channels import (
+    Channel,
+    DingTalkChannel,
+    EmailChannel,
+    FileSmsProvider,
+    HttpSmsProvider,
+    JsonWebhookChannel,
+    SmsChannel,
+    SmsProvider,
+    WeComChannel,
+)
+
+
+class NotifySettings(BaseSettings):
+    model_config = settings_config()
+
+    smtp_host: str | None = Field(default=None, description="no e-mail channel when unset")
+    smtp_port: int = 25
+    smtp_sender: str = "eldercare@localhost"
+    sms_url: str | None = Field(default=None, description="a provider's HTTP API; unset: a local JSON-lines file")
+    sms_api_key: SecretStr = SecretStr("")
+    sms_file: Path | None = None
+    webhook_timeout_s: float = 5.0
+
+
+def build_channels(settings: NotifySettings, client: httpx.AsyncClient) -> dict[str, Channel]:
+    channels: dict[str, Channel] = {
+        "webhook_wecom": WeComChannel(client),
+        "webhook_dingtalk": DingTalkChannel(client),
+        "webhook_json": JsonWebhookChannel(client),
+    }
+    if settings.smtp_host:
+        channels["email"] = EmailChannel(settings.smtp_host, settings.smtp_port, settings.smtp_sender)
+    provider: SmsProvider
+    if settings.sms_url:
+        provider = HttpSmsProvider(client, settings.sms_url, settings.sms_api_key.get_secret_value())
+    else:
+        provider = FileSmsProvider(settings.sms_file or state_dir() / "sms.jsonl")
+    channels["sms"] = SmsChannel(provider)
+    return channels

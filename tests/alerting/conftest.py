@@ -1,0 +1,108 @@
+"""Fixtures for the alerting tests: a migrated database, a seeded home, and helpers to feed events."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import random
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import datetime
+from typing import Any, TypeVar
+
+import psycopg
+import pytest
+
+from eldercare.platform.auth.service import AsyncConn
+from eldercare.platform.config import SecuritySettings
+from eldercare.platform.crypto import Vault
+from eldercare.platform.db.migrate import migrate
+from eldercare.platform.registry.broker import LocalBroker
+from eldercare.platform.stack.model import StackInfo
+from eldercare.simulators.seed import SeededHome, seed_home
+
+T = TypeVar("T")
+_seeds = itertools.count(1000)
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+@pytest.fixture(scope="session")
+def db(stack: StackInfo) -> str:
+    migrate(stack.database_url)
+    return stack.database_url
+
+
+@pytest.fixture(scope="session")
+def vault(stack: StackInfo) -> Vault:
+    return Vault(SecuritySettings(_env_file=stack.state_dir / "eldercare.env").key_bytes())
+
+
+async def with_conn(url: str, work: Callable[[AsyncConn], Awaitable[T]]) -> T:
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        return await work(conn)
+
+
+@pytest.fixture
+def home(stack: StackInfo, db: str, vault: Vault) -> SeededHome:
+    """A fresh home per test (its own codes), so tests never see each other's alarms."""
+
+    async def seed(conn: AsyncConn) -> SeededHome:
+        return await seed_home(
+            conn,
+            vault=vault,
+            broker=LocalBroker(stack.state_dir),
+            rng=random.Random(next(_seeds)),
+            staff_password="staff-password-1",
+        )
+
+    return run(with_conn(db, seed))
+
+
+def device_id(db: str, code: str) -> int:
+    with psycopg.connect(db) as conn:
+        row = conn.execute("SELECT id FROM devices WHERE code = %s", (code,)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def put_event(db: str, home: SeededHome, code: str, kind: str, detail: dict[str, Any], at: datetime) -> None:
+    """What ingest writes for an alarm-class message: an inbox row (the device event itself is not needed)."""
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO alarm_inbox (event_time, device_id, institution_id, kind, detail, published_at)"
+            " VALUES (%s, %s, %s, %s, %s::jsonb, %s)",
+            (at, device_id(db, code), home.institution_id, kind, json.dumps(detail), at),
+        )
+
+
+def alarms_of(db: str, home: SeededHome) -> list[dict[str, Any]]:
+    with psycopg.connect(db) as conn:
+        cur = conn.execute(
+            "SELECT a.id, a.kind, a.priority::text, a.state::text, a.repeat_count, a.outcome, a.held_by,"
+            " a.escalation_level, d.code AS device FROM alarms a LEFT JOIN devices d ON d.id = a.device_id"
+            " WHERE a.institution_id = %s ORDER BY a.id",
+            (home.institution_id,),
+        )
+        names = [c.name for c in cur.description or []]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def set_rule(
+    db: str,
+    *,
+    rule: str,
+    params: dict[str, Any],
+    institution_id: int | None,
+    resident_id: int | None = None,
+    enabled: bool = True,
+) -> None:
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO alarm_rules (institution_id, resident_id, rule, enabled, params) VALUES (%s, %s, %s, %s, %s)"
+            " ON CONFLICT (institution_id, resident_id, rule) DO UPDATE SET enabled = EXCLUDED.enabled,"
+            " params = EXCLUDED.params",
+            (institution_id, resident_id, rule, enabled, json.dumps(params)),
+        )

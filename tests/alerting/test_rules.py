@@ -1,0 +1,195 @@
+"""Alarm rules against the real database: the engine (events) and the ticker (time)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+from tests.alerting.conftest import alarms_of, device_id, put_event, run, set_rule, with_conn
+
+from eldercare.platform.alarms import engine, ticker
+from eldercare.simulators.seed import SeededHome
+
+
+def _process(db: str) -> int:
+    return run(with_conn(db, engine.process_pending))
+
+
+def _tick(db: str) -> dict[str, int]:
+    return run(with_conn(db, ticker.tick))
+
+
+def _codes(home: SeededHome, kind: str) -> list[str]:
+    return [d.code for d in home.devices if d.kind == kind]
+
+
+def _resident_of(db: str, bed_code: str) -> int:
+    with psycopg.connect(db) as conn:
+        row = conn.execute(
+            "SELECT ba.resident_id FROM bed_assignments ba JOIN beds b ON b.id = ba.bed_id WHERE b.code = %s",
+            (bed_code,),
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_each_press_is_one_alarm_repeats_are_counted_and_cancel_is_at_the_bedside(db: str, home: SeededHome) -> None:
+    button = _codes(home, "button")[0]
+    now = datetime.now(UTC)
+    put_event(db, home, button, "button", {"action": "press"}, now)
+    put_event(db, home, button, "button", {"action": "press"}, now + timedelta(seconds=20))
+    assert _process(db) == 2
+    [alarm] = alarms_of(db, home)
+    assert (alarm["kind"], alarm["priority"], alarm["state"], alarm["repeat_count"]) == (
+        "button",
+        "emergency",
+        "raised",
+        2,
+    )
+
+    put_event(db, home, button, "button", {"action": "cancel"}, now + timedelta(seconds=30))
+    _process(db)
+    [alarm] = alarms_of(db, home)
+    assert (alarm["state"], alarm["outcome"]) == ("cancelled", "cancelled at the bedside")
+
+    put_event(db, home, button, "button", {"action": "press"}, now + timedelta(seconds=40))
+    _process(db)
+    assert [a["state"] for a in alarms_of(db, home)] == ["cancelled", "raised"]  # a new happening, a new alarm
+
+
+def test_a_press_after_the_repeat_window_is_a_new_alarm(db: str, home: SeededHome) -> None:
+    button = _codes(home, "button")[0]
+    now = datetime.now(UTC)
+    put_event(db, home, button, "button", {"action": "press"}, now - timedelta(seconds=120))
+    put_event(db, home, button, "button", {"action": "press"}, now)
+    _process(db)
+    assert [a["repeat_count"] for a in alarms_of(db, home)] == [1, 1]
+
+
+def test_rules_are_data_per_resident(db: str, home: SeededHome) -> None:
+    first, second = home.devices[1], home.devices[3]  # buttons of two beds
+    assert first.kind == second.kind == "button"
+    resident = _resident_of(db, first.bed_code or "")
+    set_rule(db, rule="button", params={}, institution_id=home.institution_id, resident_id=resident, enabled=False)
+    set_rule(db, rule="button", params={"priority": "urgent"}, institution_id=home.institution_id)
+    now = datetime.now(UTC)
+    put_event(db, home, first.code, "button", {"action": "press"}, now)
+    put_event(db, home, second.code, "button", {"action": "press"}, now)
+    _process(db)
+    assert [(a["device"], a["priority"]) for a in alarms_of(db, home)] == [(second.code, "urgent")]
+
+
+def _night_everywhere(db: str, home: SeededHome, **params: object) -> None:
+    base = {"from": "00:00", "to": "23:59", "delay_s": 60, "emergency_after_s": 600, "min_fall_risk": "low"}
+    set_rule(db, rule="bed_exit_night", params={**base, **params}, institution_id=home.institution_id)
+
+
+def test_a_night_bed_exit_becomes_urgent_after_the_delay_then_an_emergency(db: str, home: SeededHome) -> None:
+    _night_everywhere(db, home)
+    sensor = _codes(home, "bed_sensor")[0]
+    now = datetime.now(UTC)
+    put_event(db, home, sensor, "bed_exit", {"back": False}, now - timedelta(seconds=30))
+    _process(db)
+    _tick(db)
+    assert alarms_of(db, home) == []  # still within the delay: the resident may be back at once
+
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE bed_exit_watches SET exited_at = exited_at - interval '2 minutes' WHERE device_id = %s",
+            (device_id(db, sensor),),
+        )
+    _tick(db)
+    [alarm] = alarms_of(db, home)
+    assert (alarm["kind"], alarm["priority"]) == ("bed_exit", "urgent")
+
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE bed_exit_watches SET exited_at = exited_at - interval '20 minutes' WHERE device_id = %s",
+            (device_id(db, sensor),),
+        )
+    _tick(db)
+    [alarm] = alarms_of(db, home)
+    assert alarm["priority"] == "emergency"
+
+    put_event(db, home, sensor, "bed_exit", {"back": True}, now)
+    _process(db)
+    [alarm] = alarms_of(db, home)
+    assert (alarm["state"], alarm["outcome"]) == ("resolved", "back in bed")
+
+
+def test_a_quick_return_raises_nothing_and_low_risk_or_daytime_exits_are_ignored(db: str, home: SeededHome) -> None:
+    sensor = _codes(home, "bed_sensor")[0]
+    now = datetime.now(UTC)
+    _night_everywhere(db, home)
+    put_event(db, home, sensor, "bed_exit", {"back": False}, now - timedelta(seconds=200))
+    put_event(db, home, sensor, "bed_exit", {"back": True}, now - timedelta(seconds=170))
+    _process(db)
+    _tick(db)
+    assert alarms_of(db, home) == []
+
+    _night_everywhere(db, home, min_fall_risk="high")
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute("UPDATE residents SET fall_risk = 'low' WHERE institution_id = %s", (home.institution_id,))
+    put_event(db, home, sensor, "bed_exit", {"back": False}, now - timedelta(minutes=5))
+    _process(db)
+    _tick(db)
+    assert alarms_of(db, home) == []
+
+
+def test_vitals_out_of_range_for_the_sustain_time_raise_one_urgent_alarm(db: str, home: SeededHome) -> None:
+    sensor = _codes(home, "bed_sensor")[0]
+    dev = device_id(db, sensor)
+    now = datetime.now(UTC)
+    with psycopg.connect(db, autocommit=True) as conn:
+        for s in range(0, 100, 10):  # heart rate 140 for 100 s; the resident's range is 50..110
+            conn.execute(
+                "INSERT INTO bed_readings (time, device_id, presence, heart_rate, resp_rate)"
+                " VALUES (%s, %s, true, 140, 16)",
+                (now - timedelta(seconds=s), dev),
+            )
+    _tick(db)
+    _tick(db)
+    [alarm] = alarms_of(db, home)
+    assert (alarm["kind"], alarm["priority"], alarm["device"]) == ("vitals", "urgent", sensor)
+
+
+def test_vitals_back_in_range_within_the_window_raise_nothing(db: str, home: SeededHome) -> None:
+    dev = device_id(db, _codes(home, "bed_sensor")[0])
+    now = datetime.now(UTC)
+    with psycopg.connect(db, autocommit=True) as conn:
+        for s, hr in ((0, 140), (10, 140), (20, 72), (30, 140)):
+            conn.execute(
+                "INSERT INTO bed_readings (time, device_id, presence, heart_rate, resp_rate)"
+                " VALUES (%s, %s, true, %s, 16)",
+                (now - timedelta(seconds=s), dev, hr),
+            )
+    _tick(db)
+    assert alarms_of(db, home) == []
+
+
+def test_a_gateway_outage_is_one_alarm_that_holds_back_device_faults(db: str, home: SeededHome) -> None:
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE gateways SET last_seen_at = now() - interval '5 minutes', last_status = 'heartbeat'"
+            " WHERE institution_id = %s",
+            (home.institution_id,),
+        )
+    _tick(db)
+    now = datetime.now(UTC)
+    for code in _codes(home, "bed_sensor"):
+        put_event(db, home, code, "fault", {"fault": "offline", "active": True}, now)
+    _process(db)
+    alarms = alarms_of(db, home)
+    gateway = [a for a in alarms if a["kind"] == "gateway_offline"]
+    held = [a for a in alarms if a["kind"] == "device_offline"]
+    assert len(gateway) == 1 and gateway[0]["priority"] == "technical"
+    assert len(held) == len(_codes(home, "bed_sensor")) and all(a["held_by"] == gateway[0]["id"] for a in held)
+
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE gateways SET last_seen_at = now(), last_status = 'birth' WHERE institution_id = %s",
+            (home.institution_id,),
+        )
+    _tick(db)
+    states = {a["kind"]: a["state"] for a in alarms_of(db, home)}
+    assert states == {"gateway_offline": "resolved", "device_offline": "resolved"}
