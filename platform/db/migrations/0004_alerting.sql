@@ -89,10 +89,10 @@ CREATE INDEX shift_roster_institution ON shift_roster (institution_id);
 
 ALTER TABLE users ADD COLUMN duty_desk boolean NOT NULL DEFAULT false;  -- platform duty desk (admins)
 
--- Is local time t within [a, b)? A window may cross midnight (a > b).
+-- Is local time t within [a, b)? A window may cross midnight (a > b); a = b is the whole day.
 CREATE FUNCTION time_in_window(t time, a time, b time) RETURNS boolean
 LANGUAGE sql IMMUTABLE AS $$
-    SELECT CASE WHEN a <= b THEN t >= a AND t < b ELSE t >= a OR t < b END
+    SELECT CASE WHEN a = b THEN true WHEN a < b THEN t >= a AND t < b ELSE t >= a OR t < b END
 $$;
 
 -- Is a roster entry on shift at a moment? (The weekday is that of the local moment.)
