@@ -18,7 +18,7 @@ from tests.alerting.receivers import Mailbox, WebhookServer, start_smtp
 
 from eldercare.platform.alarms import engine, ticker
 from eldercare.platform.auth.scope import Role
-from eldercare.platform.auth.service import create_user
+from eldercare.platform.auth.service import AsyncConn, create_user
 from eldercare.platform.crypto import Vault
 from eldercare.platform.notify import sender
 from eldercare.platform.notify.channels import json_signature
@@ -44,7 +44,7 @@ def webhooks(free_port: Callable[[], int]) -> Iterator[WebhookServer]:
 
 
 def _user(db: str, home: SeededHome, name: str, role: Role) -> int:
-    async def make(conn: psycopg.AsyncConnection) -> int:  # type: ignore[type-arg]
+    async def make(conn: AsyncConn) -> int:
         return await create_user(
             conn,
             username=f"{name}-{home.institution_code[-6:].lower()}",
@@ -85,7 +85,7 @@ def _channel(
 
 
 def _deliver(db: str, vault: Vault, smtp_port: int | None, policy: sender.SenderPolicy = NO_WAIT) -> int:
-    async def go(conn: psycopg.AsyncConnection) -> int:  # type: ignore[type-arg]
+    async def go(conn: AsyncConn) -> int:
         settings = NotifySettings(smtp_host="127.0.0.1" if smtp_port else None, smtp_port=smtp_port or 25)
         async with httpx.AsyncClient(timeout=5) as client:
             return await sender.deliver_due(conn, vault=vault, channels=build_channels(settings, client), policy=policy)
