@@ -26,5 +26,6 @@ def _serve(args: argparse.Namespace) -> int:
         data_key=SecuritySettings().key_bytes(),
         ticker_period_s=float(os.environ.get("ELDERCARE_TICKER_PERIOD_S", "5")),
     )
-    uvicorn.run(app, host=args.host, port=port, log_level="info", access_log=False)
+    # Open alarm streams would hold a graceful shutdown forever; they reconnect to the next process.
+    uvicorn.run(app, host=args.host, port=port, log_level="info", access_log=False, timeout_graceful_shutdown=3)
     return 0

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,9 +19,13 @@ from eldercare.platform.stack.model import StackInfo
 
 
 def stack_env(stack: StackInfo, **extra: str) -> dict[str, str]:
+    """The environment of a child process on the test stack. Each call gets its own shared-subscription
+    group: a stopped ingest's persistent session stays a member of its group at the broker and would be
+    handed a share of the next test's messages."""
     env = dict(os.environ)
     env["ELDERCARE_STATE_DIR"] = str(stack.state_dir)
     env["ELDERCARE_ENV_FILE"] = str(stack.state_dir / "eldercare.env")
+    env["ELDERCARE_INGEST_GROUP"] = f"test-{uuid.uuid4().hex[:12]}"
     env.update(extra)
     return env
 

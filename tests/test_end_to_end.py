@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from tests.platform_procs import run_eldercare, stack_env, wait_http
+from tests.platform_procs import Proc, run_eldercare, stack_env, wait_http
 
 from eldercare.devices import messages as m
 from eldercare.platform.config import SecuritySettings
@@ -23,6 +23,8 @@ from eldercare.platform.registry.broker import LocalBroker
 from eldercare.platform.stack.model import StackInfo
 from eldercare.simulators.seed import SeededHome, seed_home
 from eldercare.simulators.uplink import SimUplink, now_ms
+
+PROCS: dict[str, Proc] = {}
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +39,7 @@ def platform(stack: StackInfo) -> Iterator[str]:
         wait_http(f"{base}/healthz", timeout=30)
         ingest.wait_for("subscribed, storing", timeout=30)
         serve.wait_for("alarm engine: listening", timeout=30)
+        PROCS["ingest"], PROCS["serve"] = ingest, serve
         yield base
 
 
@@ -196,3 +199,49 @@ def test_a_bad_message_in_a_frame_spoils_nothing_and_redelivery_stores_once(
     assert "action" in rows[0][1]
     assert events == (1,)
     assert frames == (1,)
+
+
+def test_the_staff_stream_shows_a_press_within_one_second(
+    stack: StackInfo, platform: str, home: SeededHome, uplink: SimUplink
+) -> None:
+    import json
+    import queue
+    import threading
+
+    token = _token(platform, home)
+    button = _button(home, 2)  # a button with no open alarm: this press is a new alarm
+    events: queue.Queue[tuple[str, str]] = queue.Queue()
+
+    def listen() -> None:
+        try:
+            with httpx.stream("GET", f"{platform}/api/v1/alarms/stream", params={"token": token}, timeout=30) as reply:
+                name = ""
+                for line in reply.iter_lines():
+                    if line.startswith("event: "):
+                        name = line[7:]
+                    elif line.startswith("data: "):
+                        events.put((name, line[6:]))
+        except httpx.HTTPError:
+            return  # the platform stopped at the end of the module
+
+    threading.Thread(target=listen, daemon=True).start()
+    try:
+        kind, _ = events.get(timeout=10)
+    except queue.Empty:
+        raise AssertionError("no snapshot on the stream; serve said:\n" + PROCS["serve"].log()[-4000:]) from None
+    assert kind == "snapshot"
+    pressed = now_ms()
+    started = time.monotonic()
+    uplink.send([m.Button(dev=button, ts=pressed, action=m.ButtonAction.PRESS)], alarm=True)
+    while True:
+        kind, data = events.get(timeout=5)
+        alarm = json.loads(data)
+        if (
+            kind == "alarm"
+            and alarm["device_code"] == button
+            and _epoch(alarm["occurred_at"]) >= pressed / 1000 - 0.001
+        ):
+            break
+    elapsed = time.monotonic() - started
+    assert elapsed < 1.0, f"the stream showed the alarm after {elapsed:.3f} s"
+    assert alarm["priority"] == "emergency"

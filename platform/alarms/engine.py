@@ -161,6 +161,7 @@ async def _raise(
             " WHERE id = %s",
             (event.event_time, open_alarm[0]),
         )
+        await conn.execute("SELECT pg_notify('alarms', %s)", (str(open_alarm[0]),))  # the board shows the count
         return open_alarm[0]
     held_by = await _gateway_outage(conn, event.institution_id) if priority is Priority.TECHNICAL else None
     return await changes.raise_alarm(
