@@ -13,7 +13,8 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Literal
 
 import psycopg
 from fastapi import APIRouter, Depends, Query, Request
@@ -22,10 +23,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from eldercare.platform.alarms import service
+from eldercare.platform.alarms import reports, service
 from eldercare.platform.alarms.models import Alarm
-from eldercare.platform.api.deps import Conn
-from eldercare.platform.api.errors import RESPONSES, NotFound, Problem
+from eldercare.platform.alarms.reports import ResponseRow
+from eldercare.platform.api.deps import Conn, CurrentPrincipal
+from eldercare.platform.api.errors import RESPONSES, FieldError, NotFound, Problem
 from eldercare.platform.auth import service as auth_service
 from eldercare.platform.auth.scope import Principal
 from eldercare.platform.auth.service import AsyncConn
@@ -103,6 +105,20 @@ _bearer = HTTPBearer(auto_error=False)
 def _event(name: str, data: str, event_id: str | None = None) -> str:
     head = f"id: {event_id}\n" if event_id else ""
     return f"{head}event: {name}\ndata: {data}\n\n"
+
+
+@router.get("/report")
+async def report(
+    conn: Conn,
+    principal: CurrentPrincipal,
+    since: Annotated[datetime, Query(description="from (ISO 8601 with zone)")],
+    until: Annotated[datetime, Query(description="until, exclusive")],
+    by: Annotated[Literal["institution", "shift"], Query()] = "institution",
+) -> list[ResponseRow]:
+    """Time to acknowledge and to attend, per institution or per shift, for the supervision view."""
+    if until <= since:
+        raise Problem(422, "until must be after since", [FieldError(field="query.until", reason="not after since")])
+    return await reports.response_times(conn, principal=principal, since=since, until=until, by=by)
 
 
 @router.get(

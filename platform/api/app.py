@@ -21,6 +21,7 @@ from eldercare.platform.auth.router import router as auth_router
 from eldercare.platform.auth.service import AsyncConn
 from eldercare.platform.crypto import Vault
 from eldercare.platform.notify import sender
+from eldercare.platform.notify.router import router as notify_router
 from eldercare.platform.notify.settings import NotifySettings, build_channels
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ def create_app(
     app.include_router(auth_router)
     app.include_router(stream_router)  # before the alarms router: /stream is not an alarm id
     app.include_router(alarms_router)
+    app.include_router(notify_router)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:

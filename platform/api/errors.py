@@ -25,7 +25,10 @@ class ErrorBody(BaseModel):
     errors: list[FieldError] = []
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: contextlib assigns ``__traceback__`` when an exception leaves an (async) context manager such
+# as the pooled-connection dependency, which a frozen dataclass refuses (FrozenInstanceError, or TypeError
+# for a subclass with slots).
+@dataclass(eq=False)
 class Problem(Exception):  # noqa: N818 - an RFC 7807-style problem, not an "error" of the code
     """Raised by services and routers; becomes an HTTP error with the one JSON shape."""
 
@@ -63,6 +66,7 @@ def install(app: FastAPI) -> None:
 
 
 RESPONSES: dict[int | str, dict[str, object]] = {
+    400: {"model": ErrorBody, "description": "the body could not be parsed (not UTF-8 JSON, broken multipart)"},
     401: {"model": ErrorBody, "description": "not logged in, or the session expired"},
     403: {"model": ErrorBody, "description": "outside the user's scope"},
     404: {"model": ErrorBody, "description": "no such object in the user's scope"},

@@ -1,6 +1,7 @@
 """Who is told of an alarm event, written to the outbox in the transaction that changes the alarm.
 
-Raised: the resident's family (their preferences: kinds, quiet hours that emergencies ignore) and the
+Raised: the resident's family (their preferences: kinds — by default every alarm but the technical ones —
+quiet hours that emergencies ignore) and the
 tier-1 staff on shift who have a channel (the staff board shows every alarm regardless). Escalated to
 level 1: tier-2 staff on shift; level 2: the home's heads; level 3: the platform's duty desk. Resolved
 or cancelled: the family members who were told it was raised and want to hear the end.
@@ -34,7 +35,8 @@ family AS (
     FROM a JOIN family_links f ON f.resident_id = a.resident_id
     JOIN users u ON u.id = f.user_id AND u.active
     LEFT JOIN notification_prefs p ON p.user_id = f.user_id
-    WHERE (p.kinds IS NULL OR a.kind = ANY (p.kinds)) AND has_channel(f.user_id)
+    WHERE (CASE WHEN p.kinds IS NULL THEN a.priority <> 'technical' ELSE a.kind = ANY (p.kinds) END)
+      AND has_channel(f.user_id)
 ),
 staff AS (
     SELECT DISTINCT r.user_id, clock_timestamp() AS not_before

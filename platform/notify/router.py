@@ -1,0 +1,183 @@
+"""``/api/v1/me/notifications``: a user's own preferences and channels (families set theirs here)."""
+
+from __future__ import annotations
+
+import re
+from datetime import time
+from typing import Annotated, Literal
+from zoneinfo import available_timezones
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from eldercare.platform.api.deps import Conn, CurrentPrincipal
+from eldercare.platform.api.errors import RESPONSES, NotFound
+from eldercare.platform.crypto import Vault
+
+router = APIRouter(prefix="/api/v1/me/notifications", tags=["notifications"], responses=RESPONSES)
+
+ChannelKind = Literal["email", "sms", "webhook_wecom", "webhook_dingtalk", "webhook_json"]
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{2,}$")
+_PHONE = re.compile(r"^(\+?86)?1[3-9]\d{9}$")
+_URL = re.compile(r"^https?://[^\s/$.?#][^\s]*$")
+
+
+class Prefs(BaseModel):
+    kinds: list[Annotated[str, Field(pattern=r"^[a-z_]{1,40}$")]] | None = Field(
+        default=None, description="alarm kinds to be told of; null: every alarm but technical ones", max_length=50
+    )
+    quiet_from: time | None = Field(default=None, description="quiet hours start (emergencies still come)")
+    quiet_to: time | None = None
+    timezone: str = "Asia/Shanghai"
+    language: Literal["zh-CN", "en"] = "zh-CN"
+    notify_resolved: bool = True
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        if value not in available_timezones():
+            raise ValueError("not an IANA time zone such as Asia/Shanghai")
+        return value
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> Prefs:
+        if (self.quiet_from is None) != (self.quiet_to is None):
+            raise ValueError("quiet_from and quiet_to go together")
+        return self
+
+
+class NewChannel(BaseModel):
+    kind: ChannelKind
+    address: str = Field(min_length=3, max_length=500, description="e-mail, mobile number or webhook URL")
+    secret: str | None = Field(default=None, min_length=8, max_length=200, description="HMAC secret of a webhook")
+    position: int = Field(default=1, ge=1, le=20, description="fallback order, 1 first")
+
+    @model_validator(mode="after")
+    def _address_fits_kind(self) -> NewChannel:
+        pattern = {"email": _EMAIL, "sms": _PHONE}.get(self.kind, _URL)
+        if not pattern.match(self.address.strip()):
+            expected = {"email": "e-mail address", "sms": "mobile number"}.get(self.kind, "http(s) URL")
+            raise ValueError(f"address is not a valid {expected}")
+        if self.secret and self.kind in ("email", "sms", "webhook_wecom"):
+            raise ValueError(f"a {self.kind} channel takes no secret")
+        return self
+
+
+class ChannelOut(BaseModel):
+    id: int
+    kind: ChannelKind
+    address_masked: str
+    signed: bool
+    position: int
+    active: bool
+
+
+def _mask(address: str) -> str:
+    if "@" in address:
+        name, _, domain = address.partition("@")
+        return f"{name[:1]}***@{domain}"
+    if address.startswith("http"):
+        return address.split("?", 1)[0][:40] + "?***"
+    return f"{address[:3]}****{address[-4:]}"
+
+
+def _vault(request: Request) -> Vault:
+    vault: Vault = request.app.state.vault
+    return vault
+
+
+@router.get("/prefs")
+async def get_prefs(conn: Conn, principal: CurrentPrincipal) -> Prefs:
+    row = await (
+        await conn.execute(
+            "SELECT kinds, quiet_from, quiet_to, timezone, language, notify_resolved FROM notification_prefs"
+            " WHERE user_id = %s",
+            (principal.user_id,),
+        )
+    ).fetchone()
+    if row is None:
+        return Prefs()
+    return Prefs(
+        kinds=row[0], quiet_from=row[1], quiet_to=row[2], timezone=row[3], language=row[4], notify_resolved=row[5]
+    )
+
+
+@router.put("/prefs")
+async def put_prefs(body: Prefs, conn: Conn, principal: CurrentPrincipal) -> Prefs:
+    await conn.execute(
+        "INSERT INTO notification_prefs (user_id, kinds, quiet_from, quiet_to, timezone, language, notify_resolved)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (user_id) DO UPDATE SET kinds = EXCLUDED.kinds,"
+        " quiet_from = EXCLUDED.quiet_from, quiet_to = EXCLUDED.quiet_to, timezone = EXCLUDED.timezone,"
+        " language = EXCLUDED.language, notify_resolved = EXCLUDED.notify_resolved",
+        (
+            principal.user_id,
+            body.kinds,
+            body.quiet_from,
+            body.quiet_to,
+            body.timezone,
+            body.language,
+            body.notify_resolved,
+        ),
+    )
+    return body
+
+
+@router.get("/channels")
+async def list_channels(request: Request, conn: Conn, principal: CurrentPrincipal) -> list[ChannelOut]:
+    vault = _vault(request)
+    rows = await (
+        await conn.execute(
+            "SELECT id, kind, address_enc, secret_enc IS NOT NULL, position, active FROM notification_channels"
+            " WHERE user_id = %s AND active ORDER BY position, id",
+            (principal.user_id,),
+        )
+    ).fetchall()
+    return [
+        ChannelOut(
+            id=r[0],
+            kind=r[1],
+            address_masked=_mask(vault.decrypt(r[2], column="notification_channels.address")),
+            signed=r[3],
+            position=r[4],
+            active=r[5],
+        )
+        for r in rows
+    ]
+
+
+@router.post("/channels", status_code=201)
+async def add_channel(body: NewChannel, request: Request, conn: Conn, principal: CurrentPrincipal) -> ChannelOut:
+    vault = _vault(request)
+    address = body.address.strip()
+    row = await (
+        await conn.execute(
+            "INSERT INTO notification_channels (user_id, kind, address_enc, secret_enc, position)"
+            " VALUES (%s, %s, %s, %s, %s) RETURNING id",
+            (
+                principal.user_id,
+                body.kind,
+                vault.encrypt(address, column="notification_channels.address"),
+                vault.encrypt(body.secret, column="notification_channels.secret") if body.secret else None,
+                body.position,
+            ),
+        )
+    ).fetchone()
+    assert row is not None
+    return ChannelOut(
+        id=row[0],
+        kind=body.kind,
+        address_masked=_mask(address),
+        signed=body.secret is not None,
+        position=body.position,
+        active=True,
+    )
+
+
+@router.delete("/channels/{channel_id}", status_code=204)
+async def remove_channel(channel_id: int, conn: Conn, principal: CurrentPrincipal) -> None:
+    cur = await conn.execute(
+        "UPDATE notification_channels SET active = false WHERE id = %s AND user_id = %s AND active",
+        (channel_id, principal.user_id),
+    )
+    if cur.rowcount != 1:
+        raise NotFound("channel")
