@@ -14,6 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 import eldercare
 from eldercare.platform.alarms import engine, ticker
 from eldercare.platform.alarms.router import router as alarms_router
+from eldercare.platform.alarms.rules_router import router as rules_router
 from eldercare.platform.alarms.stream import AlarmHub
 from eldercare.platform.alarms.stream import router as stream_router
 from eldercare.platform.api import errors
@@ -83,6 +84,7 @@ def create_app(
     app.include_router(stream_router)  # before the alarms router: /stream is not an alarm id
     app.include_router(alarms_router)
     app.include_router(notify_router)
+    app.include_router(rules_router)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
