@@ -1,0 +1,124 @@
+"""Wandering, no presence, SMS through a provider's HTTP API, and backoff when every channel fails."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+from tests.alerting.conftest import alarms_of, put_event, run, with_conn
+from tests.alerting.receivers import WebhookServer
+from tests.alerting.test_delivery import _channel, _deliver, _family
+
+from eldercare.platform.alarms import engine, ticker
+from eldercare.platform.auth.service import AsyncConn
+from eldercare.platform.crypto import Vault
+from eldercare.platform.notify import sender
+from eldercare.platform.registry import service as registry
+from eldercare.simulators.seed import SeededHome
+
+
+@pytest.fixture
+def webhooks(free_port: Callable[[], int]) -> Iterator[WebhookServer]:
+    server = WebhookServer(free_port())
+    yield server
+    server.close()
+
+
+def _wristband(db: str, home: SeededHome, person_code: str) -> str:
+    code = f"WB-{home.institution_code[-6:]}"
+
+    async def make(conn: AsyncConn) -> None:
+        device_id = await registry.create_device(conn, institution_id=home.institution_id, code=code, kind="wristband")
+        row = await (await conn.execute("SELECT id FROM residents WHERE person_code = %s", (person_code,))).fetchone()
+        assert row is not None
+        await conn.execute("UPDATE residents SET wander_risk = true WHERE id = %s", (row[0],))
+        await registry.bind_device(
+            conn, device_id=device_id, bed_id=None, resident_id=row[0], since=datetime.now(UTC) - timedelta(days=1)
+        )
+
+    run(with_conn(db, make))
+    return code
+
+
+def _where(db: str, home: SeededHome, code: str, metres_north: float) -> None:
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO locations (time, device_id, lat, lon) SELECT now(), d.id, i.lat + %s / 111320.0, i.lon"
+            " FROM devices d JOIN institutions i ON i.id = d.institution_id WHERE d.code = %s",
+            (metres_north, code),
+        )
+
+
+def test_a_wanderer_beyond_the_homes_area_raises_one_emergency_with_the_last_location(
+    db: str, home: SeededHome
+) -> None:
+    person = next(d.person_code for d in home.devices if d.person_code)
+    band = _wristband(db, home, person or "")
+    _where(db, home, band, 60)  # in the garden
+    run(with_conn(db, ticker.tick))
+    assert alarms_of(db, home) == []
+    _where(db, home, band, 400)  # out on the road
+    run(with_conn(db, ticker.tick))
+    run(with_conn(db, ticker.tick))
+    [alarm] = alarms_of(db, home)
+    assert (alarm["kind"], alarm["priority"], alarm["device"]) == ("wander", "emergency", band)
+    with psycopg.connect(db) as conn:
+        detail = conn.execute("SELECT detail FROM alarms WHERE id = %s", (alarm["id"],)).fetchone()
+    assert detail is not None and 390 <= detail[0]["metres_from_home"] <= 410 and "lat" in detail[0]
+
+
+def test_a_bed_sensor_that_reports_but_never_sees_anyone_is_a_technical_alarm(db: str, home: SeededHome) -> None:
+    sensor = next(d.code for d in home.devices if d.kind == "bed_sensor")
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO alarm_rules (institution_id, rule, params) VALUES (%s, 'no_presence', '{\"hours\": 1}')",
+            (home.institution_id,),
+        )
+        for minutes in (0, 30, 70):
+            conn.execute(
+                "INSERT INTO bed_readings (time, device_id, presence) SELECT now() - make_interval(mins => %s), id,"
+                " false FROM devices WHERE code = %s",
+                (minutes, sensor),
+            )
+    run(with_conn(db, ticker.tick))
+    kinds = [(a["kind"], a["priority"], a["device"]) for a in alarms_of(db, home)]
+    assert kinds == [("no_presence", "technical", sensor)]
+
+
+def test_sms_goes_through_the_providers_http_api(
+    db: str, vault: Vault, home: SeededHome, webhooks: WebhookServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    button = next(d for d in home.devices if d.kind == "button")
+    family = _family(db, home, button.bed_code or "")
+    _channel(db, vault, family, "sms", "13812345678", 1)
+    monkeypatch.setenv("ELDERCARE_SMS_URL", f"{webhooks.url}/sms")
+    monkeypatch.setenv("ELDERCARE_SMS_API_KEY", "provider-key")
+    put_event(db, home, button.code, "button", {"action": "press"}, datetime.now(UTC))
+    run(with_conn(db, engine.process_pending))
+    assert _deliver(db, vault, None) == 1
+    [hit] = webhooks.hits
+    assert hit.path == "/sms" and hit.headers["authorization"] == "Bearer provider-key"
+    assert hit.json()["to"] == "13812345678" and "紧急呼叫" in hit.json()["text"]
+
+
+def test_when_every_channel_fails_the_row_waits_and_is_retried(
+    db: str, vault: Vault, home: SeededHome, webhooks: WebhookServer
+) -> None:
+    button = next(d for d in home.devices if d.kind == "button")
+    family = _family(db, home, button.bed_code or "")
+    _channel(db, vault, family, "webhook_json", f"{webhooks.url}/broken", 1)
+    put_event(db, home, button.code, "button", {"action": "press"}, datetime.now(UTC))
+    run(with_conn(db, engine.process_pending))
+    slow = sender.SenderPolicy(backoff_base_s=30)
+    assert _deliver(db, vault, None, slow) == 0
+    with psycopg.connect(db) as conn:
+        row = conn.execute(
+            "SELECT state, attempts, not_before > now() + interval '20 seconds', last_error FROM notifications"
+            " WHERE user_id = %s",
+            (family,),
+        ).fetchone()
+    assert row is not None and row[:3] == ("pending", 1, True) and "HTTP 500" in row[3]
+    assert _deliver(db, vault, None, slow) == 0  # not due yet: nothing is tried
+    assert len(webhooks.hits) == 1
