@@ -11,6 +11,7 @@ export ELDERCARE_STATE_DIR ?= $(CURDIR)/state
 setup:
 	@tools/setup-debian.sh
 	@tools/setup-venv.sh
+	@tools/setup-web.sh
 
 demo: setup
 	$(BIN)/eldercare demo

@@ -16,6 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from eldercare.platform.config import SecuritySettings
+from eldercare.platform.crypto import Vault
+from eldercare.platform.db.migrate import migrate
 from eldercare.platform.stack import service
 from eldercare.platform.stack.errors import StackError
 from eldercare.platform.stack.model import Ports, StackInfo
@@ -98,3 +101,16 @@ def throwaway_state_dir() -> Iterator[Path]:
     yield state_dir
     if state_dir.exists():
         remove_stack(state_dir)
+
+
+@pytest.fixture(scope="session")
+def db(stack: StackInfo) -> str:
+    """The test stack's database, migrated to the latest schema."""
+    migrate(stack.database_url)
+    return stack.database_url
+
+
+@pytest.fixture(scope="session")
+def vault(stack: StackInfo) -> Vault:
+    """The personal-data vault with the test stack's key."""
+    return Vault(SecuritySettings(_env_file=stack.state_dir / "eldercare.env").key_bytes())

@@ -14,9 +14,7 @@ import psycopg
 import pytest
 
 from eldercare.platform.auth.service import AsyncConn
-from eldercare.platform.config import SecuritySettings
 from eldercare.platform.crypto import Vault
-from eldercare.platform.db.migrate import migrate
 from eldercare.platform.registry.broker import LocalBroker
 from eldercare.platform.stack.model import StackInfo
 from eldercare.simulators.seed import SeededHome, seed_home
@@ -27,17 +25,6 @@ _seeds = itertools.count(1000)
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
-
-
-@pytest.fixture(scope="session")
-def db(stack: StackInfo) -> str:
-    migrate(stack.database_url)
-    return stack.database_url
-
-
-@pytest.fixture(scope="session")
-def vault(stack: StackInfo) -> Vault:
-    return Vault(SecuritySettings(_env_file=stack.state_dir / "eldercare.env").key_bytes())
 
 
 async def with_conn(url: str, work: Callable[[AsyncConn], Awaitable[T]]) -> T:
