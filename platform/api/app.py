@@ -24,6 +24,7 @@ from eldercare.platform.crypto import Vault
 from eldercare.platform.notify import sender
 from eldercare.platform.notify.router import router as notify_router
 from eldercare.platform.notify.settings import NotifySettings, build_channels
+from eldercare.platform.registry.router import router as registry_router
 from eldercare.platform.web import static
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,7 @@ def create_app(
     app.include_router(notify_router)
     app.include_router(rules_router)
     static.mount(app)
+    app.include_router(registry_router)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:

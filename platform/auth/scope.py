@@ -1,17 +1,24 @@
-"""The one place where a user's scope becomes SQL.
+"""The one place where a user's scope becomes SQL, and where a role's permissions are decided.
 
 Staff and heads see their institution, regulators every institution whose region code starts with theirs,
 families the residents linked to them, admins everything. Every query of scoped data takes its filter
 from :func:`institution_filter` or :func:`resident_filter`; a row outside the scope is therefore never
 read, and the API answers 404 for it, as for a row that does not exist.
+
+What a role may do at all is :data:`PERMISSIONS`; :func:`require` answers 403 for the rest. An endpoint
+about one object calls :func:`resolve`, which checks the permission first (403, telling nothing about the
+object) and then that the object is in the caller's scope (404 otherwise).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
-from psycopg import sql
+from psycopg import AsyncConnection, sql
+
+from eldercare.platform.api.errors import NotFound, Problem
 
 
 class Role(StrEnum):
@@ -31,6 +38,66 @@ class Principal:
     region_code: str | None
 
 
+class Action(StrEnum):
+    READ_REGISTRY = "read_registry"  # places, beds, devices, gateways, stays
+    WRITE_REGISTRY = "write_registry"  # places, beds, devices, admissions, stays, imports, labels
+    READ_RESIDENT = "read_resident"  # a resident's record and contacts (personal data; audited)
+    WRITE_RESIDENT = "write_resident"
+    REVEAL_ID_NUMBER = "reveal_id_number"  # the ID number in clear (audited)
+    READ_INSTITUTION = "read_institution"
+    CREATE_INSTITUTION = "create_institution"
+    UPDATE_INSTITUTION = "update_institution"
+    MANAGE_GATEWAYS = "manage_gateways"
+    READ_USERS = "read_users"
+    MANAGE_USERS = "manage_users"
+    READ_AUDIT = "read_audit"
+    READ_APPLICATIONS = "read_applications"  # service applications routed to a provider
+    HANDLE_APPLICATIONS = "handle_applications"
+
+
+_ALL = frozenset(Role)
+_HOME = frozenset({Role.STAFF, Role.HEAD, Role.ADMIN})
+_HEADS = frozenset({Role.HEAD, Role.ADMIN})
+
+PERMISSIONS: dict[Action, frozenset[Role]] = {
+    Action.READ_REGISTRY: _HOME | {Role.REGULATOR},
+    Action.WRITE_REGISTRY: _HOME,
+    Action.READ_RESIDENT: _ALL,
+    Action.WRITE_RESIDENT: _HOME,
+    Action.REVEAL_ID_NUMBER: _HEADS,
+    Action.READ_INSTITUTION: _ALL,
+    Action.CREATE_INSTITUTION: frozenset({Role.ADMIN}),
+    Action.UPDATE_INSTITUTION: _HEADS,
+    Action.MANAGE_GATEWAYS: _HEADS,
+    Action.READ_USERS: _HEADS,
+    Action.MANAGE_USERS: _HEADS,
+    Action.READ_AUDIT: frozenset({Role.ADMIN}),
+    Action.READ_APPLICATIONS: _HOME | {Role.REGULATOR},
+    Action.HANDLE_APPLICATIONS: _HOME,
+}
+
+# Roles a creator may give: an admin any, a head staff and family of the own institution.
+GRANTABLE: dict[Role, frozenset[Role]] = {
+    Role.ADMIN: _ALL,
+    Role.HEAD: frozenset({Role.STAFF, Role.FAMILY}),
+}
+
+
+def allowed(principal: Principal, action: Action) -> bool:
+    return principal.role in PERMISSIONS[action]
+
+
+def require(principal: Principal, action: Action) -> None:
+    """403 unless the principal's role may take ``action`` at all."""
+    if not allowed(principal, action):
+        raise Problem(403, f"a {principal.role.value} user may not {action.value.replace('_', ' ')}")
+
+
+def sees_names(principal: Principal) -> bool:
+    """Regulators supervise homes, not persons: they see names masked."""
+    return principal.role is not Role.REGULATOR
+
+
 def institution_filter(principal: Principal, column: sql.Composable) -> sql.Composable:
     """A condition on an ``institution_id`` column that keeps only the principal's institutions."""
     match principal.role:
@@ -39,8 +106,9 @@ def institution_filter(principal: Principal, column: sql.Composable) -> sql.Comp
         case Role.STAFF | Role.HEAD:
             return sql.SQL("{} = {}").format(column, sql.Literal(principal.institution_id))
         case Role.REGULATOR:
-            return sql.SQL("{} IN (SELECT id FROM institutions WHERE region_code LIKE {})").format(
-                column, sql.Literal(f"{principal.region_code}%")
+            # starts_with, not LIKE '4205%': a literal '%' breaks a query that also has %s placeholders.
+            return sql.SQL("{} IN (SELECT id FROM institutions WHERE starts_with(region_code, {}))").format(
+                column, sql.Literal(principal.region_code)
             )
         case Role.FAMILY:
             return sql.SQL(
@@ -58,3 +126,82 @@ def resident_filter(principal: Principal, institution: sql.Composable, resident:
             base, resident, sql.Literal(principal.user_id)
         )
     return base
+
+
+def user_filter(principal: Principal, alias: str = "u") -> sql.Composable:
+    """Users a principal may see: admins all; heads their home's staff and heads, the families linked to its
+    residents and the family users created in the home; everyone else only themselves."""
+    u = sql.Identifier(alias)
+    if principal.role is Role.ADMIN:
+        return sql.SQL("TRUE")
+    if principal.role is Role.HEAD:
+        return sql.SQL(
+            "({u}.institution_id = {i} OR {u}.id IN (SELECT f.user_id FROM family_links f"
+            " JOIN residents r ON r.id = f.resident_id WHERE r.institution_id = {i}) OR {u}.id = {me}"
+            " OR ({u}.role = 'family' AND {u}.created_by IN (SELECT id FROM users WHERE institution_id = {i})))"
+        ).format(u=u, i=sql.Literal(principal.institution_id), me=sql.Literal(principal.user_id))
+    return sql.SQL("{}.id = {}").format(u, sql.Literal(principal.user_id))
+
+
+class Obj(StrEnum):
+    """Kinds of object an endpoint may name by id; each knows its institution (and resident, if any)."""
+
+    INSTITUTION = "institution"
+    BUILDING = "building"
+    FLOOR = "floor"
+    ROOM = "room"
+    BED = "bed"
+    RESIDENT = "resident"
+    DEVICE = "device"
+    GATEWAY = "gateway"
+    HOSPITAL_STAY = "hospital_stay"
+    CONTACT = "contact"
+    APPLICATION = "application"
+
+
+# SELECT institution_id, resident_id of one object; %(id)s is its id.
+_OWNER: dict[Obj, str] = {
+    Obj.INSTITUTION: "SELECT id, NULL::bigint FROM institutions WHERE id = %(id)s",
+    Obj.BUILDING: "SELECT institution_id, NULL::bigint FROM buildings WHERE id = %(id)s",
+    Obj.FLOOR: "SELECT b.institution_id, NULL::bigint FROM floors f JOIN buildings b ON b.id = f.building_id"
+    " WHERE f.id = %(id)s",
+    Obj.ROOM: "SELECT b.institution_id, NULL::bigint FROM rooms r JOIN floors f ON f.id = r.floor_id"
+    " JOIN buildings b ON b.id = f.building_id WHERE r.id = %(id)s",
+    Obj.BED: "SELECT institution_id, NULL::bigint FROM beds WHERE id = %(id)s",
+    Obj.RESIDENT: "SELECT institution_id, id FROM residents WHERE id = %(id)s",
+    Obj.DEVICE: "SELECT institution_id, NULL::bigint FROM devices WHERE id = %(id)s",
+    Obj.GATEWAY: "SELECT institution_id, NULL::bigint FROM gateways WHERE id = %(id)s",
+    Obj.HOSPITAL_STAY: "SELECT r.institution_id, r.id FROM hospital_stays h JOIN residents r ON r.id = h.resident_id"
+    " WHERE h.id = %(id)s",
+    Obj.CONTACT: "SELECT r.institution_id, r.id FROM resident_contacts c JOIN residents r ON r.id = c.resident_id"
+    " WHERE c.id = %(id)s AND c.removed_at IS NULL",
+    Obj.APPLICATION: "SELECT provider_institution_id, NULL::bigint FROM service_applications WHERE id = %(id)s",
+}
+
+_MAX_ID = 2**63 - 1
+
+
+async def resolve(
+    conn: AsyncConnection[tuple[Any, ...]], principal: Principal, kind: Obj, object_id: int, action: Action
+) -> int:
+    """Check that ``principal`` may take ``action`` on object ``object_id`` of ``kind``; its institution id.
+
+    403 if the role may not take the action at all; 404 if the object does not exist or is outside the
+    principal's scope (the two are indistinguishable from the outside).
+    """
+    require(principal, action)
+    if not 0 < object_id <= _MAX_ID:
+        raise NotFound(kind.value)
+    query = sql.SQL("SELECT owner.institution_id FROM ({owner}) AS owner (institution_id, resident_id) WHERE {scope}")
+    scope = (
+        resident_filter(principal, sql.SQL("owner.institution_id"), sql.SQL("owner.resident_id"))
+        if kind in (Obj.RESIDENT, Obj.CONTACT, Obj.HOSPITAL_STAY)
+        else institution_filter(principal, sql.SQL("owner.institution_id"))
+    )
+    row = await (
+        await conn.execute(query.format(owner=sql.SQL(_OWNER[kind]), scope=scope), {"id": object_id})
+    ).fetchone()
+    if row is None or row[0] is None:
+        raise NotFound(kind.value)
+    institution_id: int = row[0]
+    return institution_id

@@ -46,12 +46,13 @@ async def create_user(
     institution_id: int | None = None,
     region_code: str | None = None,
     display_name: str = "",
+    created_by: int | None = None,
 ) -> int:
     row = await (
         await conn.execute(
-            "INSERT INTO users (username, password_hash, role, institution_id, region_code, display_name)"
-            " VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
-            (username, hash_password(password), role.value, institution_id, region_code, display_name),
+            "INSERT INTO users (username, password_hash, role, institution_id, region_code, display_name, created_by)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            (username, hash_password(password), role.value, institution_id, region_code, display_name, created_by),
         )
     ).fetchone()
     assert row is not None

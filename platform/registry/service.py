@@ -6,6 +6,7 @@ encrypted with the :class:`~eldercare.platform.crypto.Vault` before it is writte
 
 from __future__ import annotations
 
+import asyncio
 import random
 import secrets
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Protocol
 from eldercare.devices import codes
 from eldercare.platform.auth.service import AsyncConn
 from eldercare.platform.crypto import Vault
+from eldercare.platform.stack import broker_auth
 
 
 class BrokerProvisioner(Protocol):
@@ -174,13 +176,22 @@ async def create_gateway(
     async with conn.transaction():
         row = await (
             await conn.execute(
-                "INSERT INTO gateways (institution_id, gateway_id, name, issued_at) VALUES (%s, %s, %s, now())"
-                " RETURNING (SELECT code FROM institutions WHERE id = %s)",
-                (institution_id, gateway_id, name, institution_id),
+                "INSERT INTO gateways (institution_id, gateway_id, name, issued_at, password_hash)"
+                " VALUES (%s, %s, %s, now(), %s) RETURNING (SELECT code FROM institutions WHERE id = %s)",
+                (institution_id, gateway_id, name, broker_auth.hash_password(password), institution_id),
             )
         ).fetchone()
         assert row is not None
         institution_code: str = row[0]
         # Provisioned inside the transaction: if the broker cannot be told, the gateway is not registered.
-        broker.provision(institution=institution_code, gateway=gateway_id, password=password)
+        await provision(broker, institution=institution_code, gateway=gateway_id, password=password)
     return GatewayCredentials(gateway_id, institution_code, gateway_id, password)
+
+
+async def provision(broker: BrokerProvisioner, *, institution: str, gateway: str, password: str) -> None:
+    """The provisioner writes files and waits for the broker to reload: off the event loop."""
+    await asyncio.to_thread(broker.provision, institution=institution, gateway=gateway, password=password)
+
+
+async def revoke(broker: BrokerProvisioner, *, gateway: str) -> None:
+    await asyncio.to_thread(broker.revoke, gateway=gateway)

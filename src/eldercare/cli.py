@@ -17,6 +17,8 @@ _REGISTRARS: tuple[str, ...] = (
     "eldercare.platform.stack.cli",
     "eldercare.platform.db.cli",
     "eldercare.platform.cli",
+    "eldercare.platform.audit.cli",
+    "eldercare.platform.auth.cli",
     "eldercare.ingest.cli",
     "eldercare.simulators.cli",
 )

@@ -1,0 +1,78 @@
+"""Writes in one transaction, and the one place where database errors become HTTP problems.
+
+Errors are told apart by their SQLSTATE class (psycopg's exception classes), never by message text; the
+constraint's name (a structured field of the error) says which field was at fault.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from psycopg import errors as pg
+
+from eldercare.platform.api.errors import FieldError, Problem
+from eldercare.platform.auth.service import AsyncConn
+
+# constraint name -> (field, reason) for the constraints a client can run into.
+_CONSTRAINTS: dict[str, tuple[str, str]] = {
+    "institutions_code_key": ("code", "an institution with this code is already registered"),
+    "institutions_region_code_fkey": ("region_code", "no such administrative division code"),
+    "institutions_check": ("lon", "give both coordinates or neither"),
+    "institutions_check1": ("price_max", "must not be below price_min"),
+    "institutions_price_max_check": ("price_max", "must not be below price_min"),
+    "buildings_institution_id_name_key": ("name", "a building of this name exists in the institution"),
+    "floors_building_id_name_key": ("name", "a floor of this name exists in the building"),
+    "rooms_floor_id_name_key": ("name", "a room of this name exists on the floor"),
+    "beds_code_key": ("code", "bed code already issued"),
+    "beds_room_label": ("label", "a bed with this label exists in the room"),
+    "residents_institution_id_id_number_hash_key": ("id_number", "a resident with this ID number is registered here"),
+    "residents_person_code_key": ("person_code", "person code already issued"),
+    "bed_assignments_bed_id_during_excl": ("bed_id", "the bed is occupied at that time"),
+    "bed_assignments_resident_id_during_excl": ("resident_id", "the resident has a bed at that time"),
+    "devices_institution_id_code_key": ("code", "a device with this code is registered in the institution"),
+    "device_bindings_device_id_during_excl": ("device_id", "the device is bound at that time"),
+    "gateways_gateway_id_key": ("gateway_id", "a gateway with this id is registered"),
+    "users_username_key": ("username", "the username is taken"),
+    "users_region_code_fkey": ("region_code", "no such administrative division code"),
+    "family_links_pkey": ("resident_id", "the user is already linked to this resident"),
+    "hospital_stays_resident_id_during_excl": ("start", "overlaps another hospital stay of the resident"),
+    "deaths_pkey": ("resident_id", "a death is already recorded for this resident"),
+    "service_applications_open": ("service", "an application for this service is already open"),
+}
+
+
+def translate(exc: pg.Error) -> Problem:
+    """The problem to answer for a database error a client caused; re-raise anything else."""
+    constraint = getattr(exc.diag, "constraint_name", None) or ""
+    field, reason = _CONSTRAINTS.get(constraint, (constraint or "body", ""))
+    match exc:
+        case pg.UniqueViolation() | pg.ExclusionViolation():
+            return Problem(
+                409, "conflicts with what is registered", [FieldError(field=field, reason=reason or "conflict")]
+            )
+        case pg.ForeignKeyViolation():
+            return Problem(
+                422,
+                "refers to something that does not exist",
+                [FieldError(field=field, reason=reason or "unknown reference")],
+            )
+        case pg.IntegrityError():  # check, not-null
+            return Problem(
+                422, "the values are not valid together", [FieldError(field=field, reason=reason or "violates a rule")]
+            )
+        case pg.DataError():  # class 22: out of range, bad text representation, too long
+            return Problem(
+                422, "a value is out of range or malformed", [FieldError(field=field, reason=type(exc).__name__)]
+            )
+    raise exc
+
+
+@asynccontextmanager
+async def atomic(conn: AsyncConn) -> AsyncIterator[AsyncConn]:
+    """A transaction whose client-caused database errors come out as :class:`Problem` (409 or 422)."""
+    try:
+        async with conn.transaction():
+            yield conn
+    except (pg.IntegrityError, pg.DataError) as exc:
+        raise translate(exc) from exc

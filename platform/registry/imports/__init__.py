@@ -1,0 +1,1 @@
+"""Bulk import of residents, beds and devices from CSV or XLSX."""

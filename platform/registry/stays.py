@@ -1,0 +1,338 @@
+"""Admissions, transfers and discharges (who was in which bed when), hospital stays and deaths."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated
+
+from fastapi import APIRouter
+from psycopg import sql
+from psycopg.rows import dict_row
+from pydantic import BaseModel, Field
+
+from eldercare.platform.api.deps import Conn, CurrentPrincipal
+from eldercare.platform.api.errors import FieldError, Problem
+from eldercare.platform.audit import log as audit
+from eldercare.platform.auth import scope
+from eldercare.platform.auth.scope import Action, Obj, Principal
+from eldercare.platform.auth.service import AsyncConn
+from eldercare.platform.registry.db import atomic
+from eldercare.platform.registry.types import RESPONSES, Id, Name, Note, PathId, When
+
+router = APIRouter(prefix="/api/v1", tags=["stays"], responses=RESPONSES)
+
+
+class Move(BaseModel):
+    bed_id: Id
+    at: When | None = Field(default=None, description="when; default now")
+
+
+class Leave(BaseModel):
+    at: When | None = Field(default=None, description="when; default now")
+    note: Note = ""
+
+
+class Assignment(BaseModel):
+    bed_id: int
+    bed_code: str
+    bed_label: str
+    resident_id: int
+    person_code: str
+    start: datetime
+    end: datetime | None
+    end_reason: str | None
+
+
+class HospitalStayIn(BaseModel):
+    hospital: Name
+    start: When
+    end: When | None = None
+    note: Note = ""
+
+
+class HospitalStay(BaseModel):
+    id: int
+    resident_id: int
+    hospital: str
+    start: datetime
+    end: datetime | None
+    note: str
+
+
+class DeathSource(StrEnum):
+    INSTITUTION = "institution"
+    HOSPITAL = "hospital"
+    FUNERAL_DATA = "funeral_data"
+    FAMILY = "family"
+
+
+class DeathIn(BaseModel):
+    died_at: When
+    place: Annotated[Name, Field(max_length=200)] | None = None
+    source: DeathSource
+
+
+def _conflict(field: str, reason: str) -> Problem:
+    return Problem(409, reason, [FieldError(field=field, reason=reason)])
+
+
+async def _status(conn: AsyncConn, resident_id: int) -> str:
+    row = await (
+        await conn.execute("SELECT status::text FROM residents WHERE id = %s FOR UPDATE", (resident_id,))
+    ).fetchone()
+    assert row is not None
+    status: str = row[0]
+    return status
+
+
+async def _usable_bed(conn: AsyncConn, *, bed_id: int, institution_id: int) -> None:
+    row = await (
+        await conn.execute(
+            "SELECT retired_at IS NULL FROM beds WHERE id = %s AND institution_id = %s", (bed_id, institution_id)
+        )
+    ).fetchone()
+    if row is None:
+        raise Problem(
+            422, "no such bed in the resident's institution", [FieldError(field="bed_id", reason="unknown bed")]
+        )
+    if not row[0]:
+        raise _conflict("bed_id", "the bed is retired")
+
+
+async def _close_stay(conn: AsyncConn, *, resident_id: int, at: datetime | None, reason: str) -> int | None:
+    """End the resident's open bed assignment at ``at``; the bed it was in, or None."""
+    row = await (
+        await conn.execute(
+            "UPDATE bed_assignments SET during = tstzrange(lower(during), coalesce(%s, now())), end_reason = %s"
+            " WHERE resident_id = %s AND upper_inf(during) RETURNING bed_id",
+            (at, reason, resident_id),
+        )
+    ).fetchone()
+    return None if row is None else int(row[0])
+
+
+async def _record(
+    *,
+    conn: AsyncConn,
+    principal: Principal,
+    action: str,
+    resident_id: int,
+    institution_id: int,
+    detail: dict[str, object],
+) -> None:
+    await audit.record(
+        conn,
+        principal=principal,
+        action=action,
+        object_type="resident",
+        object_id=resident_id,
+        institution_id=institution_id,
+        detail=detail,
+    )
+
+
+@router.post("/residents/{resident_id}/admit", status_code=204)
+async def admit(resident_id: PathId, body: Move, conn: Conn, principal: CurrentPrincipal) -> None:
+    """Give a registered (or discharged) resident a bed."""
+    institution_id = await scope.resolve(conn, principal, Obj.RESIDENT, resident_id, Action.WRITE_RESIDENT)
+    async with atomic(conn):
+        status = await _status(conn, resident_id)
+        if status not in ("registered", "discharged"):
+            raise _conflict("resident_id", f"a resident who is {status} cannot be admitted")
+        await _usable_bed(conn, bed_id=body.bed_id, institution_id=institution_id)
+        await conn.execute(
+            "INSERT INTO bed_assignments (bed_id, resident_id, during) VALUES (%s, %s, tstzrange(coalesce(%s, now()),"
+            " NULL))",
+            (body.bed_id, resident_id, body.at),
+        )
+        await conn.execute("UPDATE residents SET status = 'admitted' WHERE id = %s", (resident_id,))
+        await _record(
+            conn=conn,
+            principal=principal,
+            action="admit",
+            resident_id=resident_id,
+            institution_id=institution_id,
+            detail=body.model_dump(mode="json"),
+        )
+
+
+@router.post("/residents/{resident_id}/transfer", status_code=204)
+async def transfer(resident_id: PathId, body: Move, conn: Conn, principal: CurrentPrincipal) -> None:
+    """Move an admitted resident to another bed of the home at one instant."""
+    institution_id = await scope.resolve(conn, principal, Obj.RESIDENT, resident_id, Action.WRITE_RESIDENT)
+    async with atomic(conn):
+        if await _status(conn, resident_id) != "admitted":
+            raise _conflict("resident_id", "only an admitted resident can be transferred")
+        await _usable_bed(conn, bed_id=body.bed_id, institution_id=institution_id)
+        at = body.at or datetime.now(UTC)
+        old = await _close_stay(conn, resident_id=resident_id, at=at, reason="transfer")
+        if old == body.bed_id:
+            raise _conflict("bed_id", "the resident is in this bed already")
+        await conn.execute(
+            "INSERT INTO bed_assignments (bed_id, resident_id, during) VALUES (%s, %s, tstzrange(%s, NULL))",
+            (body.bed_id, resident_id, at),
+        )
+        await _record(
+            conn=conn,
+            principal=principal,
+            action="transfer",
+            resident_id=resident_id,
+            institution_id=institution_id,
+            detail={**body.model_dump(mode="json"), "from_bed_id": old},
+        )
+
+
+@router.post("/residents/{resident_id}/discharge", status_code=204)
+async def discharge(resident_id: PathId, body: Leave, conn: Conn, principal: CurrentPrincipal) -> None:
+    """The resident leaves the home: the bed is freed and devices worn by the resident are unbound."""
+    institution_id = await scope.resolve(conn, principal, Obj.RESIDENT, resident_id, Action.WRITE_RESIDENT)
+    async with atomic(conn):
+        if await _status(conn, resident_id) != "admitted":
+            raise _conflict("resident_id", "only an admitted resident can be discharged")
+        await _close_stay(conn, resident_id=resident_id, at=body.at, reason="discharge")
+        await _unbind_worn(conn, resident_id=resident_id, at=body.at)
+        await conn.execute("UPDATE residents SET status = 'discharged' WHERE id = %s", (resident_id,))
+        await _record(
+            conn=conn,
+            principal=principal,
+            action="discharge",
+            resident_id=resident_id,
+            institution_id=institution_id,
+            detail=body.model_dump(mode="json"),
+        )
+
+
+async def _unbind_worn(conn: AsyncConn, *, resident_id: int, at: datetime | None) -> None:
+    await conn.execute(
+        "UPDATE device_bindings SET during = tstzrange(lower(during), coalesce(%s, now()))"
+        " WHERE resident_id = %s AND upper_inf(during)",
+        (at, resident_id),
+    )
+
+
+@router.get("/residents/{resident_id}/beds")
+async def resident_beds(resident_id: PathId, conn: Conn, principal: CurrentPrincipal) -> list[Assignment]:
+    """Every bed the resident had, oldest first."""
+    await scope.resolve(conn, principal, Obj.RESIDENT, resident_id, Action.READ_RESIDENT)
+    return await _assignments(conn, "resident_id", resident_id)
+
+
+@router.get("/beds/{bed_id}/history")
+async def bed_history(bed_id: PathId, conn: Conn, principal: CurrentPrincipal) -> list[Assignment]:
+    """Who was in the bed when (by person code), oldest first."""
+    await scope.resolve(conn, principal, Obj.BED, bed_id, Action.READ_REGISTRY)
+    return await _assignments(conn, "bed_id", bed_id)
+
+
+_ASSIGNMENTS = sql.SQL(
+    "SELECT a.bed_id, b.code AS bed_code, b.label AS bed_label, a.resident_id, r.person_code,"
+    " lower(a.during) AS start, upper(a.during) AS end, a.end_reason FROM bed_assignments a"
+    " JOIN beds b ON b.id = a.bed_id JOIN residents r ON r.id = a.resident_id"
+    " WHERE {} = %s ORDER BY lower(a.during)"
+)
+
+
+async def _assignments(conn: AsyncConn, column: str, value: int) -> list[Assignment]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(_ASSIGNMENTS.format(sql.Identifier("a", column)), (value,))
+        return [Assignment.model_validate(r) for r in await cur.fetchall()]
+
+
+@router.get("/residents/{resident_id}/hospital-stays")
+async def list_hospital_stays(resident_id: PathId, conn: Conn, principal: CurrentPrincipal) -> list[HospitalStay]:
+    await scope.resolve(conn, principal, Obj.RESIDENT, resident_id, Action.READ_RESIDENT)
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT id, resident_id, hospital, lower(during) AS start, upper(during) AS end, note"
+            " FROM hospital_stays WHERE resident_id = %s ORDER BY lower(during)",
+            (resident_id,),
+        )
+        return [HospitalStay.model_validate(r) for r in await cur.fetchall()]
+
+
+@router.post("/residents/{resident_id}/hospital-stays", status_code=201)
+async def add_hospital_stay(
+    resident_id: PathId, body: HospitalStayIn, conn: Conn, principal: CurrentPrincipal
+) -> HospitalStay:
+    """A stay in hospital (the bed is kept); an open one has no end yet."""
+    institution_id = await scope.resolve(conn, principal, Obj.RESIDENT, resident_id, Action.WRITE_RESIDENT)
+    if body.end is not None and body.end <= body.start:
+        raise Problem(422, "the stay must end after it starts", [FieldError(field="end", reason="not after start")])
+    async with atomic(conn):
+        if await _status(conn, resident_id) == "deceased":
+            raise _conflict("resident_id", "the resident is deceased")
+        row = await (
+            await conn.execute(
+                "INSERT INTO hospital_stays (resident_id, hospital, during, note) VALUES (%s, %s, tstzrange(%s, %s),"
+                " %s) RETURNING id",
+                (resident_id, body.hospital, body.start, body.end, body.note),
+            )
+        ).fetchone()
+        assert row is not None
+        await audit.record(
+            conn,
+            principal=principal,
+            action="create",
+            object_type="hospital_stay",
+            object_id=row[0],
+            institution_id=institution_id,
+            detail={"resident_id": resident_id},
+        )
+    return HospitalStay(id=row[0], resident_id=resident_id, **body.model_dump())
+
+
+@router.post("/hospital-stays/{stay_id}/end")
+async def end_hospital_stay(stay_id: PathId, body: Leave, conn: Conn, principal: CurrentPrincipal) -> HospitalStay:
+    """The resident came back from hospital."""
+    institution_id = await scope.resolve(conn, principal, Obj.HOSPITAL_STAY, stay_id, Action.WRITE_RESIDENT)
+    async with atomic(conn):
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(
+                "UPDATE hospital_stays SET during = tstzrange(lower(during), coalesce(%s, now()))"
+                " WHERE id = %s AND upper_inf(during) AND lower(during) < coalesce(%s, now())"
+                " RETURNING id, resident_id, hospital, lower(during) AS start, upper(during) AS end, note",
+                (body.at, stay_id, body.at),
+            )
+            row = await cur.fetchone()
+        if row is None:
+            raise _conflict("at", "the stay has ended already, or would end before it started")
+        await audit.record(
+            conn,
+            principal=principal,
+            action="update",
+            object_type="hospital_stay",
+            object_id=stay_id,
+            institution_id=institution_id,
+            detail={"ended": row["end"].isoformat()},
+        )
+    return HospitalStay.model_validate(row)
+
+
+@router.post("/residents/{resident_id}/death", status_code=204)
+async def record_death(resident_id: PathId, body: DeathIn, conn: Conn, principal: CurrentPrincipal) -> None:
+    """Record a death: the bed is freed, worn devices unbound, an open hospital stay ended."""
+    institution_id = await scope.resolve(conn, principal, Obj.RESIDENT, resident_id, Action.WRITE_RESIDENT)
+    async with atomic(conn):
+        if await _status(conn, resident_id) == "deceased":
+            raise _conflict("resident_id", "a death is already recorded for this resident")
+        await conn.execute(
+            "INSERT INTO deaths (resident_id, died_at, place, source, recorded_by) VALUES (%s, %s, %s, %s, %s)",
+            (resident_id, body.died_at, body.place or "", body.source.value, principal.user_id),
+        )
+        await _close_stay(conn, resident_id=resident_id, at=body.died_at, reason="death")
+        await _unbind_worn(conn, resident_id=resident_id, at=body.died_at)
+        await conn.execute(
+            "UPDATE hospital_stays SET during = tstzrange(lower(during), greatest(lower(during), %s))"
+            " WHERE resident_id = %s AND upper_inf(during)",
+            (body.died_at, resident_id),
+        )
+        await conn.execute("UPDATE residents SET status = 'deceased' WHERE id = %s", (resident_id,))
+        await _record(
+            conn=conn,
+            principal=principal,
+            action="death",
+            resident_id=resident_id,
+            institution_id=institution_id,
+            detail=body.model_dump(mode="json"),
+        )

@@ -1,0 +1,327 @@
+"""The scope matrix, from the outside: for every endpoint of the app's own OpenAPI document, a user outside
+the scope of the object it names gets 403 or 404 and none of its data; nobody gets anything without a
+session. A new endpoint without a row here fails the test, so none can escape the matrix."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from tests.registry.support import PASSWORD, Client, World, login, new_id_number, new_uscc
+
+# Endpoints that name no scoped object: public by design, or about the caller's own session.
+NOT_SCOPED = {
+    ("GET", "/healthz"): "liveness",
+    ("POST", "/api/v1/auth/login"): "public: how a session starts",
+    ("GET", "/api/v1/auth/me"): "the caller's own identity",
+    ("POST", "/api/v1/auth/logout"): "ends the caller's own session",
+    ("GET", "/api/v1/public/services"): "public catalogue, no personal data",
+    ("POST", "/api/v1/public/service-applications"): "public; tested in tests/registry/test_service_apply.py",
+    ("GET", "/api/v1/public/service-applications/{tracking_code}"): "public by tracking code, masked data only",
+    ("GET", "/api/v1/alarms/stream"): "server-sent events that never end; scope tested by the alarms tests",
+    ("GET", "/api/v1/me/notifications/prefs"): "the caller's own settings",
+    ("PUT", "/api/v1/me/notifications/prefs"): "the caller's own settings",
+    ("GET", "/api/v1/me/notifications/channels"): "the caller's own channels",
+    ("POST", "/api/v1/me/notifications/channels"): "the caller's own channels",
+}
+
+
+@dataclass
+class Target:
+    """Objects of home A (and the provider P) that the outsiders try to reach."""
+
+    params: dict[str, Any]
+    secrets_: list[str]  # strings that must not appear in any answer to an outsider
+
+
+@pytest.fixture(scope="module")
+def target(world: World) -> Target:
+    admin, a = world.admin, world.a
+    resident = a.residents[0]["id"]
+    contact = admin.ok(
+        "POST",
+        f"/api/v1/residents/{resident}/contacts",
+        201,
+        json={"kind": "emergency", "name": "李建国", "phone": "13912345678", "relation": "儿子", "consent": True},
+    )
+    stay = admin.ok(
+        "POST",
+        f"/api/v1/residents/{resident}/hospital-stays",
+        201,
+        json={"hospital": "宜昌市中心人民医院", "start": (datetime.now(UTC) - timedelta(days=3)).isoformat()},
+    )
+    answer = admin.http.post(
+        f"{world.base}/api/v1/public/service-applications",
+        json={"name": world.names[resident], "id_number": world.id_numbers[resident], "service": "home_care_visit"},
+    )
+    assert answer.status_code == 200, answer.text
+    with psycopg.connect(world.db.url, autocommit=True) as conn:
+        application = conn.execute(
+            "SELECT id FROM service_applications WHERE tracking_code = %s",
+            (answer.json()["application"]["tracking_code"],),
+        ).fetchone()
+        alarm = conn.execute(
+            "INSERT INTO alarms (institution_id, kind, priority, device_id, bed_id, resident_id, occurred_at,"
+            " last_event_at) VALUES (%s, 'button', 'emergency', %s, %s, %s, now(), now()) RETURNING id",
+            (a.id, a.device["id"], a.beds[0]["id"], resident),
+        ).fetchone()
+    assert application is not None and alarm is not None
+    family_a = world.users["family_a"]
+    channel = family_a.ok(
+        "POST", "/api/v1/me/notifications/channels", 201, json={"kind": "sms", "address": "13800001111"}
+    )
+    shift = world.users["head_a"].ok(
+        "POST",
+        "/api/v1/rosters",
+        201,
+        json={
+            "institution_code": a.code,
+            "username": world.users["staff_a"].username,
+            "tier": 1,
+            "starts": "08:00:00",
+            "ends": "20:00:00",
+        },
+    )
+    params = {
+        "institution_id": a.id,
+        "building_id": a.building,
+        "floor_id": a.floor,
+        "bed_id": a.beds[0]["id"],
+        "resident_id": resident,
+        "contact_id": contact["id"],
+        "stay_id": stay["id"],
+        "device_id": a.device["id"],
+        "gateway_pk": a.gateway["gateway"]["id"],
+        "user_id": world.users["staff_a"].user_id,
+        "application_id": application[0],
+        "alarm_id": alarm[0],
+        "kind": "residents",
+        "channel_id": channel["id"],
+        "rule": "button",
+        "shift_id": shift["id"],
+    }
+    # the family-link endpoints name a family user and a resident
+    params["family_user_id"] = family_a.user_id
+    leaks = [
+        a.code,
+        *(b["code"] for b in a.beds),
+        *(r["person_code"] for r in a.residents),
+        *(world.names[r["id"]] for r in a.residents),
+        a.device["code"],
+        a.gateway["gateway"]["gateway_id"],
+        "李建国",
+        "13912345678",
+        world.users["staff_a"].username,
+    ]
+    return Target(params, leaks)
+
+
+def _bodies(world: World) -> dict[tuple[str, str], dict[str, Any]]:
+    a = world.a
+    now = datetime.now(UTC).isoformat()
+    csv = f"name,id_number\n外人,{new_id_number()}\n".encode()
+    return {
+        ("GET", "/api/v1/institutions"): {},
+        ("POST", "/api/v1/institutions"): {
+            "json": {"code": new_uscc("420502"), "name": "新院", "kind": "residential_home", "region_code": "420502"}
+        },
+        ("GET", "/api/v1/institutions/{institution_id}"): {},
+        ("PATCH", "/api/v1/institutions/{institution_id}"): {"json": {"name": "被改名"}},
+        ("GET", "/api/v1/institutions/{institution_id}/buildings"): {},
+        ("POST", "/api/v1/institutions/{institution_id}/buildings"): {"json": {"name": "外楼"}},
+        ("GET", "/api/v1/buildings/{building_id}/floors"): {},
+        ("POST", "/api/v1/buildings/{building_id}/floors"): {"json": {"name": "外层"}},
+        ("GET", "/api/v1/floors/{floor_id}/rooms"): {},
+        ("POST", "/api/v1/floors/{floor_id}/rooms"): {"json": {"name": "外间"}},
+        ("GET", "/api/v1/institutions/{institution_id}/beds"): {},
+        ("POST", "/api/v1/institutions/{institution_id}/beds"): {"json": {"label": "x1", "kind": "nursing"}},
+        ("GET", "/api/v1/beds/{bed_id}"): {},
+        ("PATCH", "/api/v1/beds/{bed_id}"): {"json": {"label": "moved"}},
+        ("GET", "/api/v1/beds/{bed_id}/history"): {},
+        ("GET", "/api/v1/institutions/{institution_id}/residents"): {},
+        ("POST", "/api/v1/institutions/{institution_id}/residents"): {
+            "json": {"name": "外人", "id_number": new_id_number()}
+        },
+        ("GET", "/api/v1/residents/{resident_id}"): {},
+        ("PATCH", "/api/v1/residents/{resident_id}"): {"json": {"fall_risk": "low"}},
+        ("POST", "/api/v1/residents/{resident_id}/id-number"): {"json": {"reason": "curiosity"}},
+        ("GET", "/api/v1/residents/{resident_id}/contacts"): {},
+        ("POST", "/api/v1/residents/{resident_id}/contacts"): {
+            "json": {"kind": "family", "name": "外人", "phone": "13700000000", "relation": "友", "consent": True}
+        },
+        ("DELETE", "/api/v1/contacts/{contact_id}"): {},
+        ("POST", "/api/v1/residents/{resident_id}/admit"): {"json": {"bed_id": a.beds[2]["id"]}},
+        ("POST", "/api/v1/residents/{resident_id}/transfer"): {"json": {"bed_id": a.beds[2]["id"]}},
+        ("POST", "/api/v1/residents/{resident_id}/discharge"): {"json": {}},
+        ("GET", "/api/v1/residents/{resident_id}/beds"): {},
+        ("GET", "/api/v1/residents/{resident_id}/hospital-stays"): {},
+        ("POST", "/api/v1/residents/{resident_id}/hospital-stays"): {"json": {"hospital": "某医院", "start": now}},
+        ("POST", "/api/v1/hospital-stays/{stay_id}/end"): {"json": {}},
+        ("POST", "/api/v1/residents/{resident_id}/death"): {"json": {"died_at": now, "source": "family"}},
+        ("GET", "/api/v1/institutions/{institution_id}/devices"): {},
+        ("POST", "/api/v1/institutions/{institution_id}/devices"): {"json": {"code": "X-1", "kind": "button"}},
+        ("GET", "/api/v1/devices/{device_id}"): {},
+        ("PATCH", "/api/v1/devices/{device_id}"): {"json": {"vendor": "x"}},
+        ("POST", "/api/v1/devices/{device_id}/bind"): {"json": {"bed_id": a.beds[1]["id"]}},
+        ("POST", "/api/v1/devices/{device_id}/unbind"): {"json": {}},
+        ("GET", "/api/v1/devices/{device_id}/bindings"): {},
+        ("GET", "/api/v1/institutions/{institution_id}/gateways"): {},
+        ("POST", "/api/v1/institutions/{institution_id}/gateways"): {"json": {"gateway_id": "GW-outsider"}},
+        ("GET", "/api/v1/gateways/{gateway_pk}"): {},
+        ("POST", "/api/v1/gateways/{gateway_pk}/credentials"): {},
+        ("POST", "/api/v1/gateways/{gateway_pk}/revoke"): {},
+        ("POST", "/api/v1/institutions/{institution_id}/imports/{kind}"): {"files": {"file": ("r.csv", csv)}},
+        ("GET", "/api/v1/floors/{floor_id}/bed-labels.pdf"): {},
+        ("GET", "/api/v1/institutions/{institution_id}/resident-cards.pdf"): {},
+        ("GET", "/api/v1/users"): {},
+        ("POST", "/api/v1/users"): {
+            "json": {
+                "username": f"intruder-{secrets.token_hex(3)}",
+                "password": PASSWORD,
+                "role": "staff",
+                "institution_id": a.id,
+            }
+        },
+        ("GET", "/api/v1/users/{user_id}"): {},
+        ("PATCH", "/api/v1/users/{user_id}"): {"json": {"active": False}},
+        ("GET", "/api/v1/users/{user_id}/family-links"): {"user_id": "family_user_id"},
+        ("POST", "/api/v1/users/{user_id}/family-links"): {
+            "user_id": "family_user_id",
+            "json": {"resident_id": a.residents[1]["id"], "relation": "子", "consent": True},
+        },
+        ("DELETE", "/api/v1/users/{user_id}/family-links/{resident_id}"): {"user_id": "family_user_id"},
+        ("GET", "/api/v1/audit"): {},
+        ("GET", "/api/v1/audit/verify"): {},
+        ("GET", "/api/v1/service-applications"): {},
+        ("POST", "/api/v1/service-applications/{application_id}/status"): {"json": {"status": "accepted"}},
+        ("GET", "/api/v1/alarms"): {},
+        ("GET", "/api/v1/alarms/report"): {
+            "params": {
+                "since": (datetime.now(UTC) - timedelta(days=7)).isoformat(),
+                "until": datetime.now(UTC).isoformat(),
+            }
+        },
+        ("DELETE", "/api/v1/me/notifications/channels/{channel_id}"): {},
+        # the alarm rules and rosters name the home by its code in the query or body
+        ("GET", "/api/v1/alarm-rules"): {"params": {"institution": a.code}, "scoped": True},
+        ("PUT", "/api/v1/alarm-rules/{rule}"): {"json": {"institution_code": a.code, "enabled": False}},
+        ("DELETE", "/api/v1/alarm-rules/{rule}"): {"params": {"institution": a.code}},
+        ("GET", "/api/v1/rosters"): {"params": {"institution": a.code}, "scoped": True},
+        ("POST", "/api/v1/rosters"): {
+            "json": {
+                "institution_code": a.code,
+                "username": world.users["staff_a"].username,
+                "tier": 2,
+                "starts": "20:00:00",
+                "ends": "08:00:00",
+            }
+        },
+        ("DELETE", "/api/v1/rosters/{shift_id}"): {},
+        ("GET", "/api/v1/alarms/{alarm_id}"): {},
+        ("GET", "/api/v1/alarms/{alarm_id}/history"): {},
+        ("POST", "/api/v1/alarms/{alarm_id}/acknowledge"): {"json": {"note": ""}},
+        ("POST", "/api/v1/alarms/{alarm_id}/attend"): {"json": {"note": ""}},
+        ("POST", "/api/v1/alarms/{alarm_id}/resolve"): {"json": {"outcome": "false alarm"}},
+        ("POST", "/api/v1/alarms/{alarm_id}/cancel"): {"json": {"outcome": "false alarm"}},
+    }
+
+
+def _operations(world: World, api_app: Any) -> list[tuple[str, str]]:
+    schema = api_app.openapi()
+    return [(method.upper(), path) for path, ops in schema["paths"].items() for method in ops]
+
+
+def _request(client: Client, method: str, path: str, spec: dict[str, Any], target: Target) -> Any:
+    params = dict(target.params)
+    if "user_id" in spec:
+        params["user_id"] = params[spec["user_id"]]
+    url = re.sub(r"\{(\w+)\}", lambda m: str(params[m.group(1)]), path)
+    kwargs = {k: v for k, v in spec.items() if k in ("json", "files", "params")}
+    return client.request(method, url, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def outsiders(world: World) -> dict[str, Client]:
+    """Users of another home, another region, and a family of another resident."""
+    family_b = f"family-b-{secrets.token_hex(3)}"
+    world.admin.ok("POST", "/api/v1/users", 201, json={"username": family_b, "password": PASSWORD, "role": "family"})
+    client = login(world.base, family_b, PASSWORD)
+    world.admin.ok(
+        "POST",
+        f"/api/v1/users/{client.user_id}/family-links",
+        201,
+        json={"resident_id": world.b.residents[0]["id"], "relation": "女儿", "consent": True},
+    )
+    return {
+        "head_b": world.users["head_b"],
+        "staff_b": world.users["staff_b"],
+        "reg_4201": world.users["reg_4201"],
+        "family_b": client,
+    }
+
+
+def test_every_endpoint_is_in_the_matrix(world: World, api: Any) -> None:
+    bodies = _bodies(world)
+    operations = _operations(world, api.app)
+    missing = [op for op in operations if op not in bodies and op not in NOT_SCOPED]
+    assert not missing, f"endpoints without a row in the scope matrix: {missing}"
+    stale = [op for op in [*bodies, *NOT_SCOPED] if op not in operations]
+    assert not stale, f"rows for endpoints that no longer exist: {stale}"
+
+
+def test_outsiders_get_403_or_404_and_no_data(
+    world: World, api: Any, target: Target, outsiders: dict[str, Client]
+) -> None:
+    bodies = _bodies(world)
+    failures: list[str] = []
+    for method, path in _operations(world, api.app):
+        if (method, path) in NOT_SCOPED:
+            continue
+        spec = bodies[(method, path)]
+        for who, client in outsiders.items():
+            reply = _request(client, method, path, spec, target)
+            names_object = "{" in path or spec.get("scoped", False)
+            if names_object or method != "GET":
+                if reply.status_code not in (403, 404):
+                    failures.append(f"{who} {method} {path}: {reply.status_code} {reply.text[:200]}")
+                    continue
+                body = reply.json()
+                if set(body) != {"detail", "errors"}:
+                    failures.append(f"{who} {method} {path}: not the error shape: {body}")
+            elif reply.status_code not in (200, 403):  # a list: filtered to the caller's scope, or refused
+                failures.append(f"{who} {method} {path}: {reply.status_code}")
+            leaked = [s for s in target.secrets_ if s in reply.text]
+            if leaked:
+                failures.append(f"{who} {method} {path}: leaked {leaked}")
+    assert not failures, "\n".join(failures)
+
+
+def test_without_a_session_every_scoped_endpoint_answers_401(world: World, api: Any, target: Target) -> None:
+    bodies = _bodies(world)
+    anonymous = Client(base=world.base, username="nobody")
+    failures = []
+    for method, path in _operations(world, api.app):
+        if (method, path) in NOT_SCOPED:
+            continue
+        reply = _request(anonymous, method, path, bodies[(method, path)], target)
+        if reply.status_code != 401 or any(s in reply.text for s in target.secrets_):
+            failures.append(f"{method} {path}: {reply.status_code}")
+    assert not failures, "\n".join(failures)
+
+
+def test_the_matrix_requests_are_valid_for_insiders(world: World, api: Any, target: Target) -> None:
+    """The control: the same reads succeed for the home's head, so the outsiders' 403/404 come from scope,
+    not from a malformed request."""
+    bodies = _bodies(world)
+    head = world.users["head_a"]
+    for method, path in _operations(world, api.app):
+        if method != "GET" or (method, path) in NOT_SCOPED or path.startswith(("/api/v1/audit",)):
+            continue
+        client = world.users["staff_p"] if path.startswith("/api/v1/service-applications") else head
+        reply = _request(client, method, path, bodies[(method, path)], target)
+        assert reply.status_code == 200, f"{method} {path}: {reply.status_code} {reply.text[:300]}"

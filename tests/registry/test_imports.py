@@ -1,0 +1,123 @@
+"""Bulk import from CSV and XLSX: every bad row reported with row, column and reason; a file with any bad
+row imports nothing; a good file imports in one transaction; importing it again changes nothing."""
+
+from __future__ import annotations
+
+import io
+from datetime import date
+
+import psycopg
+from openpyxl import Workbook
+from tests.registry.support import World, new_id_number
+
+from eldercare.devices import codes
+
+
+def _count(world: World, query: str, *params: object) -> int:
+    with psycopg.connect(world.db.url) as conn:
+        row = conn.execute(query.encode(), params).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _post(world: World, kind: str, name: str, data: bytes, **params: str) -> object:
+    return world.users["staff_a"].post(
+        f"/api/v1/institutions/{world.a.id}/imports/{kind}", files={"file": (name, data)}, params=params
+    )
+
+
+def _xlsx(rows: list[list[object]]) -> bytes:
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    for row in rows:
+        sheet.append(row)
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def test_a_bad_row_stops_the_whole_file_and_every_problem_is_reported(world: World) -> None:
+    good = new_id_number("420502", born=date(1941, 2, 3))
+    wrong = good[:17] + ("0" if good[17] != "0" else "1")
+    csv = (
+        "name,id_number,capability,fall_risk,wander_risk\n"
+        f"陈秀英,{good},self_care,low,否\n"
+        f"林桂英,{wrong},self_care,low,否\n"
+        f"何淑珍,{new_id_number()},flying,low,maybe\n"
+        f",{new_id_number()},,,\n"
+        f"重复,{good},,,\n"
+    ).encode()
+    before = _count(world, "SELECT count(*) FROM residents WHERE institution_id = %s", world.a.id)
+    reply = _post(world, "residents", "residents.csv", csv)
+    assert reply.status_code == 422  # type: ignore[attr-defined]
+    errors = {(e["field"], e["reason"].split(",")[0]) for e in reply.json()["errors"]}  # type: ignore[attr-defined]
+    fields = {f for f, _ in errors}
+    assert {
+        "rows[3].id_number",
+        "rows[4].capability",
+        "rows[4].wander_risk",
+        "rows[5].name",
+        "rows[6].id_number",
+    } <= fields
+    assert ("rows[6].id_number", "the same as row 2") in errors
+    assert wrong not in reply.text  # type: ignore[attr-defined]
+    assert _count(world, "SELECT count(*) FROM residents WHERE institution_id = %s", world.a.id) == before
+
+
+def test_residents_import_once_and_again_changes_nothing(world: World) -> None:
+    numbers = [new_id_number("420502", born=date(1930 + n, 1, 2)) for n in range(3)]
+    rows = "".join(f"老人{n},{number},disabled,high,true,50,110,10,25\n" for n, number in enumerate(numbers))
+    csv = (
+        "name,id_number,capability,fall_risk,wander_risk,heart_rate_min,heart_rate_max,resp_rate_min,"
+        "resp_rate_max\n" + rows
+    ).encode("utf-8-sig")
+    dry = _post(world, "residents", "r.csv", csv, dry_run="true")
+    assert dry.json()["dry_run"] is True and len(dry.json()["created"]) == 3  # type: ignore[attr-defined]
+    before = _count(world, "SELECT count(*) FROM residents")
+    first = _post(world, "residents", "r.csv", csv).json()  # type: ignore[attr-defined]
+    assert len(first["created"]) == 3 and first["unchanged"] == 0
+    assert all(codes.validate_person_code(c) == c for c in first["created"])
+    assert _count(world, "SELECT count(*) FROM residents") == before + 3
+    audit_before = _count(world, "SELECT count(*) FROM audit_log WHERE action IN ('create', 'update')")
+    second = _post(world, "residents", "r.csv", csv).json()  # type: ignore[attr-defined]
+    assert (second["created"], second["updated"], second["unchanged"]) == ([], [], 3)
+    assert _count(world, "SELECT count(*) FROM residents") == before + 3
+    assert _count(world, "SELECT count(*) FROM audit_log WHERE action IN ('create', 'update')") == audit_before
+    changed = csv.replace(b"disabled,high", b"partly_disabled,high", 1)
+    third = _post(world, "residents", "r.csv", changed).json()  # type: ignore[attr-defined]
+    assert len(third["updated"]) == 1 and third["unchanged"] == 2
+
+
+def test_xlsx_beds_and_devices(world: World) -> None:
+    beds = _xlsx(
+        [
+            ["building", "floor", "room", "label", "kind"],
+            ["3号楼", "1层", "301", "1", "nursing"],
+            ["3号楼", "1层", "301", "2", "ordinary"],
+            ["3号楼", "2层", "302", "1", "nursing"],
+        ]
+    )
+    first = _post(world, "beds", "beds.xlsx", beds).json()  # type: ignore[attr-defined]
+    assert len(first["created"]) == 3 and all(codes.validate_bed_code(c) == c for c in first["created"])
+    second = _post(world, "beds", "beds.xlsx", beds).json()  # type: ignore[attr-defined]
+    assert second["unchanged"] == 3 and second["created"] == []
+    bad = _xlsx([["building", "floor", "room", "label", "kind", "colour"], ["3号楼", "1层", "301", "1", "sofa", "red"]])
+    reply = _post(world, "beds", "bad.xlsx", bad)
+    assert reply.status_code == 422 and reply.json()["errors"] == [  # type: ignore[attr-defined]
+        {"field": "rows[1].colour", "reason": "unknown column"}
+    ]
+    devices = _xlsx(
+        [
+            ["code", "kind", "vendor", "heartbeat_s"],
+            ["BT-IMP-1", "button", "厂家", 300],
+            ["BT-IMP-2", "button", "", 300],
+        ]
+    )
+    assert len(_post(world, "devices", "d.xlsx", devices).json()["created"]) == 2  # type: ignore[attr-defined]
+    assert _post(world, "devices", "d.xlsx", devices).json()["unchanged"] == 2  # type: ignore[attr-defined]
+    numeric_ids = _xlsx([["name", "id_number"], ["数字", 420502194001011234]])
+    reply = _post(world, "residents", "n.xlsx", numeric_ids)
+    assert reply.status_code == 422 and "as text" in reply.text  # type: ignore[attr-defined]
+    broken = _post(world, "devices", "d.xlsx", b"PK\x03\x04 not really a workbook")
+    assert broken.status_code == 422  # type: ignore[attr-defined]
