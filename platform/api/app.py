@@ -21,6 +21,7 @@ from eldercare.platform.api import errors
 from eldercare.platform.auth.router import router as auth_router
 from eldercare.platform.auth.service import AsyncConn
 from eldercare.platform.crypto import Vault
+from eldercare.platform.map.router import router as map_router
 from eldercare.platform.notify import sender
 from eldercare.platform.notify.router import router as notify_router
 from eldercare.platform.notify.settings import NotifySettings, build_channels
@@ -89,6 +90,7 @@ def create_app(
     app.include_router(rules_router)
     static.mount(app)
     app.include_router(registry_router)
+    app.include_router(map_router)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:

@@ -28,7 +28,21 @@ NOT_SCOPED = {
     ("PUT", "/api/v1/me/notifications/prefs"): "the caller's own settings",
     ("GET", "/api/v1/me/notifications/channels"): "the caller's own channels",
     ("POST", "/api/v1/me/notifications/channels"): "the caller's own channels",
+    # the facility map is public by design and carries no personal data (tests/map checks that)
+    ("GET", "/api/v1/map/homes"): "public map",
+    ("GET", "/api/v1/map/nearest"): "public map",
+    ("GET", "/api/v1/map/homes/{code}"): "public map: a home's public detail",
+    ("GET", "/api/v1/map/districts"): "public map: district labels",
+    ("GET", "/api/v1/map/export.{fmt}"): "public map: export of public fields",
+    ("GET", "/api/v1/map/photos/{photo_id}"): "public map: a home's photo",
+    ("GET", "/api/v1/map/config"): "public map: tile source and start view",
 }
+
+# A 1x1 PNG: the photo endpoints check the bytes against the declared type.
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
+)
 
 
 @dataclass
@@ -87,6 +101,9 @@ def target(world: World) -> Target:
             "ends": "20:00:00",
         },
     )
+    photo = admin.ok(
+        "POST", f"/api/v1/map/homes/{a.code}/photos", 201, content=PNG, headers={"Content-Type": "image/png"}
+    )
     params = {
         "institution_id": a.id,
         "building_id": a.building,
@@ -104,6 +121,8 @@ def target(world: World) -> Target:
         "channel_id": channel["id"],
         "rule": "button",
         "shift_id": shift["id"],
+        "code": a.code,
+        "photo_id": photo["id"],
     }
     # the family-link endpoints name a family user and a resident
     params["family_user_id"] = family_a.user_id
@@ -228,6 +247,8 @@ def _bodies(world: World) -> dict[tuple[str, str], dict[str, Any]]:
         ("POST", "/api/v1/alarms/{alarm_id}/attend"): {"json": {"note": ""}},
         ("POST", "/api/v1/alarms/{alarm_id}/resolve"): {"json": {"outcome": "false alarm"}},
         ("POST", "/api/v1/alarms/{alarm_id}/cancel"): {"json": {"outcome": "false alarm"}},
+        ("POST", "/api/v1/map/homes/{code}/photos"): {"content": PNG, "headers": {"Content-Type": "image/png"}},
+        ("DELETE", "/api/v1/map/homes/{code}/photos/{photo_id}"): {},
     }
 
 
@@ -241,7 +262,7 @@ def _request(client: Client, method: str, path: str, spec: dict[str, Any], targe
     if "user_id" in spec:
         params["user_id"] = params[spec["user_id"]]
     url = re.sub(r"\{(\w+)\}", lambda m: str(params[m.group(1)]), path)
-    kwargs = {k: v for k, v in spec.items() if k in ("json", "files", "params")}
+    kwargs = {k: v for k, v in spec.items() if k in ("json", "files", "params", "content", "headers")}
     return client.request(method, url, **kwargs)
 
 

@@ -1,0 +1,1 @@
+"""The facility map (养老地图): public homes, grades and free beds, nearest homes, exports and the map page."""
