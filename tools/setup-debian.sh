@@ -31,6 +31,7 @@ check /usr/bin/docker-compose docker-compose
 check /usr/bin/chromium chromium
 check /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc fonts-noto-cjk
 check /usr/bin/xz xz-utils
+check /usr/bin/pdftotext poppler-utils
 check /usr/include/openssl/ssl.h libssl-dev
 check /usr/bin/python3.11 python3.11
 check /usr/lib/python3.11/venv/__init__.py python3.11-venv
