@@ -41,7 +41,7 @@ stack-status:
 lock:
 	rm -rf /tmp/eldercare-lock && python3.11 -m venv /tmp/eldercare-lock
 	/tmp/eldercare-lock/bin/pip install -q --upgrade pip && /tmp/eldercare-lock/bin/pip install -q '.[dev]'
-	/tmp/eldercare-lock/bin/pip freeze --all --exclude-editable | grep -vE '^(eldercare|pip)==' > requirements.lock
+	/tmp/eldercare-lock/bin/pip freeze --all --exclude-editable | grep -vE '^(eldercare|pip)( ?==| @ )' > requirements.lock
 
 clean:
 	-$(BIN)/eldercare stack down

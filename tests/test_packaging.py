@@ -75,3 +75,13 @@ def test_install(tmp_path: Path, editable: bool) -> None:
     cli = subprocess.run([python.with_name("eldercare"), "--help"], capture_output=True, text=True, check=True)
     for command in ("stack", "db", "serve", "ingest", "demo"):
         assert command in cli.stdout
+
+
+def test_the_lock_pins_only_registry_packages() -> None:
+    """requirements.lock must install on any machine: no local paths, no URLs, no project itself."""
+    for number, line in enumerate((REPO / "requirements.lock").read_text().splitlines(), 1):
+        if not line or line.startswith("#"):
+            continue
+        name, sep, version = line.partition("==")
+        assert sep and version, f"requirements.lock:{number}: {line!r} is not name==version"
+        assert name.lower() != "eldercare", f"requirements.lock:{number}: the project itself is pinned"
