@@ -1,16 +1,21 @@
-"""``eldercare ingest`` (run) and ``eldercare ingest parked list|show|replay``."""
+"""``eldercare ingest`` (run), ``ingest parked list|show|replay``, ``ingest gaps`` and ``ingest maintain``."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
+from typing import Any
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ingest = sub.add_parser("ingest", help="store gateway messages into TimescaleDB (runs until stopped)")
     ingest.add_argument("--name", help="stable name of this process (its MQTT sessions persist under it)")
+    ingest.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port (0: any free port)")
     ingest.set_defaults(handler=_run)
     actions = ingest.add_subparsers(dest="ingest_command", metavar="ACTION")
+
     parked = actions.add_parser("parked", help="messages that could not be stored")
     parked_sub = parked.add_subparsers(dest="parked_command", required=True, metavar="ACTION")
     listing = parked_sub.add_parser("list", help="list parked messages, newest first")
@@ -25,6 +30,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     replay.add_argument("ids", type=int, nargs="+")
     replay.set_defaults(handler=_replay)
 
+    gaps = actions.add_parser("gaps", help="gaps in gateways' frame sequences (frames that never arrived)")
+    gaps.add_argument("--all", action="store_true", help="include gaps filled by late frames")
+    gaps.add_argument("--gateway", help="only this gateway id")
+    gaps.add_argument("--limit", type=int, default=100)
+    gaps.add_argument("--scan", action="store_true", help="scan for new gaps first")
+    gaps.set_defaults(handler=_gaps)
+
+    maintain = actions.add_parser("maintain", help="run the gap scan, roll-ups and retention now (or --loop)")
+    maintain.add_argument("--job", choices=["gaps", "rollups", "retention"], action="append", help="only these jobs")
+    maintain.add_argument("--loop", action="store_true", help="keep running them at their intervals")
+    maintain.set_defaults(handler=_maintain)
+
 
 def _database_url() -> str:
     from eldercare.platform.config import DatabaseSettings
@@ -37,8 +54,12 @@ def _run(args: argparse.Namespace) -> int:
     from eldercare.ingest.settings import IngestSettings
     from eldercare.platform.config import BrokerSettings
 
-    settings = IngestSettings() if args.name is None else IngestSettings(ingest_name=args.name)
-    run(settings=settings, broker=BrokerSettings(), database_url=_database_url())
+    overrides: dict[str, Any] = {}
+    if args.name is not None:
+        overrides["ingest_name"] = args.name
+    if args.metrics_port is not None:
+        overrides["ingest_metrics_port"] = args.metrics_port
+    run(settings=IngestSettings(**overrides), broker=BrokerSettings(), database_url=_database_url())
     return 0
 
 
@@ -65,17 +86,7 @@ def _show(args: argparse.Namespace) -> int:
     if row is None:
         print(f"no parked message {args.id}", file=sys.stderr)
         return 1
-    for name in (
-        "id",
-        "kind",
-        "received_at",
-        "topic",
-        "reason",
-        "institution",
-        "gateway",
-        "context",
-        "replayed_at",
-    ):
+    for name in ("id", "kind", "received_at", "topic", "reason", "institution", "gateway", "context", "replayed_at"):
         print(f"{name}: {getattr(row, name)}")
     print("payload:", row.payload.decode("utf-8", errors="backslashreplace"))
     return 0
@@ -96,3 +107,48 @@ def _replay(args: argparse.Namespace) -> int:
                 failures += 1
                 print(f"{parked_id}: {reason}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _gaps(args: argparse.Namespace) -> int:
+    import psycopg
+
+    from eldercare.ingest.gaps import list_gaps
+    from eldercare.ingest.maintain import run_job
+    from eldercare.ingest.settings import IngestSettings
+
+    with psycopg.connect(_database_url(), autocommit=True) as conn:
+        if args.scan:
+            outcome = run_job(conn, IngestSettings(), "gaps", force=True, wait=True)
+            print(f"scan: {json.dumps(outcome.result)}", file=sys.stderr)
+        rows = list_gaps(conn, open_only=not args.all, gateway=args.gateway, limit=args.limit)
+    print("institution\tgateway\tepoch\tfirst_seq\tlast_seq\tmissing\tdetected_at\tfilled_at")
+    for gap in rows:
+        filled = f"{gap.filled_at:%Y-%m-%d %H:%M:%S}" if gap.filled_at else "open"
+        print(
+            f"{gap.institution_code}\t{gap.gateway_id}\t{gap.epoch}\t{gap.first_seq}\t{gap.last_seq}\t{gap.missing}"
+            f"\t{gap.detected_at:%Y-%m-%d %H:%M:%S}\t{filled}"
+        )
+    return 0
+
+
+def _maintain(args: argparse.Namespace) -> int:
+    import psycopg
+
+    from eldercare.ingest.maintain import JOBS, interval, run_job
+    from eldercare.ingest.settings import IngestSettings
+
+    settings = IngestSettings()
+    jobs = args.job or list(JOBS)
+    due = dict.fromkeys(jobs, 0.0)
+    while True:
+        with psycopg.connect(_database_url(), autocommit=True) as conn:
+            for job in jobs:
+                if time.monotonic() < due[job]:
+                    continue
+                outcome = run_job(conn, settings, job, force=not args.loop, wait=not args.loop)
+                due[job] = time.monotonic() + interval(settings, job)
+                if outcome.ran:
+                    print(f"{job}: {json.dumps(outcome.result, default=str)} ({outcome.seconds:.2f} s)", flush=True)
+        if not args.loop:
+            return 0
+        time.sleep(1.0)

@@ -1,240 +1,212 @@
 """A lane: one MQTT session, one queue, one writer thread, one database connection.
 
-Ingest runs two lanes, alarm and telemetry, each with its own MQTT client. A telemetry backlog therefore
+Ingest runs two lanes, alarm and telemetry, each with its own MQTT session. A telemetry backlog therefore
 never fills the alarm lane's in-flight window at the broker, and alarm frames are committed one small
-transaction at a time while telemetry is batched (at most ``max_wait_s``, 200 ms by default).
+transaction at a time while telemetry is batched: a batch closes when it holds ``max_frames`` frames or
+``max_rows`` messages, or ``max_wait_s`` (200 ms by default) after its first message arrived.
 
-Threads, not asyncio: paho-mqtt's network loop is a thread, acknowledgements are sent with
-``Client.ack`` after the commit (``manual_ack``), and psycopg's synchronous COPY is the fastest path.
+Threads, not asyncio: the MQTT connection's I/O thread hands messages over a queue to the writer thread,
+whose synchronous psycopg COPY is the fast path; acknowledgements go back after the commit.
 
 Acknowledgements carry the connection generation they were received on: a message that arrived before a
-reconnect is stored (idempotently) but not acknowledged, because the broker redelivers it with the same
-packet id and the redelivered copy is the one acknowledged.
+reconnect is stored (idempotently) but not acknowledged, because the broker resends it and the resent
+copy is the one acknowledged. When the broker resumed the session, queued messages of older generations
+are dropped unread for the same reason (the broker resends every unacknowledged one).
 """
 
 from __future__ import annotations
 
 import logging
 import queue
-import random
-import ssl
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import paho.mqtt.client as mqtt
 import psycopg
-from paho.mqtt.client import ConnectFlags
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
 
-from eldercare.ingest.decode import Received
+from eldercare.ingest.decode import Decoded, DecodedFrame, decode
+from eldercare.ingest.metrics import IngestMetrics
+from eldercare.ingest.mqtt import Backoff, Connected, Connection, Endpoint, Message
 from eldercare.ingest.registry import Conn
 from eldercare.ingest.store import BatchStore, WriteResult
-from eldercare.platform.config import BrokerSettings
 
 log = logging.getLogger(__name__)
 
+# Reconnect soon after the broker is back: Mosquitto 2.0.11 does not route to the shared subscription of a
+# session restored from its persistence file until that session reconnects (measured; see docs/ingest.md),
+# so every second ingest is away after a broker restart is a second in which frames can be lost.
+MQTT_BACKOFF = Backoff(first_s=0.25, max_s=2.0)
+
 
 @dataclass(frozen=True, slots=True)
-class _Item:
-    received: Received
-    generation: int
-
-
-@dataclass(slots=True)
-class LaneStats:
-    received: int = 0
-    frames_new: int = 0
-    frames_duplicate: int = 0
-    rows: int = 0
-    events: int = 0
-    parked: dict[str, int] = field(default_factory=dict)
-    batches: int = 0
-    commit_seconds: float = 0.0
-    db_errors: int = 0
-    connects: int = 0
-
-    def add(self, result: WriteResult, seconds: float) -> None:
-        self.frames_new += result.frames_new
-        self.frames_duplicate += result.frames_duplicate
-        self.rows += result.rows
-        self.events += result.events
-        for kind, n in result.parked.items():
-            self.parked[kind] = self.parked.get(kind, 0) + n
-        self.batches += 1
-        self.commit_seconds += seconds
-
-
-def make_client(
-    *, client_id: str, broker: BrokerSettings, session_expiry_s: int, receive_maximum: int, manual_ack: bool
-) -> tuple[mqtt.Client, Properties]:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5, manual_ack=manual_ack)
-    client.username_pw_set(broker.mqtt_username, broker.mqtt_password.get_secret_value())
-    if broker.mqtt_tls:
-        client.tls_set(
-            ca_certs=str(broker.mqtt_ca_file) if broker.mqtt_ca_file else None,
-            tls_version=ssl.PROTOCOL_TLS_CLIENT,
-        )
-    client.reconnect_delay_set(min_delay=1, max_delay=30)
-    client.max_inflight_messages_set(1000)
-    client.max_queued_messages_set(0)
-    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-    props.SessionExpiryInterval = session_expiry_s
-    props.ReceiveMaximum = receive_maximum
-    return client, props
+class LaneConfig:
+    kind: str  # "alarm" or "telemetry": the metrics label and the batching it gets
+    client_id: str
+    topics: tuple[str, ...]  # subscribed on every connect; empty for an adopted session (it has its own)
+    max_wait_s: float
+    max_frames: int
+    max_rows: int
+    session_expiry_s: int
+    receive_maximum: int
 
 
 class Lane:
     def __init__(
         self,
         *,
-        name: str,
-        client_id: str,
-        topics: Sequence[str],
-        broker: BrokerSettings,
+        config: LaneConfig,
+        endpoint: Endpoint,
         database_url: str,
         store: BatchStore,
-        max_wait_s: float,
-        max_frames: int,
-        session_expiry_s: int,
-        receive_maximum: int,
-        on_commit: Callable[[str, WriteResult], None] | None = None,
+        metrics: IngestMetrics,
+        adopted: bool = False,
     ) -> None:
-        self.name = name
-        self.stats = LaneStats()
-        self._topics = list(topics)
-        self._broker = broker
+        self.config = config
+        self.kind = config.kind
         self._database_url = database_url
         self._store = store
-        self._max_wait_s = max_wait_s
-        self._max_frames = max_frames
-        self._on_commit = on_commit
-        self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
-        self._generation = 0
+        self._metrics = metrics
+        self._queue: queue.SimpleQueue[Message] = queue.SimpleQueue()
+        self._discard_before = 0
         self._stopping = threading.Event()
-        self._subscribed = threading.Event()
         self._conn: Conn | None = None
-        self._client, self._connect_props = make_client(
-            client_id=client_id,
-            broker=broker,
-            session_expiry_s=session_expiry_s,
-            receive_maximum=receive_maximum,
-            manual_ack=True,
+        self._in_hand = 0
+        self.session_present: bool | None = None
+        self.last_activity = time.monotonic()
+        self.mqtt = Connection(
+            endpoint=endpoint,
+            client_id=config.client_id,
+            session_expiry_s=config.session_expiry_s,
+            receive_maximum=config.receive_maximum,
+            subscribe=config.topics,
+            on_message=self._on_message,
+            on_connected=self._on_connected,
+            reconnect=not adopted,  # an adopted session is let go when its connection ends (see adopt.py)
+            backoff=MQTT_BACKOFF,
         )
-        self._client.on_connect = self._on_connect
-        self._client.on_message = self._on_message
-        self._client.on_subscribe = self._on_subscribe
-        self._writer = threading.Thread(target=self._write_loop, name=f"ingest-{name}-writer", daemon=True)
+        self._writer = threading.Thread(target=self._write_loop, name=f"ingest-{config.client_id}", daemon=True)
+        metrics.queue.set_function(self.outstanding, lane=config.kind, client=config.client_id)
 
-    # --- MQTT callbacks (paho's network thread) --------------------------------------------------
+    # --- the MQTT I/O thread ----------------------------------------------------------------------------
 
-    def _on_connect(
-        self,
-        client: mqtt.Client,
-        _userdata: object,
-        _flags: ConnectFlags,
-        reason: ReasonCode,
-        _props: Properties | None,
-    ) -> None:
-        if reason.is_failure:
-            log.error("lane %s: broker refused the connection: %s", self.name, reason)
-            return
-        self._generation += 1
-        self.stats.connects += 1
-        log.info("lane %s: connected (generation %d)", self.name, self._generation)
-        client.subscribe([(topic, 1) for topic in self._topics])
+    def _on_message(self, message: Message) -> None:
+        self._queue.put(message)
+        self.last_activity = message.arrived
 
-    def _on_subscribe(
-        self, _c: mqtt.Client, _u: object, _mid: int, reasons: list[ReasonCode], _p: Properties | None
-    ) -> None:
-        failed = [r for r in reasons if r.is_failure]
-        if failed:
-            log.error("lane %s: subscription refused: %s", self.name, failed)
-        else:
-            self._subscribed.set()
+    def _on_connected(self, info: Connected) -> None:
+        self._metrics.connects.inc(lane=self.kind)
+        self.session_present = info.session_present
+        if info.session_present:
+            self._discard_before = info.generation
 
-    def _on_message(self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
-        self.stats.received += 1
-        item = Received(msg.topic, bytes(msg.payload), msg.mid, msg.qos, time.time())
-        self._queue.put(_Item(item, self._generation))
-
-    # --- life cycle --------------------------------------------------------------------------------
+    # --- life cycle -------------------------------------------------------------------------------------
 
     def start(self) -> None:
         self._writer.start()
-        self._client.connect_async(
-            self._broker.mqtt_host,
-            self._broker.mqtt_port,
-            keepalive=30,
-            clean_start=False,
-            properties=self._connect_props,
-        )
-        self._client.loop_start()
+        self.mqtt.start()
 
     def wait_subscribed(self, timeout: float) -> bool:
-        return self._subscribed.wait(timeout)
+        return self.mqtt.subscribed.wait(timeout)
 
-    def stop(self) -> None:
+    def outstanding(self) -> int:
+        """Messages received and not yet committed (queued or in the batch being written)."""
+        return self._queue.qsize() + self._in_hand
+
+    def stop(self, *, session_expiry_s: int | None = None) -> None:
         """Finish the batch in hand, then disconnect; what was not committed stays with the broker."""
         self._stopping.set()
         self._writer.join(timeout=30)
-        self._client.disconnect()
-        self._client.loop_stop()
+        self.mqtt.stop(session_expiry_s=session_expiry_s)
         if self._conn is not None:
             self._conn.close()
 
-    # --- writer thread -----------------------------------------------------------------------------
+    # --- the writer thread ------------------------------------------------------------------------------
 
-    def _collect(self) -> list[_Item]:
+    def _collect(self) -> tuple[list[Message], list[Decoded]]:
         try:
             first = self._queue.get(timeout=0.2)
         except queue.Empty:
-            return []
-        batch = [first]
-        deadline = first.received.arrived + self._max_wait_s
-        while len(batch) < self._max_frames:
-            remaining = deadline - time.time()
+            return [], []
+        items: list[Message] = []
+        decoded: list[Decoded] = []
+        rows = 0
+        deadline = first.arrived + self.config.max_wait_s
+        item: Message | None = first
+        while item is not None:
+            if item.qos == 0 or item.generation >= self._discard_before:
+                result = decode(item)
+                items.append(item)
+                decoded.append(result)
+                rows += result.n_msgs if isinstance(result, DecodedFrame) else 1
+                if len(items) >= self.config.max_frames or rows >= self.config.max_rows:
+                    break
+            remaining = deadline - time.monotonic()
             try:
-                batch.append(self._queue.get_nowait() if remaining <= 0 else self._queue.get(timeout=remaining))
+                item = self._queue.get_nowait() if remaining <= 0 else self._queue.get(timeout=remaining)
             except queue.Empty:
-                break
-        return batch
+                item = None
+        self._in_hand = len(items)
+        return items, decoded
 
     def _connection(self) -> Conn:
         if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self._database_url, autocommit=True, application_name=f"ingest-{self.name}")
+            self._conn = psycopg.connect(
+                self._database_url, autocommit=True, application_name=f"ingest-{self.kind}", connect_timeout=5
+            )
         return self._conn
 
     def _write_loop(self) -> None:
         while not self._stopping.is_set():
-            batch = self._collect()
-            if batch:
-                self._commit(batch)
+            items, decoded = self._collect()
+            if items:
+                self._commit(items, decoded)
+            self._in_hand = 0
 
-    def _commit(self, batch: list[_Item]) -> None:
-        delay = 0.1
+    def _commit(self, items: list[Message], decoded: list[Decoded]) -> None:
+        attempt = 0
+        backoff = Backoff(first_s=0.1, max_s=10.0)
         while True:
             started = time.perf_counter()
             try:
-                result = self._store.write(self._connection(), [i.received for i in batch])
-            except psycopg.OperationalError as exc:
-                self.stats.db_errors += 1
-                log.warning("lane %s: database unavailable (%s); retrying in %.1f s", self.name, exc, delay)
+                result = self._store.write(self._connection(), items, decoded)
+            except psycopg.Error as exc:
+                self._metrics.db_errors.inc(lane=self.kind)
+                delay = backoff.delay(attempt)
+                log.warning("lane %s: database unavailable (%s); retrying in %.1f s", self.kind, exc, delay)
                 if self._conn is not None:
                     self._conn.close()
                 if self._stopping.wait(delay):
                     return  # not acknowledged: the broker keeps the messages
-                delay = min(delay * 2, 10.0) * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not crypto
+                attempt += 1
                 continue
-            self.stats.add(result, time.perf_counter() - started)
             break
-        generation = self._generation
-        for item in batch:
-            if item.generation == generation and item.received.qos > 0:
-                self._client.ack(item.received.mid, item.received.qos)
-        if self._on_commit is not None:
-            self._on_commit(self.name, result)
+        committed_at = time.time()
+        acked = self.mqtt.ack(items)
+        self.last_activity = time.monotonic()
+        self._observe(items, result, acked, seconds=time.perf_counter() - started, committed_at=committed_at)
+
+    def _observe(
+        self, items: list[Message], result: WriteResult, acked: int, *, seconds: float, committed_at: float
+    ) -> None:
+        metrics, lane = self._metrics, self.kind
+        metrics.received.inc(len(items), lane=lane)
+        redelivered = sum(1 for item in items if item.dup)
+        if redelivered:
+            metrics.redelivered.inc(redelivered, lane=lane)
+        metrics.acked.inc(acked, lane=lane)
+        metrics.frames.inc(result.frames_new, lane=lane, outcome="stored")
+        if result.frames_duplicate:
+            metrics.frames.inc(result.frames_duplicate, lane=lane, outcome="duplicate")
+        metrics.stored.inc(result.rows, lane=lane, kind="reading")
+        if result.events:
+            metrics.stored.inc(result.events, lane=lane, kind="event")
+        if result.statuses:
+            metrics.stored.inc(result.statuses, lane=lane, kind="status")
+        for cause, count in result.rejected.items():
+            metrics.rejected.inc(count, lane=lane, reason=cause)
+        metrics.batch_frames.observe(len(items), lane=lane)
+        metrics.batch_rows.observe(result.rows + result.events, lane=lane)
+        metrics.commit_seconds.observe(seconds, lane=lane)
+        if result.sent_ms:
+            metrics.lag_seconds.observe_many((committed_at - sent / 1000 for sent in result.sent_ms), lane=lane)
+            metrics.last_lag.set(committed_at - max(result.sent_ms) / 1000, lane=lane)

@@ -77,7 +77,7 @@ def replay(conn: Conn, parked_id: int) -> str | None:
 
 
 def _replay_whole(conn: Conn, store: BatchStore, topic: str, payload: bytes) -> str | None:
-    result = store.write_in_transaction(conn, [Received(topic, payload, 0, 0, 0.0)])
+    result = store.write_in_transaction(conn, [Received(topic, payload)])
     if result.parked:
         return "still not storable: " + ", ".join(f"{k} x{n}" for k, n in result.parked.items())
     return None

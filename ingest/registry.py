@@ -73,6 +73,15 @@ class Registry:
                 self._unknown[(institution_id, code)] = now
         return result
 
+    def device_ids(self, conn: Conn, institution_id: int, codes: list[str]) -> list[int | None]:
+        """The device id of each code, in order (None for unknown ones); one query for all cache misses."""
+        cache = self._devices
+        found = [cache.get((institution_id, code)) for code in codes]
+        if None in found:
+            known = self.devices(conn, institution_id, {c for c, f in zip(codes, found, strict=True) if f is None})
+            found = [f if f is not None else known.get(c) for c, f in zip(codes, found, strict=True)]
+        return found
+
     def forget(self) -> None:
         """Drop everything cached (after a registry change the process was told about)."""
         self._gateways.clear()

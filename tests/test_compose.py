@@ -12,6 +12,8 @@ SECRETS = {
     "ELDERCARE_DB_PASSWORD": "x" * 16,
     "ELDERCARE_MQTT_PASSWORD": "y" * 16,
     "ELDERCARE_DATA_KEY": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+    "GRAFANA_ADMIN_PASSWORD": "z" * 16,
+    "GRAFANA_DB_PASSWORD": "w" * 16,
 }
 
 
@@ -32,7 +34,16 @@ def _config(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
 def test_compose_file_is_valid() -> None:
     result = _config(SECRETS, "--services")
     assert result.returncode == 0, result.stderr
-    assert set(result.stdout.split()) == {"timescaledb", "mosquitto", "migrate", "ingest", "platform"}
+    assert set(result.stdout.split()) == {
+        "timescaledb",
+        "mosquitto",
+        "migrate",
+        "ingest-1",
+        "ingest-2",
+        "platform",
+        "grafana",
+        "simulated-home",
+    }
 
 
 def test_compose_refuses_to_run_without_secrets() -> None:

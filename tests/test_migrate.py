@@ -35,7 +35,7 @@ def test_migrate_applies_once_and_loads_regions(fresh_db: str) -> None:
         regions = conn.execute("SELECT level, count(*) FROM regions GROUP BY level ORDER BY level").fetchall()
         yichang = conn.execute("SELECT name, parent_code FROM regions WHERE code = '420502'").fetchone()
     assert [r[0] for r in recorded] == [m.version for m in mig.available()]
-    assert {"bed_readings", "device_events", "uplink_frames", "device_readings", "locations"} <= hypertables
+    assert {"bed_readings", "device_events", "device_readings", "locations"} <= hypertables
     assert regions == [(1, 31), (2, 342), (3, 2978)]
     assert yichang == ("西陵区", "4205")
 

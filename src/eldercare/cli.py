@@ -21,6 +21,7 @@ _REGISTRARS: tuple[str, ...] = (
     "eldercare.platform.auth.cli",
     "eldercare.ingest.cli",
     "eldercare.simulators.cli",
+    "eldercare.dashboards.cli",
 )
 
 

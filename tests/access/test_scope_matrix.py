@@ -36,7 +36,10 @@ NOT_SCOPED = {
     ("GET", "/api/v1/map/export.{fmt}"): "public map: export of public fields",
     ("GET", "/api/v1/map/photos/{photo_id}"): "public map: a home's photo",
     ("GET", "/api/v1/map/config"): "public map: tile source and start view",
+    ("GET", "/api/v1/public/inspections"): "public by design (双随机一公开): draws and results, no personal data",
+    ("GET", "/public/inspections"): "the public inspections as a page",
 }
+
 
 # A 1x1 PNG: the photo endpoints check the bytes against the declared type.
 PNG = bytes.fromhex(
@@ -101,10 +104,30 @@ def target(world: World) -> Target:
             "ends": "20:00:00",
         },
     )
+    with psycopg.connect(world.db.url) as conn:
+        homes_4205 = conn.execute(
+            "SELECT count(*) FROM institutions WHERE starts_with(region_code, '4205') AND kind = 'residential_home'"
+        ).fetchone()
+    assert homes_4205 is not None
+    score = admin.ok(
+        "POST",
+        "/api/v1/supervision/credit-scores",
+        201,
+        json={"from": "2026-10-01", "to": "2026-10-31", "institution_id": a.id},
+    )[0]
+    draw = admin.ok(
+        "POST",
+        "/api/v1/supervision/inspections/draws",
+        201,
+        json={"region": "4205", "homes": homes_4205[0], "inspectors": 1, "team_size": 1, "seed": "scope-matrix"},
+    )
+    inspection = next(i for i in draw["inspections"] if i["institution_code"] == a.code)
     photo = admin.ok(
         "POST", f"/api/v1/map/homes/{a.code}/photos", 201, content=PNG, headers={"Content-Type": "image/png"}
     )
     params = {
+        "score_id": score["id"],
+        "inspection_id": inspection["id"],
         "institution_id": a.id,
         "building_id": a.building,
         "floor_id": a.floor,
@@ -241,6 +264,26 @@ def _bodies(world: World) -> dict[tuple[str, str], dict[str, Any]]:
             }
         },
         ("DELETE", "/api/v1/rosters/{shift_id}"): {},
+        # supervision: lists are filtered to the caller's homes; a named home, floor, score or inspection is not found
+        ("GET", "/api/v1/supervision/figures"): {"params": {"from": "2026-10-01", "to": "2026-10-31"}},
+        ("GET", "/api/v1/supervision/attention"): {"params": {"from": "2026-10-01", "to": "2026-10-31"}},
+        ("POST", "/api/v1/supervision/rounds"): {"json": {"floor_id": a.floor}},
+        ("GET", "/api/v1/supervision/rounds"): {},
+        ("POST", "/api/v1/supervision/credit-scores"): {
+            "json": {"from": "2026-10-01", "to": "2026-10-31", "institution_id": a.id}
+        },
+        ("GET", "/api/v1/supervision/credit-scores"): {},
+        ("GET", "/api/v1/supervision/credit-scores/{score_id}"): {},
+        ("GET", "/api/v1/supervision/flags"): {},
+        ("POST", "/api/v1/supervision/inspections/draws"): {
+            "json": {"region": "420502", "homes": 1, "inspectors": 1, "team_size": 1}
+        },
+        ("POST", "/api/v1/supervision/inspections/{inspection_id}/result"): {
+            "json": {"outcome": "fail", "summary": "外人", "inspected_at": now}
+        },
+        ("GET", "/api/v1/supervision/institutions/{institution_id}/risk-inspection"): {},
+        ("GET", "/api/v1/supervision/institutions/{institution_id}/risk-inspection.pdf"): {},
+        ("GET", "/api/v1/supervision/institutions/{institution_id}/risk-inspection.html"): {},
         ("GET", "/api/v1/alarms/{alarm_id}"): {},
         ("GET", "/api/v1/alarms/{alarm_id}/history"): {},
         ("POST", "/api/v1/alarms/{alarm_id}/acknowledge"): {"json": {"note": ""}},
@@ -249,6 +292,12 @@ def _bodies(world: World) -> dict[tuple[str, str], dict[str, Any]]:
         ("POST", "/api/v1/alarms/{alarm_id}/cancel"): {"json": {"outcome": "false alarm"}},
         ("POST", "/api/v1/map/homes/{code}/photos"): {"content": PNG, "headers": {"Content-Type": "image/png"}},
         ("DELETE", "/api/v1/map/homes/{code}/photos/{photo_id}"): {},
+        # the pages' reads (platform/web/api.py)
+        ("GET", "/api/v1/institutions/{institution_id}/board"): {},
+        ("GET", "/api/v1/residents/{resident_id}/status"): {},
+        ("GET", "/api/v1/residents/{resident_id}/vitals"): {},
+        ("GET", "/api/v1/residents/{resident_id}/alarms"): {},
+        ("GET", "/api/v1/me/residents"): {},  # a family user's own residents: filtered, never another's
     }
 
 

@@ -1,0 +1,103 @@
+"""A home: its beds now, its alarms, and how fast they were answered (variable ``institution``)."""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders.dashboard import Dashboard
+
+from eldercare.dashboards.panels import grid, number, series, variable
+
+UID = "eldercare-home"
+HOURS = "make_interval(secs => greatest($__interval_ms, 3600000) / 1000.0)"  # at least an hour
+
+INSTITUTIONS = "SELECT id AS __value, name || ' (' || code || ')' AS __text FROM institutions ORDER BY name"
+
+BEDS_NOW = """
+SELECT count(*) AS beds,
+       count(*) FILTER (WHERE EXISTS (SELECT 1 FROM bed_assignments ba WHERE ba.bed_id = b.id
+                                      AND ba.during @> now())) AS occupied,
+       count(*) FILTER (WHERE b.kind = 'nursing') AS "nursing beds"
+FROM beds b WHERE b.institution_id = $institution AND b.retired_at IS NULL
+"""
+
+OPEN_COUNTS = """
+SELECT count(*) FILTER (WHERE priority = 'emergency') AS emergency,
+       count(*) FILTER (WHERE priority = 'urgent') AS urgent,
+       count(*) FILTER (WHERE priority IN ('routine', 'technical')) AS "routine and technical"
+FROM alarms
+WHERE institution_id = $institution AND state IN ('raised', 'acknowledged', 'attending') AND held_by IS NULL
+"""
+
+BEDS = """
+SELECT bed.label AS bed, bed.kind::text AS kind, r.person_code AS resident, d.code AS sensor,
+       last.time AS "last reading", last.presence AS "in bed", last.heart_rate AS "heart rate",
+       last.resp_rate AS "resp. rate"
+FROM beds bed
+LEFT JOIN bed_assignments ba ON ba.bed_id = bed.id AND ba.during @> now()
+LEFT JOIN residents r ON r.id = ba.resident_id
+LEFT JOIN device_bindings db ON db.bed_id = bed.id AND db.during @> now()
+     AND db.device_id IN (SELECT id FROM devices WHERE kind = 'bed_sensor')
+LEFT JOIN devices d ON d.id = db.device_id
+LEFT JOIN LATERAL (SELECT x.time, x.presence, x.heart_rate, x.resp_rate FROM bed_readings x
+                   WHERE x.device_id = d.id ORDER BY x.time DESC LIMIT 1) last ON true
+WHERE bed.institution_id = $institution AND bed.retired_at IS NULL
+ORDER BY bed.label
+"""
+
+OPEN_ALARMS = """
+SELECT a.raised_at AS raised, a.kind, a.priority::text AS priority, a.state::text AS state, bed.label AS bed,
+       round(extract(epoch FROM now() - a.raised_at) / 60) AS "minutes open"
+FROM alarms a LEFT JOIN beds bed ON bed.id = a.bed_id
+WHERE a.institution_id = $institution AND a.state IN ('raised', 'acknowledged', 'attending') AND a.held_by IS NULL
+ORDER BY a.priority, a.raised_at
+"""
+
+ALARMS = f"""
+SELECT time_bucket({HOURS}, raised_at) AS time, priority::text AS metric, count(*)::float8 AS value
+FROM alarms WHERE institution_id = $institution AND $__timeFilter(raised_at) AND held_by IS NULL
+GROUP BY 1, 2 ORDER BY 1
+"""  # noqa: S608 - a Grafana panel query made of this module's constants
+
+RESPONSE = """
+SELECT time_bucket('1 day', raised_at, 'Asia/Shanghai') AS time,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds_to_acknowledge::float8) AS "median to acknowledge (s)",
+       percentile_cont(0.9) WITHIN GROUP (ORDER BY seconds_to_acknowledge::float8) AS "p90 to acknowledge (s)",
+       percentile_cont(0.9) WITHIN GROUP (ORDER BY seconds_to_attend::float8) AS "p90 to attend (s)"
+FROM alarm_response
+WHERE institution_id = $institution AND priority <> 'technical' AND $__timeFilter(raised_at)
+GROUP BY 1 ORDER BY 1
+"""
+
+IN_BED = """
+SELECT h.bucket AS time, sum(h.occupied_minutes)::float8 / nullif(sum(h.observed_minutes), 0) AS "in bed"
+FROM bed_hourly h JOIN devices d ON d.id = h.device_id
+WHERE d.institution_id = $institution AND $__timeFilter(h.bucket)
+GROUP BY 1 ORDER BY 1
+"""
+
+HEART = """
+SELECT h.bucket AS time, sum(h.hr_sum) / nullif(sum(h.hr_count), 0) AS "heart rate (mean)",
+       min(h.hr_min)::float8 AS "lowest", max(h.hr_max)::float8 AS "highest"
+FROM bed_hourly h JOIN devices d ON d.id = h.device_id
+WHERE d.institution_id = $institution AND $__timeFilter(h.bucket)
+GROUP BY 1 ORDER BY 1
+"""
+
+
+def dashboard() -> Dashboard:
+    return (
+        Dashboard("eldercare · home")
+        .uid(UID)
+        .tags(["eldercare", "home"])
+        .timezone("Asia/Shanghai")
+        .time("now-7d", "now")
+        .refresh("1m")
+        .with_variable(variable("institution", "Home", INSTITUTIONS))
+        .with_panel(number("Beds", BEDS_NOW, width=12))
+        .with_panel(number("Open alarms", OPEN_COUNTS, width=12, red_above=1))
+        .with_panel(grid("Open alarms", OPEN_ALARMS, height=7))
+        .with_panel(grid("Beds now", BEDS, height=10))
+        .with_panel(series("Alarms by priority", ALARMS))
+        .with_panel(series("Response times (daily)", RESPONSE, unit="s"))
+        .with_panel(series("Share of observed time in bed (hourly)", IN_BED, unit="percentunit"))
+        .with_panel(series("Heart rate (hourly)", HEART))
+    )

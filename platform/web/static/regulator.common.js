@@ -1,0 +1,112 @@
+// Shared by the regulator's pages: the period (remembered), the supervision figures' columns with how each is
+// shown and judged against its target, and the wording of the reasons a home needs attention.
+"use strict";
+
+(function () {
+  const { t } = window.EC;
+  const PERIOD_KEY = "eldercare.regulator.period";
+
+  function defaultPeriod() {
+    const today = new Date();
+    const start = new Date(today.getTime() - 29 * 86400000);
+    return { from: EC.localDay(start), to: EC.localDay(today), region: "" };
+  }
+
+  function period() {
+    const params = new URLSearchParams(window.location.search);
+    let saved = null;
+    try { saved = JSON.parse(window.sessionStorage.getItem(PERIOD_KEY) || "null"); } catch (_) { saved = null; }
+    const base = saved || defaultPeriod();
+    return { from: params.get("from") || base.from, to: params.get("to") || base.to, region: params.get("region") || base.region || "" };
+  }
+
+  function savePeriod(p) { window.sessionStorage.setItem(PERIOD_KEY, JSON.stringify(p)); }
+
+  function figuresQuery(p, extra) {
+    const q = new URLSearchParams({ from: p.from, to: p.to });
+    if (p.region) q.set("region", p.region);
+    for (const [k, v] of Object.entries(extra || {})) q.set(k, String(v));
+    return q.toString();
+  }
+
+  const pct = (v) => EC.fmtPercent(v);
+  const int = (v) => (v === null || v === undefined ? "—" : String(v));
+  const sec = (v) => EC.fmtSeconds(v);
+  const num = (v) => (v === null || v === undefined ? "—" : Number(v).toFixed(1));
+
+  // key: field of a Figures row (credit: the score in force); judge: "bad" / "good" / "".
+  const COLUMNS = [
+    { key: "institution_name", label: "col_home", fmt: (v) => v || "—", text: true },
+    { key: "region_code", label: "col_region", fmt: (v) => v || "—", text: true },
+    { key: "beds", label: "col_beds", fmt: int },
+    { key: "occupancy", label: "col_occupancy", fmt: pct },
+    { key: "nursing_share", label: "col_nursing_share", fmt: pct, judge: (v, row) => (row.nursing_target_met === false ? "bad" : row.nursing_target_met ? "good" : "") },
+    { key: "device_online_rate", label: "col_online", fmt: pct, judge: (v) => (v !== null && v < 0.95 ? "bad" : "") },
+    { key: "alarms_for_people", label: "col_alarms", fmt: int },
+    { key: "median_s_to_acknowledge", label: "col_ack_median", fmt: sec },
+    { key: "p90_s_to_acknowledge", label: "col_ack_p90", fmt: sec, judge: (v) => (v !== null && v > 60 ? "bad" : "") },
+    { key: "unacknowledged_over_5_min", label: "col_unacked", fmt: int, judge: (v) => (v > 0 ? "bad" : "") },
+    { key: "falls", label: "col_falls", fmt: int },
+    { key: "night_round_coverage", label: "col_rounds", fmt: pct, judge: (v) => (v !== null && v < 0.9 ? "bad" : "") },
+    { key: "credit", label: "col_credit", fmt: num, judge: (v, row) => (row.blacklisted ? "bad" : "") },
+  ];
+
+  const REASON_FORMAT = {
+    devices_offline: pct, night_rounds_missing: pct, nursing_share_below_target: pct,
+    slow_acknowledgement: sec, slow_attendance: sec,
+  };
+
+  function reasonText(reason) {
+    const fmt = REASON_FORMAT[reason.code] || ((v) => String(Math.round(v)));
+    const key = "reason." + reason.code;
+    const text = t(key, { v: fmt(reason.value) });
+    return text === key ? reason.message : text;
+  }
+
+  // For the map's markers: bad (red) when blacklisted or when calls for help go unanswered or are answered
+  // slowly; watch (yellow) for any other reason to look at the home; good (green) when there is none.
+  const URGENT_REASONS = new Set(["credit_blacklisted", "unacknowledged_over_5_min", "slow_acknowledgement", "slow_attendance", "alarms_open_at_end"]);
+  function standing(attention, blacklisted) {
+    if (blacklisted || (attention && attention.reasons.some((r) => URGENT_REASONS.has(r.code)))) return "bad";
+    return attention ? "watch" : "good";
+  }
+
+  // Subsidy verification (issue 9): its totals per home for the month the period ends in, when that part of the
+  // platform is there; until then the section says that it is not built yet (the API answers "Not Found").
+  const yuan = (v) => (v === null || v === undefined ? "—" : "¥" + Number(v).toLocaleString(EC.lang, { minimumFractionDigits: 2, maximumFractionDigits: 2 }));
+  const SUBSIDY_COLUMNS = [
+    ["institution_name", "col_home", (v) => v], ["lines", "col_lines", int], ["verified", "col_verified", int],
+    ["partly_verified", "col_partly", int], ["rejected", "col_rejected", int], ["manual_check", "col_manual", int],
+    ["claimed_yuan", "col_claimed", yuan], ["payable_yuan", "col_payable", yuan], ["withheld_yuan", "col_withheld", yuan],
+  ];
+
+  async function subsidy(p, institutionId) {
+    const { el } = window.EC;
+    const month = p.to.slice(0, 7);
+    const q = new URLSearchParams({ month });
+    if (p.region) q.set("region", p.region);
+    const missing = document.getElementById("subsidy-missing");
+    const table = document.getElementById("subsidy-table");
+    const note = document.getElementById("subsidy-month");
+    let report;
+    try {
+      report = await EC.api("/api/v1/subsidy/totals?" + q.toString());
+    } catch (e) {
+      if (e.status === 404 && e.message === "Not Found") { missing.hidden = false; table.hidden = true; return "missing"; }
+      EC.showError(note, e);
+      return "error";
+    }
+    const homes = report.homes.filter((h) => !institutionId || h.institution_id === institutionId);
+    missing.hidden = true;
+    document.getElementById("subsidy").classList.remove("placeholder");
+    note.hidden = false;
+    note.textContent = t(homes.length ? "subsidy_month" : "subsidy_none", { month: report.month });
+    table.hidden = homes.length === 0;
+    table.querySelector("thead").replaceChildren(el("tr", {}, ...SUBSIDY_COLUMNS.map(([, label], i) => el("th", { scope: "col", class: i ? "num" : null }, t(label)))));
+    table.querySelector("tbody").replaceChildren(...homes.map((h) => el("tr", { "data-institution-id": String(h.institution_id) },
+      ...SUBSIDY_COLUMNS.map(([key, , fmt], i) => el(i ? "td" : "th", { class: i ? "num" + (key === "withheld_yuan" && Number(h[key]) > 0 ? " bad" : "") : null, scope: i ? null : "row" }, fmt(h[key]))))));
+    return "shown";
+  }
+
+  window.REG = { period, savePeriod, figuresQuery, COLUMNS, reasonText, standing, subsidy, fmt: { pct, int, sec, num, yuan } };
+})();

@@ -1,0 +1,83 @@
+// The drill-down of one home for a regulator: its figures over the period, why it needs attention, alarms by
+// kind, response times per shift, its credit score term by term, the one-press risk inspection now, and the
+// subsidy section (verification itself is not built yet; a home whose claims go to a person is shown).
+"use strict";
+
+(async function () {
+  const { t, tCode, el, api } = window.EC;
+  await EC.start({ roles: ["regulator", "admin"] });
+  const match = window.location.pathname.match(/^\/regulator\/institutions\/(\d+)$/);
+  const id = match ? Number(match[1]) : 0;
+  const p = REG.period();
+  const state = {};
+  document.getElementById("back").href = "/regulator?" + REG.figuresQuery(p);
+
+  function dl(items) {
+    return items.map(([label, value, cls]) => el("div", {}, el("dt", {}, t(label)), el("dd", { class: cls || null }, value)));
+  }
+
+  function render() {
+    const { home, figures, attention, report, score, explained, risk, flags } = state;
+    document.getElementById("home-name").textContent = home.name;
+    document.title = home.name + " · " + t("app_name");
+    document.getElementById("home-facts").textContent = [home.code, home.address, home.star_grade ? t("stars", { n: home.star_grade }) : t("no_grade"),
+      home.contact_phone ? t("phone", { phone: home.contact_phone }) : ""].filter(Boolean).join(" · ");
+    document.getElementById("home-period").textContent = t("period_line", { from: p.from, to: p.to });
+    document.getElementById("figures").replaceChildren(...dl(REG.COLUMNS.filter((c) => !c.text && c.key !== "credit").map((c) => {
+      const judged = c.judge ? c.judge(figures[c.key], figures) : "";
+      return [c.label, c.fmt(figures[c.key]) + (judged === "bad" ? " ⚠" : ""), judged];
+    }).concat([["col_residents", REG.fmt.int(figures.residents), ""], ["col_no_contact", REG.fmt.int(figures.residents_without_emergency_contact), figures.residents_without_emergency_contact > 0 ? "bad" : ""]])));
+    const reasons = attention ? attention.reasons : [];
+    document.getElementById("why").replaceChildren(...reasons.map((r) => el("li", {}, REG.reasonText(r))));
+    document.getElementById("why-none").hidden = reasons.length > 0;
+    const kinds = Object.entries(figures.alarms_by_kind || {}).sort((a, b) => b[1] - a[1]);
+    document.querySelector("#kinds tbody").replaceChildren(...kinds.map(([k, n]) => el("tr", {}, el("td", {}, tCode("kind", k)), el("td", { class: "num" }, String(n)))));
+    const shifts = report.filter((r) => r.institution_code === home.code);
+    document.querySelector("#shifts tbody").replaceChildren(...shifts.map((r) => el("tr", {}, el("td", {}, r.shift || t("no_shift")),
+      el("td", { class: "num" }, String(r.alarms)), el("td", { class: "num" }, REG.fmt.sec(r.median_s_to_acknowledge)),
+      el("td", { class: "num" + (r.p90_s_to_acknowledge > 60 ? " bad" : "") }, REG.fmt.sec(r.p90_s_to_acknowledge)),
+      el("td", { class: "num" + (r.unacknowledged_over_5_min > 0 ? " bad" : "") }, String(r.unacknowledged_over_5_min)))));
+    document.getElementById("shifts-none").hidden = shifts.length > 0;
+    const credit = document.getElementById("credit-line");
+    credit.textContent = score ? t("credit_line", { score: score.score.toFixed(1), threshold: score.threshold, from: score.period_start, to: score.period_end })
+      + (score.blacklisted ? " · " + t("blacklisted") : "") : t("credit_none");
+    credit.className = "state-line" + (score && score.blacklisted ? " level-danger" : "");
+    document.querySelector("#terms tbody").replaceChildren(...(explained ? explained.terms : []).map((x) => el("tr", {},
+      el("td", {}, tCode("term", x.term)), el("td", {}, x.rule), el("td", { class: "num" + (x.deduction > 0 ? " bad" : "") }, x.deduction.toFixed(1)))));
+    document.querySelector("#risks tbody").replaceChildren(...(risk ? risk.risks : []).map((r) => el("tr", {},
+      el("td", { class: "level-" + r.level }, tCode("level", r.level)), el("td", {}, EC.lang === "en" ? r.name : r.name_zh),
+      el("td", {}, r.findings.join("；") || "—"))));
+    const flag = flags.find((f) => f.institution_id === id);
+    const flagLine = document.getElementById("subsidy-flag");
+    flagLine.hidden = !flag;
+    if (flag) flagLine.textContent = t("subsidy_flag", { since: EC.fmtDate(flag.raised_at) });
+  }
+
+  try {
+    const query = REG.figuresQuery(p, { institution_id: id });
+    const since = new Date(p.from + "T00:00:00+08:00").toISOString();
+    const until = new Date(new Date(p.to + "T00:00:00+08:00").getTime() + 86400000).toISOString();
+    const [home, figures, attention, report, scores, risk, flags] = await Promise.all([
+      api("/api/v1/institutions/" + id),
+      api("/api/v1/supervision/figures?" + query),
+      api("/api/v1/supervision/attention?" + REG.figuresQuery(p)),
+      api("/api/v1/alarms/report?" + new URLSearchParams({ since, until, by: "shift" }).toString()),
+      api("/api/v1/supervision/credit-scores?institution_id=" + id),
+      api("/api/v1/supervision/institutions/" + id + "/risk-inspection"),
+      api("/api/v1/supervision/flags"),
+    ]);
+    const score = scores[0] || null;
+    Object.assign(state, {
+      home, figures: figures.homes[0], attention: attention.find((a) => a.institution_id === id), report, score, risk, flags,
+      explained: score ? await api("/api/v1/supervision/credit-scores/" + score.id) : null,
+    });
+  } catch (e) {
+    EC.showError("page-error", e);
+    return;
+  }
+  render();
+  document.getElementById("content").hidden = false;
+  document.getElementById("subsidy").dataset.state = await REG.subsidy(p, id);
+  EC.onLang(render);
+  document.body.dataset.ready = "true";
+})();

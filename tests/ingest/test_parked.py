@@ -1,0 +1,112 @@
+"""`eldercare ingest parked list|show|replay`: a quarantined message is stored once after its device is
+registered; a dead letter that is still bad stays parked with the reason."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+
+from eldercare.devices import messages as m
+from eldercare.devices import topics
+from eldercare.ingest.decode import Received
+from eldercare.ingest.registry import Registry
+from eldercare.ingest.store import BatchStore
+from eldercare.platform.registry import service as registry
+from eldercare.platform.stack.model import StackInfo
+from eldercare.simulators.load import LoadWorld
+
+from ..platform_procs import stack_env
+from .helpers import now_ms, scalar
+
+
+def _eldercare(stack: StackInfo, *args: str) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).with_name("eldercare")
+    return subprocess.run(
+        [str(exe), "ingest", "parked", *args],
+        env=stack_env(stack),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_a_quarantined_message_is_stored_once_after_its_device_is_registered(
+    stack: StackInfo, db: str, world: LoadWorld
+) -> None:
+    gateway = world.gateways[0]
+    ts = now_ms()
+    newcomer = f"NEW-{world.institution_code[-6:]}"
+    frame = m.Frame(
+        v=1,
+        epoch=5,
+        seq=0,
+        sent=ts,
+        msgs=[
+            m.BedSample(dev=gateway.beds[0], ts=ts, presence=True),
+            m.BedSample(dev=newcomer, ts=ts + 1, presence=True, hr=64.0),
+            m.Button(dev=newcomer, ts=ts + 2, action=m.ButtonAction.PRESS),
+        ],
+    )
+    topic = topics.uplink(world.institution_code, gateway.gateway_id, topics.Channel.TELEMETRY)
+    with psycopg.connect(db, autocommit=True) as conn:
+        BatchStore(registry=Registry(retry_s=0)).write(conn, [Received(topic, m.encode(frame))])
+        parked_ids = [
+            r[0]
+            for r in conn.execute(
+                "SELECT id FROM parked_messages WHERE topic = %s AND kind = 'quarantine' ORDER BY id", (topic,)
+            ).fetchall()
+        ]
+    assert len(parked_ids) == 2
+
+    listing = _eldercare(stack, "list", "--kind", "quarantine", "--limit", "500")
+    assert listing.returncode == 0
+    listed = [line.split("\t") for line in listing.stdout.splitlines()]
+    mine = {int(row[0]): row for row in listed if int(row[0]) in parked_ids}
+    assert set(mine) == set(parked_ids)
+    assert all(row[3] == "open" and f"unknown device '{newcomer}'" in row[5] for row in mine.values())
+    shown = _eldercare(stack, "show", str(parked_ids[0]))
+    assert shown.returncode == 0
+    assert f'"dev":"{newcomer}"' in shown.stdout and "kind: quarantine" in shown.stdout
+
+    still_unknown = _eldercare(stack, "replay", str(parked_ids[0]))
+    assert still_unknown.returncode == 1
+    assert f"unknown device '{newcomer}'" in still_unknown.stderr
+
+    async def register() -> None:
+        async with await psycopg.AsyncConnection.connect(db, autocommit=True) as conn:
+            await registry.create_device(conn, institution_id=world.institution_id, code=newcomer, kind="bed_sensor")
+
+    asyncio.run(register())
+    replayed = _eldercare(stack, "replay", *map(str, parked_ids))
+    assert replayed.returncode == 0, replayed.stderr
+    assert replayed.stdout.splitlines() == [f"{parked_ids[0]}: stored", f"{parked_ids[1]}: stored"]
+    again = _eldercare(stack, "replay", str(parked_ids[0]))
+    assert again.returncode == 1
+    assert "replayed already" in again.stderr
+
+    def count(query: str) -> int:
+        return int(scalar(db, query, (newcomer,)))
+
+    assert count("SELECT count(*) FROM bed_readings r JOIN devices d ON d.id = r.device_id WHERE d.code = %s") == 1
+    assert count("SELECT count(*) FROM device_events e JOIN devices d ON d.id = e.device_id WHERE d.code = %s") == 1
+    assert count("SELECT count(*) FROM alarm_inbox a JOIN devices d ON d.id = a.device_id WHERE d.code = %s") == 1
+    hr = scalar(db, "SELECT heart_rate FROM bed_readings r JOIN devices d ON d.id = r.device_id WHERE d.code = %s",
+                (newcomer,))  # fmt: skip
+    assert hr == 64.0
+
+
+def test_a_dead_letter_that_is_still_bad_stays_parked(stack: StackInfo, db: str, world: LoadWorld) -> None:
+    topic = topics.uplink(world.institution_code, world.gateways[0].gateway_id, topics.Channel.ALARM)
+    with psycopg.connect(db, autocommit=True) as conn:
+        BatchStore(registry=Registry(retry_s=0)).write(conn, [Received(topic, b'{"v":2}')])
+        parked = conn.execute("SELECT id FROM parked_messages WHERE topic = %s", (topic,)).fetchone()
+    assert parked is not None
+    result = _eldercare(stack, "replay", str(parked[0]))
+    assert result.returncode == 1
+    assert "still not storable: dead_letter x1" in result.stderr
+    assert scalar(db, "SELECT replayed_at IS NULL FROM parked_messages WHERE id = %s", (parked[0],)) is True

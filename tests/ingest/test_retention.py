@@ -1,0 +1,58 @@
+"""Retention: raw chunks older than the period are dropped with drop_chunks (Apache edition), events are kept
+for their own period, frame keys are pruned after the dedupe window; recent data and roll-ups stay."""
+
+from __future__ import annotations
+
+import psycopg
+
+from eldercare.ingest import retention
+from eldercare.ingest.rows import HOUR_MS
+from eldercare.simulators.load import LoadWorld
+
+from .helpers import now_ms, scalar
+
+DAY_MS = 24 * HOUR_MS
+DAY_S = 86_400.0
+
+
+def test_old_raw_chunks_and_frame_keys_go_recent_data_and_rollups_stay(db: str, world: LoadWorld) -> None:
+    with psycopg.connect(db, autocommit=True) as conn:
+        device = conn.execute("SELECT id FROM devices WHERE code = %s", (world.gateways[0].beds[0],)).fetchone()
+        gateway = conn.execute(
+            "SELECT id FROM gateways WHERE gateway_id = %s", (world.gateways[0].gateway_id,)
+        ).fetchone()
+        assert device is not None and gateway is not None
+        old, recent = now_ms() - 200 * DAY_MS, now_ms() - 2 * DAY_MS  # 200 days: a chunk no other test writes to
+        for ts in (old, recent):
+            conn.execute(
+                "INSERT INTO bed_readings (time, device_id, presence) VALUES (to_timestamp(%s / 1000.0), %s, true)",
+                (ts, device[0]),
+            )
+            conn.execute(
+                "INSERT INTO device_events (time, device_id, gateway_pk, kind) VALUES (to_timestamp(%s / 1000.0), %s,"
+                " %s, 'button')",
+                (ts, device[0], gateway[0]),
+            )
+            conn.execute(
+                "INSERT INTO uplink_frames (sent_at, gateway_pk, epoch, seq, lane, n_msgs, received_at)"
+                " VALUES (to_timestamp(%s / 1000.0), %s, 55, %s, 'telemetry', 1, to_timestamp(%s / 1000.0))",
+                (ts, gateway[0], ts, ts),
+            )
+        conn.execute(
+            "INSERT INTO bed_hourly (bucket, device_id, samples, observed_minutes, occupied_minutes, hr_count,"
+            " rr_count) VALUES (date_trunc('hour', to_timestamp(%s / 1000.0)), %s, 1, 1, 1, 0, 0)",
+            (old, device[0]),
+        )
+        result = retention.run(
+            conn, raw_retention_s=30 * DAY_S, events_retention_s=365 * DAY_S, frames_retention_s=30 * DAY_S
+        )
+    assert result.chunks_dropped["bed_readings"] >= 1
+    assert result.frames_deleted >= 1
+
+    def count(query: str) -> int:
+        return int(scalar(db, query, (device[0],)))
+
+    assert count("SELECT count(*) FROM bed_readings WHERE device_id = %s") == 1  # the recent one
+    assert count("SELECT count(*) FROM device_events WHERE device_id = %s") == 2  # a year for events
+    assert count("SELECT count(*) FROM bed_hourly WHERE device_id = %s") == 1  # roll-ups are kept
+    assert scalar(db, "SELECT count(*) FROM uplink_frames WHERE gateway_pk = %s AND epoch = 55", (gateway[0],)) == 1

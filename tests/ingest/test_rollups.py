@@ -1,0 +1,239 @@
+"""Hourly and daily roll-ups against the raw data computed here, independently, in Python: on the watermark's
+way forward, for late data, re-run, rebuilt, and never from raw data older than the retention."""
+
+from __future__ import annotations
+
+import random
+import struct
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import psycopg
+import pytest
+
+from eldercare.devices import messages as m
+from eldercare.devices import topics
+from eldercare.ingest import rollups
+from eldercare.ingest.decode import Received
+from eldercare.ingest.registry import Registry
+from eldercare.ingest.rows import HOUR_MS
+from eldercare.ingest.store import BatchStore
+from eldercare.simulators.load import LoadWorld
+
+from .helpers import now_ms
+
+TZ = "Asia/Shanghai"
+DAY_S = 86_400.0
+_seq = iter(range(10**9))
+
+
+def _f32(value: float) -> float:
+    return float(struct.unpack("!f", struct.pack("!f", value))[0])
+
+
+def _run(conn: psycopg.Connection[Any], *, lag_s: float = 120, retention_days: float = 30) -> rollups.RollupResult:
+    """Run until the watermark has caught up (the first run of a session may have history to roll up)."""
+    while True:
+        result = rollups.run(conn, lag_s=lag_s, timezone=TZ, raw_retention_s=retention_days * DAY_S)
+        if result.hours_rolled < 48:
+            return result
+
+
+def _samples(world: LoadWorld, hour: int, rng: random.Random, count: int) -> list[m.BedSample]:
+    beds = world.gateways[0].beds[:3]
+    out = []
+    for _ in range(count):
+        present = rng.random() < 0.7
+        hr = round(rng.uniform(50, 100), 1) if present and rng.random() < 0.9 else None
+        rr = round(rng.uniform(10, 25), 1) if present and rng.random() < 0.9 else None
+        ts = hour * HOUR_MS + rng.randrange(HOUR_MS)
+        out.append(m.BedSample(dev=rng.choice(beds), ts=ts, presence=present, hr=hr, rr=rr))
+    return out
+
+
+def _store(db: str, world: LoadWorld, msgs: Sequence[m.DeviceMessage], *, alarm: bool = False) -> None:
+    gateway = world.gateways[0]
+    channel = topics.Channel.ALARM if alarm else topics.Channel.TELEMETRY
+    topic = topics.uplink(world.institution_code, gateway.gateway_id, channel)
+    items = [
+        Received(topic, m.encode(m.Frame(v=1, epoch=77, seq=next(_seq), sent=now_ms(), msgs=list(msgs[i : i + 50]))))
+        for i in range(0, len(msgs), 50)
+    ]
+    with psycopg.connect(db, autocommit=True) as conn:
+        BatchStore(registry=Registry(retry_s=0)).write(conn, items)
+
+
+def _ids(db: str, world: LoadWorld) -> dict[str, int]:
+    with psycopg.connect(db) as conn:
+        rows = conn.execute("SELECT code, id FROM devices WHERE institution_id = %s", (world.institution_id,))
+        return dict(rows.fetchall())
+
+
+def _expected_bed(samples: list[m.BedSample], ids: dict[str, int]) -> dict[tuple[int, int], tuple[Any, ...]]:
+    groups: dict[tuple[int, int], list[m.BedSample]] = defaultdict(list)
+    for s in samples:
+        groups[(ids[s.dev], s.ts // HOUR_MS)].append(s)
+    expected = {}
+    for key, group in groups.items():
+        hr = [_f32(s.hr) for s in group if s.hr is not None]
+        rr = [_f32(s.rr) for s in group if s.rr is not None]
+        expected[key] = (
+            len(group),
+            len({s.ts // 60_000 for s in group}),
+            len({s.ts // 60_000 for s in group if s.presence}),
+            len(hr), min(hr, default=None), max(hr, default=None), sum(hr) if hr else None,
+            len(rr), min(rr, default=None), max(rr, default=None), sum(rr) if rr else None,
+        )  # fmt: skip
+    return expected
+
+
+def _local_day(hour: int) -> date:
+    return datetime.fromtimestamp(hour * 3600, ZoneInfo(TZ)).date()
+
+
+def _expected_bed_daily(hourly: dict[tuple[int, int], tuple[Any, ...]]) -> dict[tuple[int, date], tuple[Any, ...]]:
+    days: dict[tuple[int, date], list[tuple[Any, ...]]] = defaultdict(list)
+    for (device, hour), row in hourly.items():
+        days[(device, _local_day(hour))].append(row)
+    out = {}
+    for key, rows in days.items():
+        hr_mins = [r[4] for r in rows if r[4] is not None]
+        rr_mins = [r[8] for r in rows if r[8] is not None]
+        out[key] = (
+            sum(r[0] for r in rows), sum(r[1] for r in rows), sum(r[2] for r in rows),
+            sum(r[3] for r in rows), min(hr_mins, default=None),
+            max((r[5] for r in rows if r[5] is not None), default=None),
+            sum(r[6] for r in rows if r[6] is not None) if hr_mins else None,
+            sum(r[7] for r in rows), min(rr_mins, default=None),
+            max((r[9] for r in rows if r[9] is not None), default=None),
+            sum(r[10] for r in rows if r[10] is not None) if rr_mins else None,
+        )  # fmt: skip
+    return out
+
+
+_BED_COLUMNS = (
+    "samples, observed_minutes, occupied_minutes, hr_count, hr_min, hr_max, hr_sum, rr_count, rr_min, rr_max, rr_sum"
+)
+
+
+def _actual_bed(db: str, ids: dict[str, int]) -> dict[tuple[int, int], tuple[Any, ...]]:
+    with psycopg.connect(db) as conn:
+        rows = conn.execute(
+            f"SELECT device_id, extract(epoch FROM bucket)::bigint / 3600, {_BED_COLUMNS}"
+            " FROM bed_hourly WHERE device_id = ANY(%s)",
+            (list(ids.values()),),
+        ).fetchall()
+    return {(r[0], r[1]): tuple(r[2:]) for r in rows}
+
+
+def _actual_bed_daily(db: str, ids: dict[str, int]) -> dict[tuple[int, date], tuple[Any, ...]]:
+    with psycopg.connect(db) as conn:
+        rows = conn.execute(
+            f"SELECT device_id, day, {_BED_COLUMNS} FROM bed_daily WHERE device_id = ANY(%s)", (list(ids.values()),)
+        ).fetchall()
+    return {(r[0], r[1]): tuple(r[2:]) for r in rows}
+
+
+def _same(actual: dict[Any, tuple[Any, ...]], expected: dict[Any, tuple[Any, ...]]) -> None:
+    assert set(actual) == set(expected)
+    for key, row in expected.items():
+        assert actual[key] == pytest.approx(row, rel=1e-6), key
+
+
+def _device_hourly(db: str, ids: dict[str, int]) -> dict[tuple[int, int], tuple[int, int]]:
+    with psycopg.connect(db) as conn:
+        rows = conn.execute(
+            "SELECT device_id, extract(epoch FROM bucket)::bigint / 3600, messages, active_minutes"
+            " FROM device_hourly WHERE device_id = ANY(%s)",
+            (list(ids.values()),),
+        ).fetchall()
+    return {(r[0], r[1]): (r[2], r[3]) for r in rows}
+
+
+def test_late_data_is_rolled_up_and_matches_the_raw_data(db: str, world: LoadWorld) -> None:
+    rng = random.Random(11)
+    ids = _ids(db, world)
+    with psycopg.connect(db, autocommit=True) as conn:
+        _run(conn)  # the watermark is now at the last closed hour: everything below is "late"
+    first = (now_ms() - 30 * HOUR_MS) // HOUR_MS
+    samples = [s for hour in range(first, first + 4) for s in _samples(world, hour, rng, 120)]
+    button = world.gateways[0].button
+    battery = [m.Battery(dev=world.gateways[0].beds[0], ts=first * HOUR_MS + 60_000 * i, level=90) for i in range(3)]
+    presses = [
+        m.Button(dev=button, ts=(first + 1) * HOUR_MS + 5_000 * i, action=m.ButtonAction.PRESS) for i in range(2)
+    ]
+    _store(db, world, [*samples, *battery])
+    _store(db, world, [*presses], alarm=True)
+    with psycopg.connect(db, autocommit=True) as conn:
+        result = _run(conn)
+    assert result.late_hours >= 4
+    expected = _expected_bed(samples, ids)
+    _same(_actual_bed(db, ids), expected)
+    _same(_actual_bed_daily(db, ids), _expected_bed_daily(expected))
+
+    messages: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for msg in [*samples, *battery, *presses]:
+        messages[(ids[msg.dev], msg.ts // HOUR_MS)].append(msg.ts // 60_000)
+    assert _device_hourly(db, ids) == {key: (len(v), len(set(v))) for key, v in messages.items()}
+
+    # a re-run changes nothing, and neither does a rebuild of the range from raw data
+    with psycopg.connect(db, autocommit=True) as conn:
+        _run(conn)
+        rollups.rebuild(
+            conn,
+            start=datetime.fromtimestamp(first * 3600, UTC),
+            end=datetime.fromtimestamp((first + 4) * 3600, UTC),
+            timezone=TZ,
+        )
+    _same(_actual_bed(db, ids), expected)
+    _same(_actual_bed_daily(db, ids), _expected_bed_daily(expected))
+
+    # later still, more data for one of those hours: that hour and its day are recomputed
+    later = _samples(world, first + 1, rng, 40)
+    _store(db, world, list(later))
+    with psycopg.connect(db, autocommit=True) as conn:
+        _run(conn)
+    expected = _expected_bed([*samples, *later], ids)
+    _same(_actual_bed(db, ids), expected)
+    _same(_actual_bed_daily(db, ids), _expected_bed_daily(expected))
+
+
+def test_the_hour_in_progress_is_rolled_up_when_it_closes_and_again_when_more_comes(db: str, world: LoadWorld) -> None:
+    rng = random.Random(12)
+    ids = _ids(db, world)
+    hour = now_ms() // HOUR_MS
+    samples = _samples(world, hour, rng, 60)
+    samples = [s for s in samples if s.ts < now_ms()]  # nothing from the future
+    _store(db, world, list(samples))
+    with psycopg.connect(db, autocommit=True) as conn:
+        _run(conn, lag_s=120)
+        assert not any(h == hour for _, h in _actual_bed(db, ids))  # not over yet: not rolled up
+        result = rollups.run(conn, lag_s=-3600, timezone=TZ, raw_retention_s=30 * DAY_S)  # as if it were over
+    assert result.hours_rolled >= 1
+    _same(_actual_bed(db, ids), _expected_bed(samples, ids))
+    more = [m.BedSample(dev=world.gateways[0].beds[0], ts=now_ms() - 5, presence=True, hr=66.0)]
+    _store(db, world, list(more))  # recorded as (hour, all devices): the hour is recomputed whole
+    with psycopg.connect(db, autocommit=True) as conn:
+        _run(conn, lag_s=120)
+    _same(_actual_bed(db, ids), _expected_bed([*samples, *more], ids))
+
+
+def test_an_hour_older_than_the_raw_retention_is_never_recomputed(db: str, world: LoadWorld) -> None:
+    rng = random.Random(13)
+    ids = _ids(db, world)
+    hour = (now_ms() - 3 * 24 * HOUR_MS) // HOUR_MS
+    samples = _samples(world, hour, rng, 50)
+    _store(db, world, list(samples))
+    with psycopg.connect(db, autocommit=True) as conn:
+        _run(conn, retention_days=30)
+    before = _actual_bed(db, ids)
+    _same(before, _expected_bed(samples, ids))
+    with psycopg.connect(db, autocommit=True) as conn:  # most of the hour's raw data is gone (a dropped chunk)
+        conn.execute("DELETE FROM bed_readings WHERE device_id = ANY(%s)", (list(ids.values()),))
+    _store(db, world, _samples(world, hour, rng, 1))  # and one late reading arrives for it
+    with psycopg.connect(db, autocommit=True) as conn:
+        _run(conn, retention_days=2)
+    assert _actual_bed(db, ids) == before  # the roll-up is all that is left of that hour: kept as it was

@@ -1,0 +1,193 @@
+"""BatchStore against the real TimescaleDB: exactly once per (gateway, epoch, seq), values through the binary
+COPY unchanged, bad input parked without spoiling its neighbours, the roll-up bookkeeping."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+
+from eldercare.devices import messages as m
+from eldercare.devices import topics
+from eldercare.ingest import rows as rows_module
+from eldercare.ingest import store as store_module
+from eldercare.ingest.decode import Received
+from eldercare.ingest.registry import Registry
+from eldercare.ingest.rows import HOUR_MS
+from eldercare.ingest.store import BatchStore
+from eldercare.simulators.load import LoadWorld
+
+from .helpers import now_ms, scalar, stored_frames, stored_readings
+
+
+def _topic(world: LoadWorld, *, alarm: bool = False) -> str:
+    channel = topics.Channel.ALARM if alarm else topics.Channel.TELEMETRY
+    return topics.uplink(world.institution_code, world.gateways[0].gateway_id, channel)
+
+
+def _frame(
+    world: LoadWorld, seq: int, msgs: list[m.DeviceMessage], *, epoch: int = 7, sent: int | None = None
+) -> Received:
+    frame = m.Frame(v=1, epoch=epoch, seq=seq, sent=sent or now_ms(), msgs=msgs)
+    return Received(_topic(world), m.encode(frame))
+
+
+def _bed(world: LoadWorld, i: int, ts: int) -> m.BedSample:
+    beds = world.gateways[0].beds
+    return m.BedSample(dev=beds[i % len(beds)], ts=ts + i, presence=True, hr=70.0, rr=15.0, move=0.2)
+
+
+def _store() -> BatchStore:
+    return BatchStore(registry=Registry(retry_s=0))
+
+
+def test_a_frame_is_stored_once_however_often_and_however_stamped_it_comes(db: str, world: LoadWorld) -> None:
+    ts = now_ms() - 60_000
+    first = _frame(world, 0, [_bed(world, i, ts) for i in range(5)], sent=ts)
+    again_restamped = _frame(world, 0, [_bed(world, i, ts) for i in range(5)], sent=ts + 5_000)
+    other = _frame(world, 1, [_bed(world, i, ts + 100) for i in range(3)])
+    store = _store()
+    with psycopg.connect(db, autocommit=True) as conn:
+        one = store.write(conn, [first, first, other])  # a redelivery inside the same batch
+        two = store.write(conn, [first, again_restamped])  # and in later batches, even with another `sent`
+    assert (one.frames_new, one.frames_duplicate, one.rows) == (2, 1, 8)
+    assert (two.frames_new, two.frames_duplicate, two.rows) == (0, 2, 0)
+    assert stored_frames(db, world) == 2
+    assert stored_readings(db, world) == 8
+    sent_at = scalar(db, "SELECT extract(epoch FROM sent_at) * 1000 FROM uplink_frames WHERE epoch = 7 AND seq = 0"
+                     " AND gateway_pk = (SELECT id FROM gateways WHERE gateway_id = %s)",
+                     (world.gateways[0].gateway_id,))  # fmt: skip
+    assert round(float(sent_at)) == ts  # the first copy wins
+
+
+def test_values_go_through_the_binary_copy_unchanged(db: str, world: LoadWorld) -> None:
+    beds = world.gateways[0].beds
+    ts = now_ms() - 3_600_000 + 123  # not a whole second: milliseconds must survive
+    msgs: list[m.DeviceMessage] = [
+        m.BedSample(dev=beds[0], ts=ts, presence=True, hr=71.3, rr=15.7, move=0.25),
+        m.BedSample(dev=beds[1], ts=ts + 1, presence=False),
+        m.BedSample(dev=beds[2], ts=ts + 2, presence=True, hr=58.0),
+        m.Battery(dev=beds[3], ts=ts + 3, level=87),
+        m.EnvReading(dev=beds[4], ts=ts + 4, kind="gas", value=3.5),
+        m.Location(dev=beds[5], ts=ts + 5, lat=30.7123456, lon=111.2987654, acc=12.5),
+        m.Location(dev=beds[6], ts=ts + 6, lat=-30.5, lon=-111.25),
+        m.AccelSamples(dev=beds[7], ts=ts + 7, hz=50, xyz=[(1, -2, 256), (-32768, 32767, 0)]),
+    ]
+    with psycopg.connect(db, autocommit=True) as conn:
+        result = _store().write(conn, [_frame(world, 0, msgs, epoch=8)])
+        assert result.rows == 8
+        at = "(extract(epoch FROM time) * 1000)::bigint"
+        bed = conn.execute(
+            f"SELECT {at}, d.code, presence, heart_rate, resp_rate, movement FROM bed_readings r"
+            " JOIN devices d ON d.id = r.device_id WHERE d.code = ANY(%s) ORDER BY 1",
+            (beds[:3],),
+        ).fetchall()
+        scalar_rows = conn.execute(
+            f"SELECT {at}, metric, value FROM device_readings r JOIN devices d ON d.id = r.device_id"
+            " WHERE d.code = ANY(%s) ORDER BY 1",
+            (beds[3:5],),
+        ).fetchall()
+        locations = conn.execute(
+            f"SELECT {at}, lat, lon, accuracy FROM locations r JOIN devices d ON d.id = r.device_id"
+            " WHERE d.code = ANY(%s) ORDER BY 1",
+            (beds[5:7],),
+        ).fetchall()
+        accel = conn.execute(
+            f"SELECT {at}, hz, samples FROM accel_chunks r JOIN devices d ON d.id = r.device_id WHERE d.code = %s",
+            (beds[7],),
+        ).fetchall()
+    assert bed == [
+        (ts, beds[0], True, 71.3, 15.7, 0.25),  # real (float4) columns, read back as text: the same digits
+        (ts + 1, beds[1], False, None, None, None),
+        (ts + 2, beds[2], True, 58.0, None, None),
+    ]
+    assert scalar_rows == [(ts + 3, "battery", 87.0), (ts + 4, "gas", 3.5)]
+    assert locations == [(ts + 5, 30.7123456, 111.2987654, 12.5), (ts + 6, -30.5, -111.25, None)]
+    assert accel == [(ts + 7, 50, [1, -2, 256, -32768, 32767, 0])]
+
+
+def test_bad_and_unknown_messages_are_parked_and_their_neighbours_stored(db: str, world: LoadWorld) -> None:
+    ts = now_ms()
+    good = [_bed(world, i, ts) for i in range(3)]
+    body = b",".join(m.encode(msg) for msg in good)
+    bad = b'{"t":"bed","dev":"%s","ts":%d,"presence":"maybe"}' % (world.gateways[0].beds[0].encode(), ts)
+    unknown = b'{"t":"battery","dev":"NOT-REGISTERED","ts":%d,"level":5}' % ts
+    payload = b'{"v":1,"epoch":9,"seq":0,"sent":%d,"msgs":[%s,%s,%s]}' % (ts, body, bad, unknown)
+    broken = Received(_topic(world), b'{"v":1,"epoch":9,"seq":"one"')
+    with psycopg.connect(db, autocommit=True) as conn:
+        result = _store().write(conn, [Received(_topic(world), payload), broken])
+        parked = conn.execute(
+            "SELECT kind::text, reason, context->>'index', payload FROM parked_messages WHERE gateway = %s ORDER BY id",
+            (world.gateways[0].gateway_id,),
+        ).fetchall()
+    assert result.rows == 3
+    assert dict(result.rejected) == {"bad_message": 1, "unknown_device": 1, "bad_frame": 1}
+    by_index = {p[2]: p for p in parked}
+    assert set(by_index) == {"3", "4", None}
+    assert by_index["3"][0] == "dead_letter"
+    assert "presence" in by_index["3"][1]
+    assert bytes(by_index["3"][3]) == bad
+    assert by_index["4"][:2] == ("quarantine", "msgs[4]: unknown device 'NOT-REGISTERED'")
+    assert by_index[None][0] == "dead_letter"
+    assert bytes(by_index[None][3]) == broken.payload
+    assert stored_readings(db, world) == 3
+
+
+def test_a_frame_the_database_refuses_is_parked_and_the_rest_of_the_batch_stored(db: str, world: LoadWorld) -> None:
+    ts = now_ms()
+    frames = [_frame(world, seq, [_bed(world, seq, ts)], epoch=10) for seq in range(3)]
+    beds = world.gateways[0].beds
+    refused = m.BedSample(dev=beds[1], ts=ts + 50, presence=True, hr=299.0)  # valid on the wire
+    frames[1] = _frame(world, 1, [refused], epoch=10)
+    with psycopg.connect(db) as conn:  # one outer transaction, rolled back: the constraint never escapes
+        conn.execute("ALTER TABLE bed_readings ADD CONSTRAINT test_hr_below_250 CHECK (heart_rate < 250)")
+        result = _store().write(conn, frames)
+        stored = conn.execute(
+            "SELECT count(*) FROM bed_readings r JOIN devices d ON d.id = r.device_id WHERE d.institution_id = %s",
+            (world.institution_id,),
+        ).fetchone()
+        reasons = conn.execute(
+            "SELECT reason FROM parked_messages WHERE topic = %s ORDER BY id", (_topic(world),)
+        ).fetchall()
+        conn.rollback()
+    assert (result.frames_new, result.rows, dict(result.rejected)) == (2, 2, {"db_refused": 1})
+    assert stored == (2,)
+    assert len(reasons) == 1
+    assert reasons[0][0].startswith("database refused: 23514")
+
+
+def test_a_bug_on_one_frame_parks_that_frame_only(db: str, world: LoadWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    poisoned = world.gateways[0].beds[2]
+    real = rows_module.add_beds
+
+    def failing(rows: Any, beds: Any, device_ids: Any) -> list[int]:
+        if any(bed.dev == poisoned for bed in beds):
+            raise RuntimeError("simulated bug")
+        return real(rows, beds, device_ids)
+
+    monkeypatch.setattr(store_module, "add_beds", failing)
+    ts = now_ms()
+    frames = [_frame(world, seq, [_bed(world, seq, ts)], epoch=11) for seq in range(4)]
+    with psycopg.connect(db, autocommit=True) as conn:
+        result = _store().write(conn, frames)
+    assert (result.frames_new, result.rows, dict(result.rejected)) == (3, 3, {"internal_error": 1})
+    reason = scalar(db, "SELECT reason FROM parked_messages WHERE topic = %s", (_topic(world),))
+    assert reason == "ingest error: RuntimeError: simulated bug"
+
+
+def test_touched_hours_are_recorded_for_the_rollups(db: str, world: LoadWorld) -> None:
+    now = now_ms()
+    old = now - 5 * HOUR_MS
+    msgs: list[m.DeviceMessage] = [_bed(world, 0, old), _bed(world, 1, now)]
+    with psycopg.connect(db, autocommit=True) as conn:
+        before = conn.execute("SELECT coalesce(max(id), 0) FROM rollup_pending").fetchone()
+        assert before is not None
+        _store().write(conn, [_frame(world, 0, msgs, epoch=12)])
+        rows = conn.execute("SELECT hours, devices FROM rollup_pending WHERE id > %s", (before[0],)).fetchall()
+        device = conn.execute("SELECT id FROM devices WHERE code = %s", (world.gateways[0].beds[0],)).fetchone()
+    assert device is not None
+    assert len(rows) == 1
+    pairs = set(zip(rows[0][0], rows[0][1], strict=True))
+    # an hour that is over is recorded per device; the current hour once, for all devices (device 0)
+    assert pairs == {(old // HOUR_MS, device[0]), (now // HOUR_MS, 0)}

@@ -1,0 +1,190 @@
+"""Every panel's SQL, run against a database with data in it (the hand-worked world, raw readings rolled up by
+ingest's roll-up code, frames, parked messages, gateways, scores, a draw), must return rows of the shape its
+panel type needs; and the built JSON in the repository is what the code builds."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from tests.registry.support import Database
+from tests.supervision.world import TZ, World, local
+
+from eldercare.dashboards import build, home, operations, regulator
+from eldercare.dashboards.sql import DATASOURCE_TYPE, DATASOURCE_UID, expand
+from eldercare.ingest import rollups
+from eldercare.platform.supervision import credit
+
+START = datetime(2026, 10, 1, tzinfo=UTC) - timedelta(hours=8)  # the local month, in UTC
+END = datetime(2026, 11, 1, tzinfo=UTC) - timedelta(hours=8)
+NUMERIC = {"int2", "int4", "int8", "float4", "float8", "numeric"}
+TIMESTAMP = {"timestamptz"}
+
+
+@pytest.fixture(scope="module")
+def filled(sup_db: Database, world: World) -> World:
+    a = world.a
+    day = date(2026, 10, 30)
+    with psycopg.connect(sup_db.url, autocommit=True) as conn:
+        # Raw bed readings of BS-A0 on 30 October: one every minute from 00:00 to 11:59 local, in bed from 06:00.
+        t0 = local(day, 0)
+        conn.execute(
+            "INSERT INTO bed_readings (time, device_id, presence, heart_rate, resp_rate)"
+            " SELECT %s + n * interval '1 minute', %s, n >= 360, 60 + n %% 20, 16 FROM generate_series(0, 719) n",
+            (t0, a.devices["BS-A0"]),
+        )
+        rollups.rebuild(conn, start=t0, end=t0 + timedelta(days=1), timezone="Asia/Shanghai")
+        row = conn.execute(
+            "SELECT active_minutes FROM device_daily WHERE device_id = %s AND day = %s", (a.devices["BS-A0"], day)
+        ).fetchone()
+        assert row == (720,), "ingest's roll-up of 720 minutes of readings"
+        conn.execute(
+            "INSERT INTO ingest_jobs (job, watermark, last_run_at) VALUES ('rollups', now() - interval '90 minutes',"
+            " now()) ON CONFLICT (job) DO UPDATE SET watermark = excluded.watermark"
+        )
+        gateway = conn.execute(
+            "INSERT INTO gateways (institution_id, gateway_id, last_seen_at, last_status, last_heartbeat)"
+            " VALUES (%s, 'GW-DASH-A', now() - interval '5 minutes', 'heartbeat',"
+            ' \'{"t": "heartbeat", "queue": {"alarm": 0, "telemetry": 12}, "dropped": 3}\') RETURNING id',
+            (a.id,),
+        ).fetchone()
+        assert gateway is not None
+        for n in range(48):
+            sent = local(day, 0) + timedelta(minutes=30 * n)
+            conn.execute(
+                "INSERT INTO uplink_frames (sent_at, gateway_pk, epoch, seq, lane, n_msgs, received_at)"
+                " VALUES (%s, %s, 1, %s, %s, 50, %s)",
+                (sent, gateway[0], n, "telemetry" if n % 4 else "alarm", sent + timedelta(milliseconds=40 + n)),
+            )
+        conn.execute(
+            "INSERT INTO uplink_gaps (gateway_pk, epoch, first_seq, last_seq, missing) VALUES (%s, 1, 100, 101, 2)",
+            (gateway[0],),
+        )
+        conn.execute(
+            "INSERT INTO parked_messages (kind, received_at, topic, payload, reason) VALUES"
+            " ('dead_letter', %s, 'eldercare/v1/x/y/up/telemetry', 'not json', 'payload is not JSON'),"
+            " ('quarantine', %s, 'eldercare/v1/x/y/up/telemetry', '{}', 'unknown device')",
+            (local(day, 9), local(day, 10)),
+        )
+        conn.execute(
+            "UPDATE alarms SET published_at = raised_at - interval '15 milliseconds' WHERE institution_id = %s",
+            (a.id,),
+        )
+
+    async def scores() -> None:
+        async with await psycopg.AsyncConnection.connect(sup_db.url, autocommit=True) as conn:
+            await credit.compute(conn, homes=[a.id, world.b.id], start=date(2026, 10, 1), end=date(2026, 10, 30),
+                                 computed_by=None)  # fmt: skip
+
+    asyncio.run(scores())
+    with psycopg.connect(sup_db.url, autocommit=True) as conn:
+        draw = conn.execute(
+            "INSERT INTO inspection_draws (region_code, algorithm, seed, homes_requested, inspectors_requested,"
+            " team_size, home_candidates, inspector_candidates, home_candidates_sha256, inspector_candidates_sha256,"
+            " drawn_homes, drawn_inspectors) VALUES ('4205', 'hmac-sha256-v1', 'dashboard-seed', 1, 1, 1, %s,"
+            " '{U1}', repeat('a', 64), repeat('b', 64), %s, '{U1}') RETURNING id",
+            ([a.code], [a.code]),
+        ).fetchone()
+        assert draw is not None
+        conn.execute(
+            "INSERT INTO inspections (draw_id, position, institution_id, inspector_ids, inspected_at, outcome, summary)"
+            " VALUES (%s, 0, %s, '{1}', %s, 'pass', '完好')",
+            (draw[0], a.id, local(day, 10)),
+        )
+    return world
+
+
+def _targets(model: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [(p["title"], p["type"], t) for p in model["panels"] for t in p.get("targets", [])]
+
+
+def _run(db: Database, sql_text: str) -> tuple[list[tuple[str, str]], list[tuple[Any, ...]]]:
+    with psycopg.connect(db.url) as conn:
+        conn.execute("SET TIME ZONE 'UTC'")
+        cur = conn.execute(sql_text.encode())
+        columns = [(c.name, conn.adapters.types.get(c.type_code).name) for c in cur.description or []]  # type: ignore[union-attr]
+        return columns, cur.fetchall()
+
+
+def _variables(world: World) -> dict[str, dict[str, str]]:
+    return {operations.UID: {}, home.UID: {"institution": str(world.a.id)}, regulator.UID: {"region": "4205"}}
+
+
+def test_built_json_in_the_repository_is_current() -> None:
+    check = subprocess.run(
+        [sys.executable, "-m", "eldercare.cli", "dashboards", "build", "--check"],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 0, check.stderr
+    for uid in build.DASHBOARDS:
+        on_disk = json.loads((build.GENERATED / f"{uid}.json").read_text(encoding="utf-8"))
+        assert on_disk["uid"] == uid and on_disk["panels"]
+
+
+def test_every_panel_returns_rows_of_its_shape(sup_db: Database, filled: World) -> None:
+    models = build.build_all()
+    variables = _variables(filled)
+    checked = 0
+    for uid, model in models.items():
+        for title, kind, target in _targets(model):
+            assert target["datasource"] == {"type": DATASOURCE_TYPE, "uid": DATASOURCE_UID}, title
+            text = expand(target["rawSql"], start=START, end=END, interval_ms=3_600_000, variables=variables[uid])
+            assert "$" not in text, f"{uid} / {title}: unexpanded macro or variable"
+            columns, rows = _run(sup_db, text)
+            assert rows, f"{uid} / {title}: no rows"
+            names, types = [c[0] for c in columns], [c[1] for c in columns]
+            if kind == "timeseries":
+                assert target["format"] == "time_series", title
+                assert names[0] == "time" and types[0] in TIMESTAMP, f"{title}: {columns}"
+                rest = columns[1:]
+                text_columns = [n for n, t in rest if t == "text"]
+                assert text_columns in ([], ["metric"]), f"{title}: {columns}"
+                assert any(t in NUMERIC for _, t in rest), f"{title}: {columns}"
+                assert all(t in NUMERIC or n == "metric" for n, t in rest), f"{title}: {columns}"
+                times = [r[0] for r in rows]
+                assert times == sorted(times), f"{title}: not in time order"
+            elif kind == "stat":
+                assert target["format"] == "table" and len(rows) == 1, f"{title}: {rows}"
+                assert all(t in NUMERIC for t in types), f"{title}: {columns}"
+            else:
+                assert kind == "table" and target["format"] == "table", title
+                assert len(set(names)) == len(names), f"{title}: duplicate column names {names}"
+            checked += 1
+    assert checked == sum(len(_targets(m)) for m in models.values()) >= 25
+
+
+def test_variables_list_their_values(sup_db: Database, filled: World) -> None:
+    for uid, model in build.build_all().items():
+        for variable in model.get("templating", {}).get("list", []):
+            columns, rows = _run(sup_db, variable["query"])
+            assert [c[0] for c in columns] == ["__value", "__text"] and rows, uid
+    _, homes = _run(sup_db, home.INSTITUTIONS)
+    assert (filled.a.id,) in [(r[0],) for r in homes]
+
+
+def test_regulator_panels_show_the_api_figures(sup_db: Database, filled: World) -> None:
+    """The dashboard and the API read the same function: the home table agrees with the hand-worked values."""
+    text = expand(regulator.HOMES, start=START, end=END, interval_ms=3_600_000, variables={"region": "420502"})
+    columns, rows = _run(sup_db, text)
+    table = {r[0]: dict(zip([c[0] for c in columns], r, strict=True)) for r in rows}
+    a = table[filled.a.code]
+    assert a["unacknowledged > 5 min"] == 2 and a["beds"] == 10
+    assert a["p90 to acknowledge (s)"] == pytest.approx(295)
+    assert a["night rounds"] == pytest.approx(46 / 62)  # 31 nights of October over by now, two floors
+    # 30 October was rebuilt from raw readings, and only BS-A0 had any (720 minutes): that day's roll-ups now hold
+    # 720 online minutes instead of 9 * 1440 + 720 + 288; the 31st has none; 31 days are expected
+    online = 419040 - (9 * 1440 + 720 + 288) + 720
+    assert a["devices online"] == pytest.approx(online / (31 * (10 * 1440 + 2 * 288)))
+    assert set(table) == {filled.a.code, filled.b.code}
+
+
+def test_time_zone_of_the_world() -> None:
+    assert local(date(2026, 10, 1), 0).astimezone(UTC) == START and TZ.key == "Asia/Shanghai"

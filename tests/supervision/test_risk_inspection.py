@@ -1,0 +1,131 @@
+"""One-press risk inspection (一键巡检) of home A, now: findings, the nine risks, the page and the PDF."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from tests.registry.support import Client, Database
+from tests.supervision.world import World
+
+from eldercare.platform.supervision import report_pdf, risk
+
+NINE = ["choking", "food_medicine", "pressure_sores", "scalds", "falls_from_bed", "falls", "wandering", "harm",
+        "activity_accidents"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def now_state(sup_db: Database, world: World) -> World:
+    """Home A now: sensors 0-7 reporting, 8-9 silent; a low battery; a faulty sensor; a fresh fall alarm."""
+    now = datetime.now(UTC)
+    a = world.a
+    with psycopg.connect(sup_db.url, autocommit=True) as conn:
+        for n in range(8):
+            conn.execute(
+                "INSERT INTO bed_readings (time, device_id, presence, heart_rate) VALUES (%s, %s, true, 70)",
+                (now - timedelta(seconds=20), a.devices[f"BS-A{n}"]),
+            )
+        conn.execute(
+            "INSERT INTO device_readings (time, device_id, metric, value) VALUES (%s, %s, 'battery', 15),"
+            " (%s, %s, 'battery', 80)",
+            (now - timedelta(minutes=2), a.devices["BT-A0"], now - timedelta(hours=2), a.devices["BT-A1"]),
+        )
+        for kind, priority, device, bed in (
+            ("device_sensor_error", "technical", a.devices["BS-A1"], a.beds[1]),
+            ("fall", "emergency", None, a.beds[1]),
+        ):
+            conn.execute(
+                "INSERT INTO alarms (institution_id, kind, priority, device_id, bed_id, occurred_at, raised_at,"
+                " last_event_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                (a.id, kind, priority, device, bed, now - timedelta(minutes=1), now - timedelta(minutes=1), now),
+            )
+        conn.execute(
+            "INSERT INTO gateways (institution_id, gateway_id, last_seen_at, last_status) VALUES (%s, 'GW-SUP-A', %s,"
+            " 'heartbeat')",
+            (a.id, now - timedelta(minutes=10)),
+        )
+    return world
+
+
+def test_findings_and_the_nine_risks(as_user: Callable[[str], Client], now_state: World) -> None:
+    a = now_state.a
+    report = as_user("sup-head-a").ok("GET", f"/api/v1/supervision/institutions/{a.id}/risk-inspection")
+    sections = {s["code"]: s for s in report["sections"]}
+    assert {i["device"] for i in sections["devices_offline"]["items"]} == {"BS-A8", "BS-A9", "BT-A1"}
+    assert [i["device"] for i in sections["low_batteries"]["items"]] == ["BT-A0"]
+    assert [i["bed"] for i in sections["beds_unwatched"]["items"]] == ["101-2"]
+    assert sections["no_emergency_contact"]["count"] == 2
+    assert {i["kind"] for i in sections["open_alarms"]["items"]} == {"sos", "fall", "device_sensor_error"}
+    assert [i["kind"] for i in sections["overdue_alarms"]["items"]] == ["sos"]
+    assert [i["gateway"] for i in sections["gateways_offline"]["items"]] == ["GW-SUP-A"]
+    risks = {r["code"]: r for r in report["risks"]}
+    assert [r["code"] for r in report["risks"]] == NINE
+    assert risks["falls"]["level"] == "danger"
+    assert risks["falls_from_bed"]["level"] == "warning" and "101-2" in risks["falls_from_bed"]["findings"][1]
+    assert risks["wandering"]["level"] == "warning"
+    assert risks["pressure_sores"] == {**risks["pressure_sores"], "level": "ok", "coverage": "partial"}
+    for code in ("choking", "food_medicine", "scalds", "harm", "activity_accidents"):
+        assert (risks[code]["coverage"], risks[code]["level"]) == ("not_covered", "no_data")
+    assert (report["devices"], report["residents"]) == (12, 8)
+
+
+def test_scope_of_the_risk_inspection(as_user: Callable[[str], Client], now_state: World) -> None:
+    path = f"/api/v1/supervision/institutions/{now_state.a.id}/risk-inspection"
+    assert as_user("sup-nurse-a").get(path).status_code == 200
+    assert as_user("sup-xiling").get(path).status_code == 200
+    assert as_user("sup-head-d").get(path).status_code == 404
+    assert as_user("sup-wuhan").get(path).status_code == 404
+    assert as_user("sup-family").get(path).status_code == 403
+    assert as_user("sup-head-a").get("/api/v1/supervision/institutions/0/risk-inspection").status_code == 422
+
+
+def test_page_and_pdf(as_user: Callable[[str], Client], now_state: World, tmp_path: Path) -> None:
+    base = f"/api/v1/supervision/institutions/{now_state.a.id}/risk-inspection"
+    page = as_user("sup-head-a").get(base + ".html")
+    assert page.status_code == 200 and "跌倒" in page.text and "西陵福寿院" in page.text and "BT-A1" in page.text
+    reply = as_user("sup-head-a").get(base + ".pdf")
+    assert reply.status_code == 200 and reply.headers["content-type"] == "application/pdf"
+    assert reply.content.startswith(b"%PDF-")
+    pdf = tmp_path / "risk.pdf"
+    pdf.write_bytes(reply.content)
+    for tool in ("pdftotext", "pdffonts"):
+        assert shutil.which(tool), f"{tool} (Debian package poppler-utils) is needed to read the PDF back"
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    for expected in ("一键巡检报告", "西陵福寿院", "跌倒", "坠床", "噎食", "数据无法反映", "BT-A1", "设备离线"):
+        assert expected in text, expected
+    fonts = subprocess.run(["pdffonts", str(pdf)], capture_output=True, text=True, check=True).stdout
+    assert "NotoSansCJKSC" in fonts and " yes yes " in fonts  # embedded, subset
+
+
+def test_pdf_with_the_cut_font(
+    now_state: World, tmp_path: Path, sup_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one-off cut of the CJK face (GB 2312 hanzi) renders the report; a character it lacks sends the
+    report to the full face."""
+    monkeypatch.setenv("ELDERCARE_CACHE_DIR", str(tmp_path / "cache"))
+    source = report_pdf.font_path()
+    target = report_pdf._cut_path(source)
+    assert target.parent == tmp_path / "cache"
+    report_pdf._cut(source, target)
+    assert target.is_file() and target.stat().st_size < source.stat().st_size / 3
+    covered = report_pdf._covered(target)
+    assert ord("跌") in covered and ord("\U00020000") not in covered  # GB 2312 hanzi; one of Extension B
+    assert report_pdf._face(source, "一键巡检 跌倒") == (target, 0)
+    assert report_pdf._face(source, "王\U00020000") == (source, report_pdf.SIMPLIFIED_CHINESE_FACE)
+
+    async def inspect() -> risk.RiskReport:
+        async with await psycopg.AsyncConnection.connect(sup_db.url, autocommit=True) as conn:
+            return await risk.inspect(conn, institution_id=now_state.a.id)
+
+    pdf = tmp_path / "cut.pdf"
+    pdf.write_bytes(report_pdf.render(asyncio.run(inspect())))
+    text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    assert "一键巡检报告" in text and "西陵福寿院" in text
+    fonts = subprocess.run(["pdffonts", str(pdf)], capture_output=True, text=True, check=True).stdout
+    assert "NotoSansCJKSC" in fonts

@@ -1,0 +1,124 @@
+"""The regulator's view in a real browser (homes of the region on the map and in a sortable table with the
+supervision figures, the drill-down of one home, the subsidy section that says it is not built yet), and
+logging in and out."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+from playwright.sync_api import Page, expect
+from tests.web.conftest import Browsers, ready, shot
+from tests.web.support import PASSWORD, World
+
+
+def _column(page: Page, index: int) -> list[str]:
+    cells = page.locator(f"#homes tbody tr:not(.total) > :nth-child({index})")
+    return [c.strip() for c in cells.all_inner_texts()]
+
+
+def _subsidy_section(page: Page, web: World) -> None:
+    """Subsidy verification's results when the platform has that part; until then a section that says so."""
+    built = "/api/v1/subsidy/totals" in httpx.get(f"{web.base}/openapi.json").json()["paths"]
+    section = page.locator("#subsidy")
+    if built:
+        expect(section).to_have_attribute("data-state", "shown")
+        expect(page.locator("#subsidy-missing")).to_be_hidden()
+    else:
+        expect(section).to_have_attribute("data-state", "missing")
+        expect(page.locator("#subsidy-missing")).to_have_text(re.compile("^补贴核验功能尚未建成"))
+
+
+def test_the_regulator_sees_the_region_on_a_map_and_in_a_sortable_table(browsers: Browsers, web: World) -> None:
+    page = browsers.open(web.users.regulator, viewport=(1600, 1100)).page("/regulator")
+    ready(page, 30000)
+    homes = [web.home, *web.other_homes]
+    expect(page.locator("#homes tbody tr:not(.total)")).to_have_count(len(homes))
+    for home in homes:
+        expect(page.locator("#homes")).to_contain_text(home.name)
+    expect(page.locator("#map path.leaflet-interactive")).to_have_count(len(homes))
+    # Red: the home that leaves calls unanswered for minutes; the others have lesser reasons (yellow).
+    expect(page.locator('#map path.leaflet-interactive[fill="#c62828"]')).to_have_count(1)
+    _subsidy_section(page, web)
+
+    # The slow home (7 minutes to acknowledge) comes first when sorted by the 90th percentile, descending.
+    header = page.locator('#homes th:has(button[data-sort="p90_s_to_acknowledge"])')
+    page.locator('button[data-sort="p90_s_to_acknowledge"]').click()
+    expect(header).to_have_attribute("aria-sort", "ascending")
+    page.keyboard.press("Enter")  # the button keeps the focus: Enter sorts the other way
+    expect(header).to_have_attribute("aria-sort", "descending")
+    names = _column(page, 1)
+    assert names[0] == web.other_homes[1].name, names
+    assert names[-1] == web.other_homes[0].name, names  # 25 s; the board's home took 40 s once
+    slow = page.locator(f'#homes tr[data-institution-id="{web.other_homes[1].institution_id}"]')
+    expect(slow).to_contain_text("7 分钟")
+    expect(page.locator("#attention")).to_contain_text(web.other_homes[1].name)
+    expect(page.locator("#attention")).to_contain_text("5 分钟")  # unacknowledged over 5 minutes
+    page.locator('button[data-sort="institution_name"]').click()
+    assert _column(page, 1) == sorted(_column(page, 1))
+    shot(page, "regulator")
+
+    # Drill-down of the slow home.
+    page.get_by_role("link", name=web.other_homes[1].name).first.click()
+    ready(page, 30000)
+    expect(page).to_have_url(
+        f"{web.base}/regulator/institutions/{web.other_homes[1].institution_id}" + "?" + page.url.split("?")[1]
+    )
+    expect(page.locator("#home-name")).to_have_text(web.other_homes[1].name)
+    expect(page.locator("#figures")).to_contain_text("7 分钟")
+    expect(page.locator("#kinds")).to_contain_text("一键呼叫")
+    expect(page.locator("#terms tbody tr").first).to_be_visible()
+    expect(page.locator("#risks tbody tr").first).to_be_visible()
+    _subsidy_section(page, web)
+    shot(page, "regulator-institution")
+
+
+def test_a_regulator_sees_no_names_of_residents_and_no_board(browsers: Browsers, web: World) -> None:
+    token = web.token(web.users.regulator)
+    reply = httpx.get(
+        f"{web.base}/api/v1/institutions/{web.home.institution_id}/board", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert reply.status_code == 200  # bed states, no names
+    assert all(b["resident_id"] is None or "name" not in b for b in reply.json()["beds"])
+    page = browsers.open(web.users.regulator).page("/board")
+    page.wait_for_url(f"{web.base}/regulator")  # the board is for the home's staff: sent to their own view
+
+
+def test_login_lands_on_the_page_of_the_role_and_logout_ends_the_session(browsers: Browsers, web: World) -> None:
+    visit = browsers.open(None, viewport=(390, 844), is_mobile=True)
+    page = visit.page("/board")
+    page.wait_for_url(f"{web.base}/login?next=%2Fboard")
+    page.get_by_label("用户名").fill(web.users.nurse)
+    page.get_by_label("密码").fill("not-the-password")
+    page.get_by_role("button", name="登录").click()
+    expect(page.locator("#login-error")).to_have_text("用户名或密码错误。")
+    assert "null" not in page.locator("header").inner_text()
+    shot(page, "login-phone")
+    page.get_by_label("密码").fill(PASSWORD)
+    page.get_by_label("密码").press("Enter")
+    page.wait_for_url(f"{web.base}/board")
+    ready(page)
+    token = page.evaluate("JSON.parse(localStorage.getItem('eldercare.session')).token")
+    me = httpx.get(f"{web.base}/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
+    assert me.status_code == 200
+    page.get_by_role("button", name="退出登录").click()
+    page.wait_for_url(f"{web.base}/login")
+    assert page.evaluate("localStorage.getItem('eldercare.session')") is None
+    gone = httpx.get(f"{web.base}/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
+    assert gone.status_code == 401
+
+    family = browsers.open(None).page("/login")
+    family.get_by_label("用户名").fill(web.users.family_a)
+    family.get_by_label("密码").fill(PASSWORD)
+    family.get_by_role("button", name="登录").click()
+    family.wait_for_url(f"{web.base}/family")
+    family.goto(f"{web.base}/board")
+    family.wait_for_url(f"{web.base}/family")  # a family user has no board
+
+
+def test_the_login_page_never_sends_a_user_elsewhere(browsers: Browsers, web: World) -> None:
+    page = browsers.open(None).page("/login?next=//example.org/x")
+    page.get_by_label("用户名").fill(web.users.nurse2)
+    page.get_by_label("密码").fill(PASSWORD)
+    page.get_by_role("button", name="登录").click()
+    page.wait_for_url(f"{web.base}/board")
