@@ -65,7 +65,7 @@ def test_a_scrape_counts_what_was_received_stored_rejected_and_how_fast(
 
         wait_until(
             lambda: scrape().get('eldercare_ingest_acked_total{lane="alarm"}') == 2,
-            timeout=10,
+            timeout=30,  # a reconnect on a loaded machine delays the redelivered copy's acknowledgement
             what="every message acknowledged",
         )
         samples = scrape()
