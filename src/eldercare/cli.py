@@ -21,6 +21,7 @@ _REGISTRARS: tuple[str, ...] = (
     "eldercare.platform.auth.cli",
     "eldercare.ingest.cli",
     "eldercare.simulators.cli",
+    "eldercare.gateway.cli",
     "eldercare.dashboards.cli",
 )
 

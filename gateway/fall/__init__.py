@@ -1,0 +1,1 @@
+"""Edge fall detection for wearables: features, the streaming detector, training and scoring."""

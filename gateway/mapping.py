@@ -1,0 +1,273 @@
+"""Declarative vendor mappings: data files that turn a vendor's payloads into contract messages.
+
+A mapping file (TOML, one per vendor, in ``gateway/mappings/`` or a folder named in the configuration)
+says how to read a payload (``format``: ``json``, ``kv`` text or the contract itself), where the device
+code and time are, and a list of rules: when a record's fields have given values, emit a contract message
+whose fields are taken from the record (renamed, scaled, converted, looked up in a table). The format is
+documented in ``docs/gateway.md``; ``acme.toml`` and ``lianke.toml`` are worked examples.
+
+Mapping is lenient in what it ignores (fields no rule uses) and strict in what it emits: every message is
+validated against the contract, and a payload or record that cannot be mapped is a :class:`MappingError`
+with the reason, never an exception that escapes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+import msgspec
+
+from eldercare.devices import messages as m
+from eldercare.gateway.config import DeviceClass
+from eldercare.gateway.errors import MappingError
+
+Path_ = tuple[str, ...]
+CASTS: Final = ("bool", "int", "float", "str", "xyz", "xyz_text")
+_MSG_TAGS: Final = {
+    str(cls.__struct_config__.tag): cls for cls in (*m.TELEMETRY_TYPES, *m.ALARM_TYPES)
+}  # "bed" -> BedSample, ...
+_CONTRACT_ONE: Final = msgspec.json.Decoder(m.DeviceMessage)
+_CONTRACT_MANY: Final = msgspec.json.Decoder(list[msgspec.Raw])
+
+# The class a device is given when auto-discovered, from the first message it sends.
+CLASS_OF_MESSAGE: Final[Mapping[str, DeviceClass]] = {
+    "bed": DeviceClass.BED_SENSOR,
+    "bed_exit": DeviceClass.BED_SENSOR,
+    "button": DeviceClass.BUTTON,
+    "fall": DeviceClass.FALL_RADAR,
+    "accel": DeviceClass.WEARABLE,
+    "sos": DeviceClass.WRISTBAND,
+    "location": DeviceClass.WRISTBAND,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Mapped:
+    message: m.DeviceMessage
+    device_class: DeviceClass | None  # what the rule says the device is (for auto-discovery)
+
+
+@dataclass(frozen=True, slots=True)
+class MapResult:
+    messages: list[Mapped]
+    problems: list[MappingError]
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    source: Path_ | None
+    const: Any
+    cast: str | None
+    scale: float | None
+    table: Mapping[str, Any] | None
+    optional: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    when: Mapping[Path_, str]
+    require: tuple[Path_, ...]
+    emit: str
+    device_class: DeviceClass | None
+    fields: Mapping[str, FieldSpec]
+
+    def matches(self, record: Mapping[str, Any]) -> bool:
+        for path, expected in self.when.items():
+            value = _get(record, path)
+            if value is None or _text(value) != expected:
+                return False
+        return all(_get(record, path) is not None for path in self.require)
+
+
+def _text(value: Any) -> str:  # noqa: ANN401 - any JSON value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _get(record: Mapping[str, Any], path: Path_) -> Any:  # noqa: ANN401 - any JSON value
+    value: Any = record
+    for part in path:
+        if isinstance(value, Mapping):
+            value = value.get(part)
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return None
+    return value
+
+
+def _cast(value: Any, cast: str | None, scale: float | None) -> Any:  # noqa: ANN401 - JSON in, JSON out
+    if cast == "xyz_text":  # "x,y,z|x,y,z|..."
+        value = [[float(v) for v in triple.split(",")] for triple in str(value).strip().split("|") if triple]
+        cast = "xyz"
+    if cast == "xyz":
+        if not isinstance(value, list):
+            raise ValueError("expected a list of [x, y, z]")
+        factor = scale if scale is not None else 1.0
+        return [tuple(round(float(v) * factor) for v in triple) for triple in value]
+    if scale is not None:
+        value = float(value) * scale
+    if cast == "bool":
+        if isinstance(value, str):
+            lowered = value.strip().lower()
+            if lowered not in {"0", "1", "true", "false"}:
+                raise ValueError(f"{value!r} is not a boolean")
+            return lowered in {"1", "true"}
+        return bool(float(value))
+    if cast == "int":
+        return round(float(value))
+    if cast == "float":
+        result = float(value)
+        if not math.isfinite(result):
+            raise ValueError(f"{value!r} is not a finite number")
+        return result
+    if cast == "str":
+        return _text(value)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class VendorMapping:
+    vendor: str
+    description: str
+    format: Literal["json", "kv", "contract"]
+    records: Path_ | None
+    device: Path_ | None
+    device_topic_level: int | None
+    time: Path_ | None
+    time_unit: Literal["s", "ms"]
+    pair_separator: str
+    kv_separator: str
+    rules: tuple[Rule, ...]
+
+    def map(self, payload: bytes, *, received_ms: int, topic: str | None = None) -> MapResult:
+        """Every contract message the payload holds, and a problem for each part that could not be mapped."""
+        if self.format == "contract":
+            return self._contract(payload)
+        try:
+            records = self._records(payload)
+        except MappingError as exc:
+            return MapResult([], [exc])
+        out: list[Mapped] = []
+        problems: list[MappingError] = []
+        for record in records:
+            try:
+                out.extend(self._record(record, received_ms=received_ms, topic=topic))
+            except MappingError as exc:
+                problems.append(exc)
+        return MapResult(out, problems)
+
+    def _contract(self, payload: bytes) -> MapResult:
+        """One message, or an array of them decoded one by one (a bad one does not spoil the others)."""
+        if payload.lstrip()[:1] != b"[":
+            try:
+                return MapResult([Mapped(_CONTRACT_ONE.decode(payload), None)], [])
+            except msgspec.DecodeError as exc:
+                return MapResult([], [MappingError(self.vendor, str(exc))])
+        try:
+            raws = _CONTRACT_MANY.decode(payload)
+        except msgspec.DecodeError as exc:
+            return MapResult([], [MappingError(self.vendor, str(exc))])
+        out: list[Mapped] = []
+        problems: list[MappingError] = []
+        for index, raw in enumerate(raws):
+            try:
+                out.append(Mapped(_CONTRACT_ONE.decode(raw), None))
+            except msgspec.DecodeError as exc:
+                problems.append(MappingError(self.vendor, f"[{index}]: {exc}"))
+        return MapResult(out, problems)
+
+    def _records(self, payload: bytes) -> list[Mapping[str, Any]]:
+        if self.format == "kv":
+            try:
+                text = payload.decode("utf-8")
+            except UnicodeDecodeError:
+                raise MappingError(self.vendor, "payload is not UTF-8 text") from None
+            record: dict[str, str] = {}
+            for pair in text.strip().split(self.pair_separator):
+                if not pair.strip():
+                    continue
+                key, sep, value = pair.partition(self.kv_separator)
+                if not sep:
+                    raise MappingError(self.vendor, f"{pair.strip()!r} is not key{self.kv_separator}value")
+                record[key.strip()] = value.strip()
+            return [record]
+        try:
+            document = json.loads(payload)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise MappingError(self.vendor, f"payload is not JSON: {exc}") from None
+        if self.records is not None:
+            document = _get(document, self.records) if isinstance(document, Mapping) else None
+            if not isinstance(document, list):
+                raise MappingError(self.vendor, f"no list of records at {'.'.join(self.records)!r}")
+        items = document if isinstance(document, list) else [document]
+        if not all(isinstance(item, Mapping) for item in items):
+            raise MappingError(self.vendor, "a record is not a JSON object")
+        return items
+
+    def _device(self, record: Mapping[str, Any], topic: str | None) -> str:
+        if self.device_topic_level is not None:
+            levels = (topic or "").split("/")
+            if self.device_topic_level >= len(levels) or not levels[self.device_topic_level]:
+                raise MappingError(self.vendor, f"topic {topic!r} has no level {self.device_topic_level}")
+            return levels[self.device_topic_level]
+        assert self.device is not None
+        code = _get(record, self.device)
+        if code is None or code == "":
+            raise MappingError(self.vendor, f"no device code at {'.'.join(self.device)!r}")
+        return _text(code)
+
+    def _time(self, record: Mapping[str, Any], received_ms: int, device: str) -> int:
+        if self.time is None:
+            return received_ms
+        value = _get(record, self.time)
+        if value is None:
+            return received_ms
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise MappingError(self.vendor, f"time {value!r} is not a number", device=device) from None
+        return round(number * 1000) if self.time_unit == "s" else round(number)
+
+    def _record(self, record: Mapping[str, Any], *, received_ms: int, topic: str | None) -> list[Mapped]:
+        device = self._device(record, topic)
+        ts = self._time(record, received_ms, device)
+        rules = [rule for rule in self.rules if rule.matches(record)]
+        if not rules:
+            raise MappingError(self.vendor, "no rule matches the record", device=device)
+        return [self._emit(rule, record, device, ts) for rule in rules]
+
+    def _emit(self, rule: Rule, record: Mapping[str, Any], device: str, ts: int) -> Mapped:
+        out: dict[str, Any] = {"t": rule.emit, "dev": device, "ts": ts}
+        for name, spec in rule.fields.items():
+            if spec.source is None:
+                out[name] = spec.const
+                continue
+            raw = _get(record, spec.source)
+            if raw is None:
+                if spec.optional:
+                    continue
+                raise MappingError(
+                    self.vendor, f"{rule.emit}.{name}: no value at {'.'.join(spec.source)!r}", device=device
+                )
+            if spec.table is not None:
+                key = _text(raw)
+                if key not in spec.table:
+                    raise MappingError(self.vendor, f"{rule.emit}.{name}: {key!r} is not in its table", device=device)
+                raw = spec.table[key]
+            try:
+                out[name] = _cast(raw, spec.cast, spec.scale)
+            except (TypeError, ValueError) as exc:
+                raise MappingError(self.vendor, f"{rule.emit}.{name}: {exc}", device=device) from None
+        try:
+            message = msgspec.convert(out, m.DeviceMessage)
+        except msgspec.ValidationError as exc:
+            raise MappingError(self.vendor, f"{rule.emit}: {exc}", device=device) from None
+        return Mapped(message, rule.device_class)

@@ -1,0 +1,1 @@
+"""Southbound sources: where device payloads come in (the home's MQTT broker, HTTP posts)."""

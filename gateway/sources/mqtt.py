@@ -1,0 +1,120 @@
+"""The local MQTT source: devices publish their own formats to the home's broker; the gateway subscribes.
+
+The gateway's session is persistent (``clean_start`` false, a session expiry) and acknowledges each message
+only after the commit that stored it (``manual_ack``): a message the gateway had not stored when it died or
+lost the broker is delivered again by the broker. A repeat of one that was stored is recognised by the store
+and not kept twice. Acknowledgements go out in the order the messages came, as MQTT requires.
+
+While the broker cannot be reached, supervision does not judge the devices behind it (a broker outage is
+not one offline alarm per device), and it gives them a full grace period when the broker is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+
+import paho.mqtt.client as mqtt
+
+from eldercare.gateway.config import MqttSource as MqttSourceConfig
+from eldercare.gateway.mqtt import Endpoint, LinkError, MqttLink
+from eldercare.gateway.pipeline import Delivery, Pipeline
+from eldercare.gateway.stats import Stats
+from eldercare.gateway.store import Stored
+from eldercare.gateway.supervision import Supervisor
+from eldercare.gateway.uplink import Backoff
+
+log = logging.getLogger(__name__)
+
+
+class MqttSource:
+    def __init__(
+        self,
+        config: MqttSourceConfig,
+        *,
+        gateway: str,
+        pipeline: Pipeline,
+        supervisor: Supervisor,
+        stats: Stats,
+    ) -> None:
+        self.config = config
+        self._client_id = config.client_id or f"{gateway}-{config.name}"
+        self._pipeline = pipeline
+        self._supervisor = supervisor
+        self._stats = stats
+        self._backoff = Backoff(0.5, 30.0)
+        self.connected = False
+        self.received = 0
+        supervisor.source_down(config.name)  # until the first connection
+
+    def _vendor(self, topic: str) -> str | None:
+        for subscription in self.config.subscriptions:
+            if mqtt.topic_matches_sub(subscription.topic, topic):
+                return subscription.vendor
+        return None
+
+    async def run(self) -> None:
+        c = self.config
+        while True:
+            try:
+                link = MqttLink(
+                    Endpoint(
+                        host=c.host,
+                        port=c.port,
+                        client_id=self._client_id,
+                        username=c.username,
+                        password=c.password.get_secret_value() if c.password else None,
+                        ca_file=c.ca_file,
+                        clean_start=False,
+                        session_expiry_s=c.session_expiry_s,
+                    ),
+                    on_message=self._on_message,
+                )
+                await link.connect(15.0)
+            except (LinkError, ssl.SSLError, ValueError) as exc:
+                self._stats.error(f"source {c.name}: {getattr(exc, 'reason', exc)}")
+                await asyncio.sleep(self._backoff.next())
+                continue
+            try:
+                async with asyncio.timeout(15.0):
+                    await link.subscribe([(s.topic, 1) for s in c.subscriptions])
+            except (LinkError, TimeoutError) as exc:
+                self._stats.error(f"source {c.name}: {exc}")
+                link.disconnect()
+                await asyncio.sleep(self._backoff.next())
+                continue
+            log.info(
+                "source %s: connected to %s:%d, subscribed to %d topic(s)", c.name, c.host, c.port, len(c.subscriptions)
+            )
+            self.connected = True
+            self._supervisor.source_up(c.name, time.monotonic())
+            started = time.monotonic()
+            try:
+                reason = await asyncio.shield(link.closed)
+            finally:
+                self.connected = False
+                self._supervisor.source_down(c.name)
+                if not link.closed.done():
+                    link.disconnect()
+            self._stats.error(f"source {c.name}: connection lost ({reason})")
+            if time.monotonic() - started > 30:
+                self._backoff.reset()
+            await asyncio.sleep(self._backoff.next())
+
+    def _on_message(self, link: MqttLink, message: mqtt.MQTTMessage) -> None:
+        self.received += 1
+        vendor = self._vendor(message.topic)
+        delivery = Delivery(self.config.name, vendor or "", bytes(message.payload), message.topic)
+        future, _problems = self._pipeline.submit(delivery)
+        mid, qos = message.mid, message.qos
+        future.add_done_callback(lambda f: self._stored(link, mid, qos, f))
+
+    def _stored(self, link: MqttLink, mid: int, qos: int, future: asyncio.Future[Stored]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            # Not on disk: do not acknowledge; reconnecting makes the broker deliver it again.
+            if not link.closed.done():
+                link.disconnect()
+            return
+        link.ack(mid, qos)

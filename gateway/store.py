@@ -1,0 +1,343 @@
+"""The store and forward queue: SQLite in WAL mode, ``synchronous=FULL``, bounded by bytes on disk.
+
+Durability. Every commit is fsynced before it returns (WAL with ``synchronous=FULL``: the commit record is
+on disk when ``COMMIT`` returns), and the gateway acknowledges a device only after the commit that holds
+its message. A power cut therefore loses nothing acknowledged: at most the messages of a transaction in
+progress, which no device has been told are safe (it sends them again).
+
+Layout. Two queues of contract messages, one per lane (``alarm_q``, ``telemetry_q``), each message as its
+encoded JSON. When the uplink can send, the oldest messages of a lane are cut into a frame, numbered with
+the next ``seq`` and moved into ``frames`` in one transaction; the frame is deleted only after the broker's
+PUBACK. A frame's bytes never change, so a frame sent again after a reconnect or a restart is the same frame
+(the platform keeps one copy per ``(gateway, epoch, seq, sent)``). The ``epoch`` is chosen when the store is
+created and kept with it; ``seq`` is stored and only goes up.
+
+Bounds. ``max_bytes`` caps the database file (``PRAGMA max_page_count``) and its write-ahead log
+(checkpointed and truncated well below the cap). Before that cap is reached, the oldest telemetry is
+dropped to make room, and counted (``dropped``, stored). Alarms are never dropped: when only alarms are
+left and the store is full, new messages are refused (:class:`StoreFullError`) and not acknowledged, so the
+device keeps them and sends again.
+
+Repeats. A message whose exact bytes were stored recently (the last ``dedup_keys`` messages) is a repeat
+(a device or the home broker sending again what was already stored) and is not stored twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import IntEnum
+from pathlib import Path
+from typing import Final
+
+from eldercare.devices import messages as m
+from eldercare.gateway.errors import GatewayError, StoreError
+
+PAGE_SIZE: Final = 4096
+ROW_OVERHEAD: Final = 48  # bytes a queued row costs beyond its body (b-tree cell, header, slack)
+KEY_BYTES: Final = 80  # bytes a repeat-detection key costs (two b-trees)
+DATA_SHARE: Final = 0.6  # of max_bytes, what queued data may use before telemetry is dropped
+WAL_SHARE: Final = 16  # the write-ahead log is checkpointed at max_bytes / WAL_SHARE
+
+
+class Lane(IntEnum):
+    ALARM = 0
+    TELEMETRY = 1
+
+
+_QUEUE: Final = {Lane.ALARM: "alarm_q", Lane.TELEMETRY: "telemetry_q"}
+
+SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS alarm_q (id INTEGER PRIMARY KEY, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS telemetry_q (id INTEGER PRIMARY KEY, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS frames (
+    seq INTEGER PRIMARY KEY, lane INTEGER NOT NULL, n_msgs INTEGER NOT NULL, body BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS recent (id INTEGER PRIMARY KEY, key BLOB NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS faults (
+    dev TEXT NOT NULL, fault TEXT NOT NULL, PRIMARY KEY (dev, fault)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS devices (dev TEXT PRIMARY KEY, class TEXT NOT NULL) WITHOUT ROWID;
+"""
+
+
+class StoreFullError(GatewayError):
+    """No room even after dropping all telemetry: nothing of the batch was stored."""
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    lane: Lane
+    body: bytes
+    message: m.DeviceMessage | None = field(default=None, compare=False)  # the decoded form, not stored
+
+
+@dataclass(slots=True)
+class Batch:
+    """What one source delivery adds, committed together (or not at all)."""
+
+    items: list[Item] = field(default_factory=list)
+    faults: list[tuple[str, str, bool]] = field(default_factory=list)  # (device, fault, active)
+    devices: list[tuple[str, str]] = field(default_factory=list)  # (device, class) first seen
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    accepted: list[Item]  # new, in order; repeats left out
+    repeats: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutFrame:
+    seq: int
+    lane: Lane
+    n_msgs: int
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Depth:
+    alarm: int  # messages waiting, queued or in frames not yet acknowledged
+    telemetry: int
+
+
+def _key(body: bytes) -> bytes:
+    return hashlib.blake2b(body, digest_size=16).digest()
+
+
+def frame_bytes(*, epoch: int, seq: int, sent: int, bodies: Sequence[bytes]) -> bytes:
+    head = b'{"v":1,"epoch":%d,"seq":%d,"sent":%d,"msgs":[' % (epoch, seq, sent)
+    return head + b",".join(bodies) + b"]}"
+
+
+class Store:
+    """Used from one thread at a time (the gateway's store thread)."""
+
+    def __init__(self, path: Path, *, max_bytes: int, dedup_keys: int = 200_000) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        wal_pages = max(32, max_bytes // WAL_SHARE // PAGE_SIZE)
+        page_limit = (max_bytes - 2 * wal_pages * PAGE_SIZE) // PAGE_SIZE  # the WAL, and its -shm, besides
+        self._data_limit = int(page_limit * PAGE_SIZE * DATA_SHARE)
+        self._dedup_keys = max(1000, min(dedup_keys, max_bytes // 8 // KEY_BYTES))
+        try:
+            fresh = not path.exists()
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute(f"PRAGMA page_size = {PAGE_SIZE}")
+            mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode != "wal":
+                raise StoreError(path, f"the file system does not allow WAL mode (got {mode})")
+            self._db.execute("PRAGMA synchronous = FULL")
+            self._db.execute(f"PRAGMA wal_autocheckpoint = {wal_pages}")
+            self._db.execute(f"PRAGMA journal_size_limit = {wal_pages * PAGE_SIZE}")
+            self._db.execute(f"PRAGMA max_page_count = {page_limit}")
+            self._db.executescript(SCHEMA)
+            with self._tx():
+                self._db.execute(
+                    "INSERT OR IGNORE INTO meta VALUES ('epoch', ?), ('next_seq', 0), ('dropped', 0)",
+                    (time.time_ns() // 1_000_000,),
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(path, str(exc)) from exc
+        self.created = fresh
+        self.epoch = self._meta("epoch")
+        self._load_counters()
+
+    def _load_counters(self) -> None:
+        """Counters kept in memory, from the database (at start, and after a transaction failed)."""
+        self.dropped = self._meta("dropped")
+        self._queued = {lane: self._count(f"SELECT count(*) FROM {_QUEUE[lane]}") for lane in Lane}  # noqa: S608
+        self._in_frames = {
+            lane: self._count("SELECT coalesce(sum(n_msgs), 0) FROM frames WHERE lane = ?", lane) for lane in Lane
+        }
+        self._bytes = self._count(
+            "SELECT (SELECT coalesce(sum(length(body)), 0) + count(*) * ? FROM alarm_q)"
+            " + (SELECT coalesce(sum(length(body)), 0) + count(*) * ? FROM telemetry_q)"
+            " + (SELECT coalesce(sum(length(body)), 0) + count(*) * ? FROM frames)"
+            " + (SELECT count(*) * ? FROM recent)",
+            ROW_OVERHEAD,
+            ROW_OVERHEAD,
+            ROW_OVERHEAD,
+            KEY_BYTES,
+        )
+
+    # --- helpers ---------------------------------------------------------------------------------
+
+    def _tx(self) -> _Transaction:
+        return _Transaction(self._db)
+
+    def _meta(self, key: str) -> int:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def _count(self, sql: str, *params: int) -> int:
+        return int(self._db.execute(sql, params).fetchone()[0])
+
+    def close(self) -> None:
+        self._db.close()
+
+    # --- reading state ----------------------------------------------------------------------------
+
+    def depth(self) -> Depth:
+        return Depth(
+            alarm=self._queued[Lane.ALARM] + self._in_frames[Lane.ALARM],
+            telemetry=self._queued[Lane.TELEMETRY] + self._in_frames[Lane.TELEMETRY],
+        )
+
+    def queued(self, lane: Lane) -> int:
+        """Messages not yet in a frame."""
+        return self._queued[lane]
+
+    @property
+    def data_bytes(self) -> int:
+        return self._bytes
+
+    def disk_bytes(self) -> int:
+        return sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists())
+
+    def active_faults(self) -> set[tuple[str, str]]:
+        return {(str(d), str(f)) for d, f in self._db.execute("SELECT dev, fault FROM faults")}
+
+    def devices(self) -> dict[str, str]:
+        return {str(d): str(c) for d, c in self._db.execute("SELECT dev, class FROM devices")}
+
+    # --- writing ------------------------------------------------------------------------------------
+
+    def commit(self, batches: Sequence[Batch], *, acked: Sequence[int] = ()) -> list[Stored]:
+        """Store ``batches`` and forget the frames ``acked``, in one fsynced transaction."""
+        incoming = sum(len(i.body) + ROW_OVERHEAD + KEY_BYTES for b in batches for i in b.items)
+        at_least = 0  # bytes of telemetry to drop whatever the estimate says (the pages ran out first)
+        while True:
+            try:
+                with self._tx():
+                    self._delete_frames(acked)
+                    self._make_room(incoming, at_least=at_least)
+                    results = [self._add(batch) for batch in batches]
+                    self._trim_keys()
+            except sqlite3.Error as exc:
+                self._load_counters()  # the transaction was rolled back
+                if not (isinstance(exc, sqlite3.OperationalError) and "full" in str(exc)):
+                    raise StoreError(self.path, str(exc)) from exc
+                if self._queued[Lane.TELEMETRY] == 0:
+                    raise StoreFullError(f"{exc}, and no telemetry left to drop") from exc
+                at_least += max(incoming, self.max_bytes // 32)
+                continue
+            for stored in results:
+                for item in stored.accepted:
+                    self._queued[item.lane] += 1
+                    self._bytes += len(item.body) + ROW_OVERHEAD + KEY_BYTES
+            return results
+
+    def _add(self, batch: Batch) -> Stored:
+        accepted: list[Item] = []
+        repeats = 0
+        for item in batch.items:
+            cursor = self._db.execute("INSERT OR IGNORE INTO recent (key) VALUES (?)", (_key(item.body),))
+            if cursor.rowcount == 0:
+                repeats += 1
+                continue
+            self._db.execute(f"INSERT INTO {_QUEUE[item.lane]} (body) VALUES (?)", (item.body,))  # noqa: S608
+            accepted.append(item)
+        for dev, fault, active in batch.faults:
+            if active:
+                self._db.execute("INSERT OR IGNORE INTO faults VALUES (?, ?)", (dev, fault))
+            else:
+                self._db.execute("DELETE FROM faults WHERE dev = ? AND fault = ?", (dev, fault))
+        self._db.executemany("INSERT OR IGNORE INTO devices VALUES (?, ?)", batch.devices)
+        return Stored(accepted, repeats)
+
+    def _trim_keys(self) -> None:
+        cursor = self._db.execute(
+            "DELETE FROM recent WHERE id <= (SELECT max(id) FROM recent) - ?", (self._dedup_keys,)
+        )
+        self._bytes -= max(0, cursor.rowcount) * KEY_BYTES
+
+    def _make_room(self, incoming: int, *, at_least: int = 0) -> None:
+        """Drop the oldest telemetry until ``incoming`` more bytes fit under the data limit (and ``at_least``)."""
+        excess = max(self._bytes + incoming - self._data_limit, at_least)
+        while excess > 0 and self._queued[Lane.TELEMETRY] > 0:
+            rows = self._db.execute(
+                "SELECT id, length(body) FROM telemetry_q ORDER BY id LIMIT ?", (max(16, min(4096, excess // 256)),)
+            ).fetchall()
+            freed = 0
+            last = rows[-1][0]
+            for _, size in rows:
+                freed += size + ROW_OVERHEAD
+            self._db.execute("DELETE FROM telemetry_q WHERE id <= ?", (last,))
+            self._db.execute("UPDATE meta SET value = value + ? WHERE key = 'dropped'", (len(rows),))
+            self._queued[Lane.TELEMETRY] -= len(rows)
+            self.dropped += len(rows)
+            self._bytes -= freed
+            excess -= freed
+
+    def _delete_frames(self, seqs: Sequence[int]) -> None:
+        if not seqs:
+            return
+        placeholders = ",".join("?" * len(seqs))
+        rows = self._db.execute(
+            f"DELETE FROM frames WHERE seq IN ({placeholders}) RETURNING lane, n_msgs, length(body)",  # noqa: S608
+            list(seqs),
+        ).fetchall()
+        for lane, n_msgs, size in rows:
+            self._in_frames[Lane(lane)] -= n_msgs
+            self._bytes -= size + ROW_OVERHEAD
+
+    def cut_frame(self, lane: Lane, *, max_msgs: int, max_bytes: int, sent: int) -> OutFrame | None:
+        """Move the oldest messages of ``lane`` into a new numbered frame; None if the lane is empty."""
+        table = _QUEUE[lane]
+        rows = self._db.execute(f"SELECT id, body FROM {table} ORDER BY id LIMIT ?", (max_msgs,)).fetchall()  # noqa: S608
+        if not rows:
+            return None
+        bodies: list[bytes] = []
+        size = 100
+        for _, body in rows:
+            if bodies and size + len(body) + 1 > max_bytes:
+                break
+            bodies.append(body)
+            size += len(body) + 1
+        last_id = rows[len(bodies) - 1][0]
+        try:
+            with self._tx():
+                seq = self._meta("next_seq")
+                body = frame_bytes(epoch=self.epoch, seq=seq, sent=sent, bodies=bodies)
+                self._db.execute("INSERT INTO frames VALUES (?, ?, ?, ?)", (seq, int(lane), len(bodies), body))
+                self._db.execute(f"DELETE FROM {table} WHERE id <= ?", (last_id,))  # noqa: S608
+                self._db.execute("UPDATE meta SET value = ? WHERE key = 'next_seq'", (seq + 1,))
+        except sqlite3.Error as exc:
+            raise StoreError(self.path, str(exc)) from exc
+        self._queued[lane] -= len(bodies)
+        self._in_frames[lane] += len(bodies)
+        self._bytes += len(body) + ROW_OVERHEAD - sum(len(b) + ROW_OVERHEAD for b in bodies)
+        return OutFrame(seq, lane, len(bodies), body)
+
+    def unacked(self) -> list[OutFrame]:
+        """Frames cut but not acknowledged, alarm lane first, each lane in ``seq`` order."""
+        return [
+            OutFrame(int(seq), Lane(lane), int(n), bytes(body))
+            for seq, lane, n, body in self._db.execute("SELECT seq, lane, n_msgs, body FROM frames ORDER BY lane, seq")
+        ]
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        # SQLite may already have rolled back by itself (SQLITE_FULL does): roll back only what is open.
+        if exc_type is None:
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+        elif self._db.in_transaction:
+            self._db.execute("ROLLBACK")

@@ -1,0 +1,146 @@
+"""The store and forward queue: durable, numbered, bounded by bytes, alarms never dropped."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from eldercare.devices import messages as m
+from eldercare.gateway.store import Batch, Item, Lane, Store, StoreFullError
+
+T0 = 1_763_775_000_000
+MIB = 1024 * 1024
+
+
+def bed(i: int, dev: str = "BS-1") -> Item:
+    msg = m.BedSample(dev=dev, ts=T0 + i, presence=True, hr=60.0, rr=15.0, move=0.1)
+    return Item(Lane.TELEMETRY, m.encode(msg), msg)
+
+
+def press(i: int) -> Item:
+    msg = m.Button(dev="BT-1", ts=T0 + i, action=m.ButtonAction.PRESS)
+    return Item(Lane.ALARM, m.encode(msg), msg)
+
+
+def cut(store: Store, lane: Lane, n: int = 1000) -> m.Frame | None:
+    frame = store.cut_frame(lane, max_msgs=n, max_bytes=256 * 1024, sent=T0 + 999)
+    return None if frame is None else m.decode_frame(frame.body)
+
+
+def test_epoch_and_seq_survive_a_restart_and_frames_are_sent_again_byte_for_byte(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    store = Store(path, max_bytes=8 * MIB)
+    assert store.created
+    epoch = store.epoch
+    store.commit([Batch(items=[bed(1), bed(2), press(3)])])
+    alarm = cut(store, Lane.ALARM)
+    telemetry = cut(store, Lane.TELEMETRY)
+    assert alarm is not None and telemetry is not None
+    assert (alarm.epoch, alarm.seq, telemetry.seq) == (epoch, 0, 1)  # one counter for both lanes
+    assert [type(x).__name__ for x in telemetry.msgs] == ["BedSample", "BedSample"]
+    before = store.unacked()
+    store.close()
+
+    again = Store(path, max_bytes=8 * MIB)
+    assert not again.created
+    assert again.epoch == epoch
+    assert again.unacked() == before  # same seq, same bytes (same "sent"): the platform keeps one copy
+    assert [f.lane for f in again.unacked()] == [Lane.ALARM, Lane.TELEMETRY]
+    again.commit([], acked=[0])
+    assert [f.seq for f in again.unacked()] == [1]
+    again.commit([Batch(items=[bed(4)])], acked=[1])
+    frame = cut(again, Lane.TELEMETRY)
+    assert frame is not None and frame.seq == 2
+    assert again.depth() == again.depth().__class__(alarm=0, telemetry=1)
+    again.close()
+
+
+def test_a_new_store_is_a_new_epoch(tmp_path: Path) -> None:
+    first = Store(tmp_path / "a.db", max_bytes=8 * MIB)
+    first.close()
+    (tmp_path / "a.db").unlink()
+    second = Store(tmp_path / "a.db", max_bytes=8 * MIB)
+    assert second.epoch != first.epoch
+    assert cut(second, Lane.ALARM) is None
+    second.commit([Batch(items=[press(1)])])
+    frame = cut(second, Lane.ALARM)
+    assert frame is not None and frame.seq == 0
+
+
+def test_the_store_is_wal_with_full_sync(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db", max_bytes=8 * MIB)
+    store.close()
+    probe = sqlite3.connect(tmp_path / "s.db")
+    assert probe.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    probe.close()
+    # synchronous is per connection: the store's own connection sets FULL (checked through its handle).
+    store = Store(tmp_path / "s.db", max_bytes=8 * MIB)
+    assert store._db.execute("PRAGMA synchronous").fetchone() == (2,)
+    store.close()
+
+
+def test_a_repeat_is_stored_once(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db", max_bytes=8 * MIB)
+    first = store.commit([Batch(items=[bed(1), press(2)])])
+    second = store.commit([Batch(items=[bed(1), press(2), bed(3)])])
+    assert (len(first[0].accepted), first[0].repeats) == (2, 0)
+    assert (len(second[0].accepted), second[0].repeats) == (1, 2)
+    assert store.depth().telemetry == 2
+
+
+def test_frames_respect_message_and_byte_limits(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db", max_bytes=8 * MIB)
+    store.commit([Batch(items=[bed(i) for i in range(50)])])
+    frame = store.cut_frame(Lane.TELEMETRY, max_msgs=20, max_bytes=256 * 1024, sent=T0)
+    assert frame is not None and frame.n_msgs == 20
+    small = store.cut_frame(Lane.TELEMETRY, max_msgs=1000, max_bytes=1000, sent=T0)
+    assert small is not None
+    assert len(small.body) <= 1000
+    assert json.loads(small.body)["msgs"][0]["ts"] == T0 + 20  # in order, nothing skipped
+    assert store.queued(Lane.TELEMETRY) == 30 - small.n_msgs
+
+
+def test_when_full_the_oldest_telemetry_goes_first_alarms_never(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    limit = 2 * MIB
+    store = Store(path, max_bytes=limit)
+    store.commit([Batch(items=[press(-1)])])
+    n = 0
+    for _ in range(120):  # about 4 MB of telemetry into a 2 MB store, with an alarm now and then
+        store.commit([Batch(items=[bed(n + i) for i in range(300)])])
+        n += 300
+        if n % 3000 == 0:
+            store.commit([Batch(items=[press(n)])])
+        assert store.disk_bytes() <= limit, store.disk_bytes()
+    assert store.dropped > 0
+    assert store.depth().alarm == 1 + 12
+    kept = [json.loads(b)["ts"] - T0 for (b,) in store._db.execute("SELECT body FROM telemetry_q ORDER BY id")]
+    assert kept == list(range(n - len(kept), n))  # the newest, contiguous: the oldest were dropped
+    assert store.dropped + len(kept) == n
+    dropped = store.dropped
+    store.close()
+    again = Store(path, max_bytes=limit)
+    assert again.dropped == dropped  # the count is kept with the store, reported in heartbeats
+    alarms: list[int] = []
+    while (frame := cut(again, Lane.ALARM, 5)) is not None:
+        alarms.extend(x.ts - T0 for x in frame.msgs)
+    assert alarms == [-1, *range(3000, n + 1, 3000)]
+
+
+def test_only_alarms_left_and_full_refuses_without_losing_anything(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db", max_bytes=1 * MIB)
+    big = [
+        Item(Lane.ALARM, m.encode(m.Button(dev="BT-" + "x" * 60, ts=T0 + i, action=m.ButtonAction.PRESS)))
+        for i in range(400)
+    ]
+    stored = 0
+    with pytest.raises(StoreFullError):
+        for start in range(0, 100_000, 400):
+            batch = [Item(b.lane, b.body.replace(b'"ts":', b'"x":%d,"ts":' % start)) for b in big]
+            store.commit([Batch(items=batch)])
+            stored += len(batch)
+    assert store.depth().alarm == stored  # everything acknowledged is still there
+    assert store.disk_bytes() <= 1 * MIB + 64 * 4096
