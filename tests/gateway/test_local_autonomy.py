@@ -121,13 +121,14 @@ def test_alarms_reach_the_nurse_station_while_the_link_is_down(
             sensors.send("lianke", late).wait_for_publish(5)
         finally:
             sensors.close()
-        wait_for(lambda: stored_bed_times(stack.database_url, site) == sent or None, 30, "every bed sample, once")
+        # 90 s: the backlog drains through ingest on the shared test broker, slowly on a loaded machine
+        wait_for(lambda: stored_bed_times(stack.database_url, site) == sent or None, 90, "every bed sample, once")
         events = wait_for(
             lambda: (
                 [e for e in stored_events(stack.database_url, site) if e[2] == "button"][2:]
                 and stored_events(stack.database_url, site)
             ),
-            30,
+            90,
             "3 events",
         )
         assert [(d, t) for d, t, k, _ in events if k == "button"] == [(p.dev, p.ts) for p in [*presses, late]]
