@@ -162,6 +162,7 @@ class Membership:
         rows = conn.execute(
             "SELECT m.id, m.client_id, m.lane FROM ingest_members m WHERE m.grp = %s AND NOT EXISTS ("
             " SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2"
+            " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
             " AND l.classid::bigint = %s AND l.objid::bigint = m.id)",
             (self._group, LOCK_CLASS),
         ).fetchall()

@@ -133,6 +133,7 @@ class Lane:
         deadline = first.arrived + self.config.max_wait_s
         item: Message | None = first
         while item is not None:
+            self._count_received(item)
             if item.qos == 0 or item.generation >= self._discard_before:
                 result = decode(item)
                 items.append(item)
@@ -147,6 +148,12 @@ class Lane:
                 item = None
         self._in_hand = len(items)
         return items, decoded
+
+    def _count_received(self, item: Message) -> None:
+        """Counted as the writer takes it (dropped old-generation copies too), off the I/O thread's path."""
+        self._metrics.received.inc(lane=self.kind)
+        if item.dup:
+            self._metrics.redelivered.inc(lane=self.kind)
 
     def _connection(self) -> Conn:
         if self._conn is None or self._conn.closed:
@@ -189,10 +196,6 @@ class Lane:
         self, items: list[Message], result: WriteResult, acked: int, *, seconds: float, committed_at: float
     ) -> None:
         metrics, lane = self._metrics, self.kind
-        metrics.received.inc(len(items), lane=lane)
-        redelivered = sum(1 for item in items if item.dup)
-        if redelivered:
-            metrics.redelivered.inc(redelivered, lane=lane)
         metrics.acked.inc(acked, lane=lane)
         metrics.frames.inc(result.frames_new, lane=lane, outcome="stored")
         if result.frames_duplicate:

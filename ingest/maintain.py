@@ -51,7 +51,9 @@ def _work(conn: Conn, settings: IngestSettings, job: str, last_run_age_s: float 
     if job == "gaps":
         lookback = settings.ingest_frames_retention_days * _DAY_S
         if last_run_age_s is not None:
-            lookback = min(lookback, last_run_age_s + settings.ingest_gap_grace_s + 60)
+            # streams whose horizon may have moved: frames since the last scan, or within the grace before it
+            # (plus 15 s for a batch whose transaction began before its commit)
+            lookback = min(lookback, last_run_age_s + settings.ingest_gap_grace_s + 15)
         return asdict(gaps.scan(conn, grace_s=settings.ingest_gap_grace_s, lookback_s=lookback))
     if job == "rollups":
         result = rollups.run(

@@ -42,7 +42,7 @@ class IngestSettings(BaseSettings):
     ingest_adopt_quiet_s: float = Field(default=2.0, gt=0)
     # maintenance: gaps, roll-ups, retention (ingest/maintain.py); run in the process unless disabled
     ingest_maintain: bool = True
-    ingest_gap_interval_s: float = Field(default=10.0, gt=0)
+    ingest_gap_interval_s: float = Field(default=30.0, gt=0)
     ingest_gap_grace_s: float = Field(default=30.0, ge=0, description="a seq is missing after this without it")
     ingest_rollup_interval_s: float = Field(default=60.0, gt=0)
     ingest_rollup_lag_s: float = Field(default=120.0, ge=0, description="an hour is rolled up this long after it ends")

@@ -1,9 +1,11 @@
-"""``eldercare demo``: the whole platform on this machine, with a simulated nursing home driving it.
+"""``eldercare demo``: the whole platform on this machine, filled and driven by the world simulator.
 
-Starts the local stack, migrates, registers a demo home once (kept in ``<state>/demo.json``), runs
-``eldercare ingest`` and ``eldercare serve`` as child processes, and plays the home's devices: bed
-sensors every few seconds, and now and then a button press, some of them cancelled at the bedside.
-Every alarm the platform raises is printed with the time it took from the press.
+Starts the local stack, migrates, runs ``eldercare ingest`` and ``eldercare serve`` as child processes,
+creates a small world through the API the first time (a demo admin, then ``simulate world``: 3 homes of 8-16
+beds in Yichang and 3 home-care households; kept in ``<state>/demo-world.json``) and runs it
+(``simulate run``): every device of every home, through real gateways speaking the vendors' formats, with the
+``demo`` incident rates (something happens every half minute or so). Every happening is printed as it is
+injected, and every alarm the platform raises with the time it took.
 """
 
 from __future__ import annotations
@@ -12,123 +14,66 @@ import asyncio
 import json
 import logging
 import os
-import random
 import secrets
-import signal
 import subprocess
 import sys
+import threading
 import time
-from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
+from typing import Any
 
 import httpx
 import psycopg
 
-from eldercare.devices import messages as m
 from eldercare.platform.auth.scope import Role
 from eldercare.platform.auth.service import create_user
-from eldercare.platform.config import SecuritySettings, state_dir
-from eldercare.platform.crypto import Vault
-from eldercare.platform.db.migrate import migrate
-from eldercare.platform.registry.broker import LocalBroker
-from eldercare.platform.registry.service import GatewayCredentials
+from eldercare.platform.config import state_dir
+from eldercare.platform.db.migrate import MigrationError, migrate
 from eldercare.platform.stack import service as stack_service
+from eldercare.platform.stack.errors import StackError
 from eldercare.platform.stack.model import Ports, StackInfo
-from eldercare.simulators.seed import SeededDevice, SeededHome, seed_home
-from eldercare.simulators.uplink import SimUplink, now_ms
+from eldercare.simulators.errors import SimError
+from eldercare.simulators.run import commands as run_commands
+from eldercare.simulators.run import state as run_state
+from eldercare.simulators.run.direct import Target
+from eldercare.simulators.run.incidents import Happening
+from eldercare.simulators.run.runner import execute
+from eldercare.simulators.run.scene import Scene
+from eldercare.simulators.world import commands as world_commands
+from eldercare.simulators.world import model as world_model
+
+ADMIN = "demo-admin"
+SHOWN = {"press", "fall", "wander", "smoke", "silent", "outage", "battery_low", "battery_empty", "bed_exit"}
 
 
-def _load_home(path: Path) -> SeededHome | None:
-    if not path.exists():
-        return None
-    doc = json.loads(path.read_text())
-    return SeededHome(
-        institution_id=doc["institution_id"],
-        institution_code=doc["institution_code"],
-        name=doc["name"],
-        gateway=GatewayCredentials(**doc["gateway"]),
-        devices=[SeededDevice(**d) for d in doc["devices"]],
-        staff_username=doc["staff_username"],
-        staff_password=doc["staff_password"],
-    )
+def _admin(info: StackInfo, folder: Path) -> str:
+    """The demo admin's password: created once (as `eldercare users add` would), kept in the state folder."""
+    path = folder / "demo-admin.json"
+    if path.exists():
+        return str(json.loads(path.read_text())["password"])
+    password = secrets.token_urlsafe(12)
 
+    async def make() -> None:
+        async with await psycopg.AsyncConnection.connect(info.database_url, autocommit=True) as conn:
+            await create_user(conn, username=ADMIN, password=password, role=Role.ADMIN, display_name="演示管理员")
 
-async def _seed(info: StackInfo, key: bytes) -> tuple[SeededHome, str]:
-    admin_password = secrets.token_urlsafe(12)
-    async with await psycopg.AsyncConnection.connect(info.database_url, autocommit=True) as conn:
-        home = await seed_home(
-            conn,
-            vault=Vault(key),
-            broker=LocalBroker(info.state_dir),
-            rng=random.Random(),  # noqa: S311 - a simulation, not a secret
-            staff_password=secrets.token_urlsafe(12),
-        )
-        await create_user(conn, username="admin", password=admin_password, role=Role.ADMIN, display_name="平台管理员")
-    return home, admin_password
+    try:
+        asyncio.run(make())
+    except psycopg.errors.UniqueViolation:
+        raise SimError(
+            f"user {ADMIN} exists but {path} is gone: reset its password with the API, or `make clean`"
+        ) from None
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump({"username": ADMIN, "password": password}, handle)
+    return password
 
 
 def _child(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     exe = Path(sys.executable).with_name("eldercare")
-    handle = log.open("ab")
-    return subprocess.Popen([str(exe), *args], env=env, stdout=handle, stderr=subprocess.STDOUT)
-
-
-def run(*, duration: float | None, ports: Ports) -> int:
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    base_dir = state_dir()
-    print(f"starting the stack in {base_dir} ...", flush=True)
-    info = stack_service.up(base_dir, ports)
-    migrate(info.database_url)
-    key = SecuritySettings(_env_file=base_dir / "eldercare.env").key_bytes()
-    demo_file = base_dir / "demo.json"
-    home = _load_home(demo_file)
-    admin_password = None
-    if home is None:
-        home, admin_password = asyncio.run(_seed(info, key))
-        doc = {**asdict(home), "admin_password": admin_password}
-        demo_file.write_text(json.dumps(doc, ensure_ascii=False, indent=2))
-        demo_file.chmod(0o600)
-    else:
-        admin_password = json.loads(demo_file.read_text()).get("admin_password")
-
-    env = dict(os.environ, ELDERCARE_STATE_DIR=str(base_dir), ELDERCARE_ENV_FILE=str(base_dir / "eldercare.env"))
-    logs = base_dir / "logs"
-    logs.mkdir(exist_ok=True)
-    children = [
-        _child(["ingest", "--name", "demo"], env, logs / "ingest.log"),
-        _child(["serve", "--port", str(info.ports.api)], env, logs / "serve.log"),
-    ]
-    stop = False
-
-    def _stop(_signum: int, _frame: FrameType | None) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
-    base = f"http://127.0.0.1:{info.ports.api}"
-    try:
-        _wait_up(f"{base}/healthz")
-        print(
-            f"\nThe platform is up.\n"
-            f"  API:        {base}/api/v1   (OpenAPI: {base}/openapi.json)\n"
-            f"  home:       {home.name} ({home.institution_code})\n"
-            f"  logins:     staff {home.staff_username} / {home.staff_password}\n"
-            f"              admin admin / {admin_password}\n"
-            f"  broker:     mqtts://{info.mqtt_host}:{info.ports.mqtt_tls} (CA {info.ca_file})\n"
-            f"  gateway:    {home.gateway.gateway_id} / {home.gateway.password}\n"
-            f"  logs:       {logs}\n"
-            f"  stop:       Ctrl-C (the stack keeps running: `eldercare stack down` stops it)\n",
-            flush=True,
-        )
-        _play(home, info, base, duration=duration, stopped=lambda: stop)
-    finally:
-        for child in children:
-            child.terminate()
-        for child in children:
-            child.wait(timeout=20)
-    return 0
+    with log.open("ab") as handle:
+        return subprocess.Popen([str(exe), *args], env=env, stdout=handle, stderr=subprocess.STDOUT)
 
 
 def _wait_up(url: str, timeout: float = 60) -> None:
@@ -143,60 +88,219 @@ def _wait_up(url: str, timeout: float = 60) -> None:
     raise SystemExit(f"the platform did not answer at {url}; see the logs under state/logs")
 
 
-def _play(home: SeededHome, info: StackInfo, base: str, *, duration: float | None, stopped: object) -> None:
-    rng = random.Random()  # noqa: S311 - a simulation, not a secret
-    uplink = SimUplink(
-        institution=home.institution_code,
-        gateway=home.gateway.gateway_id,
-        password=home.gateway.password,
-        host=info.mqtt_host,
-        port=info.ports.mqtt_tls,
-        ca_file=info.ca_file,
+def _world(folder: Path, base: str, password: str, institutions: int) -> world_model.World:
+    path = folder / "demo-world.json"
+    if path.exists():
+        return world_model.load(path)
+    print(f"creating the demo world through {base} (once; kept in {path}) ...", flush=True)
+    options = world_commands.options(
+        region="4205",
+        institutions=institutions,
+        households=institutions,
+        seed=secrets.randbelow(1_000_000),
+        beds="8-16",
+        as_of=None,
+        anchors=None,
     )
-    uplink.connect()
-    login = httpx.post(
-        f"{base}/api/v1/auth/login", json={"username": home.staff_username, "password": home.staff_password}
-    )
-    headers = {"Authorization": f"Bearer {login.json()['token']}"}
-    beds = [d for d in home.devices if d.kind == "bed_sensor"]
-    buttons = [d for d in home.devices if d.kind == "button"]
-    pressed: dict[str, float] = {}
-    seen: set[int] = set()
-    started = time.monotonic()
-    next_press = started + 3
-    assert callable(stopped)
-    try:
-        while not stopped() and (duration is None or time.monotonic() - started < duration):
-            now = now_ms()
-            uplink.send(
-                [
-                    m.BedSample(
-                        dev=b.code,
-                        ts=now,
-                        presence=True,
-                        hr=round(rng.gauss(72, 4), 1),
-                        rr=round(rng.gauss(16, 1.5), 1),
-                        move=round(rng.random() / 5, 2),
-                    )
-                    for b in beds
-                ],
-                alarm=False,
-            )
-            if time.monotonic() >= next_press:
-                button = rng.choice(buttons)
-                pressed[button.code] = time.time()
-                uplink.send([m.Button(dev=button.code, ts=now_ms(), action=m.ButtonAction.PRESS)], alarm=True)
-                print(f"  -> {button.code} pressed (bed {button.bed_code})", flush=True)
-                next_press = time.monotonic() + rng.uniform(10, 25)
-            for alarm in httpx.get(f"{base}/api/v1/alarms", params={"open": "true"}, headers=headers).json():
-                if alarm["id"] not in seen:
-                    seen.add(alarm["id"])
-                    since = time.time() - pressed.get(alarm["device_code"], time.time())
+    return world_commands.make_world(options, api=base, admin=ADMIN, password=password, out=path, progress=print)
+
+
+def _logins(world: world_model.World) -> list[str]:
+    inst = world.plan.institutions[0]
+    users = world.issued.institutions[inst.key].users
+    head, nurse = inst.staff[0].username, inst.staff[1].username
+    lines = [f"head  {head} / {users[head][1]}   ({inst.name})", f"staff {nurse} / {users[nurse][1]}"]
+    family = next((p.family_user.username for p in inst.persons if p.family_user), None)
+    if family:
+        lines.append(f"family {family} / {users[family][1]}")
+    return lines
+
+
+class AlarmPrinter:
+    """Prints each new alarm with how long after the simulated devices sent the happening it took."""
+
+    def __init__(self, base: str, password: str) -> None:
+        self.base = base
+        self.password = password
+        self.sent: dict[str, int] = {}  # device or gateway -> sent_ms of its latest happening
+        self.seen: set[int] = set()
+        self.stop = threading.Event()
+        self.since = datetime.now(UTC).isoformat()  # alarms of earlier runs are not this run's
+
+    def on_truth(self, line: dict[str, Any]) -> None:
+        if line.get("kind") not in SHOWN:
+            return
+        target = line.get("device") or line.get("gateway")
+        if target and "sent_ms" in line:
+            self.sent[str(target)] = int(line["sent_ms"])
+        where = line.get("bed_label") or line.get("gateway") or ""
+        print(
+            f"  -> {line['time'][11:19]} {line['kind']} {target or ''} {where}"
+            f" {json.dumps(line.get('detail', {}), ensure_ascii=False)}",
+            flush=True,
+        )
+
+    def run(self) -> None:
+        with httpx.Client(timeout=10) as http:
+            token = ""
+            while not self.stop.wait(1.0):
+                try:
+                    if not token:
+                        reply = http.post(
+                            f"{self.base}/api/v1/auth/login", json={"username": ADMIN, "password": self.password}
+                        )
+                        token = str(reply.json()["token"])
+                    alarms = http.get(
+                        f"{self.base}/api/v1/alarms",
+                        params={"open": "true", "since": self.since},
+                        headers={"Authorization": f"Bearer {token}"},
+                    ).json()
+                except (httpx.HTTPError, KeyError, ValueError):
+                    token = ""
+                    continue
+                for alarm in sorted(alarms, key=lambda a: a["id"]):
+                    if alarm["id"] in self.seen:
+                        continue
+                    self.seen.add(alarm["id"])
+                    target = alarm["device_code"] or alarm["detail"].get("gateway")
+                    sent = self.sent.get(str(target))
+                    raised = int(time.time() * 1000) if sent is None else _ms(alarm["raised_at"])
+                    after = f" ({(raised - sent) / 1000:.2f} s after the devices sent it)" if sent else ""
                     print(
-                        f"  <- alarm {alarm['id']}: {alarm['kind']} {alarm['priority']} bed {alarm['bed_code']}"
-                        f" resident {alarm['person_code']} ({since:.2f} s after the press)",
+                        f"  <- alarm {alarm['id']}: {alarm['kind']} {alarm['priority']} {target or ''}"
+                        f" bed {alarm['bed_code']} resident {alarm['person_code']}{after}",
                         flush=True,
                     )
-            time.sleep(0.5)
+
+
+def _opening(world: world_model.World, start: int, speed: float | None) -> list[Happening]:
+    """Something to see in the first minute, whatever the random draws: a press cancelled at the bedside
+    after 20 s, an accidental one, and a fall seen by a radar (real seconds after the start)."""
+    scene = Scene.of(world)
+    elders = [e for e in scene.elders.values() if "button" in e.devices]
+    if not elders:
+        return []
+    scale = speed or 60.0
+
+    def at(seconds: float) -> int:
+        return start + int(seconds * scale * 1000)
+
+    first = elders[0]
+    out = [
+        Happening(
+            kind="press",
+            t=at(15),
+            until=at(35),
+            institution=first.institution,
+            person=first.key,
+            device=first.devices["button"],
+            origin="demo",
+            detail={"accidental": False},
+        ),
+        Happening(
+            kind="press",
+            t=at(45),
+            until=at(48),
+            institution=first.institution,
+            person=first.key,
+            device=first.devices["button"],
+            origin="demo",
+            detail={"accidental": True},
+        ),
+    ]
+    radar = next((e for e in elders if "fall_radar" in e.devices), None)
+    if radar is not None:
+        out.append(
+            Happening(
+                kind="fall",
+                t=at(60),
+                until=at(60) + 10 * 60_000,
+                institution=radar.institution,
+                person=radar.key,
+                device=radar.devices["fall_radar"],
+                origin="demo",
+                detail={"source": "radar", "confidence": 0.93, "before_s": 60},
+            )
+        )
+    return out
+
+
+def _ms(text: str) -> int:
+    return int(datetime.fromisoformat(text).timestamp() * 1000)
+
+
+def run(*, duration: float | None, ports: Ports, institutions: int = 3, via: str = "gateway", speed: str = "1") -> int:
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    base_dir = state_dir()
+    print(f"starting the stack in {base_dir} ...", flush=True)
+    try:
+        info = stack_service.up(base_dir, ports)
+        migrate(info.database_url)
+        password = _admin(info, base_dir)
+    except (StackError, MigrationError, SimError) as exc:
+        print(f"eldercare demo: {exc}", file=sys.stderr)
+        return 1
+    env = dict(os.environ, ELDERCARE_STATE_DIR=str(base_dir), ELDERCARE_ENV_FILE=str(base_dir / "eldercare.env"))
+    logs = base_dir / "logs"
+    logs.mkdir(exist_ok=True)
+    children = [
+        _child(["ingest", "--name", "demo"], env, logs / "ingest.log"),
+        _child(["serve", "--port", str(info.ports.api)], env, logs / "serve.log"),
+    ]
+    base = f"http://127.0.0.1:{info.ports.api}"
+    printer = AlarmPrinter(base, password)
+    try:
+        _wait_up(f"{base}/healthz")
+        world = _world(base_dir, base, password, institutions)
+        state_path, truth = base_dir / "demo-run.json", base_dir / "demo-truth.jsonl"
+        for old in (state_path, truth):
+            old.unlink(missing_ok=True)
+        sim_speed = run_commands.parse_speed(speed)
+        state = run_commands.new_state(
+            world=base_dir / "demo-world.json",
+            truth=truth,
+            api=base,
+            speed=speed,
+            duration=None if duration is None else f"{max(1, int(duration * (sim_speed or 60)))}s",
+            start="now",
+            via=via,
+            incidents="demo",
+            bed_sample_s=30.0,
+        )
+        run_state.save(state, state_path)
+        homes = ", ".join(f"{i.name} ({i.code})" for i in world.plan.institutions)
+        print(
+            "\nThe platform is up.\n"
+            f"  API:        {base}/api/v1   (OpenAPI: {base}/openapi.json)\n"
+            f"  logins:     admin {ADMIN} / {password}\n"
+            + "".join(f"              {line}\n" for line in _logins(world))
+            + f"  homes:      {homes}\n"
+            f"  broker:     mqtts://{info.mqtt_host}:{info.ports.mqtt_tls} (CA {info.ca_file})\n"
+            f"  simulation: {via} mode, {speed}x; world {base_dir / 'demo-world.json'}, ground truth {truth}\n"
+            f"  logs:       {logs}\n"
+            f"  stop:       Ctrl-C (the stack keeps running: `eldercare stack down` stops it)\n",
+            flush=True,
+        )
+        threading.Thread(target=printer.run, name="alarms", daemon=True).start()
+        target = Target(info.mqtt_host, info.ports.mqtt_tls, str(info.ca_file))
+        with run_commands.stop_on_signals() as stop:
+            execute(
+                state,
+                state_path=state_path,
+                target=target,
+                scripted=_opening(world, state.start_ms, sim_speed),
+                stop=stop,
+                progress=run_commands.progress,
+                progress_s=60.0,
+                on_truth=printer.on_truth,
+            )
+    except SimError as exc:
+        print(f"eldercare demo: {exc}", file=sys.stderr)
+        return 1
     finally:
-        uplink.close()
+        printer.stop.set()
+        for child in children:
+            child.terminate()
+        for child in children:
+            child.wait(timeout=20)
+    return 0

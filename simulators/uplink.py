@@ -1,7 +1,9 @@
 """A simulated gateway's uplink: speaks contract v1 to the platform's broker as a real gateway would.
 
 Frames are numbered per epoch; birth is published retained on connect and the last will marks the
-gateway dead if the connection drops. Used by the demo, the tests and the load generator.
+gateway dead if the connection drops; :meth:`SimUplink.heartbeat` says it is alive (the platform counts a
+gateway silent when no status message came for a while). After a lost connection it reconnects by itself
+within seconds. Used by the demo, the tests and the world simulator's direct mode.
 """
 
 from __future__ import annotations
@@ -51,7 +53,12 @@ class SimUplink:
         status = topics.uplink(institution, gateway, topics.Channel.STATUS)
         self._client.will_set(status, m.encode(m.Death(ts=now_ms())), qos=1, retain=True)
         self._client.max_inflight_messages_set(1000)
+        self._client.reconnect_delay_set(min_delay=1, max_delay=2)
         self._client.on_connect = self._on_connect
+        self._client.on_publish = self._on_publish
+        self._lock = threading.Lock()
+        self.published = 0  # messages handed to the client (frames and status)
+        self.acknowledged = 0  # acknowledged by the broker (QoS 1), or sent (QoS 0)
 
     def _on_connect(
         self, client: mqtt.Client, _u: object, _f: ConnectFlags, reason: ReasonCode, _p: Properties | None
@@ -59,8 +66,26 @@ class SimUplink:
         if reason.is_failure:
             return
         birth = m.Birth(ts=now_ms(), epoch=self.epoch, software="eldercare-sim")
-        client.publish(topics.uplink(self.institution, self.gateway, topics.Channel.STATUS), m.encode(birth), 1, True)
+        self._publish(topics.uplink(self.institution, self.gateway, topics.Channel.STATUS), m.encode(birth), 1, True)
         self._connected.set()
+
+    def _on_publish(self, _c: mqtt.Client, _u: object, _mid: int, _r: ReasonCode, _p: Properties) -> None:
+        with self._lock:
+            self.acknowledged += 1
+
+    @property
+    def connected(self) -> bool:
+        return self._client.is_connected()
+
+    def unacknowledged(self) -> int:
+        """Messages published and not yet acknowledged by the broker (or not yet sent)."""
+        with self._lock:
+            return self.published - self.acknowledged
+
+    def heartbeat(self, *, queued_alarm: int = 0, queued_telemetry: int = 0) -> None:
+        """A heartbeat status message (QoS 0, as a gateway's periodic statistics)."""
+        message = m.Heartbeat(ts=now_ms(), queue=m.QueueDepth(alarm=queued_alarm, telemetry=queued_telemetry))
+        self._publish(topics.uplink(self.institution, self.gateway, topics.Channel.STATUS), m.encode(message), 0, False)
 
     def connect(self, timeout: float = 10.0) -> None:
         self._client.connect_async(self._host, self._port, keepalive=30)
@@ -71,19 +96,26 @@ class SimUplink:
 
     def close(self) -> None:
         death = m.Death(ts=now_ms(), clean=True)
-        self._client.publish(
+        info = self._publish(
             topics.uplink(self.institution, self.gateway, topics.Channel.STATUS), m.encode(death), 1, True
-        ).wait_for_publish(5)
+        )
+        if self._client.is_connected():
+            info.wait_for_publish(5)
         self._client.disconnect()
         self._client.loop_stop()
 
     def frame(self, messages: Sequence[m.DeviceMessage]) -> m.Frame:
-        self.seq += 1
-        return m.Frame(v=1, epoch=self.epoch, seq=self.seq, sent=now_ms(), msgs=list(messages))
+        seq, self.seq = self.seq, self.seq + 1  # the contract: seq starts at 0 in an epoch
+        return m.Frame(v=1, epoch=self.epoch, seq=seq, sent=now_ms(), msgs=list(messages))
 
     def send(self, messages: Sequence[m.DeviceMessage], *, alarm: bool) -> mqtt.MQTTMessageInfo:
         return self.send_raw(m.encode(self.frame(messages)), alarm=alarm)
 
     def send_raw(self, payload: bytes, *, alarm: bool) -> mqtt.MQTTMessageInfo:
         channel = topics.Channel.ALARM if alarm else topics.Channel.TELEMETRY
-        return self._client.publish(topics.uplink(self.institution, self.gateway, channel), payload, qos=1)
+        return self._publish(topics.uplink(self.institution, self.gateway, channel), payload, 1, False)
+
+    def _publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> mqtt.MQTTMessageInfo:
+        with self._lock:
+            self.published += 1
+        return self._client.publish(topic, payload, qos, retain)

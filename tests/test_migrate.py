@@ -36,6 +36,7 @@ def test_migrate_applies_once_and_loads_regions(fresh_db: str) -> None:
         yichang = conn.execute("SELECT name, parent_code FROM regions WHERE code = '420502'").fetchone()
     assert [r[0] for r in recorded] == [m.version for m in mig.available()]
     assert {"bed_readings", "device_events", "device_readings", "locations"} <= hypertables
+    assert "uplink_frames" not in hypertables  # 0002: keyed by (gateway, epoch, seq) alone, an ordinary table
     assert regions == [(1, 31), (2, 342), (3, 2978)]
     assert yichang == ("西陵区", "4205")
 

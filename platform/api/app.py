@@ -26,6 +26,7 @@ from eldercare.platform.notify import sender
 from eldercare.platform.notify.router import router as notify_router
 from eldercare.platform.notify.settings import NotifySettings, build_channels
 from eldercare.platform.registry.router import router as registry_router
+from eldercare.platform.subsidy.router import router as subsidy_router
 from eldercare.platform.supervision.router import router as supervision_router
 from eldercare.platform.web import static
 from eldercare.platform.web.router import router as web_router
@@ -94,6 +95,7 @@ def create_app(
     app.include_router(registry_router)
     app.include_router(map_router)
     app.include_router(supervision_router)
+    app.include_router(subsidy_router)
     app.include_router(web_router)
 
     @app.get("/healthz", tags=["ops"])

@@ -19,6 +19,7 @@ _REGISTRARS: tuple[str, ...] = (
     "eldercare.platform.cli",
     "eldercare.platform.audit.cli",
     "eldercare.platform.auth.cli",
+    "eldercare.platform.subsidy.cli",
     "eldercare.ingest.cli",
     "eldercare.simulators.cli",
     "eldercare.gateway.cli",

@@ -298,6 +298,55 @@ def _bodies(world: World) -> dict[tuple[str, str], dict[str, Any]]:
         ("GET", "/api/v1/residents/{resident_id}/vitals"): {},
         ("GET", "/api/v1/residents/{resident_id}/alarms"): {},
         ("GET", "/api/v1/me/residents"): {},  # a family user's own residents: filtered, never another's
+        # subsidy (platform/subsidy/router.py): lists are filtered to the caller's homes; a named home, region,
+        # resident or claim line outside the scope is not found; supervisors' actions are refused to homes
+        ("GET", "/api/v1/subsidy/programmes"): {},
+        ("POST", "/api/v1/subsidy/schedules"): {
+            "json": {
+                "programme": "old_age_allowance",
+                "region_code": "4205",
+                "effective_from": "2031-01",
+                "rates": [{"min_age": 80, "monthly_yuan": "100"}],
+            }
+        },
+        ("POST", "/api/v1/institutions/{institution_id}/subsidy/claims"): {"json": {"month": "2026-01", "lines": []}},
+        ("POST", "/api/v1/institutions/{institution_id}/subsidy/claims/upload"): {
+            "files": {"file": ("claim.csv", b"person_code,bed_code,programme,days,amount,month\n")},
+            "params": {"month": "2026-01"},
+        },
+        ("POST", "/api/v1/subsidy/claims/upload"): {
+            "files": {
+                "file": ("claims.csv", f"institution_code,person_code,programme,amount\n{a.code},,x,1\n".encode())
+            },
+            "params": {"month": "2026-01"},
+        },
+        ("GET", "/api/v1/institutions/{institution_id}/subsidy/claims"): {"params": {"month": "2026-01"}},
+        ("GET", "/api/v1/institutions/{institution_id}/subsidy/export"): {"params": {"month": "2026-01"}},
+        ("POST", "/api/v1/subsidy/runs"): {"params": {"month": "2026-01", "region": "4205"}},
+        ("GET", "/api/v1/subsidy/totals"): {"params": {"month": "2026-01"}},
+        ("GET", "/api/v1/subsidy/export"): {"params": {"month": "2026-01"}},
+        ("GET", "/api/v1/subsidy/liveness"): {"params": {"month": "2026-01", "everyone": "true"}},
+        ("GET", "/api/v1/subsidy/newly-eligible"): {"params": {"month": "2026-01"}},
+        ("GET", "/api/v1/subsidy/anomalies"): {"params": {"month": "2026-01"}},
+        ("POST", "/api/v1/subsidy/enrolments"): {
+            "json": {"resident_id": a.residents[0]["id"], "programme": "old_age_allowance", "from_month": "2026-01"}
+        },
+        ("POST", "/api/v1/subsidy/decisions"): {
+            "json": {"line_id": 1, "outcome": "rejected", "payable_yuan": "0", "note": "checked on site"}
+        },
+        ("POST", "/api/v1/subsidy/death-register"): {
+            "files": {"file": ("deaths.csv", f"id_number,died_on\n{new_id_number()},2026-01-05\n".encode())},
+            "params": {"region": "4205"},
+        },
+        ("POST", "/api/v1/subsidy/hardship-register"): {
+            "files": {
+                "file": (
+                    "hardship.csv",
+                    f"id_number,category,valid_from\n{new_id_number()},dibao,2026-01-01\n".encode(),
+                )
+            },
+            "params": {"region": "4205"},
+        },
     }
 
 

@@ -140,7 +140,9 @@ def _actual_bed_daily(db: str, ids: dict[str, int]) -> dict[tuple[int, date], tu
 def _same(actual: dict[Any, tuple[Any, ...]], expected: dict[Any, tuple[Any, ...]]) -> None:
     assert set(actual) == set(expected)
     for key, row in expected.items():
-        assert actual[key] == pytest.approx(row, rel=1e-6), key
+        got = actual[key]
+        assert [v is None for v in got] == [v is None for v in row], (key, got, row)
+        assert [v for v in got if v is not None] == pytest.approx([v for v in row if v is not None], rel=1e-6), key
 
 
 def _device_hourly(db: str, ids: dict[str, int]) -> dict[tuple[int, int], tuple[int, int]]:

@@ -1,0 +1,1 @@
+"""Days in the world: bodies, devices, incidents, transports, ground truth."""

@@ -1,0 +1,1 @@
+"""A world of homes: planned from a seed, registered through the API."""

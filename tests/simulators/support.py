@@ -1,0 +1,37 @@
+"""Helpers of the simulator tests: a world whose platform-issued values are made up (for tests that do not
+touch the platform), SisFall's location, and the scenario world's options."""
+
+from __future__ import annotations
+
+import random
+from datetime import date
+from pathlib import Path
+
+from eldercare.devices import codes
+from eldercare.simulators.world.model import FORMAT, Issued, IssuedInstitution, World, WorldPlan
+from eldercare.simulators.world.plan import PlanOptions, make_plan
+
+SISFALL = Path(__file__).resolve().parents[3] / "shared" / "data" / "sisfall" / "sisfall_50hz.npz"
+
+
+def offline_world(plan: WorldPlan) -> World:
+    """The plan with ids and codes invented here (as if registered), for tests of the run alone."""
+    rng = random.Random(1)
+    issued: dict[str, IssuedInstitution] = {}
+    next_id = 1
+    for inst in plan.institutions:
+        beds = {b.key: (next_id + n, codes.new_bed_code(rng)) for n, b in enumerate(inst.beds)}
+        persons = {p.key: (next_id + n, codes.new_person_code(rng)) for n, p in enumerate(inst.persons)}
+        devices = {d.code: next_id + n for n, d in enumerate(inst.devices)}
+        users = {s.username: (next_id + n, "password-123") for n, s in enumerate(inst.staff)}
+        issued[inst.key] = IssuedInstitution(
+            id=len(issued) + 1, gateway_password="gw-password", beds=beds, persons=persons, devices=devices, users=users
+        )
+        next_id += 1000
+    return World(format=FORMAT, plan=plan, issued=Issued(api="http://127.0.0.1:9", institutions=issued))
+
+
+def small_plan(*, seed: int = 38, as_of: date = date(2026, 3, 15)) -> WorldPlan:
+    return make_plan(
+        PlanOptions(region="4205", institutions=2, households=2, seed=seed, as_of=as_of, beds_min=5, beds_max=7)
+    )

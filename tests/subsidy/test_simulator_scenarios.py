@@ -1,0 +1,188 @@
+"""The simulators' subsidy scenarios (simulators/scenarios/*.yaml with ``claims:``), end to end: the platform's
+own processes (``eldercare ingest``, ``eldercare serve``) on a database of their own, the world made with
+``eldercare simulate world`` through the API, each scenario run with ``eldercare simulate scenario``; then the
+month is rolled up (``ingest.rollups.rebuild``: the simulated month is a backfill), its claim file (the
+simulators' format, all homes in one file) is submitted through the API by a regulator, the month verified
+through the API, and every finding the scenario expects (``expect_claim_finding`` in its ground truth) is
+checked against the verdicts of the claim lines it names; the other lines must be paid."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import psycopg
+import pytest
+from tests.conftest import free_ports
+from tests.platform_procs import run_eldercare, stack_env, wait_http
+from tests.registry.support import ADMIN_PASSWORD, Client, Database, create_database, drop_database, login, make_admin
+from tests.subsidy.support import user
+
+from eldercare.ingest import rollups
+from eldercare.platform.stack.model import StackInfo
+from eldercare.simulators.run import truth as truth_log
+from eldercare.simulators.scenario import claims as claim_file
+from eldercare.simulators.scenario import session
+
+EXE = str(Path(sys.executable).with_name("eldercare"))
+TZ = ZoneInfo("Asia/Shanghai")
+CAUGHT = ("rejected", "manual_check")
+# The simulators' amounts (simulators/scenario/claims.py): the test region pays what their homes claim.
+AMOUNTS = {
+    "operating_subsidy": [{"bed_kind": "nursing", "monthly_yuan": "300"}, {"monthly_yuan": "200"}],
+    "old_age_allowance": [
+        {"min_age": 80, "max_age": 89, "monthly_yuan": "100"},
+        {"min_age": 90, "max_age": 99, "monthly_yuan": "300"},
+        {"min_age": 100, "monthly_yuan": "500"},
+    ],
+    "home_care_bed_subsidy": [{"monthly_yuan": "300"}],
+}
+# What each expected finding must look like in the verdicts of the lines it names.
+FINDINGS = {
+    "claimed_after_death": {"claims_after_death", "died_before_month"},
+    "empty_bed_claimed": {"bed_unassigned"},
+    "never_present": {"bed_empty", "not_present", "long_absence"},
+    "absent_in_hospital": {"hospital_days_claimed"},
+}
+CLAIM_SCENARIOS = sorted(name for name in session.shipped() if session.load(name).scenario.claims is not None)
+
+
+@dataclass
+class Platform:
+    base: str
+    env: dict[str, str]
+    db: Database
+    world: Path
+    admin: Client
+    regulator: Client
+
+
+@pytest.fixture(scope="module")
+def platform(stack: StackInfo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    db = create_database(stack, "ec_subsim")
+    make_admin(db, "sim-admin")
+    port = free_ports(1)[0]
+    env = stack_env(stack, ELDERCARE_DATABASE_URL=db.url, ELDERCARE_ADMIN_PASSWORD=ADMIN_PASSWORD)
+    try:
+        with (
+            run_eldercare("ingest", ["ingest", "--name", "subsim"], env) as ingest,
+            run_eldercare("serve", ["serve", "--port", str(port)], env) as serve,
+        ):
+            base = f"http://127.0.0.1:{port}"
+            wait_http(f"{base}/healthz", timeout=60)
+            ingest.wait_for("subscribed, storing", timeout=60)
+            serve.wait_for("alarm engine: listening", timeout=60)
+            spec = session.load(CLAIM_SCENARIOS[0]).scenario.world
+            world = tmp_path_factory.mktemp("world") / "world.json"
+            done = subprocess.run(
+                [EXE, "simulate", "world", "--region", spec.region, "--institutions", str(spec.institutions),
+                 "--households", str(spec.households), "--seed", str(spec.seed), "--beds", spec.beds,
+                 "--api", base, "--admin", "sim-admin", "--out", str(world)],
+                env=env, capture_output=True, text=True, timeout=600, check=False,
+            )  # fmt: skip
+            assert done.returncode == 0, done.stdout + done.stderr
+            admin = login(base, "sim-admin", ADMIN_PASSWORD)
+            for programme, rates in AMOUNTS.items():
+                body = {"programme": programme, "region_code": "42", "effective_from": "2020-01", "rates": rates}
+                admin.ok("POST", "/api/v1/subsidy/schedules", 201, json=body)
+            regulator = user(base, db.url, "regulator", region=spec.region)
+            yield Platform(base, env, db, world, admin, regulator)
+    finally:
+        drop_database(stack, db)
+
+
+def _run(platform: Platform, name: str, out: Path) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    done = subprocess.run(
+        [EXE, "simulate", "scenario", name, "--world", str(platform.world), "--out", str(out),
+         "--api", platform.base, "--progress-s", "60"],
+        env=platform.env, capture_output=True, text=True, timeout=1500, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0 and "run finished" in done.stdout, done.stdout + done.stderr
+    return truth_log.read(out / "truth.jsonl"), claim_file.read(out / "claims.csv")
+
+
+def _drained(url: str, *, end: datetime, timeout: float = 600) -> None:
+    """Wait until ingest has stored the run's readings: the last hour of the month is there and nothing more
+    has arrived for a few seconds (the simulator is done when it has published, ingest may still be busy)."""
+    deadline = time.monotonic() + timeout
+    last: tuple[int, datetime | None] | None = None
+    steady = 0
+    while time.monotonic() < deadline:
+        with psycopg.connect(url) as conn:
+            row = conn.execute("SELECT count(*), max(time) FROM bed_readings").fetchone()
+        assert row is not None
+        now = (int(row[0]), row[1])
+        steady = steady + 1 if now == last else 0
+        if steady >= 5 and now[1] is not None and now[1] >= end - timedelta(hours=1):
+            return
+        last = now
+        time.sleep(1)
+    raise AssertionError(f"ingest did not store the month's readings within {timeout} s: {last}")
+
+
+def _verdicts(platform: Platform, month: str, homes: set[int]) -> dict[str, dict[str, Any]]:
+    """Verdicts of the month by the claim file's ``claim_id`` (the line's ``ref``)."""
+    out: dict[str, dict[str, Any]] = {}
+    for home in homes:
+        view = platform.regulator.ok("GET", f"/api/v1/institutions/{home}/subsidy/claims", params={"month": month})
+        out.update({line["ref"]: line for line in view["lines"]})
+    return out
+
+
+@pytest.mark.parametrize("name", CLAIM_SCENARIOS)
+def test_scenario_findings(name: str, platform: Platform, tmp_path: Path) -> None:
+    truth, lines = _run(platform, name, tmp_path / name)
+    month = lines[0]["month"]
+    first = date.fromisoformat(month + "-01")
+    following = (first + timedelta(days=32)).replace(day=1)
+    _drained(platform.db.url, end=datetime(following.year, following.month, 1, tzinfo=TZ))
+    with psycopg.connect(platform.db.url, autocommit=True) as conn:
+        rollups.rebuild(conn, start=datetime(first.year, first.month, 1, tzinfo=UTC) - timedelta(days=1),
+                        end=datetime(first.year, first.month, 1, tzinfo=UTC) + timedelta(days=33),
+                        timezone="Asia/Shanghai")  # fmt: skip
+    data = (tmp_path / name / "claims.csv").read_bytes()
+    receipt = platform.regulator.ok("POST", "/api/v1/subsidy/claims/upload", 201, files={"file": ("claims.csv", data)})
+    assert sum(c["lines"] for c in receipt["claims"]) == len(lines)
+    platform.regulator.ok("POST", "/api/v1/subsidy/runs", 201, params={"month": month})
+    verdicts = _verdicts(platform, month, {c["institution_id"] for c in receipt["claims"]})
+    expected = [r["detail"] for r in truth if r["kind"] == "expect_claim_finding"]
+    assert expected
+    named: set[str] = set()
+    report = []
+    for finding in expected:
+        kind, ids = finding["finding"], finding["claims"]
+        named |= set(ids)
+        mine = [verdicts[i] for i in ids]
+        codes = [{r["code"] for r in v["reasons"]} for v in mine]
+        report.append(
+            (kind, finding["programme"], [(v["verdict"], sorted(c)) for v, c in zip(mine, codes, strict=True)])
+        )
+        if kind == "claimed_by_two_homes":
+            # the home whose sensor shows the elder keeps its line; the other's is rejected as a duplicate
+            assert any(v["verdict"] in CAUGHT and "duplicate_claim" in c for v, c in zip(mine, codes, strict=True)), (
+                report
+            )
+            assert all(v["verdict"] in CAUGHT or "duplicate_resolved" in c for v, c in zip(mine, codes, strict=True)), (
+                report
+            )
+        elif kind == "unverifiable_days":
+            silent = {int(d) for d in finding.get("days", [])} if finding.get("days") else None
+            for v in mine:
+                assert v["verdict"] not in ("rejected",), report  # silence is not absence
+                assert v["evidence"]["nights"]["no_evidence"], report
+                if silent:
+                    assert not silent & set(v["evidence"]["nights"]["absent"]), report
+        else:
+            for v, c in zip(mine, codes, strict=True):
+                assert v["verdict"] in CAUGHT and c & FINDINGS[kind], report
+    others = [(ref, v["verdict"], [r["code"] for r in v["reasons"]]) for ref, v in verdicts.items() if ref not in named]
+    flagged = [o for o in others if o[1] in CAUGHT]
+    print(f"\n{name}: findings {report}; other lines {len(others)}, flagged {flagged}")
+    assert not flagged, flagged  # the honest lines of the world are paid
