@@ -51,7 +51,7 @@ GROUP BY 1, 2 ORDER BY 1
 """  # noqa: S608 - a Grafana panel query made of this module's constants
 
 GATEWAYS_OFFLINE = """
-SELECT count(*) FILTER (WHERE last_seen_at IS NULL OR last_status = 'death'
+SELECT count(*) FILTER (WHERE last_seen_at IS NULL OR last_status IN ('death', 'goodbye')
                         OR now() - last_seen_at > interval '2 minutes') AS "gateways offline",
        count(*) AS "gateways"
 FROM gateways WHERE revoked_at IS NULL

@@ -339,10 +339,14 @@ class BatchStore:
     @staticmethod
     def _status(conn: Conn, gateway_pk: int, status: m.StatusMessage) -> None:
         heartbeat = m.encode(status).decode() if isinstance(status, m.Heartbeat) else None
+        # A clean goodbye (a planned restart or shutdown) is "goodbye": the gateway is off, but only its silence,
+        # not the goodbye itself, raises gateway_offline, so an update's restart raises nothing. A last will
+        # (an abrupt loss) stays "death" and raises at once.
+        kind = "goodbye" if isinstance(status, m.Death) and status.clean else type(status).__name__.lower()
         conn.execute(
             "UPDATE gateways SET last_seen_at = greatest(last_seen_at, to_timestamp(%s / 1000.0)), last_status = %s,"
             " last_heartbeat = coalesce(%s::jsonb, last_heartbeat) WHERE id = %s",
-            (status.ts, type(status).__name__.lower(), heartbeat, gateway_pk),
+            (status.ts, kind, heartbeat, gateway_pk),
         )
 
     @staticmethod

@@ -192,6 +192,14 @@ CROSS JOIN LATERAL (SELECT rule_params('no_presence', d.institution_id, ba.resid
 WHERE d.kind = 'bed_sensor' AND r.p IS NOT NULL
   AND lower(ba.during) < now() - make_interval(hours => (r.p->>'hours')::int)
   AND EXISTS (SELECT 1 FROM bed_readings x WHERE x.device_id = d.id AND x.time > now() - interval '10 minutes')
+  -- evidence for the whole window: the sensor was already reporting when it began (a sensor that has only
+  -- just started, or came back after an outage, has not watched an empty bed for hours)
+  AND EXISTS (SELECT 1 FROM bed_readings x WHERE x.device_id = d.id
+              AND x.time <= now() - make_interval(hours => (r.p->>'hours')::int)
+              AND x.time > now() - make_interval(hours => (r.p->>'hours')::int) - interval '30 minutes')
+  -- a resident in hospital at any time of the window keeps the bed, empty for a reason
+  AND NOT EXISTS (SELECT 1 FROM hospital_stays h WHERE h.resident_id = ba.resident_id
+                  AND h.during && tstzrange(now() - make_interval(hours => (r.p->>'hours')::int), now()))
   AND NOT EXISTS (SELECT 1 FROM bed_readings x WHERE x.device_id = d.id AND x.presence
                   AND x.time > now() - make_interval(hours => (r.p->>'hours')::int))
   AND NOT EXISTS (SELECT 1 FROM alarms a WHERE a.device_id = d.id AND a.kind = 'no_presence'

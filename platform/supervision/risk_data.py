@@ -80,7 +80,7 @@ GROUP BY a.kind
 
 GATEWAYS = """
 SELECT g.gateway_id, g.name, g.last_seen_at, g.last_status,
-       g.last_seen_at IS NULL OR g.last_status = 'death'
+       g.last_seen_at IS NULL OR g.last_status IN ('death', 'goodbye')
        OR now() - g.last_seen_at > make_interval(secs => %(silence)s) AS offline
 FROM gateways g WHERE g.institution_id = %(home)s AND g.revoked_at IS NULL ORDER BY g.gateway_id
 """

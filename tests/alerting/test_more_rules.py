@@ -69,22 +69,51 @@ def test_a_wanderer_beyond_the_homes_area_raises_one_emergency_with_the_last_loc
     assert detail is not None and 390 <= detail[0]["metres_from_home"] <= 410 and "lat" in detail[0]
 
 
-def test_a_bed_sensor_that_reports_but_never_sees_anyone_is_a_technical_alarm(db: str, home: SeededHome) -> None:
+def _empty_bed_readings(db: str, home: SeededHome, minutes_ago: tuple[int, ...]) -> str:
+    """A one-hour no-presence rule for the home and a bed sensor that saw nobody at these times."""
     sensor = next(d.code for d in home.devices if d.kind == "bed_sensor")
     with psycopg.connect(db, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO alarm_rules (institution_id, rule, params) VALUES (%s, 'no_presence', '{\"hours\": 1}')",
             (home.institution_id,),
         )
-        for minutes in (0, 30, 70):
+        for minutes in minutes_ago:
             conn.execute(
                 "INSERT INTO bed_readings (time, device_id, presence) SELECT now() - make_interval(mins => %s), id,"
                 " false FROM devices WHERE code = %s",
                 (minutes, sensor),
             )
+    return sensor
+
+
+def test_a_bed_sensor_that_reports_but_never_sees_anyone_is_a_technical_alarm(db: str, home: SeededHome) -> None:
+    sensor = _empty_bed_readings(db, home, (0, 30, 70))
     run(with_conn(db, ticker.tick))
     kinds = [(a["kind"], a["priority"], a["device"]) for a in alarms_of(db, home)]
     assert kinds == [("no_presence", "technical", sensor)]
+
+
+def test_a_sensor_that_has_only_just_started_reporting_is_no_evidence_of_an_empty_bed(
+    db: str, home: SeededHome
+) -> None:
+    _empty_bed_readings(db, home, (0, 5, 20))  # a new sensor (or one back from an outage): 20 minutes of data
+    run(with_conn(db, ticker.tick))
+    assert alarms_of(db, home) == []
+
+
+def test_a_resident_in_hospital_during_the_window_leaves_the_bed_empty_for_a_reason(db: str, home: SeededHome) -> None:
+    sensor = _empty_bed_readings(db, home, (0, 30, 70))
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO hospital_stays (resident_id, hospital, during)"
+            " SELECT ba.resident_id, '宜昌市中心人民医院',"
+            " tstzrange(now() - interval '3 hours', now() - interval '30 minutes')"
+            " FROM devices d JOIN device_bindings db ON db.device_id = d.id AND db.during @> now()"
+            " JOIN bed_assignments ba ON ba.bed_id = db.bed_id AND ba.during @> now() WHERE d.code = %s",
+            (sensor,),
+        )
+    run(with_conn(db, ticker.tick))
+    assert alarms_of(db, home) == []
 
 
 def test_sms_goes_through_the_providers_http_api(

@@ -167,6 +167,24 @@ def test_vitals_back_in_range_within_the_window_raise_nothing(db: str, home: See
     assert alarms_of(db, home) == []
 
 
+def test_a_clean_goodbye_raises_nothing_until_the_gateway_stays_silent(db: str, home: SeededHome) -> None:
+    def said(status: str, seconds_ago: int) -> list[str]:
+        with psycopg.connect(db, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE gateways SET last_seen_at = now() - make_interval(secs => %s), last_status = %s"
+                " WHERE institution_id = %s",
+                (seconds_ago, status, home.institution_id),
+            )
+        _tick(db)
+        return [a["kind"] for a in alarms_of(db, home)]
+
+    assert said("goodbye", 5) == []  # a planned restart: back before anyone needs to know
+    assert said("goodbye", 300) == ["gateway_offline"]  # it did not come back: the home is unwatched
+    assert said("birth", 0) == ["gateway_offline"]  # resolved, not removed
+    assert [a["state"] for a in alarms_of(db, home)] == ["resolved"]
+    assert said("death", 0) == ["gateway_offline", "gateway_offline"]  # a last will: at once
+
+
 def test_a_gateway_outage_is_one_alarm_that_holds_back_device_faults(db: str, home: SeededHome) -> None:
     with psycopg.connect(db, autocommit=True) as conn:
         conn.execute(
