@@ -1,10 +1,8 @@
 """The regulator's view in a real browser (homes of the region on the map and in a sortable table with the
-supervision figures, the drill-down of one home, the subsidy section that says it is not built yet), and
+supervision figures, the drill-down of one home, the subsidy section), and
 logging in and out."""
 
 from __future__ import annotations
-
-import re
 
 import httpx
 from playwright.sync_api import Page, expect
@@ -18,15 +16,11 @@ def _column(page: Page, index: int) -> list[str]:
 
 
 def _subsidy_section(page: Page, web: World) -> None:
-    """Subsidy verification's results when the platform has that part; until then a section that says so."""
-    built = "/api/v1/subsidy/totals" in httpx.get(f"{web.base}/openapi.json").json()["paths"]
-    section = page.locator("#subsidy")
-    if built:
-        expect(section).to_have_attribute("data-state", "shown")
-        expect(page.locator("#subsidy-missing")).to_be_hidden()
-    else:
-        expect(section).to_have_attribute("data-state", "missing")
-        expect(page.locator("#subsidy-missing")).to_have_text(re.compile("^补贴核验功能尚未建成"))
+    """Subsidy verification's totals of the month (none verified yet in this world: it says so)."""
+    assert "/api/v1/subsidy/totals" in httpx.get(f"{web.base}/openapi.json").json()["paths"]
+    expect(page.locator("#subsidy")).to_have_attribute("data-state", "shown")
+    expect(page.locator("#subsidy-missing")).to_be_hidden()
+    expect(page.locator("#subsidy-month")).to_be_visible()
 
 
 def test_the_regulator_sees_the_region_on_a_map_and_in_a_sortable_table(browsers: Browsers, web: World) -> None:
