@@ -6,7 +6,7 @@ acknowledgement after the callback returns (QoS 1). It is given every advantage 
 shape: the device ids are loaded once up front, and it talks to the broker over the local plain listener.
 It stores bed samples only (all the load generator sends) and knows nothing of duplicates or bad input.
 
-Run by ``bench/ingest_throughput.py``: ``python bench/ingest_naive.py WORLD.json`` with the stack's
+Run by ``bench/ingest_throughput.py``: ``python bench/ingest_naive.py WORLD.json PLAIN_PORT`` with the stack's
 ``ELDERCARE_*`` environment; it prints one line when subscribed, then every second how many readings it
 has committed, and runs until SIGTERM.
 """

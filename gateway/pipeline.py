@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from eldercare.devices import messages as m
 from eldercare.gateway.config import DeviceClass
 from eldercare.gateway.errors import GatewayError, MappingError, UnknownDeviceError
@@ -26,7 +28,7 @@ from eldercare.gateway.fall.model import FallModel
 from eldercare.gateway.local import AlarmHub
 from eldercare.gateway.mapping import VendorMapping
 from eldercare.gateway.stats import Stats
-from eldercare.gateway.store import Batch, Item, Lane, Stored
+from eldercare.gateway.store import Batch, DetectorState, Item, Lane, SavedSamples, Stored
 from eldercare.gateway.supervision import DeviceBook, Supervisor
 from eldercare.gateway.worker import StoreWorker
 
@@ -49,15 +51,34 @@ class Delivery:
 Problem = MappingError | UnknownDeviceError
 
 
-class FallService:
-    """One streaming detector per wearable."""
+SAMPLE_DTYPE = np.dtype("<f4")
 
-    def __init__(self, model: FallModel, *, suppress_s: float) -> None:
+
+class FallService:
+    """One streaming detector per wearable, resumed from the store's checkpoints after a restart."""
+
+    def __init__(
+        self,
+        model: FallModel,
+        *,
+        suppress_s: float,
+        saved: Mapping[str, tuple[bytes, list[SavedSamples]]] | None = None,
+    ) -> None:
         self.model = model
         self._suppress_s = suppress_s
         self._detectors: dict[str, FallDetector] = {}
+        self.restored = 0
+        for dev, (state, rows) in (saved or {}).items():
+            samples = [(r.stream, r.first, np.frombuffer(r.samples, dtype=SAMPLE_DTYPE).reshape(-1, 3)) for r in rows]
+            detector = FallDetector.restore(model, state, samples, suppress_s=suppress_s)
+            if detector is None:
+                log.warning("fall detector of %s: its stored state does not fit; starting afresh", dev)
+                continue
+            self._detectors[dev] = detector
+            self.restored += 1
 
     def feed(self, message: m.AccelSamples) -> list[m.Fall]:
+        """Falls completed by ``message``; see :meth:`checkpoint` for what to store with it."""
         detector = self._detectors.get(message.dev)
         if detector is None:
             detector = self._detectors[message.dev] = FallDetector(self.model, suppress_s=self._suppress_s)
@@ -74,6 +95,22 @@ class FallService:
                     )
                 )
         return falls
+
+    def checkpoint(self, dev: str) -> DetectorState | None:
+        """The device's detector state to store in the same commit as the chunk just fed."""
+        detector = self._detectors.get(dev)
+        point = detector.checkpoint() if detector is not None else None
+        if point is None:
+            return None
+        return DetectorState(
+            dev=dev,
+            stream=point.stream,
+            first=point.first,
+            samples=point.samples.astype(SAMPLE_DTYPE).tobytes(),
+            n_samples=len(point.samples),
+            keep_from=point.keep_from,
+            state=point.state,
+        )
 
 
 def _item(message: m.DeviceMessage) -> Item:
@@ -128,13 +165,13 @@ class Pipeline:
             self._stats.devices_seen.add(message.dev)
             out: list[m.DeviceMessage] = [message]
             if isinstance(message, m.AccelSamples):
-                out = self._accel(message, device_class)
+                out = self._accel(message, device_class, batch)
             out.extend(self._supervisor.observe(message, device_class, source=delivery.source, now=now))
             self._add(batch, out)
         self._count(problems)
         return batch, problems
 
-    def _accel(self, message: m.AccelSamples, device_class: DeviceClass) -> list[m.DeviceMessage]:
+    def _accel(self, message: m.AccelSamples, device_class: DeviceClass, batch: Batch) -> list[m.DeviceMessage]:
         out: list[m.DeviceMessage] = [message] if self._forward_samples else []
         if self._falls is None:
             return out
@@ -143,6 +180,9 @@ class Pipeline:
         except UnsupportedRateError as exc:
             self._stats.error(f"{message.dev} ({device_class.value}): {exc}")
             return out
+        state = self._falls.checkpoint(message.dev)
+        if state is not None:
+            batch.detectors.append(state)
         self._stats.falls += len(falls)
         return out + list(falls)
 

@@ -84,7 +84,11 @@ class Gateway:
         uplink = Uplink(
             config=config, worker=worker, stats=self.stats, hub=hub, devices=lambda: sorted(book.classes)[:10_000]
         )
-        falls = FallService(self.model, suppress_s=config.fall.suppress_s) if self.model is not None else None
+        falls = None
+        if self.model is not None:
+            falls = FallService(self.model, suppress_s=config.fall.suppress_s, saved=store.detector_states())
+            if falls.restored:
+                log.info("fall detection: %d wearable stream(s) resumed from the store", falls.restored)
         pipeline = Pipeline(
             mappings=self.mappings,
             book=book,

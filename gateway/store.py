@@ -18,6 +18,12 @@ dropped to make room, and counted (``dropped``, stored). Alarms are never droppe
 left and the store is full, new messages are refused (:class:`StoreFullError`) and not acknowledged, so the
 device keeps them and sends again.
 
+Fall detectors. Each wearable's detector state (a few numbers and the last seconds of its 50 Hz samples,
+4.4 KiB a wearable by ``bench/gateway_fall_state.py``) is kept in ``fall_state`` and ``fall_samples``,
+written in the same commit as the chunk that changed it, so a restart resumes every detector where the
+acknowledged stream left it (see :mod:`eldercare.gateway.fall.detector`). It is bounded per wearable and not
+counted in ``max_bytes``' data share.
+
 Repeats. A message whose exact bytes were stored recently (the last ``dedup_keys`` messages) is a repeat
 (a device or the home broker sending again what was already stored) and is not stored twice.
 """
@@ -62,6 +68,11 @@ CREATE TABLE IF NOT EXISTS faults (
     dev TEXT NOT NULL, fault TEXT NOT NULL, PRIMARY KEY (dev, fault)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS devices (dev TEXT PRIMARY KEY, class TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS fall_state (dev TEXT PRIMARY KEY, state BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS fall_samples (
+    dev TEXT NOT NULL, stream INTEGER NOT NULL, first INTEGER NOT NULL, last INTEGER NOT NULL,
+    samples BLOB NOT NULL, PRIMARY KEY (dev, stream, first)
+) WITHOUT ROWID;
 """
 
 
@@ -76,6 +87,26 @@ class Item:
     message: m.DeviceMessage | None = field(default=None, compare=False)  # the decoded form, not stored
 
 
+@dataclass(frozen=True, slots=True)
+class DetectorState:
+    """A fall detector's checkpoint as stored: its state, and the samples it took since the previous one."""
+
+    dev: str
+    stream: int
+    first: int  # stream index of the first sample
+    samples: bytes  # float32 (n, 3), little-endian
+    n_samples: int
+    keep_from: int  # stored samples before this stream index may go
+    state: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SavedSamples:
+    stream: int
+    first: int
+    samples: bytes
+
+
 @dataclass(slots=True)
 class Batch:
     """What one source delivery adds, committed together (or not at all)."""
@@ -83,6 +114,7 @@ class Batch:
     items: list[Item] = field(default_factory=list)
     faults: list[tuple[str, str, bool]] = field(default_factory=list)  # (device, fault, active)
     devices: list[tuple[str, str]] = field(default_factory=list)  # (device, class) first seen
+    detectors: list[DetectorState] = field(default_factory=list)  # fall detectors' checkpoints, in order
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +238,18 @@ class Store:
     def devices(self) -> dict[str, str]:
         return {str(d): str(c) for d, c in self._db.execute("SELECT dev, class FROM devices")}
 
+    def detector_states(self) -> dict[str, tuple[bytes, list[SavedSamples]]]:
+        """Each wearable's last fall detector checkpoint: its state and its stored samples."""
+        saved: dict[str, tuple[bytes, list[SavedSamples]]] = {
+            str(dev): (bytes(state), []) for dev, state in self._db.execute("SELECT dev, state FROM fall_state")
+        }
+        for dev, stream, first, samples in self._db.execute(
+            "SELECT dev, stream, first, samples FROM fall_samples ORDER BY dev, stream, first"
+        ):
+            if dev in saved:
+                saved[dev][1].append(SavedSamples(int(stream), int(first), bytes(samples)))
+        return saved
+
     # --- writing ------------------------------------------------------------------------------------
 
     def commit(self, batches: Sequence[Batch], *, acked: Sequence[int] = ()) -> list[Stored]:
@@ -249,6 +293,16 @@ class Store:
             else:
                 self._db.execute("DELETE FROM faults WHERE dev = ? AND fault = ?", (dev, fault))
         self._db.executemany("INSERT OR IGNORE INTO devices VALUES (?, ?)", batch.devices)
+        for d in batch.detectors:
+            if d.n_samples:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO fall_samples VALUES (?, ?, ?, ?, ?)",
+                    (d.dev, d.stream, d.first, d.first + d.n_samples, d.samples),
+                )
+            self._db.execute(
+                "DELETE FROM fall_samples WHERE dev = ? AND (stream <> ? OR last <= ?)", (d.dev, d.stream, d.keep_from)
+            )
+            self._db.execute("INSERT OR REPLACE INTO fall_state VALUES (?, ?)", (d.dev, d.state))
         return Stored(accepted, repeats)
 
     def _trim_keys(self) -> None:

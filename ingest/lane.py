@@ -33,8 +33,9 @@ from eldercare.ingest.store import BatchStore, WriteResult
 log = logging.getLogger(__name__)
 
 # Reconnect soon after the broker is back: Mosquitto 2.0.11 does not route to the shared subscription of a
-# session restored from its persistence file until that session reconnects (measured; see docs/ingest.md),
-# so every second ingest is away after a broker restart is a second in which frames can be lost.
+# session restored from its persistence file until that session reconnects and subscribes again (the
+# connection does so on every connect; measured, see docs/ingest.md), so every second ingest is away after a
+# broker restart is a second in which the broker drops frames (PUBACK reason 0x10, no matching subscribers).
 MQTT_BACKOFF = Backoff(first_s=0.25, max_s=2.0)
 
 

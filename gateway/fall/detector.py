@@ -8,10 +8,21 @@ the stream; one that starts later begins a new stream (a gap loses the context);
 is a repeat and is skipped.
 
 Results depend on the samples only, never on how they were cut into chunks (a test checks it).
+
+Restarts. The gateway keeps each detector's state in its store, in the same commit as the chunk that changed
+it (:meth:`FallDetector.checkpoint`: the few numbers of its state and the 50 Hz samples it took since the
+last checkpoint; the store forgets samples the window no longer needs). After a restart
+:meth:`FallDetector.restore` rebuilds the detector exactly as it was after the last stored chunk, so a fall
+whose impact came before the restart and whose decision comes after it is decided as if the gateway had
+never stopped (a test checks it), provided the device or the home broker sends again what the gateway had not
+acknowledged, which both do. A chunk that does not continue the stream (a gap longer than the tolerance)
+starts a new stream, restored or not.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -44,6 +55,17 @@ class Decision:
     features: NDArray[np.float64]
 
 
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """What a restart needs of a detector, as of the last chunk it took."""
+
+    stream: int  # ms of the stream's sample 0, naming the stream; samples of an older stream are not needed
+    first: int  # stream index of samples[0]
+    samples: NDArray[np.float32]  # (n, 3) g at 50 Hz, taken since the previous checkpoint
+    keep_from: int  # samples before this stream index are no longer needed
+    state: bytes  # the rest of the state (JSON)
+
+
 class FallDetector:
     """The state of one device's stream. Not thread-safe; the gateway keeps one per wearable.
 
@@ -68,6 +90,8 @@ class FallDetector:
         self._crossing: int | None = None
         self._peak: int | None = None
         self._quiet_until = 0  # no alarm for peaks before this stream index
+        self._saved = 0  # samples before this stream index are in the last checkpoint
+        self._changed = False  # since the last checkpoint
 
     def feed(self, ts: int, hz: int, counts: NDArray[np.integer[Any]] | list[tuple[int, int, int]]) -> list[Decision]:
         """Take one chunk; return the decisions it completed (alarms and, for training, the rest)."""
@@ -81,6 +105,7 @@ class FallDetector:
             self._reset(float(ts))
         elif ts < self._raw_next_ts - self._tolerance_ms:
             return []  # a repeat of what was already seen
+        self._changed = True
         self._raw_next_ts = ts + len(raw) * raw_ms
         if factor > 1:
             raw = np.concatenate([self._carry, raw])
@@ -93,6 +118,76 @@ class FallDetector:
         decisions = self._scan(decided_ts=last_ts)
         self._trim()
         return decisions
+
+    def checkpoint(self) -> Checkpoint | None:
+        """The state to store with the chunk just fed; None if that chunk changed nothing (a repeat)."""
+        if not self._changed or self._t0 is None:
+            return None
+        first = max(self._saved, self._start)
+        samples = self._xyz[first - self._start :].copy()
+        self._saved = self._count
+        self._changed = False
+        state = {
+            "window": ft.window_spec(),
+            "t0": self._t0,
+            "start": self._start,
+            "count": self._count,
+            "raw_next_ts": self._raw_next_ts,
+            "carry": self._carry.tolist(),
+            "scan_from": self._scan_from,
+            "crossing": self._crossing,
+            "peak": self._peak,
+            "quiet_until": self._quiet_until,
+        }
+        return Checkpoint(round(self._t0), first, samples, self._start, json.dumps(state).encode())
+
+    @classmethod
+    def restore(
+        cls,
+        model: FallModel | None,
+        state: bytes,
+        samples: Sequence[tuple[int, int, NDArray[np.float32]]],
+        *,
+        suppress_s: float = 10.0,
+        tolerance_ms: int = 200,
+    ) -> FallDetector | None:
+        """A detector as it was at its last checkpoint, from the stored ``state`` and ``samples``.
+
+        ``samples`` are the stored ``(stream, first, samples)`` of the device, in any order. None when they do
+        not rebuild the window exactly (another stream, a hole, another window specification): the caller
+        starts afresh, as after a gap.
+        """
+        try:
+            saved = json.loads(state)
+            if saved.get("window") != ft.window_spec():
+                return None
+            t0, start, count = float(saved["t0"]), int(saved["start"]), int(saved["count"])
+            rows = sorted(((first, xyz) for stream, first, xyz in samples if stream == round(t0)), key=lambda r: r[0])
+            parts, at = [], start
+            for first, xyz in rows:
+                if first + len(xyz) <= at:
+                    continue
+                if first > at:
+                    return None  # a hole
+                parts.append(xyz[at - first :])
+                at = first + len(xyz)
+            if at != count:
+                return None
+            detector = cls(model, suppress_s=suppress_s, tolerance_ms=tolerance_ms)
+            detector._reset(t0)
+            window = np.concatenate(parts) if parts else np.empty((0, 3), dtype=np.float32)
+            detector._xyz = window.astype(np.float32).reshape(-1, 3)
+            detector._mag = ft.magnitude(detector._xyz)
+            detector._start, detector._count, detector._saved = start, count, count
+            detector._raw_next_ts = float(saved["raw_next_ts"])
+            detector._carry = np.array(saved["carry"], dtype=np.float32).reshape(-1, 3)
+            detector._scan_from = int(saved["scan_from"])
+            detector._crossing = None if saved["crossing"] is None else int(saved["crossing"])
+            detector._peak = None if saved["peak"] is None else int(saved["peak"])
+            detector._quiet_until = int(saved["quiet_until"])
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None
+        return detector
 
     def _append(self, samples: NDArray[np.float32]) -> None:
         self._xyz = np.concatenate([self._xyz, samples])

@@ -52,6 +52,13 @@ FEATURE_NAMES: Final = (
     "end_y",
     "end_z",
     "end_tilt_rad",
+    "impact_along_g",
+    "impact_across_g",
+    "pre_rotation_rad",
+    "pre_vertical_velocity_gs",
+    "pre_vertical_velocity_min_gs",
+    "impact_energy_g2s",
+    "impact_samples_above",
 )
 N_FEATURES: Final = len(FEATURE_NAMES)
 
@@ -117,7 +124,7 @@ def features(xyz: Signal, mag: Signal, peak: int) -> NDArray[np.float64]:
     g_before = _unit(before)
     g_after = _unit(post_xyz)
     g_end = _unit(xyz[-20:])
-    return np.array(
+    core = np.array(
         [
             float(mag[k]),
             float(last1s.min()),
@@ -149,3 +156,26 @@ def features(xyz: Signal, mag: Signal, peak: int) -> NDArray[np.float64]:
         ],
         dtype=np.float64,
     )
+    return np.concatenate([core, _impact_features(xyz, mag, k)])
+
+
+def _impact_features(xyz: Signal, mag: Signal, k: int) -> NDArray[np.float64]:
+    """How the body met the ground, relative to the posture 2 to 1 s before the impact at ``k``.
+
+    The impact split along and across that posture's gravity (a deliberate lie-down lands mostly along it),
+    the trunk's rotation in the half second before the impact, the speed gained along the old vertical in
+    the last second (sum of its acceleration minus 1 g, and its lowest running sum), the energy around the
+    impact and how long the magnitude stays above the trigger after it.
+    """
+    g = xyz.astype(np.float64)
+    lo = max(0, k - HZ)
+    upright = _unit(xyz[max(0, k - 2 * HZ) : max(1, k - HZ)]) if k - HZ >= 10 else _unit(xyz[: max(1, k)])
+    along = float(g[k] @ upright)
+    across = float(np.linalg.norm(g[k] - along * upright))
+    turned = _angle(_unit(xyz[max(0, k - HZ) : max(1, k - HZ // 2)]), _unit(xyz[max(0, k - 10) : max(1, k)]))
+    vertical = g[lo:k] @ upright if k > lo else np.zeros(1)
+    speed = float((vertical - 1.0).sum()) / HZ
+    lowest = float(np.cumsum(vertical - 1.0).min()) / HZ if k > lo else 0.0
+    energy = float(((mag[max(0, k - 10) : k + 10] - 1.0) ** 2).sum()) / HZ
+    above = float((mag[k : k + PEAK_SEARCH] > TRIGGER_G).sum())
+    return np.array([along, across, turned, speed, lowest, energy, above], dtype=np.float64)

@@ -46,7 +46,8 @@ async def response_times(
         " percentile_cont(0.9) WITHIN GROUP (ORDER BY r.seconds_to_acknowledge) AS p90_s_to_acknowledge,"
         " percentile_cont(0.5) WITHIN GROUP (ORDER BY r.seconds_to_attend) AS median_s_to_attend,"
         " percentile_cont(0.9) WITHIN GROUP (ORDER BY r.seconds_to_attend) AS p90_s_to_attend,"
-        " count(*) FILTER (WHERE coalesce(r.seconds_to_acknowledge,"
+        # first answered: acknowledged, attending or closed, whichever came first (least() skips NULLs)
+        " count(*) FILTER (WHERE coalesce(least(r.seconds_to_acknowledge, r.seconds_to_attend, r.seconds_to_close),"
         "   extract(epoch FROM least(now(), %(until)s) - r.raised_at)) > 300)::int AS unacknowledged_over_5_min,"
         " count(*) FILTER (WHERE r.escalation_level > 0)::int AS escalated"
         " FROM alarm_response r JOIN institutions i ON i.id = r.institution_id"

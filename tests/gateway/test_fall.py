@@ -100,6 +100,21 @@ def test_a_repeat_is_ignored_and_a_gap_starts_a_new_stream(dataset: data.Dataset
     assert late.feed(t0 + 3_600_000, 50, np.tile([[0, -256, 0]], (10, 1))) == []
 
 
+def test_the_impact_is_the_fall_not_a_larger_stride_before_it(dataset: data.Dataset) -> None:
+    """F05 (a trip while jogging): strides of the jog can be larger than the fall's impact on the mat."""
+    trial = next(t for t in dataset.trials if t.name == "F05_SA02_R01")
+    g = trial.counts / 256.0
+    mag = np.linalg.norm(g, axis=1)
+    impact = trial.impact_index()
+    assert int(np.argmax(mag)) < impact - 3 * ft.HZ  # the largest magnitude: a stride, seconds earlier
+    assert mag[impact] > 4.0
+    assert g[impact - 2 * ft.HZ : impact - ft.HZ, 1].mean() < -0.8  # still upright (y vertical) just before
+    assert abs(g[impact + ft.HZ : impact + 2 * ft.HZ, 1].mean()) < 0.3  # lying just after
+    # Where the posture does not change for good, the impact is simply the largest magnitude.
+    sitting_fall = next(t for t in dataset.trials if t.name == "F11_SA14_R05")
+    assert sitting_fall.impact_index() == int(np.argmax(np.linalg.norm(sitting_fall.counts, axis=1)))
+
+
 def test_training_is_reproducible_and_the_model_file_is_checked(dataset: data.Dataset, tmp_path: Path) -> None:
     npz = small_copy(dataset, tmp_path, ["SA01", "SA02", "SA03", "SE01"])
     for name in ("a.npz", "b.npz"):
@@ -149,6 +164,10 @@ def test_eval_scores_trial_by_trial_and_cross_validates_by_subject(dataset: data
     # The README's rule, checked on the per-trial lists: missed falls and false-alarm trials.
     assert report["sensitivity"] == pytest.approx(1 - len(report["missed_falls"]) / report["fall_trials"])
     assert report["specificity"] == pytest.approx(1 - len(report["false_alarm_trials"]) / report["adl_trials"])
+    latency = report["latency_s"]
+    assert latency["n"] == report["fall_trials"] - len(report["missed_falls"])
+    assert latency["over_2s"] == len(report["late_falls"]) == sum(v > 2.0 for v in report["late_falls"].values())
+    assert latency["p50"] <= latency["p99"] <= latency["max"]
 
     small = data.load(npz)
     cv = evaluate.cross_validate(small, k=2, seed=1)
@@ -162,9 +181,10 @@ def test_eval_scores_trial_by_trial_and_cross_validates_by_subject(dataset: data
 @pytest.mark.slow
 def test_five_fold_subject_wise_targets(dataset: data.Dataset) -> None:
     """The issue's targets on the shared data: sensitivity >= 97 %, specificity >= 99.5 %, per trial."""
-    report = evaluate.cross_validate(dataset, k=5, seed=0)
+    report = evaluate.cross_validate(dataset, k=5, seed=0, n_jobs=1)
     summary = report.as_dict()
     print(report.text())
     assert summary["sensitivity"] >= 0.97
     assert summary["specificity"] >= 0.995
-    assert summary["latency_s"]["p90"] <= 2.0
+    assert summary["latency_s"]["over_2s"] == 0, summary["late_falls"]  # every detected fall within 2 s
+    assert summary["latency_s"]["max"] <= 2.0

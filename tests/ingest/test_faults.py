@@ -150,7 +150,10 @@ def test_broker_down_ingest_reconnects_with_jittered_backoff_and_resumes_its_ses
             service.up(own_stack.state_dir, own_stack.ports)
             for lane in ("alarm", "telemetry"):
                 ingest.wait_for(f"-broker-fault-{lane}: connected (generation 2, session present True)", 10)
+                # Mosquitto 2.0.11 routes to the restored shared subscription only once it is subscribed again
+                ingest.wait_for(f"-broker-fault-{lane}: subscribed (generation 2)", 10)
             _send(gateway, 25, alarms=2)  # the gateway's own link has reconnected too
+            assert gateway.link.puback_reasons == {}  # none "no matching subscribers" (0x10): all were routed
             _check(db, world, frames=42, readings=200, timeout=60)
             assert _metric(port, "eldercare_ingest_mqtt_connects_total") == 4  # two lanes, twice each
     finally:
@@ -174,9 +177,11 @@ def test_frames_sent_after_a_broker_restart_before_ingest_is_back_are_lost_by_mo
         broker.stop(own_stack.state_dir)
         service.up(own_stack.state_dir, own_stack.ports)
         _send(gateway, 5)  # seq 10..14: acknowledged by the broker, and no ingest session is routed to
+        assert gateway.link.puback_reasons == {0x10: 5}  # "no matching subscribers": the broker dropped them
         with _ingest(own_stack, "restart-gap", free_ports(1)[0]) as again:
             again.wait_for("subscribed, storing", timeout=30)
             _send(gateway, 5)  # seq 15..19
+            assert gateway.link.puback_reasons == {0x10: 5}  # these were routed: ingest subscribed again
             _check(db, world, frames=15, readings=75, timeout=30)
         with psycopg.connect(db, autocommit=True) as conn:
             scan = gaps.scan(conn, grace_s=0, lookback_s=3600)

@@ -1,9 +1,11 @@
-"""SIGKILL of a real `eldercare ingest` process in the middle of a stream.
+"""SIGKILL of a real `eldercare ingest` process in the middle of a stream, and a process scaled down for good.
 
 Mosquitto 2.0.11 keeps the killed member's unacknowledged messages in its session, and goes on queueing
 its share of new ones there, until a client with its id comes back. The first test shows ingest's answer
 (the survivors adopt and drain the session); the second shows the broker's behaviour on its own (adoption
-off: the messages wait until the process restarts under the same name, then nothing is lost either).
+off: the messages wait until the process restarts under the same name, then nothing is lost either); the
+third, a process stopped cleanly that never comes back: its sessions are drained and ended, and the broker
+routes nothing more to them.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Callable
 import httpx
 import psycopg
 
+from eldercare.ingest.mqtt import Connection, Endpoint
 from eldercare.platform.stack.model import StackInfo
 from eldercare.simulators.load import LoadReport, LoadWorld, Target, run_load
 
@@ -136,3 +139,58 @@ def test_without_adoption_the_messages_wait_for_the_process_to_come_back_under_i
         with run_eldercare("victim-again", ["ingest", "--name", "victim"], env) as again:
             _wait_subscribed(again)
             _assert_exactly_once(db, world, report, timeout=60)
+
+
+def _session_present(stack: StackInfo, client_id: str) -> bool:
+    """Connect once with ``client_id`` (clean start off) and say whether the broker still had its session."""
+    seen: list[bool] = []
+    endpoint = Endpoint(
+        stack.mqtt_host, stack.ports.mqtt_tls, True, stack.ca_file, stack.platform_username, stack.platform_password
+    )
+    link = Connection(
+        endpoint=endpoint,
+        client_id=client_id,
+        session_expiry_s=0,
+        reconnect=False,
+        on_connected=lambda info: seen.append(info.session_present),
+    )
+    link.start()
+    try:
+        assert link.wait_connected(10), link.last_error
+    finally:
+        link.stop(session_expiry_s=0)
+    return seen[0]
+
+
+def test_a_process_scaled_down_for_good_is_drained_its_sessions_ended_and_nothing_more_routed_to_them(
+    stack: StackInfo, db: str, group: str, free_port: Callable[[], int]
+) -> None:
+    world = new_world(stack, db, gateways=3, beds=30)
+    leaving_env = _env(stack, group, ELDERCARE_INGEST_BATCH_MAX_WAIT_MS="2000")
+    staying_args = ["ingest", "--name", "staying", "--metrics-port", str(free_port())]
+    with (
+        run_eldercare("leaving", ["ingest", "--name", "leaving"], leaving_env) as leaving,
+        run_eldercare("staying", staying_args, _env(stack, group)) as staying,
+    ):
+        _wait_subscribed(leaving, staying)
+        finished = _load_in_background(stack, world, duration=6)
+        wait_until(lambda: stored_frames(db, world) > 100, timeout=20, what="the stream to flow")
+        leaving.popen.send_signal(signal.SIGTERM)  # scaled down: a clean stop, and it never comes back
+        assert leaving.popen.wait(30) == 0
+        first = finished()
+        _assert_exactly_once(db, world, first, timeout=60)
+        for lane in ("telemetry", "alarm"):
+            staying.wait_for(f"drained {group}-leaving-{lane}; ending its session", timeout=30)
+        # the broker no longer has the sessions, so it queues nothing for them: a second stream goes all to
+        # the survivor, and is stored completely without anyone coming back
+        second = _load_in_background(stack, world, duration=3)()
+        expected = first.frames + first.alarm_frames + second.frames + second.alarm_frames
+        wait_until(lambda: stored_frames(db, world) >= expected, timeout=30, what=f"{expected} frames stored")
+        assert stored_frames(db, world) == expected
+        assert stored_readings(db, world) == (first.frames + second.frames) * READINGS
+        assert duplicate_readings(db, world) == 0
+    for lane in ("telemetry", "alarm"):
+        assert not _session_present(stack, f"{group}-leaving-{lane}")
+    with psycopg.connect(db) as conn:
+        members = conn.execute("SELECT client_id FROM ingest_members WHERE grp = %s ORDER BY 1", (group,)).fetchall()
+    assert members == [(f"{group}-staying-alarm",), (f"{group}-staying-telemetry",)]

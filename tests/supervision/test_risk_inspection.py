@@ -123,9 +123,36 @@ def test_pdf_with_the_cut_font(
         async with await psycopg.AsyncConnection.connect(sup_db.url, autocommit=True) as conn:
             return await risk.inspect(conn, institution_id=now_state.a.id)
 
+    report = asyncio.run(inspect())
     pdf = tmp_path / "cut.pdf"
+    pdf.write_bytes(report_pdf.render(report))
+    text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    assert "一键巡检报告" in text and "西陵福寿院" in text and "BT-A1" in text
+    fonts = subprocess.run(["pdffonts", str(pdf)], capture_output=True, text=True, check=True).stdout
+    assert "NotoSansCJKSC" in fonts
+    # drawn with a small face of the report's own characters, cut once and then reused
+    small = list((tmp_path / "cache").glob("noto-sans-sc-report-*.otf"))
+    assert len(small) == 1 and small[0].stat().st_size < 200_000
+    covered = report_pdf._covered(small[0])
+    assert {ord(c) for c in "一键巡检报告西陵福寿院跌倒数据无法反映…"} <= covered and ord("龘") not in covered
+    made = small[0].stat().st_mtime_ns
+    report_pdf.render(report)
+    assert list((tmp_path / "cache").glob("noto-sans-sc-report-*.otf")) == small
+    assert small[0].stat().st_mtime_ns == made
+
+
+def test_pdf_without_a_writable_cache_uses_the_full_face(
+    now_state: World, tmp_path: Path, sup_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv("ELDERCARE_CACHE_DIR", str(blocked / "cache"))
+
+    async def inspect() -> risk.RiskReport:
+        async with await psycopg.AsyncConnection.connect(sup_db.url, autocommit=True) as conn:
+            return await risk.inspect(conn, institution_id=now_state.a.id)
+
+    pdf = tmp_path / "full.pdf"
     pdf.write_bytes(report_pdf.render(asyncio.run(inspect())))
     text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
     assert "一键巡检报告" in text and "西陵福寿院" in text
-    fonts = subprocess.run(["pdffonts", str(pdf)], capture_output=True, text=True, check=True).stdout
-    assert "NotoSansCJKSC" in fonts
