@@ -15,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -67,6 +68,7 @@ class FallService:
         self.model = model
         self._suppress_s = suppress_s
         self._detectors: dict[str, FallDetector] = {}
+        self._carried: dict[str, list[m.Fall]] = {}
         self.restored = 0
         for dev, (state, rows) in (saved or {}).items():
             samples = [(r.stream, r.first, np.frombuffer(r.samples, dtype=SAMPLE_DTYPE).reshape(-1, 3)) for r in rows]
@@ -95,6 +97,15 @@ class FallService:
                     )
                 )
         return falls
+
+    def carry(self, falls: Sequence[m.Fall]) -> None:
+        """Falls whose commit the store refused: the detector has taken their samples and will not decide them
+        again when the device sends the chunk once more, so they go with that device's next chunk instead."""
+        for fall in falls:
+            self._carried.setdefault(fall.dev, []).append(fall)
+
+    def take_carried(self, dev: str) -> list[m.Fall]:
+        return self._carried.pop(dev, [])
 
     def checkpoint(self, dev: str) -> DetectorState | None:
         """The device's detector state to store in the same commit as the chunk just fed."""
@@ -184,7 +195,7 @@ class Pipeline:
         if state is not None:
             batch.detectors.append(state)
         self._stats.falls += len(falls)
-        return out + list(falls)
+        return out + self._falls.take_carried(message.dev) + list(falls)
 
     @staticmethod
     def _add(batch: Batch, messages: list[m.DeviceMessage]) -> None:
@@ -200,7 +211,7 @@ class Pipeline:
 
     def submit_batch(self, batch: Batch) -> asyncio.Future[Stored]:
         future = self._worker.submit(batch)
-        future.add_done_callback(self._after_commit)
+        future.add_done_callback(partial(self._after_commit, batch))
         return future
 
     def submit(self, delivery: Delivery) -> tuple[asyncio.Future[Stored], list[Problem]]:
@@ -213,14 +224,15 @@ class Pipeline:
         self._add(batch, messages)
         return self.submit_batch(batch)
 
-    def _after_commit(self, future: asyncio.Future[Stored]) -> None:
-        if future.cancelled():
-            return
-        exc = future.exception()
-        if exc is not None:
-            self._stats.refused += 1
-            if isinstance(exc, GatewayError | OSError):
-                self._stats.error(f"not stored, left with the device: {exc}")
+    def _after_commit(self, batch: Batch, future: asyncio.Future[Stored]) -> None:
+        exc = None if future.cancelled() else future.exception()
+        if future.cancelled() or exc is not None:
+            if self._falls is not None:  # the device sends its chunk again; the fall goes with it then
+                self._falls.carry([i.message for i in batch.items if isinstance(i.message, m.Fall)])
+            if exc is not None:
+                self._stats.refused += 1
+                if isinstance(exc, GatewayError | OSError):
+                    self._stats.error(f"not stored, left with the device: {exc}")
             return
         stored = future.result()
         self._stats.accepted += len(stored.accepted)

@@ -46,6 +46,10 @@ PAGE_SIZE: Final = 4096
 ROW_OVERHEAD: Final = 48  # bytes a queued row costs beyond its body (b-tree cell, header, slack)
 KEY_BYTES: Final = 80  # bytes a repeat-detection key costs (two b-trees)
 DATA_SHARE: Final = 0.6  # of max_bytes, what queued data may use before telemetry is dropped
+# Alarms are never dropped, so past the data share they may still come in, but only up to this share of the
+# pages: the rest stays free for cutting them into frames (a frame is written before its rows are deleted),
+# or a store full of alarms could never send them.
+ALARM_SHARE: Final = 0.8
 WAL_SHARE: Final = 16  # the write-ahead log is checkpointed at max_bytes / WAL_SHARE
 
 
@@ -155,6 +159,7 @@ class Store:
         wal_pages = max(32, max_bytes // WAL_SHARE // PAGE_SIZE)
         page_limit = (max_bytes - 2 * wal_pages * PAGE_SIZE) // PAGE_SIZE  # the WAL, and its -shm, besides
         self._data_limit = int(page_limit * PAGE_SIZE * DATA_SHARE)
+        self._alarm_limit = int(page_limit * PAGE_SIZE * ALARM_SHARE)
         self._dedup_keys = max(1000, min(dedup_keys, max_bytes // 8 // KEY_BYTES))
         try:
             fresh = not path.exists()
@@ -255,6 +260,8 @@ class Store:
     def commit(self, batches: Sequence[Batch], *, acked: Sequence[int] = ()) -> list[Stored]:
         """Store ``batches`` and forget the frames ``acked``, in one fsynced transaction."""
         incoming = sum(len(i.body) + ROW_OVERHEAD + KEY_BYTES for b in batches for i in b.items)
+        if not acked and not self._queued[Lane.TELEMETRY] and self._bytes + incoming > self._alarm_limit:
+            raise StoreFullError(f"alarms fill {self._bytes:,} bytes: the rest is kept for sending them")
         at_least = 0  # bytes of telemetry to drop whatever the estimate says (the pages ran out first)
         while True:
             try:

@@ -4,9 +4,11 @@ as the chunk that changed it, and resumed exactly where the acknowledged stream 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import sqlite3
 import time
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -22,7 +24,7 @@ from eldercare.gateway.fall.detector import FallDetector, feed_recording
 from eldercare.gateway.local import AlarmHub
 from eldercare.gateway.pipeline import FallService, Pipeline, now_ms
 from eldercare.gateway.stats import Stats
-from eldercare.gateway.store import Batch, Item, Lane, Store
+from eldercare.gateway.store import Batch, Item, Lane, Store, StoreFullError
 from eldercare.gateway.supervision import DeviceBook, Supervisor
 from eldercare.gateway.web import http_source_app
 from eldercare.gateway.worker import StoreWorker
@@ -208,5 +210,60 @@ def test_through_the_pipeline_the_fall_is_stored_once_across_the_restart(
     assert asyncio.run(gateway_run(path, shipped, messages[:cut])) == 0
     assert asyncio.run(gateway_run(path, shipped, messages[cut:])) == 1
     with sqlite3.connect(path) as db:
+        stored = [json.loads(body) for (body,) in db.execute("SELECT body FROM alarm_q")]
+    assert [(a["t"], a["dev"], a["source"]) for a in stored] == [("fall", DEV, "wearable")]
+
+
+async def _refused_then_resent(path: Path, shipped: model.FallModel, messages: list[m.AccelSamples]) -> list[int]:
+    """The store full of unsent alarms refuses what brings a new message (503): the chunk that completes the
+    fall. The broker then takes the alarms, and the device sends the refused chunks again. Returns the HTTP
+    statuses of the first round."""
+    store = Store(path, max_bytes=4 * MIB)
+    for size in (50, 1):  # fill it with alarms, which are never evicted: by fifties, then to the last one
+        for n in itertools.count():
+            presses = [m.Button(dev=f"BT-{size}-{n}-{k}", ts=T0 + k, action=m.ButtonAction.PRESS) for k in range(size)]
+            try:
+                store.commit([Batch(items=[Item(Lane.ALARM, m.encode(p) + b" " * 500, p) for p in presses])])
+            except StoreFullError:
+                break
+    worker = StoreWorker(store)
+    stats = Stats()
+    pipeline = Pipeline(
+        mappings=mapping_files.load_all(),
+        book=DeviceBook(DevicesConfig(auto_discover=True), store.devices()),
+        supervisor=Supervisor(config=SupervisionConfig(), devices={}, active=(), now=time.monotonic(), clock_ms=now_ms),
+        falls=FallService(shipped, suppress_s=10, saved=store.detector_states()),
+        forward_samples=False,
+        worker=worker,
+        stats=stats,
+        hub=AlarmHub(LocalConfig(), institution="524205024154895658", gateway="GW-1", stats=stats),
+        on_stored=lambda: None,
+    )
+    app = http_source_app(HttpSource(kind="http", name="lan", vendors=["contract"]), pipeline)
+    task = asyncio.create_task(worker.run())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
+        first = [(await client.post("/v1/devices/contract", content=m.encode(c))).status_code for c in messages]
+        while frame := await worker.call(
+            partial(store.cut_frame, Lane.ALARM, max_msgs=200, max_bytes=64 * 1024, sent=0)
+        ):
+            await worker.call(partial(store.commit, [], acked=[frame.seq]))  # the platform has them now
+        for message, status in zip(messages, first, strict=True):
+            if status == 503:  # the device sends again what was not taken
+                reply = await client.post("/v1/devices/contract", content=m.encode(message))
+                assert reply.status_code == 200, reply.text
+    worker.stop()
+    await task
+    store.close()
+    return first
+
+
+def test_a_fall_decided_in_a_chunk_the_full_store_refused_is_stored_when_the_chunk_comes_again(
+    dataset: data.Dataset, shipped: model.FallModel, tmp_path: Path
+) -> None:
+    trial = fall_trial(dataset, shipped)
+    messages = chunks(trial.counts, hz=50, size=25)
+    statuses = asyncio.run(_refused_then_resent(tmp_path / "store.db", shipped, messages))
+    assert 503 in statuses  # the chunk with the fall in it, at least
+    with sqlite3.connect(tmp_path / "store.db") as db:
         stored = [json.loads(body) for (body,) in db.execute("SELECT body FROM alarm_q")]
     assert [(a["t"], a["dev"], a["source"]) for a in stored] == [("fall", DEV, "wearable")]

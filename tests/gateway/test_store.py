@@ -144,3 +144,17 @@ def test_only_alarms_left_and_full_refuses_without_losing_anything(tmp_path: Pat
             stored += len(batch)
     assert store.depth().alarm == stored  # everything acknowledged is still there
     assert store.disk_bytes() <= 1 * MIB + 64 * 4096
+
+
+def test_a_store_full_of_alarms_still_cuts_them_into_frames_and_empties(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db", max_bytes=2 * MIB)
+    n = 0
+    with pytest.raises(StoreFullError):
+        while True:  # alarms are never dropped: they come in until the store refuses them
+            store.commit([Batch(items=[press(n + k) for k in range(20)])])
+            n += 20
+    while (frame := store.cut_frame(Lane.ALARM, max_msgs=200, max_bytes=128 * 1024, sent=0)) is not None:
+        store.commit([], acked=[frame.seq])  # sent: the room kept back is what lets them go
+    assert store.depth().alarm == 0
+    store.commit([Batch(items=[press(n)])])  # and it takes alarms again
+    store.close()
