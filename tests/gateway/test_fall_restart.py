@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from starlette.applications import Starlette
 
 from eldercare.devices import messages as m
 from eldercare.gateway import mapping_files
@@ -170,24 +171,28 @@ def test_the_stored_window_stays_small_and_a_state_that_does_not_fit_starts_afre
     store.close()
 
 
-async def gateway_run(path: Path, shipped: model.FallModel, messages: list[m.AccelSamples]) -> int:
-    """One life of the gateway's pipeline: its store, its fall service resumed from it, devices posting."""
-    store = Store(path, max_bytes=8 * MIB)
-    worker = StoreWorker(store)
-    stats = Stats()
-    falls = FallService(shipped, suppress_s=10, saved=store.detector_states())
+def http_app(store: Store, worker: StoreWorker, stats: Stats, shipped: model.FallModel) -> Starlette:
+    """The gateway's pipeline over ``store`` with its fall service resumed from it, behind the HTTP source."""
     pipeline = Pipeline(
         mappings=mapping_files.load_all(),
         book=DeviceBook(DevicesConfig(auto_discover=True), store.devices()),
         supervisor=Supervisor(config=SupervisionConfig(), devices={}, active=(), now=time.monotonic(), clock_ms=now_ms),
-        falls=falls,
+        falls=FallService(shipped, suppress_s=10, saved=store.detector_states()),
         forward_samples=False,
         worker=worker,
         stats=stats,
         hub=AlarmHub(LocalConfig(), institution="524205024154895658", gateway="GW-1", stats=stats),
         on_stored=lambda: None,
     )
-    app = http_source_app(HttpSource(kind="http", name="lan", vendors=["contract"]), pipeline)
+    return http_source_app(HttpSource(kind="http", name="lan", vendors=["contract"]), pipeline)
+
+
+async def gateway_run(path: Path, shipped: model.FallModel, messages: list[m.AccelSamples]) -> int:
+    """One life of the gateway's pipeline: its store, its fall service resumed from it, devices posting."""
+    store = Store(path, max_bytes=8 * MIB)
+    worker = StoreWorker(store)
+    stats = Stats()
+    app = http_app(store, worker, stats, shipped)
     task = asyncio.create_task(worker.run())
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
         for message in messages:
@@ -228,18 +233,7 @@ async def _refused_then_resent(path: Path, shipped: model.FallModel, messages: l
                 break
     worker = StoreWorker(store)
     stats = Stats()
-    pipeline = Pipeline(
-        mappings=mapping_files.load_all(),
-        book=DeviceBook(DevicesConfig(auto_discover=True), store.devices()),
-        supervisor=Supervisor(config=SupervisionConfig(), devices={}, active=(), now=time.monotonic(), clock_ms=now_ms),
-        falls=FallService(shipped, suppress_s=10, saved=store.detector_states()),
-        forward_samples=False,
-        worker=worker,
-        stats=stats,
-        hub=AlarmHub(LocalConfig(), institution="524205024154895658", gateway="GW-1", stats=stats),
-        on_stored=lambda: None,
-    )
-    app = http_source_app(HttpSource(kind="http", name="lan", vendors=["contract"]), pipeline)
+    app = http_app(store, worker, stats, shipped)
     task = asyncio.create_task(worker.run())
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
         first = [(await client.post("/v1/devices/contract", content=m.encode(c))).status_code for c in messages]
