@@ -327,7 +327,8 @@ def _messages(examples: Mapping[str, JsonObject]) -> JsonObject:
             "Heartbeat",
             "The gateway is alive; queue depths and counters.",
             "Heartbeat",
-            "Published periodically; `queue` holds the frames waiting per lane.",
+            "Published periodically; `queue` holds the messages waiting per lane"
+            " (queued, or in frames not yet acknowledged).",
         ),
         "death": message(
             "death",
