@@ -260,16 +260,18 @@ class Store:
     def commit(self, batches: Sequence[Batch], *, acked: Sequence[int] = ()) -> list[Stored]:
         """Store ``batches`` and forget the frames ``acked``, in one fsynced transaction."""
         incoming = sum(len(i.body) + ROW_OVERHEAD + KEY_BYTES for b in batches for i in b.items)
-        if not acked and not self._queued[Lane.TELEMETRY] and self._bytes + incoming > self._alarm_limit:
-            raise StoreFullError(f"alarms fill {self._bytes:,} bytes: the rest is kept for sending them")
         at_least = 0  # bytes of telemetry to drop whatever the estimate says (the pages ran out first)
         while True:
             try:
                 with self._tx():
                     self._delete_frames(acked)
                     self._make_room(incoming, at_least=at_least)
+                    self._keep_room_for_frames(incoming)
                     results = [self._add(batch) for batch in batches]
                     self._trim_keys()
+            except _AlarmsFullError as exc:
+                self._load_counters()  # the transaction was rolled back
+                raise StoreFullError(f"alarms fill {exc.args[0]:,} bytes: the rest is kept for sending them") from exc
             except sqlite3.Error as exc:
                 self._load_counters()  # the transaction was rolled back
                 if not (isinstance(exc, sqlite3.OperationalError) and "full" in str(exc)):
@@ -317,6 +319,12 @@ class Store:
             "DELETE FROM recent WHERE id <= (SELECT max(id) FROM recent) - ?", (self._dedup_keys,)
         )
         self._bytes -= max(0, cursor.rowcount) * KEY_BYTES
+
+    def _keep_room_for_frames(self, incoming: int) -> None:
+        """After :meth:`_make_room`: what is left is alarms (and frames), which are never dropped; past
+        :data:`ALARM_SHARE` of the pages they are refused, so that they can still be cut into frames."""
+        if incoming and self._bytes + incoming > self._alarm_limit:
+            raise _AlarmsFullError(self._bytes)
 
     def _make_room(self, incoming: int, *, at_least: int = 0) -> None:
         """Drop the oldest telemetry until ``incoming`` more bytes fit under the data limit (and ``at_least``)."""
@@ -382,6 +390,10 @@ class Store:
             OutFrame(int(seq), Lane(lane), int(n), bytes(body))
             for seq, lane, n, body in self._db.execute("SELECT seq, lane, n_msgs, body FROM frames ORDER BY lane, seq")
         ]
+
+
+class _AlarmsFullError(Exception):
+    """Inside a commit: no telemetry left to drop, and the alarms would pass :data:`ALARM_SHARE`."""
 
 
 class _Transaction:

@@ -150,8 +150,8 @@ def test_a_store_full_of_alarms_still_cuts_them_into_frames_and_empties(tmp_path
     store = Store(tmp_path / "s.db", max_bytes=2 * MIB)
     n = 0
     with pytest.raises(StoreFullError):
-        while True:  # alarms are never dropped: they come in until the store refuses them
-            store.commit([Batch(items=[press(n + k) for k in range(20)])])
+        while True:  # alarms are never dropped: they come in (with a trickle of telemetry) until it refuses them
+            store.commit([Batch(items=[*(press(n + k) for k in range(20)), bed(n)])])
             n += 20
     while (frame := store.cut_frame(Lane.ALARM, max_msgs=200, max_bytes=128 * 1024, sent=0)) is not None:
         store.commit([], acked=[frame.seq])  # sent: the room kept back is what lets them go
