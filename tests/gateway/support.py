@@ -285,11 +285,13 @@ def wait_for(check: Any, timeout: float, what: str, interval: float = 0.1) -> An
 
 
 def stored_bed_times(url: str, site: Site) -> dict[str, list[int]]:
-    """Bed sample times (ms) per device code, with repeats (to count duplicates)."""
+    """Bed sample times (ms) per device code, in time order, with repeats (to count duplicates). Ordered in the
+    query: without it the rows came in whatever order the plan gave (the (device, time DESC) index once the
+    shared test database had grown), and a comparison with the times as sent failed now and then."""
     with psycopg.connect(url) as conn:
         rows = conn.execute(
             "SELECT d.code, (extract(epoch FROM b.time) * 1000)::bigint FROM bed_readings b"
-            " JOIN devices d ON d.id = b.device_id WHERE d.institution_id = %s",
+            " JOIN devices d ON d.id = b.device_id WHERE d.institution_id = %s ORDER BY d.code, b.time",
             (site.institution_id,),
         ).fetchall()
     out: dict[str, list[int]] = {}
