@@ -18,9 +18,7 @@ import argparse
 import asyncio
 import json
 import random
-import shutil
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,15 +27,13 @@ from typing import Any
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.conftest import free_stack_ports
+from bench.ingest_support import throwaway_stack
 
 from eldercare.platform.alarms import engine
 from eldercare.platform.auth.service import AsyncConn
 from eldercare.platform.config import SecuritySettings
 from eldercare.platform.crypto import Vault
-from eldercare.platform.db.migrate import migrate
 from eldercare.platform.registry.broker import LocalBroker
-from eldercare.platform.stack import service
 from eldercare.simulators.seed import SeededHome, seed_home
 
 
@@ -113,11 +109,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=20_000)
     args = parser.parse_args()
-    state = Path(tempfile.mkdtemp(prefix="ec-bench-", dir="/tmp"))
-    state.chmod(0o711)
-    info = service.up(state, free_stack_ports())
-    try:
-        migrate(info.database_url)
+    with throwaway_stack() as info:
+        state = info.state_dir
         vault = Vault(SecuritySettings(_env_file=state / "eldercare.env").key_bytes())
 
         async def seed() -> SeededHome:
@@ -161,9 +154,6 @@ def main() -> None:
                 f"press behind {len(quiet):,} events, {name:24} alarm after {seen or float('nan'):6.3f} s"
                 f" (inbox empty after {seconds:.2f} s)"
             )
-    finally:
-        service.down(state)
-        shutil.rmtree(state, ignore_errors=True)
 
 
 if __name__ == "__main__":

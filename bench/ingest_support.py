@@ -21,12 +21,13 @@ from typing import Any
 
 import httpx
 import psycopg
+from tests.conftest import free_stack_ports
 
 from eldercare.platform.db.migrate import migrate
 from eldercare.platform.registry.broker import LocalBroker
 from eldercare.platform.stack import service
 from eldercare.platform.stack.layout import broker_paths, postgres_paths
-from eldercare.platform.stack.model import Ports, StackInfo
+from eldercare.platform.stack.model import StackInfo
 from eldercare.simulators.load import LoadWorld, create_world
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -35,18 +36,11 @@ EXE = str(Path(sys.executable).with_name("eldercare"))
 
 @contextmanager
 def throwaway_stack() -> Iterator[StackInfo]:
-    import socket
-
-    state = Path(tempfile.mkdtemp(prefix="ec-ingbench-", dir="/tmp"))
+    """A migrated TimescaleDB and Mosquitto on free ports in a temporary state folder, removed afterwards."""
+    state = Path(tempfile.mkdtemp(prefix="ec-bench-", dir="/tmp"))
     state.chmod(0o711)
-    sockets = [socket.socket() for _ in range(4)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = Ports(*(s.getsockname()[1] for s in sockets))
-    for s in sockets:
-        s.close()
     try:
-        info = service.up(state, ports)
+        info = service.up(state, free_stack_ports())
         migrate(info.database_url)
         yield info
     finally:

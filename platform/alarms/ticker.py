@@ -189,19 +189,18 @@ FROM devices d
 JOIN device_bindings db ON db.device_id = d.id AND db.during @> now()
 JOIN bed_assignments ba ON ba.bed_id = db.bed_id AND ba.during @> now()
 CROSS JOIN LATERAL (SELECT rule_params('no_presence', d.institution_id, ba.resident_id) AS p) r
+CROSS JOIN LATERAL (SELECT now() - make_interval(hours => (r.p->>'hours')::int) AS since) w
 WHERE d.kind = 'bed_sensor' AND r.p IS NOT NULL
-  AND lower(ba.during) < now() - make_interval(hours => (r.p->>'hours')::int)
+  AND lower(ba.during) < w.since
   AND EXISTS (SELECT 1 FROM bed_readings x WHERE x.device_id = d.id AND x.time > now() - interval '10 minutes')
   -- evidence for the whole window: the sensor was already reporting when it began (a sensor that has only
   -- just started, or came back after an outage, has not watched an empty bed for hours)
   AND EXISTS (SELECT 1 FROM bed_readings x WHERE x.device_id = d.id
-              AND x.time <= now() - make_interval(hours => (r.p->>'hours')::int)
-              AND x.time > now() - make_interval(hours => (r.p->>'hours')::int) - interval '30 minutes')
+              AND x.time <= w.since AND x.time > w.since - interval '30 minutes')
   -- a resident in hospital at any time of the window keeps the bed, empty for a reason
   AND NOT EXISTS (SELECT 1 FROM hospital_stays h WHERE h.resident_id = ba.resident_id
-                  AND h.during && tstzrange(now() - make_interval(hours => (r.p->>'hours')::int), now()))
-  AND NOT EXISTS (SELECT 1 FROM bed_readings x WHERE x.device_id = d.id AND x.presence
-                  AND x.time > now() - make_interval(hours => (r.p->>'hours')::int))
+                  AND h.during && tstzrange(w.since, now()))
+  AND NOT EXISTS (SELECT 1 FROM bed_readings x WHERE x.device_id = d.id AND x.presence AND x.time > w.since)
   AND NOT EXISTS (SELECT 1 FROM alarms a WHERE a.device_id = d.id AND a.kind = 'no_presence'
                   AND a.state IN ('raised', 'acknowledged', 'attending'))
 """
