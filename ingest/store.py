@@ -12,6 +12,11 @@ The steps of :meth:`BatchStore.write`, all in one transaction:
 5. the (hour, device) pairs the batch touched go to ``rollup_pending`` so that the roll-ups of hours
    already computed are recomputed (see ``rollups.py``).
 
+On a connection in autocommit mode (the lanes'), a batch that needs no COPY (a few frames of alarm-class
+messages, statuses: the alarm lane) is written in pipeline mode with an explicit BEGIN, in two round trips
+to the database instead of four: BEGIN with the frame claims, whose answer decides what is written, then
+the rest with COMMIT.
+
 The caller acknowledges the MQTT messages only after :meth:`write` returns. If the database rejects the
 batch for its data (SQLSTATE classes 22 and 23), or the code fails on it, the batch is written again frame
 by frame, and a frame that still fails is parked whole with the reason, so one bad frame never blocks the
@@ -31,6 +36,7 @@ from typing import Any
 
 import msgspec
 from psycopg import errors
+from psycopg.pq import TransactionStatus
 
 from eldercare.devices import messages as m
 from eldercare.devices.topics import Channel
@@ -119,6 +125,8 @@ class BatchStore:
     def write(self, conn: Conn, items: Sequence[Incoming], decoded: Sequence[Decoded] | None = None) -> WriteResult:
         pairs = list(zip(items, decoded if decoded is not None else [decode(i) for i in items], strict=True))
         try:
+            if conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE and _without_copy(pairs):
+                return self._write_pipelined(conn, pairs)
             with conn.transaction():
                 return self._write(conn, pairs)
         except (errors.DataException, errors.IntegrityError) as exc:
@@ -146,7 +154,22 @@ class BatchStore:
         """Like :meth:`write`, inside a transaction the caller holds, without the frame-by-frame retry."""
         return self._write(conn, [(item, decode(item)) for item in items])
 
-    def _write(self, conn: Conn, pairs: Sequence[tuple[Incoming, Decoded]]) -> WriteResult:
+    def _write_pipelined(self, conn: Conn, pairs: Sequence[tuple[Incoming, Decoded]]) -> WriteResult:
+        """:meth:`_write` in pipeline mode: BEGIN goes with the claims (whose fetch is the first sync), COMMIT
+        with the rest (the pipeline's exit is the second). On any error the transaction is rolled back here, so
+        the caller finds the connection idle, as after a failed ``conn.transaction()``."""
+        try:
+            with conn.pipeline():
+                conn.execute("BEGIN")
+                result = self._write(conn, pairs, pipelined=True)
+                conn.execute("COMMIT")
+        except BaseException:
+            if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
+                conn.rollback()
+            raise
+        return result
+
+    def _write(self, conn: Conn, pairs: Sequence[tuple[Incoming, Decoded]], *, pipelined: bool = False) -> WriteResult:
         result = WriteResult()
         parked: list[_Parked] = []
         frames = self._sort(conn, pairs, parked, result)
@@ -168,15 +191,29 @@ class BatchStore:
                 reason = f"msgs[{index}]: unknown device {code!r}"
                 ctx = {**context, "index": index}
                 parked.append(_Parked("quarantine", "unknown_device", item.topic, raw, reason, inst, gw, ctx))
-        with conn.cursor() as cur:
-            copy_rows(cur, rows)
-        with conn.pipeline():  # the rest in one round trip: what an alarm frame's commit waits for
-            self._events(conn, events)
-            self._park(conn, parked, result)
-            self._pending_rollups(conn, rows.touched)
+        if pipelined:
+            assert not rows.count(), "a pipelined batch has no rows to COPY"  # see _without_copy
+            self._rest(conn, events, parked, result, rows.touched)
+        else:
+            with conn.cursor() as cur:
+                copy_rows(cur, rows)
+            with conn.pipeline():  # the rest in one round trip
+                self._rest(conn, events, parked, result, rows.touched)
         result.rows = rows.count()
         result.events = len(events)
         return result
+
+    def _rest(
+        self,
+        conn: Conn,
+        events: Sequence[Event],
+        parked: Sequence[_Parked],
+        result: WriteResult,
+        touched: set[tuple[int, int]],
+    ) -> None:
+        self._events(conn, events)
+        self._park(conn, parked, result)
+        self._pending_rollups(conn, touched)
 
     def _sort(
         self, conn: Conn, pairs: Sequence[tuple[Incoming, Decoded]], parked: list[_Parked], result: WriteResult
@@ -365,6 +402,17 @@ class BatchStore:
         for p in parked:
             result.parked[p.kind] += 1
             result.rejected[p.cause] += 1
+
+
+def _without_copy(pairs: Sequence[tuple[Incoming, Decoded]]) -> bool:
+    """True when writing ``pairs`` needs no COPY (which pipeline mode cannot do): few enough frames to claim
+    with one INSERT, and no telemetry in them."""
+    if len(pairs) > _FEW_FRAMES:
+        return False
+    for _, dec in pairs:
+        if isinstance(dec, DecodedFrame) and (dec.beds or not all(map(m.is_alarm_class, dec.messages))):
+            return False
+    return True
 
 
 def _dead(

@@ -3,10 +3,13 @@ COPY unchanged, bad input parked without spoiling its neighbours, the roll-up bo
 
 from __future__ import annotations
 
+from itertools import pairwise
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from psycopg import pq
 
 from eldercare.devices import messages as m
 from eldercare.devices import topics
@@ -191,3 +194,59 @@ def test_touched_hours_are_recorded_for_the_rollups(db: str, world: LoadWorld) -
     pairs = set(zip(rows[0][0], rows[0][1], strict=True))
     # an hour that is over is recorded per device; the current hour once, for all devices (device 0)
     assert pairs == {(old // HOUR_MS, device[0]), (now // HOUR_MS, 0)}
+
+
+def _press(world: LoadWorld, seq: int, ts: int, *, epoch: int) -> Received:
+    gateway = world.gateways[0]
+    frame = m.Frame(
+        v=1, epoch=epoch, seq=seq, sent=ts, msgs=[m.Button(dev=gateway.button, ts=ts, action=m.ButtonAction.PRESS)]
+    )
+    return Received(_topic(world, alarm=True), m.encode(frame))
+
+
+def _round_trips(trace: str) -> int:
+    """How often the client sent and then waited for the server's answer: in libpq's trace, each run of
+    frontend messages (F) followed by backend messages (B)."""
+    directions = [line[0] for line in trace.splitlines() if line[:2] in ("F\t", "B\t")]
+    return sum(1 for pair in pairwise(directions) if pair == ("F", "B"))
+
+
+def test_an_alarm_batch_is_written_in_two_round_trips(db: str, world: LoadWorld, tmp_path: Path) -> None:
+    ts = now_ms()
+    store = _store()
+    trace = tmp_path / "libpq.trace"
+    with psycopg.connect(db, autocommit=True) as conn:
+        store.write(conn, [_press(world, 0, ts, epoch=12)])  # the registry's cache: gateway and device known
+        with trace.open("w") as out:
+            conn.pgconn.trace(out.fileno())
+            conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
+            result = store.write(conn, [_press(world, seq, ts + seq, epoch=12) for seq in (1, 2, 3)])
+            conn.pgconn.untrace()
+        assert conn.info.transaction_status == pq.TransactionStatus.IDLE
+    assert (result.frames_new, result.events) == (3, 3)
+    assert _round_trips(trace.read_text()) == 2
+    inbox = scalar(db, "SELECT count(*) FROM alarm_inbox a JOIN devices d ON d.id = a.device_id"
+                   " WHERE d.code = %s AND a.event_time >= to_timestamp(%s / 1000.0)",
+                   (world.gateways[0].button, ts))  # fmt: skip
+    assert inbox == 4
+
+
+def test_an_alarm_frame_the_database_refuses_leaves_the_others_stored(db: str, world: LoadWorld) -> None:
+    ts = now_ms()
+    refused_ts = ts + 2  # the second of three presses breaks a constraint added for the test
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute(
+            "ALTER TABLE device_events ADD CONSTRAINT test_no_such_time"
+            f" CHECK (time <> to_timestamp({refused_ts} / 1000.0))"
+        )
+        try:
+            result = _store().write(conn, [_press(world, seq, ts + seq, epoch=13) for seq in (1, 2, 3)])
+            assert conn.info.transaction_status == pq.TransactionStatus.IDLE
+        finally:
+            conn.execute("ALTER TABLE device_events DROP CONSTRAINT test_no_such_time")
+    assert (result.frames_new, result.events, dict(result.rejected)) == (2, 2, {"db_refused": 1})
+    kept = scalar(db, "SELECT array_agg(extract(epoch FROM event_time) * 1000 ORDER BY event_time)"
+                  " FROM alarm_inbox a JOIN devices d ON d.id = a.device_id"
+                  " WHERE d.code = %s AND a.event_time >= to_timestamp(%s / 1000.0)",
+                  (world.gateways[0].button, ts))  # fmt: skip
+    assert [round(float(v)) for v in kept] == [ts + 1, ts + 3]
