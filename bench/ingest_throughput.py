@@ -1,6 +1,6 @@
 """Ingest throughput, latency and CPU on one machine: broker, database, ingest and load generator together.
 
-    .venv/bin/python bench/ingest_throughput.py            # the full run, about 5 minutes
+    .venv/bin/python bench/ingest_throughput.py            # the full run, about 6 minutes
     .venv/bin/python bench/ingest_throughput.py --quick    # a smoke run, about 1 minute
 
 It starts a throwaway stack (TimescaleDB + Mosquitto, by the code of `eldercare stack up`, on free ports,
