@@ -1,6 +1,6 @@
 // The drill-down of one home for a regulator: its figures over the period, why it needs attention, alarms by
 // kind, response times per shift, its credit score term by term, the one-press risk inspection now, and the
-// subsidy section (verification itself is not built yet; a home whose claims go to a person is shown).
+// subsidy section (the month's verified totals of the home, and a flag when its claims go to a person).
 "use strict";
 
 (async function () {
