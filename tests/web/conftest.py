@@ -4,9 +4,10 @@ that refuses, and records, any request to a host other than the platform's own."
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,8 +18,10 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Route, sync_playwright
 from tests.conftest import free_ports
 from tests.platform_procs import run_eldercare, stack_env, wait_http
+from tests.subsidy.support import user
 from tests.web.support import Feeder, World, build, history, wait_until
 
+from eldercare.devices import codes
 from eldercare.devices import messages as m
 from eldercare.platform.crypto import Vault
 from eldercare.platform.stack.model import StackInfo
@@ -32,6 +35,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+CHINA = timezone(timedelta(hours=8))  # the platform's calendar
 SHOTS = Path(__file__).resolve().parents[2] / "test-output" / "web"
 
 
@@ -75,6 +79,7 @@ def web(stack: StackInfo, db: str, vault: Vault) -> Iterator[World]:
             timeout=60,
         )
         assert reply.status_code == 201, reply.text + "\nserve said:\n" + serve.log()[-3000:]
+        _subsidy_claim(world)
         try:
             yield world
         finally:
@@ -172,3 +177,22 @@ def shot(page: Page, name: str) -> Path:
 
 def ready(page: Page, timeout_ms: int = 15000) -> None:
     page.wait_for_selector("body[data-ready='true']", timeout=timeout_ms)
+
+
+def _subsidy_claim(world: World) -> None:
+    """The slow home claims last month (a month is claimed once it has ended) for a person it never registered,
+    and the regulator verifies that month: the regulator's page of the home shows the line rejected, and why."""
+    head = user(world.base, world.db, "head", institution_id=world.other_homes[1].institution_id)
+    month = (datetime.now(CHINA).replace(day=1) - timedelta(days=1)).strftime("%Y-%m")  # claimed once ended
+    stranger = codes.new_person_code(random.Random(7))  # a fixed code no home registered
+    line = {"person_code": stranger, "programme": "old_age_allowance", "amount": "100", "ref": "web-1"}
+    head.ok("POST", f"/api/v1/institutions/{world.other_homes[1].institution_id}/subsidy/claims", 201,
+            json={"month": month, "lines": [line]})  # fmt: skip
+    token = world.token(world.users.regulator)
+    reply = httpx.post(
+        f"{world.base}/api/v1/subsidy/runs",
+        params={"month": month},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=60,
+    )
+    assert reply.status_code == 201, reply.text

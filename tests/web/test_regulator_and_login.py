@@ -64,6 +64,14 @@ def test_the_regulator_sees_the_region_on_a_map_and_in_a_sortable_table(browsers
     expect(page.locator("#terms tbody tr").first).to_be_visible()
     expect(page.locator("#risks tbody tr").first).to_be_visible()
     _subsidy_section(page, web)
+    # The home's claim line for a person it never registered (tests/web/conftest.py): rejected, and why.
+    line = page.locator("#subsidy-lines tbody tr")
+    expect(line).to_have_count(1)
+    expect(line).to_contain_text("不予通过")
+    expect(line.locator('li[data-code="unknown_person"]')).to_contain_text("人员未在本机构登记")
+    expect(line).to_contain_text("高龄津贴")
+    expect(line).to_contain_text("¥100.00")
+    expect(page.locator("#subsidy-table")).to_contain_text(web.other_homes[1].name)
     shot(page, "regulator-institution")
 
 

@@ -80,9 +80,17 @@
     ["claimed_yuan", "col_claimed", yuan], ["payable_yuan", "col_payable", yuan], ["withheld_yuan", "col_withheld", yuan],
   ];
 
+  // Claims are made for a month after it has ended, so the subsidy section shows the last month that has
+  // ended by the period's end: the month of `to` when `to` is its last day, else the month before.
+  function claimMonth(to) {
+    const day = new Date(to + "T00:00:00Z");
+    if (new Date(day.getTime() + 86400000).getUTCDate() === 1) return to.slice(0, 7);
+    return new Date(Date.UTC(day.getUTCFullYear(), day.getUTCMonth() - 1, 1)).toISOString().slice(0, 7);
+  }
+
   async function subsidy(p, institutionId) {
     const { el } = window.EC;
-    const month = p.to.slice(0, 7);
+    const month = claimMonth(p.to);
     const q = new URLSearchParams({ month });
     if (p.region) q.set("region", p.region);
     const missing = document.getElementById("subsidy-missing");
@@ -108,5 +116,5 @@
     return "shown";
   }
 
-  window.REG = { period, savePeriod, figuresQuery, COLUMNS, reasonText, standing, subsidy, fmt: { pct, int, sec, num, yuan } };
+  window.REG = { period, savePeriod, figuresQuery, COLUMNS, reasonText, standing, subsidy, claimMonth, fmt: { pct, int, sec, num, yuan } };
 })();

@@ -1,6 +1,7 @@
 // The drill-down of one home for a regulator: its figures over the period, why it needs attention, alarms by
 // kind, response times per shift, its credit score term by term, the one-press risk inspection now, and the
-// subsidy section (the month's verified totals of the home, and a flag when its claims go to a person).
+// subsidy section (the month's verified totals of the home, a flag when its claims go to a person, and each
+// claim line not paid in full with its verdict and reasons).
 "use strict";
 
 (async function () {
@@ -51,6 +52,34 @@
     const flagLine = document.getElementById("subsidy-flag");
     flagLine.hidden = !flag;
     if (flag) flagLine.textContent = t("subsidy_flag", { since: EC.fmtDate(flag.raised_at) });
+    renderLines();
+  }
+
+  // The claim lines of the month that are not paid in full: what was claimed, what is payable, and why.
+  function renderLines() {
+    const lines = state.subsidyLines || [];
+    document.getElementById("subsidy-lines-title").hidden = lines.length === 0;
+    const table = document.getElementById("subsidy-lines");
+    table.hidden = lines.length === 0;
+    const names = state.programmes || {};
+    table.querySelector("tbody").replaceChildren(...lines.map((l) => el("tr", { "data-line": String(l.line_no) },
+      el("td", { class: "num" }, String(l.line_no)), el("td", {}, l.person_code || l.bed_code || "—"),
+      el("td", {}, EC.lang === "en" || !names[l.programme] ? l.programme : names[l.programme]),
+      el("td", { class: "num" }, REG.fmt.yuan(l.claimed_yuan)), el("td", { class: "num" }, REG.fmt.yuan(l.payable_yuan)),
+      el("td", { class: l.verdict === "rejected" ? "bad" : null }, tCode("verdict", l.verdict)),
+      el("td", {}, el("ul", { class: "reasons" }, ...l.reasons.map((r) => el("li", { "data-code": r.code },
+        el("strong", {}, tCode("reason", r.code)), " — " + r.text)))))));
+  }
+
+  async function subsidyLines() {
+    const month = REG.claimMonth(p.to);
+    const [view, programmes] = await Promise.all([
+      api("/api/v1/institutions/" + id + "/subsidy/claims?" + new URLSearchParams({ month, evidence: "false" }).toString()),
+      api("/api/v1/subsidy/programmes"),
+    ]);
+    state.programmes = Object.fromEntries(programmes.map((x) => [x.code, x.name]));
+    state.subsidyLines = view.lines.filter((l) => l.verdict && l.verdict !== "verified");
+    renderLines();
   }
 
   try {
@@ -77,7 +106,15 @@
   }
   render();
   document.getElementById("content").hidden = false;
-  document.getElementById("subsidy").dataset.state = await REG.subsidy(p, id);
+  const subsidyState = await REG.subsidy(p, id);
+  if (subsidyState === "shown") {
+    try {
+      await subsidyLines();
+    } catch (e) {
+      EC.showError("subsidy-month", e);
+    }
+  }
+  document.getElementById("subsidy").dataset.state = subsidyState;
   EC.onLang(render);
   document.body.dataset.ready = "true";
 })();
