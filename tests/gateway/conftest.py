@@ -1,4 +1,5 @@
-"""Fixtures of the gateway tests: the platform (migrated database and a running ingest) and a home broker."""
+"""Fixtures of the gateway tests: the platform (migrated database and a running ingest), a home broker, the
+shared SisFall recordings and the shipped fall model."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 from tests.gateway.support import HomeBroker, home_broker
 from tests.platform_procs import Proc, run_eldercare, stack_env
 
+from eldercare.gateway.fall import data, model
 from eldercare.platform.db.migrate import migrate
 from eldercare.platform.stack.model import StackInfo
 
@@ -29,6 +31,16 @@ def sisfall() -> Path:
     """The shared recordings (a test that needs them fails, never skips, when they are missing)."""
     assert SISFALL.is_file(), f"the shared SisFall data is missing: {SISFALL}"
     return SISFALL
+
+
+@pytest.fixture(scope="session")
+def dataset(sisfall: Path) -> data.Dataset:
+    return data.load(sisfall)
+
+
+@pytest.fixture(scope="session")
+def shipped() -> model.FallModel:
+    return model.load()
 
 
 @pytest.fixture

@@ -22,16 +22,6 @@ from eldercare.gateway.fall.detector import FallDetector, UnsupportedRateError, 
 EXE = Path(sys.executable).with_name("eldercare")
 
 
-@pytest.fixture(scope="module")
-def shipped() -> model.FallModel:
-    return model.load()
-
-
-@pytest.fixture(scope="module")
-def dataset(sisfall: Path) -> data.Dataset:
-    return data.load(sisfall)
-
-
 def small_copy(dataset: data.Dataset, folder: Path, subjects: list[str]) -> Path:
     """A data set of a few subjects in the same format (npz + csv with the same stem)."""
     trials = [t for t in dataset.trials if t.subject in subjects]

@@ -35,16 +35,6 @@ MIB = 1024 * 1024
 DEV = "WR-0001"
 
 
-@pytest.fixture(scope="module")
-def shipped() -> model.FallModel:
-    return model.load()
-
-
-@pytest.fixture(scope="module")
-def dataset(sisfall: Path) -> data.Dataset:
-    return data.load(sisfall)
-
-
 def chunks(counts: np.ndarray, *, hz: int, size: int) -> list[m.AccelSamples]:
     return [
         m.AccelSamples(

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import httpx
 import psycopg
@@ -88,19 +89,26 @@ def _wait_subscribed(*procs: Proc) -> None:
         proc.wait_for("subscribed, storing", timeout=30)
 
 
+@contextmanager
+def _two_members(stack: StackInfo, group: str, *, slow: str, other: str, port: int) -> Iterator[tuple[Proc, Proc]]:
+    """Two subscribed members of ``group``. ``slow`` commits a telemetry batch every 2 s, so that when it stops
+    it surely holds unacknowledged messages; ``other`` serves its metrics on ``port``."""
+    slow_env = _env(stack, group, ELDERCARE_INGEST_BATCH_MAX_WAIT_MS="2000")
+    other_args = ["ingest", "--name", other, "--metrics-port", str(port)]
+    with (
+        run_eldercare(slow, ["ingest", "--name", slow], slow_env) as first,
+        run_eldercare(other, other_args, _env(stack, group)) as second,
+    ):
+        _wait_subscribed(first, second)
+        yield first, second
+
+
 def test_the_survivor_adopts_a_killed_process_session_and_every_frame_is_stored_once(
     stack: StackInfo, db: str, group: str, free_port: Callable[[], int]
 ) -> None:
     world = new_world(stack, db, gateways=3, beds=30)
     port = free_port()
-    # "slow" commits a telemetry batch every 2 s, so when it is killed it surely holds unacknowledged messages
-    slow_env = _env(stack, group, ELDERCARE_INGEST_BATCH_MAX_WAIT_MS="2000")
-    survivor_args = ["ingest", "--name", "survivor", "--metrics-port", str(port)]
-    with (
-        run_eldercare("slow", ["ingest", "--name", "slow"], slow_env) as slow,
-        run_eldercare("survivor", survivor_args, _env(stack, group)) as survivor,
-    ):
-        _wait_subscribed(slow, survivor)
+    with _two_members(stack, group, slow="slow", other="survivor", port=port) as (slow, survivor):
         finished = _load_in_background(stack, world, duration=8)
         wait_until(lambda: stored_frames(db, world) > 100, timeout=20, what="the stream to flow")
         slow.popen.send_signal(signal.SIGKILL)
@@ -166,13 +174,7 @@ def test_a_process_scaled_down_for_good_is_drained_its_sessions_ended_and_nothin
     stack: StackInfo, db: str, group: str, free_port: Callable[[], int]
 ) -> None:
     world = new_world(stack, db, gateways=3, beds=30)
-    leaving_env = _env(stack, group, ELDERCARE_INGEST_BATCH_MAX_WAIT_MS="2000")
-    staying_args = ["ingest", "--name", "staying", "--metrics-port", str(free_port())]
-    with (
-        run_eldercare("leaving", ["ingest", "--name", "leaving"], leaving_env) as leaving,
-        run_eldercare("staying", staying_args, _env(stack, group)) as staying,
-    ):
-        _wait_subscribed(leaving, staying)
+    with _two_members(stack, group, slow="leaving", other="staying", port=free_port()) as (leaving, staying):
         finished = _load_in_background(stack, world, duration=6)
         wait_until(lambda: stored_frames(db, world) > 100, timeout=20, what="the stream to flow")
         leaving.popen.send_signal(signal.SIGTERM)  # scaled down: a clean stop, and it never comes back
