@@ -41,8 +41,12 @@ class ClaimReceipt(BaseModel):
 
 
 class Reason(BaseModel):
-    code: str
-    text: str
+    code: str = Field(description="stable; the pages translate it")
+    text: str = Field(description="the reason in English, with the days and records")
+    args: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the values the text names (and a variant of the wording), to say it in another language",
+    )
 
 
 class Decision(BaseModel):

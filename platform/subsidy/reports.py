@@ -14,6 +14,7 @@ from openpyxl import Workbook
 from psycopg.rows import dict_row
 
 from eldercare.platform.auth.service import AsyncConn
+from eldercare.platform.subsidy import reason_text
 from eldercare.platform.subsidy.models import (
     ClaimView,
     Decision,
@@ -24,6 +25,7 @@ from eldercare.platform.subsidy.models import (
     RegionTotals,
     Totals,
 )
+from eldercare.platform.subsidy.reason_text import Lang
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 CSV = "text/csv; charset=utf-8"
@@ -136,6 +138,7 @@ async def region_totals(conn: AsyncConn, *, homes: Sequence[int], month: date, r
 # ---------------------------------------------------------------------------------------------------------
 # Files
 
+REASON_SEPARATOR: dict[str, str] = {"en": "; ", "zh-CN": "\N{FULLWIDTH SEMICOLON}"}
 LINE_COLUMNS = (
     "line_no", "ref", "person_code", "bed_code", "programme", "days", "amount", "verdict", "claimed_days",
     "verified_days", "claimed_yuan", "supported_yuan", "payable_yuan", "decision", "nights_present",
@@ -154,7 +157,7 @@ def _days(evidence: dict[str, Any] | None, kind: str) -> str:
     return ",".join(str(d) for d in evidence.get("nights", {}).get(kind) or [])
 
 
-def line_rows(view: ClaimView) -> list[list[Any]]:
+def line_rows(view: ClaimView, lang: Lang = "en") -> list[list[Any]]:
     return [
         [
             line.line_no, line.ref or "", line.person_code or "", line.bed_code or "", line.programme, line.days,
@@ -163,7 +166,7 @@ def line_rows(view: ClaimView) -> list[list[Any]]:
             line.supported_yuan, line.payable_yuan, line.decision.outcome if line.decision else "",
             _days(line.evidence, "present"), _days(line.evidence, "absent"), _days(line.evidence, "no_evidence"),
             _days(line.evidence, "hospital"), _days(line.evidence, "after_death"),
-            "; ".join(r.text for r in line.reasons),
+            REASON_SEPARATOR[lang].join(reason_text.render(r, lang) for r in line.reasons),
         ]
         for line in view.lines
     ]  # fmt: skip

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Annotated
 
-from fastapi import APIRouter, File, Response, UploadFile
+from fastapi import APIRouter, File, Query, Response, UploadFile
 from psycopg import sql
 
 from eldercare.platform.api.deps import Conn, CurrentPrincipal
@@ -40,6 +40,7 @@ from eldercare.platform.subsidy.models import (
     ClaimView,
 )
 from eldercare.platform.subsidy.params import FILES, Format, Month, Region, file_response
+from eldercare.platform.subsidy.reason_text import Lang
 
 router = APIRouter(prefix="/api/v1", tags=["subsidy"], responses=RESPONSES)
 
@@ -217,13 +218,15 @@ async def export_claim(
     month: Month,
     conn: Conn,
     principal: CurrentPrincipal,
+    *,
     format: Format = "csv",  # noqa: A002
+    lang: Annotated[Lang, Query(description="the language of the reasons (their codes do not change)")] = "en",
 ) -> Response:
     """The home's month line by line, as CSV or XLSX."""
     await _home(conn, principal, institution_id, READ, "read subsidy claims")
     when = month_query(month)
     view = await reports.claim_view(conn, institution_id=institution_id, month=when)
-    rows = reports.line_rows(view)
+    rows = reports.line_rows(view, lang)
     name = f"subsidy-{institution_id}-{when:%Y-%m}"
     return await file_response(name, f"{when:%Y-%m}", reports.LINE_COLUMNS, rows, format)
 

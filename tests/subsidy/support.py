@@ -3,7 +3,10 @@ region's amounts set through the API, and a scenario's files submitted through t
 
 from __future__ import annotations
 
+import re
 import secrets
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +15,8 @@ from tests.registry.support import PASSWORD, Client, login
 from tests.subsidy.world import SCHEDULES, Scenario
 
 from eldercare.platform.auth.service import hash_password
+from eldercare.platform.subsidy import reason_text
+from eldercare.platform.subsidy.models import Reason
 
 _HASH = hash_password(PASSWORD)
 
@@ -89,3 +94,17 @@ def home(db_url: str, region: str = "420502") -> int:
         ).fetchone()
     assert row is not None
     return int(row[0])
+
+
+def said_in_both(lines: Iterable[Mapping[str, Any]]) -> Counter[str]:
+    """Checks that every reason of the verdicts ``lines`` (as the API gives them) can be said in both languages:
+    its values fill the English template back into its text exactly (so none is missing or wrong), and the
+    Chinese template completely. Returns how often each code was said."""
+    said: Counter[str] = Counter()
+    for line in lines:
+        for reason in (Reason.model_validate(r) for r in line["reasons"]):
+            assert reason_text.render(reason, "en") == reason.text, reason
+            zh = reason_text.render(reason, "zh-CN")
+            assert zh != reason.text and "{" not in zh and re.search(r"[\u4e00-\u9fff]", zh), (reason, zh)
+            said[reason.code] += 1
+    return said

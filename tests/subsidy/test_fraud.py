@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from tests.registry.support import Client, Database
 from tests.subsidy import world_db
-from tests.subsidy.support import registers, set_amounts, submit, user
+from tests.subsidy.support import registers, said_in_both, set_amounts, submit, user
 from tests.subsidy.world import FRAUD_KINDS, Claim, Person, Scenario, local, plan
 
 from eldercare.platform.crypto import Vault
@@ -97,6 +97,12 @@ def test_fraudulent_lines_are_caught_and_honest_lines_paid(scene: Scene) -> None
     assert len(caught) >= 0.99 * len(fraud), missed
     assert len(flagged) <= 0.02 * len(honest), wrong
     assert scene.run["lines"] == len(scene.lines)
+
+
+def test_every_reason_can_be_said_in_both_languages(scene: Scene) -> None:
+    said = said_in_both(line for _, line in scene.lines)
+    print("reasons said in both languages:", dict(sorted(said.items())))
+    assert len(said) >= 15, said  # 17 of the codes come up in this month; the other modules say more
 
 
 def _codes(line: dict[str, Any]) -> set[str]:

@@ -6,9 +6,11 @@ from __future__ import annotations
 import csv
 import io
 import random
+import re
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from typing import cast
 
 import psycopg
 import pytest
@@ -241,6 +243,17 @@ def test_reports_as_csv_and_xlsx(setup: Setup) -> None:
     rows = list(csv.reader(io.StringIO(reply.content.decode("utf-8-sig"))))
     lines = _lines(setup.head, home)
     assert rows[0] == list(LINE_COLUMNS) and len(rows) == 1 + len(lines)
+    reasons = [row[LINE_COLUMNS.index("reasons")] for row in rows[1:]]
+    said = {line["line_no"]: cast(list[dict[str, str]], line["reasons"]) for line in lines}
+    texts = {no: "; ".join(r["text"] for r in given) for no, given in said.items()}
+    assert any(reasons) and dict(zip((int(row[0]) for row in rows[1:]), reasons, strict=True)) == texts  # English
+    zh = setup.head.get(f"/api/v1/institutions/{home}/subsidy/export", params={"month": "2026-10", "lang": "zh-CN"})
+    zh_rows = list(csv.reader(io.StringIO(zh.content.decode("utf-8-sig"))))
+    zh_reasons = [row[LINE_COLUMNS.index("reasons")] for row in zh_rows[1:]]
+    assert [bool(r) for r in zh_reasons] == [bool(r) for r in reasons]  # the same lines have reasons ...
+    assert all(re.search(r"[\u4e00-\u9fff]", r) for r in zh_reasons if r)  # ... said in Chinese
+    bad = setup.head.get(f"/api/v1/institutions/{home}/subsidy/export", params={"month": "2026-10", "lang": "fr"})
+    assert bad.status_code == 422 and "lang" in bad.text
     reply = setup.reg.get("/api/v1/subsidy/export", params={"month": "2026-10", "format": "xlsx"})
     assert reply.status_code == 200
     sheet = load_workbook(io.BytesIO(reply.content)).worksheets[0]

@@ -23,7 +23,7 @@ import pytest
 from tests.conftest import free_ports
 from tests.platform_procs import run_eldercare, stack_env, wait_http
 from tests.registry.support import ADMIN_PASSWORD, Client, Database, create_database, drop_database, login, make_admin
-from tests.subsidy.support import user
+from tests.subsidy.support import said_in_both, user
 
 from eldercare.ingest import rollups
 from eldercare.platform.stack.model import StackInfo
@@ -186,3 +186,4 @@ def test_scenario_findings(name: str, platform: Platform, tmp_path: Path) -> Non
     flagged = [o for o in others if o[1] in CAUGHT]
     print(f"\n{name}: findings {report}; other lines {len(others)}, flagged {flagged}")
     assert not flagged, flagged  # the honest lines of the world are paid
+    said_in_both(verdicts.values())

@@ -179,13 +179,15 @@ def ready(page: Page, timeout_ms: int = 15000) -> None:
     page.wait_for_selector("body[data-ready='true']", timeout=timeout_ms)
 
 
+STRANGER = codes.new_person_code(random.Random(7))  # a fixed person code no home registered
+
+
 def _subsidy_claim(world: World) -> None:
     """The slow home claims last month (a month is claimed once it has ended) for a person it never registered,
     and the regulator verifies that month: the regulator's page of the home shows the line rejected, and why."""
     head = user(world.base, world.db, "head", institution_id=world.other_homes[1].institution_id)
     month = (datetime.now(CHINA).replace(day=1) - timedelta(days=1)).strftime("%Y-%m")  # claimed once ended
-    stranger = codes.new_person_code(random.Random(7))  # a fixed code no home registered
-    line = {"person_code": stranger, "programme": "old_age_allowance", "amount": "100", "ref": "web-1"}
+    line = {"person_code": STRANGER, "programme": "old_age_allowance", "amount": "100", "ref": "web-1"}
     head.ok("POST", f"/api/v1/institutions/{world.other_homes[1].institution_id}/subsidy/claims", 201,
             json={"month": month, "lines": [line]})  # fmt: skip
     token = world.token(world.users.regulator)

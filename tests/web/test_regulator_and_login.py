@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import httpx
 from playwright.sync_api import Page, expect
-from tests.web.conftest import Browsers, ready, shot
+from tests.web.conftest import STRANGER, Browsers, ready, shot
 from tests.web.support import PASSWORD, World
 
 
@@ -68,7 +68,10 @@ def test_the_regulator_sees_the_region_on_a_map_and_in_a_sortable_table(browsers
     line = page.locator("#subsidy-lines tbody tr")
     expect(line).to_have_count(1)
     expect(line).to_contain_text("不予通过")
-    expect(line.locator('li[data-code="unknown_person"]')).to_contain_text("人员未在本机构登记")
+    reason = line.locator('li[data-code="unknown_person"]')
+    expect(reason).to_contain_text("人员未在本机构登记")
+    expect(reason).to_contain_text(f"人员编码 {STRANGER} 未在本机构登记")  # the text too, in Chinese
+    expect(reason).not_to_contain_text("is not registered")
     expect(line).to_contain_text("高龄津贴")
     expect(line).to_contain_text("¥100.00")
     expect(page.locator("#subsidy-table")).to_contain_text(web.other_homes[1].name)

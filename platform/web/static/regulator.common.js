@@ -63,6 +63,23 @@
     return text === key ? reason.message : text;
   }
 
+  // A subsidy claim line's reason in the page's language, filled as the exports fill it (subsidy/reason_text.py):
+  // lists of days joined with commas, lists of names with the language's separator; the English text when the
+  // template is missing or names a value the reason lacks.
+  function claimValue(v) {
+    if (Array.isArray(v)) return v.join(v.every(Number.isInteger) ? "," : EC.lang === "en" ? ", " : "、");
+    return v === null || v === undefined ? "" : String(v);
+  }
+  function claimReasonText(reason) {
+    const args = reason.args || {};
+    const key = "reason_text." + reason.code + (args.variant ? "." + args.variant : "");
+    const template = t(key);
+    if (template === key) return reason.text;
+    const names = [...template.matchAll(/\{(\w+)\}/g)].map((m) => m[1]);
+    if (names.some((n) => !(n in args))) return reason.text;
+    return template.replace(/\{(\w+)\}/g, (_, n) => claimValue(args[n]));
+  }
+
   // For the map's markers: bad (red) when blacklisted or when calls for help go unanswered or are answered
   // slowly; watch (yellow) for any other reason to look at the home; good (green) when there is none.
   const URGENT_REASONS = new Set(["credit_blacklisted", "unacknowledged_over_5_min", "slow_acknowledgement", "slow_attendance", "alarms_open_at_end"]);
@@ -116,5 +133,5 @@
     return "shown";
   }
 
-  window.REG = { period, savePeriod, figuresQuery, COLUMNS, reasonText, standing, subsidy, claimMonth, fmt: { pct, int, sec, num, yuan } };
+  window.REG = { period, savePeriod, figuresQuery, COLUMNS, reasonText, claimReasonText, standing, subsidy, claimMonth, fmt: { pct, int, sec, num, yuan } };
 })();

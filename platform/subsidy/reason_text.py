@@ -1,0 +1,45 @@
+"""A verdict's reason in the reader's language, from its ``code`` and ``args``.
+
+The wording lives in the pages' catalogue (``web/i18n/<lang>.json``, keys ``reason_text.<code>`` or
+``reason_text.<code>.<variant>``) so that the pages and the exports say the same; the page's script fills the
+same templates the same way (``regulator.common.js``). Lists of days are joined with commas, lists of names
+with the language's separator. A reason whose template is missing, or names a value the reason lacks, is
+given in its English ``text``: a reader never sees a half-filled sentence.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import cache
+from pathlib import Path
+from typing import Final, Literal
+
+from eldercare.platform.subsidy.models import Reason
+
+Lang = Literal["zh-CN", "en"]
+CATALOGUE: Final = Path(__file__).resolve().parent.parent / "web" / "i18n"
+NAME_SEPARATOR: Final[dict[str, str]] = {"zh-CN": "、", "en": ", "}
+_PLACEHOLDER: Final = re.compile(r"\{(\w+)\}")
+
+
+@cache
+def templates(lang: Lang) -> dict[str, str]:
+    texts: dict[str, str] = json.loads((CATALOGUE / f"{lang}.json").read_text(encoding="utf-8"))
+    return {key: value for key, value in texts.items() if key.startswith("reason_text.")}
+
+
+def _value(value: object, lang: Lang) -> str:
+    if isinstance(value, list):
+        separator = "," if all(isinstance(v, int) for v in value) else NAME_SEPARATOR[lang]
+        return separator.join(str(v) for v in value)
+    return "" if value is None else str(value)
+
+
+def render(reason: Reason, lang: Lang) -> str:
+    variant = reason.args.get("variant")
+    key = f"reason_text.{reason.code}" + (f".{variant}" if variant else "")
+    template = templates(lang).get(key)
+    if template is None or any(name not in reason.args for name in _PLACEHOLDER.findall(template)):
+        return reason.text
+    return _PLACEHOLDER.sub(lambda match: _value(reason.args[match.group(1)], lang), template)
