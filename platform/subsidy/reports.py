@@ -138,7 +138,7 @@ async def region_totals(conn: AsyncConn, *, homes: Sequence[int], month: date, r
 # ---------------------------------------------------------------------------------------------------------
 # Files
 
-REASON_SEPARATOR: dict[str, str] = {"en": "; ", "zh-CN": "\N{FULLWIDTH SEMICOLON}"}
+REASON_SEPARATOR: dict[str, str] = {"en": "; ", "zh-CN": "；"}
 LINE_COLUMNS = (
     "line_no", "ref", "person_code", "bed_code", "programme", "days", "amount", "verdict", "claimed_days",
     "verified_days", "claimed_yuan", "supported_yuan", "payable_yuan", "decision", "nights_present",

@@ -11,7 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from eldercare.platform.supervision.inspections import PublicDraw
-from eldercare.platform.supervision.risk import RiskReport
+from eldercare.platform.supervision.risk import Risk, RiskReport
 
 LOCAL = ZoneInfo("Asia/Shanghai")
 _STYLE = (
@@ -45,10 +45,16 @@ def _table(items: list[dict[str, Any]]) -> str:
     return f"<table><tr>{head}</tr>{rows}</table>"
 
 
+def _findings(risk: Risk) -> str:
+    """Each finding in Chinese, with the English under it."""
+    pairs = zip(risk.findings_zh, risk.findings, strict=True)
+    return "<br>".join(f"{escape(zh)}<br><small>{escape(en)}</small>" for zh, en in pairs)
+
+
 def risk_page(report: RiskReport, pdf_href: str) -> str:
     risks = "".join(
         f'<tr><td class="{r.level}">{escape(r.level)}</td><td>{escape(r.name_zh)} {escape(r.name)}</td>'
-        f"<td>{escape(r.coverage)}</td><td>{'<br>'.join(escape(f) for f in r.findings)}</td></tr>"
+        f"<td>{escape(r.coverage)}</td><td>{_findings(r)}</td></tr>"
         for r in report.risks
     )
     sections = "".join(

@@ -41,6 +41,7 @@ DEFAULT_FONT = Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc")
 SIMPLIFIED_CHINESE_FACE = 2
 LOCAL = ZoneInfo("Asia/Shanghai")
 LEVEL_ZH = {"ok": "正常", "warning": "注意", "danger": "危险", "no_data": "无数据"}
+ENGLISH_RGB = (90, 90, 90)  # a finding in English, under its Chinese
 LEVEL_RGB = {"ok": (46, 125, 50), "warning": (237, 108, 2), "danger": (198, 40, 40), "no_data": (117, 117, 117)}
 COVERAGE_ZH = {"covered": "数据覆盖", "partial": "部分覆盖", "not_covered": "数据无法反映"}
 TITLE = "一键巡检报告"
@@ -191,7 +192,7 @@ def render(report: RiskReport) -> bytes:
         code=report.institution_code, stamp=stamp, devices=report.devices, residents=report.residents
     )
     shown = [report.institution_name, subtitle, *(f"{r.name_zh} {r.name}" for r in report.risks)]
-    shown += [f for r in report.risks for f in r.findings]
+    shown += [f for r in report.risks for f in r.findings + r.findings_zh]
     shown += [f"{zh} {en} {n}" for zh, en, n, _, _ in sections]
     shown += [cell for *_, columns, rows in sections for cell in columns + [c for row in rows for c in row]]
     face, number = _report_face(source, "".join(shown))
@@ -223,9 +224,13 @@ def render(report: RiskReport) -> bytes:
         pdf.cell(70, 6, f"{risk.name_zh} {risk.name}")
         pdf.cell(0, 6, COVERAGE_ZH[risk.coverage], new_x=XPos.LMARGIN, new_y=YPos.NEXT)
         pdf.set_font("cjk", size=8)
-        for finding in risk.findings:
+        for zh, en in zip(risk.findings_zh, risk.findings, strict=True):  # each in Chinese, then in English
             pdf.set_x(pdf.l_margin + 22)
-            pdf.multi_cell(width - 22, 4.5, finding, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+            pdf.multi_cell(width - 22, 4.5, zh, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+            pdf.set_text_color(*ENGLISH_RGB)
+            pdf.set_x(pdf.l_margin + 22)
+            pdf.multi_cell(width - 22, 4.5, en, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+            pdf.set_text_color(0, 0, 0)
     for title_zh, title, count, columns, rows in sections:
         pdf.ln(2)
         _heading(pdf, f"{title_zh} / {title}: {count}")

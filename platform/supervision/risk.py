@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from eldercare.platform.api.errors import NotFound
 from eldercare.platform.auth.service import AsyncConn
@@ -37,6 +37,7 @@ class Risk(BaseModel):
     coverage: Coverage
     level: Level
     findings: list[str]
+    findings_zh: list[str] = Field(description="the same findings in Chinese, one for one")
 
 
 class RiskReport(BaseModel):
@@ -50,13 +51,15 @@ class RiskReport(BaseModel):
     risks: list[Risk]
 
 
-NOT_COVERED: dict[str, tuple[str, str, str]] = {
-    "choking": ("choking", "噎食", "no meal or swallowing data is collected"),
-    "food_medicine": ("wrong food or medicine", "食品药品误食", "no medication or meal records are kept here"),
-    "scalds": ("scalds", "烫伤", "no water-temperature or bathing data is collected"),
-    "harm": ("harm to self or others", "他伤和自伤", "no behaviour data; emergency calls appear under open alarms"),
-    "activity_accidents": ("activity accidents", "活动意外", "no activity records are kept here"),
-}
+NOT_COVERED: dict[str, tuple[str, str, str, str]] = {
+    "choking": ("choking", "噎食", "no meal or swallowing data is collected", "不采集进食或吞咽数据"),
+    "food_medicine": ("wrong food or medicine", "食品药品误食", "no medication or meal records are kept here",
+                      "这里不记录用药或膳食"),
+    "scalds": ("scalds", "烫伤", "no water-temperature or bathing data is collected", "不采集水温或洗浴数据"),
+    "harm": ("harm to self or others", "他伤和自伤", "no behaviour data; emergency calls appear under open alarms",
+             "没有行为数据；紧急呼叫见未关闭的报警"),
+    "activity_accidents": ("activity accidents", "活动意外", "no activity records are kept here", "这里不记录活动"),
+}  # fmt: skip
 
 
 def _section(code: str, title: str, title_zh: str, items: list[dict[str, Any]]) -> Section:
@@ -139,43 +142,46 @@ def _risks(
     wanderers = [r for r in present if r["wander_risk"]]
     wanderers_unwatched = [r for r in wanderers if not watched(r, ("wristband", "wearable"))]
 
-    def beds(rs: list[dict[str, Any]]) -> str:
-        return ", ".join(f"{r['bed']} ({r['person_code']})" for r in rs)
+    def beds(rs: list[dict[str, Any]], separator: str = ", ") -> str:
+        return separator.join(f"{r['bed']} ({r['person_code']})" for r in rs)
 
+    def risk(code: str, name: str, name_zh: str, level: Level, said: list[tuple[str, str]]) -> Risk:
+        coverage: Coverage = "partial" if code == "pressure_sores" else "covered"
+        return Risk(code=code, name=name, name_zh=name_zh, coverage=coverage, level=level,
+                    findings=[en for en, _ in said], findings_zh=[zh for _, zh in said])  # fmt: skip
+
+    bed_exits, falls, wanders = open_kinds.get("bed_exit", 0), open_kinds.get("fall", 0), open_kinds.get("wander", 0)
     risks = [
-        Risk(
-            code="pressure_sores", name="pressure sores", name_zh="压疮", coverage="partial",
-            level=_level(False, bool(bedbound_unwatched)),
-            findings=[f"{len(bedbound)} disabled (bed-bound) resident(s); the data show whether they are watched, "
-                      "not the state of their skin"]
-            + ([f"bed-bound without a working bed sensor: {beds(bedbound_unwatched)}"] if bedbound_unwatched else []),
-        ),
-        Risk(
-            code="falls_from_bed", name="falls from bed", name_zh="坠床", coverage="covered",
-            level=_level(open_kinds.get("bed_exit", 0) > 0, bool(high_fall_bed_unwatched)),
-            findings=[f"{open_kinds.get('bed_exit', 0)} open bed-exit alarm(s); {recent.get('bed_exit', 0)} in 24 h"]
-            + ([f"high fall risk without a working bed sensor: {beds(high_fall_bed_unwatched)}"]
-               if high_fall_bed_unwatched else []),
-        ),
-        Risk(
-            code="falls", name="falls", name_zh="跌倒", coverage="covered",
-            level=_level(open_kinds.get("fall", 0) > 0, bool(high_fall_unwatched) or recent.get("fall", 0) > 0),
-            findings=[f"{open_kinds.get('fall', 0)} open fall alarm(s); {recent.get('fall', 0)} in 24 h; "
-                      f"{len(high_fall)} resident(s) at high fall risk"]
-            + ([f"high fall risk without a working button, radar or wearable: {beds(high_fall_unwatched)}"]
-               if high_fall_unwatched else []),
-        ),
-        Risk(
-            code="wandering", name="wandering off", name_zh="走失", coverage="covered",
-            level=_level(open_kinds.get("wander", 0) > 0, bool(wanderers_unwatched)),
-            findings=[f"{open_kinds.get('wander', 0)} open wandering alarm(s); {len(wanderers)} resident(s) "
-                      "at risk of wandering"]
-            + ([f"at risk without a working wristband: {beds(wanderers_unwatched)}"] if wanderers_unwatched else []),
-        ),
+        risk("pressure_sores", "pressure sores", "压疮", _level(False, bool(bedbound_unwatched)),
+             [(f"{len(bedbound)} disabled (bed-bound) resident(s); the data show whether they are watched, "
+               "not the state of their skin",
+               f"失能（卧床）老人 {len(bedbound)} 位；数据只显示是否有人看护，不显示皮肤状况")]
+             + ([(f"bed-bound without a working bed sensor: {beds(bedbound_unwatched)}",
+                  f"卧床但没有有效的床位传感器：{beds(bedbound_unwatched, '、')}")] if bedbound_unwatched else [])),
+        risk("falls_from_bed", "falls from bed", "坠床", _level(bed_exits > 0, bool(high_fall_bed_unwatched)),
+             [(f"{bed_exits} open bed-exit alarm(s); {recent.get('bed_exit', 0)} in 24 h",
+               f"未关闭的离床报警 {bed_exits} 条；24 小时内 {recent.get('bed_exit', 0)} 条")]
+             + ([(f"high fall risk without a working bed sensor: {beds(high_fall_bed_unwatched)}",
+                  f"跌倒高风险但没有有效的床位传感器：{beds(high_fall_bed_unwatched, '、')}")]
+                if high_fall_bed_unwatched else [])),
+        risk("falls", "falls", "跌倒", _level(falls > 0, bool(high_fall_unwatched) or recent.get("fall", 0) > 0),
+             [(f"{falls} open fall alarm(s); {recent.get('fall', 0)} in 24 h; "
+               f"{len(high_fall)} resident(s) at high fall risk",
+               f"未关闭的跌倒报警 {falls} 条；24 小时内 {recent.get('fall', 0)} 条；"
+               f"跌倒高风险老人 {len(high_fall)} 位")]
+             + ([(f"high fall risk without a working button, radar or wearable: {beds(high_fall_unwatched)}",
+                  f"跌倒高风险但没有有效的呼叫按钮、雷达或穿戴设备：{beds(high_fall_unwatched, '、')}")]
+                if high_fall_unwatched else [])),
+        risk("wandering", "wandering off", "走失", _level(wanders > 0, bool(wanderers_unwatched)),
+             [(f"{wanders} open wandering alarm(s); {len(wanderers)} resident(s) at risk of wandering",
+               f"未关闭的走失报警 {wanders} 条；有走失风险的老人 {len(wanderers)} 位")]
+             + ([(f"at risk without a working wristband: {beds(wanderers_unwatched)}",
+                  f"有走失风险但没有有效的手环：{beds(wanderers_unwatched, '、')}")] if wanderers_unwatched else [])),
     ]  # fmt: skip
-    for code, (name, name_zh, why) in NOT_COVERED.items():
+    for code, (name, name_zh, why, why_zh) in NOT_COVERED.items():
         risks.append(Risk(code=code, name=name, name_zh=name_zh, coverage="not_covered", level="no_data",
-                          findings=[f"the platform's data cannot speak to this risk: {why}"]))  # fmt: skip
+                          findings=[f"the platform's data cannot speak to this risk: {why}"],
+                          findings_zh=[f"平台的数据无法反映此风险：{why_zh}"]))  # fmt: skip
     order = ["choking", "food_medicine", "pressure_sores", "scalds", "falls_from_bed", "falls", "wandering", "harm",
              "activity_accidents"]  # fmt: skip
     return sorted(risks, key=lambda r: order.index(r.code))

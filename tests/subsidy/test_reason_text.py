@@ -41,12 +41,12 @@ def test_a_reason_is_filled_in_the_language_asked() -> None:
     )
     assert reason_text.render(reason, "en") == reason.text
     assert reason_text.render(reason, "zh-CN") == (
-        "床位传感器在 30 晚中有 3 晚无数据（4,5,6 日）；离线不等于不在床，但时间过长，无法在未见的情况下付款"  # noqa: RUF001
+        "床位传感器在 30 晚中有 3 晚无数据（4,5,6 日）；离线不等于不在床，但时间过长，无法在未见的情况下付款"
     )
     homes = Reason(code="duplicate_claim", text="also claimed by A, B, ...", args={"homes": ["A", "B"]})
     assert reason_text.render(homes, "zh-CN").startswith("A、B 也申领了此人")
     variant = Reason(code="wrong_bed_type", text="...", args={"bed_code": "B-1", "variant": "home_care"})
-    assert reason_text.render(variant, "zh-CN") == "床位 B-1 是家庭养老床位，不是机构床位"  # noqa: RUF001
+    assert reason_text.render(variant, "zh-CN") == "床位 B-1 是家庭养老床位，不是机构床位"
 
 
 def test_a_reason_without_its_values_or_template_is_given_in_english() -> None:

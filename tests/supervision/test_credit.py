@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -11,6 +13,7 @@ from tests.registry.support import Client, Database
 from tests.supervision.world import World
 
 from eldercare.platform.supervision import formula
+from eldercare.platform.web.page_routes import I18N
 
 OCT = {"from": "2026-10-01", "to": "2026-10-30"}
 
@@ -165,3 +168,25 @@ def test_formula_terms_are_capped_and_the_threshold_is_strict() -> None:
     assert formula.score(at).score == 60 and not formula.score(at).blacklisted
     below = replace(at, unacknowledged_over_5_min=1)
     assert formula.score(below).score == 58 and formula.score(below).blacklisted
+
+
+def test_every_rule_is_worded_for_the_pages_in_both_languages() -> None:
+    """The pages show a term's rule from their catalogue; the English entry must be the formula's own words, so a
+    change of the formula that forgets the pages fails here."""
+    catalogue = {lang: json.loads((I18N / f"{lang}.json").read_text(encoding="utf-8")) for lang in ("en", "zh-CN")}
+    calm = formula.Inputs(
+        alarms_for_people=0,
+        p90_s_to_acknowledge=None,
+        p90_s_to_attend=None,
+        unacknowledged_over_5_min=0,
+        open_at_end=0,
+        falls=0,
+        beds=0,
+        device_online_rate=None,
+    )
+    terms = formula.terms(calm)
+    assert len(terms) == 8
+    for term in terms:
+        assert catalogue["en"][f"term_rule.{term.term}"] == term.rule
+        assert re.search(r"[\u4e00-\u9fff]", catalogue["zh-CN"][f"term_rule.{term.term}"]), term.term
+    assert {k for k in catalogue["zh-CN"] if k.startswith("term_rule.")} == {f"term_rule.{t.term}" for t in terms}

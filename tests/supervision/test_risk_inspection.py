@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -73,6 +74,12 @@ def test_findings_and_the_nine_risks(as_user: Callable[[str], Client], now_state
     for code in ("choking", "food_medicine", "scalds", "harm", "activity_accidents"):
         assert (risks[code]["coverage"], risks[code]["level"]) == ("not_covered", "no_data")
     assert (report["devices"], report["residents"]) == (12, 8)
+    # every finding is said in Chinese too, one for one, naming the same beds
+    for r in report["risks"]:
+        assert len(r["findings_zh"]) == len(r["findings"]) >= 1, r
+        assert all(re.search(r"[\u4e00-\u9fff]", f) for f in r["findings_zh"]), r
+    assert "101-2" in risks["falls_from_bed"]["findings_zh"][1]
+    assert risks["falls_from_bed"]["findings_zh"][0].startswith("未关闭的离床报警")
 
 
 def test_scope_of_the_risk_inspection(as_user: Callable[[str], Client], now_state: World) -> None:
@@ -89,6 +96,7 @@ def test_page_and_pdf(as_user: Callable[[str], Client], now_state: World, tmp_pa
     base = f"/api/v1/supervision/institutions/{now_state.a.id}/risk-inspection"
     page = as_user("sup-head-a").get(base + ".html")
     assert page.status_code == 200 and "跌倒" in page.text and "西陵福寿院" in page.text and "BT-A1" in page.text
+    assert "未关闭的跌倒报警" in page.text and "open fall alarm(s)" in page.text
     reply = as_user("sup-head-a").get(base + ".pdf")
     assert reply.status_code == 200 and reply.headers["content-type"] == "application/pdf"
     assert reply.content.startswith(b"%PDF-")
@@ -97,7 +105,9 @@ def test_page_and_pdf(as_user: Callable[[str], Client], now_state: World, tmp_pa
     for tool in ("pdftotext", "pdffonts"):
         assert shutil.which(tool), f"{tool} (Debian package poppler-utils) is needed to read the PDF back"
     text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
-    for expected in ("一键巡检报告", "西陵福寿院", "跌倒", "坠床", "噎食", "数据无法反映", "BT-A1", "设备离线"):
+    expected_texts = ("一键巡检报告", "西陵福寿院", "跌倒", "坠床", "噎食", "数据无法反映", "BT-A1", "设备离线",
+                      "平台的数据无法反映此风险", "未关闭的跌倒报警", "open fall alarm(s)")  # fmt: skip
+    for expected in expected_texts:
         assert expected in text, expected
     fonts = subprocess.run(["pdffonts", str(pdf)], capture_output=True, text=True, check=True).stdout
     assert "NotoSansCJKSC" in fonts and " yes yes " in fonts  # embedded, subset

@@ -9,7 +9,7 @@ from playwright.sync_api import Response, expect
 from tests.web.conftest import Browsers, ready, shot
 from tests.web.support import World
 
-NOT_FOUND = "未找到，或您无权查看。"  # noqa: RUF001 - the page's text, with its Chinese punctuation
+NOT_FOUND = "未找到，或您无权查看。"
 
 
 def test_the_family_page_tells_the_state_alarms_and_settings(browsers: Browsers, web: World) -> None:
@@ -23,7 +23,7 @@ def test_the_family_page_tells_the_state_alarms_and_settings(browsers: Browsers,
     expect(story).to_contain_text("一键呼叫")
     expect(story).to_contain_text("护理员收到报警")
     expect(story).to_contain_text("40 秒后")
-    expect(story).to_contain_text("处理完毕：误按")  # noqa: RUF001 - the page's Chinese punctuation
+    expect(story).to_contain_text("处理完毕：误按")
 
     # Notification settings: only falls and calls, quiet hours; a channel added, a bad one refused.
     page.get_by_label("只通知下面选中的").check()

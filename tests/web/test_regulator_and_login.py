@@ -63,6 +63,11 @@ def test_the_regulator_sees_the_region_on_a_map_and_in_a_sortable_table(browsers
     expect(page.locator("#kinds")).to_contain_text("一键呼叫")
     expect(page.locator("#terms tbody tr").first).to_be_visible()
     expect(page.locator("#risks tbody tr").first).to_be_visible()
+    # the credit rules and the inspection's findings in the page's language
+    expect(page.locator("#terms")).to_contain_text("每秒扣 0.1 分")
+    expect(page.locator("#risks")).to_contain_text("平台的数据无法反映此风险")
+    expect(page.locator("#terms")).not_to_contain_text("point per")
+    expect(page.locator("#risks")).not_to_contain_text("cannot speak")
     _subsidy_section(page, web)
     # The home's claim line for a person it never registered (tests/web/conftest.py): rejected, and why.
     line = page.locator("#subsidy-lines tbody tr")

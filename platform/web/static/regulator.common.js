@@ -80,6 +80,14 @@
     return template.replace(/\{(\w+)\}/g, (_, n) => claimValue(args[n]));
   }
 
+  // A credit score term's rule in the page's language; the formula's own (English) words when the catalogue does
+  // not have the term (tests/supervision/test_credit.py keeps the English entries equal to the formula's).
+  function termRule(term) {
+    const key = "term_rule." + term.term;
+    const text = t(key);
+    return text === key ? term.rule : text;
+  }
+
   // For the map's markers: bad (red) when blacklisted or when calls for help go unanswered or are answered
   // slowly; watch (yellow) for any other reason to look at the home; good (green) when there is none.
   const URGENT_REASONS = new Set(["credit_blacklisted", "unacknowledged_over_5_min", "slow_acknowledgement", "slow_attendance", "alarms_open_at_end"]);
@@ -133,5 +141,5 @@
     return "shown";
   }
 
-  window.REG = { period, savePeriod, figuresQuery, COLUMNS, reasonText, claimReasonText, standing, subsidy, claimMonth, fmt: { pct, int, sec, num, yuan } };
+  window.REG = { period, savePeriod, figuresQuery, COLUMNS, reasonText, claimReasonText, termRule, standing, subsidy, claimMonth, fmt: { pct, int, sec, num, yuan } };
 })();

@@ -44,10 +44,10 @@
       + (score.blacklisted ? " · " + t("blacklisted") : "") : t("credit_none");
     credit.className = "state-line" + (score && score.blacklisted ? " level-danger" : "");
     document.querySelector("#terms tbody").replaceChildren(...(explained ? explained.terms : []).map((x) => el("tr", {},
-      el("td", {}, tCode("term", x.term)), el("td", {}, x.rule), el("td", { class: "num" + (x.deduction > 0 ? " bad" : "") }, x.deduction.toFixed(1)))));
+      el("td", {}, tCode("term", x.term)), el("td", {}, REG.termRule(x)), el("td", { class: "num" + (x.deduction > 0 ? " bad" : "") }, x.deduction.toFixed(1)))));
     document.querySelector("#risks tbody").replaceChildren(...(risk ? risk.risks : []).map((r) => el("tr", {},
       el("td", { class: "level-" + r.level }, tCode("level", r.level)), el("td", {}, EC.lang === "en" ? r.name : r.name_zh),
-      el("td", {}, r.findings.join("；") || "—"))));
+      el("td", {}, (EC.lang === "en" ? r.findings : r.findings_zh).join(EC.lang === "en" ? "; " : "；") || "—"))));
     const flag = flags.find((f) => f.institution_id === id);
     const flagLine = document.getElementById("subsidy-flag");
     flagLine.hidden = !flag;
