@@ -4,6 +4,11 @@ Frames are numbered per epoch; birth is published retained on connect and the la
 gateway dead if the connection drops; :meth:`SimUplink.heartbeat` says it is alive (the platform counts a
 gateway silent when no status message came for a while). After a lost connection it reconnects by itself
 within seconds. Used by the demo, the tests and the world simulator's direct mode.
+
+Like the gateway, it loses nothing to a broker with nobody to give a frame to: a PUBACK with MQTT 5 reason 16
+("no matching subscribers", ingest not subscribed yet) is not an acknowledgement; the frame is published again
+after :data:`RESEND_AFTER_S` until the broker takes it for someone. Retained status messages are kept by the
+broker anyway and are not sent again.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import ssl
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -23,9 +29,20 @@ from paho.mqtt.reasoncodes import ReasonCode
 from eldercare.devices import messages as m
 from eldercare.devices import topics
 
+NO_MATCHING_SUBSCRIBERS = 16
+RESEND_AFTER_S = 1.0
+
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
 
 
 class SimUplink:
@@ -59,6 +76,11 @@ class SimUplink:
         self._lock = threading.Lock()
         self.published = 0  # messages handed to the client (frames and status)
         self.acknowledged = 0  # acknowledged by the broker (QoS 1), or sent (QoS 0)
+        self.resent = 0  # frames published again after a PUBACK with reason 16
+        # Messages in flight by id, to publish a frame again on reason 16.
+        self._in_flight: dict[int, _Sent] = {}
+        self._early: dict[int, bool] = {}  # answered before publish() returned: refused (reason 16)?
+        self._closing = False
 
     def _on_connect(
         self, client: mqtt.Client, _u: object, _f: ConnectFlags, reason: ReasonCode, _p: Properties | None
@@ -69,9 +91,44 @@ class SimUplink:
         self._publish(topics.uplink(self.institution, self.gateway, topics.Channel.STATUS), m.encode(birth), 1, True)
         self._connected.set()
 
-    def _on_publish(self, _c: mqtt.Client, _u: object, _mid: int, _r: ReasonCode, _p: Properties) -> None:
+    def _on_publish(self, _c: mqtt.Client, _u: object, mid: int, reason: ReasonCode, _p: Properties) -> None:
+        # Runs with paho's outgoing-message lock held: publishing again happens later, on a timer thread. The
+        # answer may come before publish() has returned the message's id: then _track settles it.
+        refused = reason.value == NO_MATCHING_SUBSCRIBERS
+        with self._lock:
+            if mid not in self._in_flight:
+                self._early[mid] = refused
+                return
+            sent = self._in_flight.pop(mid)
+        self._settle(sent, refused=refused)
+
+    def _track(self, sent: _Sent, info: mqtt.MQTTMessageInfo) -> None:
+        """After publish() returned: remember the message until the broker answers, or settle its answer."""
+        if sent.qos == 0 and info.rc != mqtt.MQTT_ERR_SUCCESS:
+            return  # not sent, and never answered
+        with self._lock:
+            if info.mid not in self._early:
+                self._in_flight[info.mid] = sent
+                return
+            refused = self._early.pop(info.mid)
+        self._settle(sent, refused=refused)
+
+    def _settle(self, sent: _Sent, *, refused: bool) -> None:
+        if refused and sent.qos == 1 and not sent.retain:
+            if not self._closing:
+                timer = threading.Timer(RESEND_AFTER_S, self._resend, (sent,))
+                timer.daemon = True
+                timer.start()
+            return
         with self._lock:
             self.acknowledged += 1
+
+    def _resend(self, sent: _Sent) -> None:
+        if self._closing:
+            return
+        with self._lock:
+            self.resent += 1
+        self._track(sent, self._client.publish(sent.topic, sent.payload, sent.qos, sent.retain))
 
     @property
     def connected(self) -> bool:
@@ -95,6 +152,7 @@ class SimUplink:
             raise TimeoutError(f"gateway {self.gateway} could not connect to {self._host}:{self._port}")
 
     def close(self) -> None:
+        self._closing = True
         death = m.Death(ts=now_ms(), clean=True)
         info = self._publish(
             topics.uplink(self.institution, self.gateway, topics.Channel.STATUS), m.encode(death), 1, True
@@ -118,4 +176,6 @@ class SimUplink:
     def _publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> mqtt.MQTTMessageInfo:
         with self._lock:
             self.published += 1
-        return self._client.publish(topic, payload, qos, retain)
+        info = self._client.publish(topic, payload, qos, retain)  # not under self._lock: see _on_publish
+        self._track(_Sent(topic, payload, qos, retain), info)
+        return info
