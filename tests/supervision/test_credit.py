@@ -136,18 +136,20 @@ def test_credit_scope_and_roles(as_user: Callable[[str], Client], world: World) 
     assert city.get("/api/v1/supervision/credit-scores/999999999").status_code == 404
 
 
+CALM = formula.Inputs(
+    alarms_for_people=0,
+    p90_s_to_acknowledge=None,
+    p90_s_to_attend=None,
+    unacknowledged_over_5_min=0,
+    open_at_end=0,
+    falls=0,
+    beds=0,
+    device_online_rate=None,
+)  # a home with nothing to deduct
+
+
 def test_formula_terms_are_capped_and_the_threshold_is_strict() -> None:
-    calm = formula.Inputs(
-        alarms_for_people=0,
-        p90_s_to_acknowledge=None,
-        p90_s_to_attend=None,
-        unacknowledged_over_5_min=0,
-        open_at_end=0,
-        falls=0,
-        beds=0,
-        device_online_rate=None,
-    )
-    assert formula.score(calm).score == 100
+    assert formula.score(CALM).score == 100
     worst = formula.Inputs(
         alarms_for_people=100,
         p90_s_to_acknowledge=10_000,
@@ -164,7 +166,7 @@ def test_formula_terms_are_capped_and_the_threshold_is_strict() -> None:
     assert result.score == 0 and result.blacklisted
     assert all(t.deduction == t.cap for t in result.terms)
     # exactly at the threshold is not blacklisted; just below is
-    at = replace(calm, subsidy_findings={"critical": 2}, inspections={"minor_issues": 2})
+    at = replace(CALM, subsidy_findings={"critical": 2}, inspections={"minor_issues": 2})
     assert formula.score(at).score == 60 and not formula.score(at).blacklisted
     below = replace(at, unacknowledged_over_5_min=1)
     assert formula.score(below).score == 58 and formula.score(below).blacklisted
@@ -174,17 +176,7 @@ def test_every_rule_is_worded_for_the_pages_in_both_languages() -> None:
     """The pages show a term's rule from their catalogue; the English entry must be the formula's own words, so a
     change of the formula that forgets the pages fails here."""
     catalogue = {lang: json.loads((I18N / f"{lang}.json").read_text(encoding="utf-8")) for lang in ("en", "zh-CN")}
-    calm = formula.Inputs(
-        alarms_for_people=0,
-        p90_s_to_acknowledge=None,
-        p90_s_to_attend=None,
-        unacknowledged_over_5_min=0,
-        open_at_end=0,
-        falls=0,
-        beds=0,
-        device_online_rate=None,
-    )
-    terms = formula.terms(calm)
+    terms = formula.terms(CALM)
     assert len(terms) == 8
     for term in terms:
         assert catalogue["en"][f"term_rule.{term.term}"] == term.rule
