@@ -16,6 +16,7 @@ from psycopg import sql
 
 from eldercare.platform.api.deps import Conn, CurrentPrincipal
 from eldercare.platform.api.errors import FieldError, Problem
+from eldercare.platform.audit import log as audit
 from eldercare.platform.auth import scope
 from eldercare.platform.auth.scope import Action, Obj, Principal, Role
 from eldercare.platform.auth.service import AsyncConn
@@ -207,9 +208,31 @@ async def upload_claims(
 async def get_claim(
     institution_id: PathId, month: Month, conn: Conn, principal: CurrentPrincipal, evidence: bool = True
 ) -> ClaimView:
-    """The home's claim in force for the month: each line with its verdict, reasons, evidence and decision."""
+    """The home's claim in force for the month: each line with its verdict, reasons, evidence and decision. The
+    read is audited: the reasons and the evidence speak of hospital stays, deaths and capability."""
     await _home(conn, principal, institution_id, READ, "read subsidy claims")
-    return await reports.claim_view(conn, institution_id=institution_id, month=month_query(month), evidence=evidence)
+    async with conn.transaction():
+        view = await reports.claim_view(
+            conn, institution_id=institution_id, month=month_query(month), evidence=evidence
+        )
+        await _audit_claim_read(conn, principal, view, {"evidence": evidence})
+    return view
+
+
+async def _audit_claim_read(conn: AsyncConn, principal: Principal, view: ClaimView, how: dict[str, object]) -> None:
+    if view.claim_id is None:
+        return  # no claim: nothing about anyone was read
+    people = sorted({line.person_code for line in view.lines if line.person_code})
+    await audit.record(
+        conn,
+        principal=principal,
+        action="read_health",
+        object_type="subsidy_claim",
+        object_id=view.claim_id,
+        institution_id=view.institution_id,
+        detail={"month": view.month, "lines": len(view.lines), "person_codes": people[:1000], "people": len(people),
+                "fields": ["verdicts", "reasons"] + (["evidence"] if how.get("evidence", True) else []), **how},
+    )  # fmt: skip
 
 
 @router.get("/institutions/{institution_id}/subsidy/export", response_class=Response, responses=FILES)
@@ -225,7 +248,9 @@ async def export_claim(
     """The home's month line by line, as CSV or XLSX."""
     await _home(conn, principal, institution_id, READ, "read subsidy claims")
     when = month_query(month)
-    view = await reports.claim_view(conn, institution_id=institution_id, month=when)
+    async with conn.transaction():
+        view = await reports.claim_view(conn, institution_id=institution_id, month=when)
+        await _audit_claim_read(conn, principal, view, {"export": format})
     rows = reports.line_rows(view, lang)
     name = f"subsidy-{institution_id}-{when:%Y-%m}"
     return await file_response(name, f"{when:%Y-%m}", reports.LINE_COLUMNS, rows, format)

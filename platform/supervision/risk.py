@@ -49,6 +49,7 @@ class RiskReport(BaseModel):
     residents: int
     sections: list[Section]
     risks: list[Risk]
+    named: list[str] = Field(default_factory=list, exclude=True)  # person codes the report names, for the audit
 
 
 NOT_COVERED: dict[str, tuple[str, str, str, str]] = {
@@ -112,7 +113,8 @@ async def inspect(conn: AsyncConn, *, institution_id: int) -> RiskReport:
         _section("open_alarms", "open alarms", "未关闭告警", open_alarms),
         _section("overdue_alarms", "overdue alarms", "超时告警", overdue),
     ]
-    risks = _risks(present, alarms, recent, watched)
+    named: set[str] = {str(i["person_code"]) for s in sections for i in s.items if i.get("person_code")}
+    risks = _risks(present, alarms, recent, watched, named)
     return RiskReport(
         institution_id=home["id"],
         institution_code=home["code"],
@@ -122,6 +124,7 @@ async def inspect(conn: AsyncConn, *, institution_id: int) -> RiskReport:
         residents=len(residents),
         sections=sections,
         risks=risks,
+        named=sorted(named),
     )
 
 
@@ -129,8 +132,13 @@ Row = dict[str, Any]
 
 
 def _risks(
-    present: list[Row], alarms: list[Row], recent: dict[str, int], watched: Callable[[Row, tuple[str, ...]], bool]
+    present: list[Row],
+    alarms: list[Row],
+    recent: dict[str, int],
+    watched: Callable[[Row, tuple[str, ...]], bool],
+    named: set[str],
 ) -> list[Risk]:
+    """The nine risks; adds the residents their findings name to ``named``."""
     open_kinds: dict[str, int] = {}
     for a in alarms:
         open_kinds[a["kind"]] = open_kinds.get(a["kind"], 0) + 1
@@ -143,6 +151,7 @@ def _risks(
     wanderers_unwatched = [r for r in wanderers if not watched(r, ("wristband", "wearable"))]
 
     def beds(rs: list[dict[str, Any]], separator: str = ", ") -> str:
+        named.update(str(r["person_code"]) for r in rs)
         return separator.join(f"{r['bed']} ({r['person_code']})" for r in rs)
 
     def risk(code: str, name: str, name_zh: str, level: Level, said: list[tuple[str, str]]) -> Risk:

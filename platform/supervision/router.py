@@ -12,7 +12,9 @@ from pydantic import BaseModel, Field
 
 from eldercare.platform.api.deps import Conn, CurrentPrincipal
 from eldercare.platform.api.errors import RESPONSES
-from eldercare.platform.auth.scope import Action, Obj, resolve
+from eldercare.platform.audit import log as audit
+from eldercare.platform.auth.scope import Action, Obj, Principal, resolve
+from eldercare.platform.auth.service import AsyncConn
 from eldercare.platform.supervision import attention, credit, inspections, pages, report_pdf, risk, rounds
 from eldercare.platform.supervision.access import (
     READ_FIGURES,
@@ -195,10 +197,28 @@ async def _home(conn: Conn, principal: CurrentPrincipal, institution_id: int) ->
     return await resolve(conn, principal, Obj.INSTITUTION, institution_id, Action.READ_INSTITUTION)
 
 
+async def _inspected(conn: AsyncConn, principal: Principal, institution_id: int, shown_as: str) -> risk.RiskReport:
+    """The inspection, its read audited: it names residents with their capability and fall risk."""
+    home = await _home(conn, principal, institution_id)
+    async with conn.transaction():
+        report = await risk.inspect(conn, institution_id=home)
+        await audit.record(
+            conn,
+            principal=principal,
+            action="read_health",
+            object_type="risk_inspection",
+            object_id=None,
+            institution_id=home,
+            detail={"as": shown_as, "residents_read": report.residents, "person_codes": report.named[:1000],
+                    "named": len(report.named), "fields": ["person_code", "bed", "capability", "fall_risk"]},
+        )  # fmt: skip
+    return report
+
+
 @supervision.get("/institutions/{institution_id}/risk-inspection")
 async def risk_inspection(institution_id: PathId, conn: Conn, principal: CurrentPrincipal) -> risk.RiskReport:
-    """One-press risk inspection (一键巡检) of a home, now."""
-    return await risk.inspect(conn, institution_id=await _home(conn, principal, institution_id))
+    """One-press risk inspection (一键巡检) of a home, now. The read is audited."""
+    return await _inspected(conn, principal, institution_id, "json")
 
 
 _PDF: dict[int | str, dict[str, object]] = {
@@ -211,7 +231,7 @@ _PDF: dict[int | str, dict[str, object]] = {
 
 @supervision.get("/institutions/{institution_id}/risk-inspection.pdf", response_class=Response, responses=_PDF)
 async def risk_inspection_pdf(institution_id: PathId, conn: Conn, principal: CurrentPrincipal) -> Response:
-    report = await risk.inspect(conn, institution_id=await _home(conn, principal, institution_id))
+    report = await _inspected(conn, principal, institution_id, "pdf")
     stamp = report.generated_at.strftime("%Y%m%dT%H%MZ")
     document = await asyncio.to_thread(report_pdf.render, report)  # CPU work off the event loop
     return Response(
@@ -229,7 +249,7 @@ _HTML: dict[int | str, dict[str, object]] = {
 # response_class=Response, not HTMLResponse: FastAPI would otherwise document the JSON errors as text/html.
 @supervision.get("/institutions/{institution_id}/risk-inspection.html", response_class=Response, responses=_HTML)
 async def risk_inspection_page(institution_id: PathId, conn: Conn, principal: CurrentPrincipal) -> HTMLResponse:
-    report = await risk.inspect(conn, institution_id=await _home(conn, principal, institution_id))
+    report = await _inspected(conn, principal, institution_id, "html")
     return HTMLResponse(pages.risk_page(report, "risk-inspection.pdf"))
 
 

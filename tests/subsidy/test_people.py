@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import cast
+from typing import Any, cast
 
 import psycopg
 import pytest
@@ -233,6 +233,33 @@ def test_a_flagged_home_s_lines_go_to_a_person_who_decides(setup: Setup, sub_db:
     assert outsider.post("/api/v1/subsidy/decisions", json=decision).status_code == 404  # not in their region
     with psycopg.connect(sub_db.url, autocommit=True) as conn:
         conn.execute("UPDATE institution_flags SET cleared_at = now() WHERE institution_id = %s", (home,))
+
+
+def _claim_reads(url: str, home: int) -> list[dict[str, Any]]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT detail FROM audit_log WHERE action = 'read_health' AND object_type = 'subsidy_claim'"
+            " AND institution_id = %s ORDER BY seq",
+            (home,),
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+def test_reading_a_claim_is_audited(setup: Setup, sub_db: Database) -> None:
+    """A claim's reasons and evidence speak of hospital stays, deaths and capability: each read is logged with
+    the person codes it showed."""
+    home = setup.written.homes[0]
+    before = len(_claim_reads(sub_db.url, home))
+    view = setup.reg.ok("GET", f"/api/v1/institutions/{home}/subsidy/claims", params={"month": "2026-10"})
+    setup.head.ok("GET", f"/api/v1/institutions/{home}/subsidy/claims", params={"month": "2026-10", "evidence": False})
+    assert setup.head.get(f"/api/v1/institutions/{home}/subsidy/export", params={"month": "2026-10"}).status_code == 200
+    reads = _claim_reads(sub_db.url, home)[before:]
+    assert [(r["evidence"] if "evidence" in r else r["export"]) for r in reads] == [True, False, "csv"]
+    codes = sorted({line["person_code"] for line in view["lines"] if line["person_code"]})
+    assert codes and all(r["person_codes"] == codes and r["lines"] == len(view["lines"]) for r in reads)
+    assert "evidence" in reads[0]["fields"] and "evidence" not in reads[1]["fields"]
+    empty = setup.reg.ok("GET", f"/api/v1/institutions/{home}/subsidy/claims", params={"month": "2025-01"})
+    assert empty["lines"] == [] and len(_claim_reads(sub_db.url, home)) == before + 3  # nothing read: no entry
 
 
 def test_reports_as_csv_and_xlsx(setup: Setup) -> None:

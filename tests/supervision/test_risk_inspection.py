@@ -9,6 +9,7 @@ import subprocess
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import psycopg
 import pytest
@@ -80,6 +81,37 @@ def test_findings_and_the_nine_risks(as_user: Callable[[str], Client], now_state
         assert all(re.search(r"[\u4e00-\u9fff]", f) for f in r["findings_zh"]), r
     assert "101-2" in risks["falls_from_bed"]["findings_zh"][1]
     assert risks["falls_from_bed"]["findings_zh"][0].startswith("未关闭的离床报警")
+
+
+def test_every_inspection_read_is_audited(as_user: Callable[[str], Client], now_state: World, sup_db: Database) -> None:
+    """The inspection names residents with their capability and fall risk: JSON, page and PDF are each logged,
+    with the person codes the report names (in its lists and in its findings)."""
+    a = now_state.a
+    base = f"/api/v1/supervision/institutions/{a.id}/risk-inspection"
+
+    def reads() -> list[dict[str, object]]:
+        with psycopg.connect(sup_db.url) as conn:
+            rows = conn.execute(
+                "SELECT detail FROM audit_log WHERE action = 'read_health' AND object_type = 'risk_inspection'"
+                " AND institution_id = %s ORDER BY seq",
+                (a.id,),
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    before = len(reads())
+    report = as_user("sup-xiling").ok("GET", base)
+    for suffix in (".html", ".pdf"):
+        assert as_user("sup-xiling").get(base + suffix).status_code == 200
+    logged = reads()[before:]
+    assert [r["as"] for r in logged] == ["json", "html", "pdf"]
+    listed = {i["person_code"] for s in report["sections"] for i in s["items"] if i.get("person_code")}
+    in_findings = {c for r in report["risks"] for f in r["findings"] for c in re.findall(r"\((P[A-Z0-9]{10})\)", f)}
+    assert in_findings - listed  # the findings name someone no list does: they count too
+    for entry in logged:
+        assert set(cast(list[str], entry["person_codes"])) == listed | in_findings
+        assert entry["residents_read"] == report["residents"]
+    assert as_user("sup-head-d").get(base).status_code == 404
+    assert len(reads()) == before + 3  # a refused read reads nothing
 
 
 def test_scope_of_the_risk_inspection(as_user: Callable[[str], Client], now_state: World) -> None:
