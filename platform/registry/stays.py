@@ -241,14 +241,25 @@ async def _assignments(conn: AsyncConn, column: str, value: int) -> list[Assignm
 
 @router.get("/residents/{resident_id}/hospital-stays")
 async def list_hospital_stays(resident_id: PathId, conn: Conn, principal: CurrentPrincipal) -> list[HospitalStay]:
-    await scope.resolve(conn, principal, Obj.RESIDENT, resident_id, Action.READ_RESIDENT)
-    async with conn.cursor(row_factory=dict_row) as cur:
+    """The resident's stays in hospital. Health data: the read is audited."""
+    institution_id = await scope.resolve(conn, principal, Obj.RESIDENT, resident_id, Action.READ_RESIDENT)
+    async with atomic(conn), conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             "SELECT id, resident_id, hospital, lower(during) AS start, upper(during) AS end, note"
             " FROM hospital_stays WHERE resident_id = %s ORDER BY lower(during)",
             (resident_id,),
         )
-        return [HospitalStay.model_validate(r) for r in await cur.fetchall()]
+        stays = [HospitalStay.model_validate(r) for r in await cur.fetchall()]
+        await audit.record(
+            conn,
+            principal=principal,
+            action="read_health",
+            object_type="resident",
+            object_id=resident_id,
+            institution_id=institution_id,
+            detail={"fields": ["hospital_stays"], "count": len(stays)},
+        )
+    return stays
 
 
 @router.post("/residents/{resident_id}/hospital-stays", status_code=201)

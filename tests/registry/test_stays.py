@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 from tests.registry.support import World, new_id_number
 
 
@@ -82,7 +83,11 @@ def test_hospital_stays_and_death(world: World) -> None:
     )
     assert ended["end"] is not None
     assert staff.post(f"/api/v1/hospital-stays/{stay['id']}/end", json={}).status_code == 409
-    assert len(staff.ok("GET", f"/api/v1/residents/{who}/hospital-stays")) == 1
+    reads = "SELECT count(*) FROM audit_log WHERE action = 'read_health' AND object_id = %s"
+    with psycopg.connect(world.db.url, autocommit=True) as conn:
+        before = conn.execute(reads, (who,)).fetchone()
+        assert len(staff.ok("GET", f"/api/v1/residents/{who}/hospital-stays")) == 1
+        assert before is not None and conn.execute(reads, (who,)).fetchone() == (before[0] + 1,)  # audited
     assert staff.ok("GET", f"/api/v1/beds/{bed['id']}")["occupied"] is True
     died = datetime.now(UTC) - timedelta(hours=1)
     staff.ok(
