@@ -76,6 +76,7 @@ def run(chunks: list[list[m.AccelSamples]], shipped: model.FallModel, folder: Pa
         store.commit([batch])
         cpu_detect += middle - started
         cpu_commit += time.process_time() - middle
+    counted = store.data_bytes
     store.close()
     with sqlite3.connect(folder / f"store-{keep}.db") as db:
         kept = db.execute(
@@ -88,6 +89,7 @@ def run(chunks: list[list[m.AccelSamples]], shipped: model.FallModel, folder: Pa
         "detect_ms_per_chunk": cpu_detect / n_chunks * 1000,
         "commit_ms_per_chunk": cpu_commit / n_chunks * 1000,
         "bytes_per_wearable": (kept[0] + kept[1]) / len(chunks),
+        "counted_bytes": counted,  # the store's byte budget: the falls (alarms) and, kept, the detectors' rows
     }
 
 
@@ -117,6 +119,8 @@ def main() -> None:
     )
     share = extra * 2 * args.wearables / 10  # ms per chunk x chunks per second -> % of one core
     print(f"  cost of keeping the state: {extra:.3f} ms CPU per chunk, {share:.1f} % of a core for {args.wearables}")
+    counted = (kept["counted_bytes"] - base["counted_bytes"]) / args.wearables
+    print(f"  counted in the store's byte budget (max_bytes' data share): {counted / 1024:.1f} KiB per wearable")
 
 
 if __name__ == "__main__":

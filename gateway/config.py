@@ -170,6 +170,12 @@ class FallConfig(_Strict):
     model: Path | None = None  # the shipped model when not given
     forward_samples: bool = True  # also send the raw accelerometer chunks upstream (telemetry)
     suppress_s: float = Field(10.0, ge=0, le=600, description="one alarm per fall: quiet time after an alarm")
+    forget_after_s: float = Field(
+        86_400.0,
+        ge=60,
+        le=365 * 86_400,
+        description="forget a wearable's detector (in memory and in the store) after this long without its samples",
+    )
 
 
 class MappingsConfig(_Strict):

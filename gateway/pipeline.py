@@ -15,9 +15,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Final
 
 import numpy as np
 
@@ -53,21 +54,38 @@ Problem = MappingError | UnknownDeviceError
 
 
 SAMPLE_DTYPE = np.dtype("<f4")
+PRUNE_EVERY_S: Final = 60.0  # how often FallService looks for detectors to forget (a pass over them all)
 
 
 class FallService:
-    """One streaming detector per wearable, resumed from the store's checkpoints after a restart."""
+    """One streaming detector per wearable, resumed from the store's checkpoints after a restart.
+
+    A wearable's detector is forgotten (in memory, and in the store through :meth:`take_forgotten`) once the
+    wearable has been silent for ``forget_after_s`` both in data time (its stream ends that long before the
+    newest stream of any wearable) and in the gateway's running time (no chunk from it that long, counted from
+    its last chunk or from the gateway's start). Data time alone would let one wearable with a clock far ahead
+    reset every other detector; running time alone would forget, after a long outage of the gateway or of a
+    home broker, the detectors of wearables whose backlog is still to come and continues their streams.
+    """
 
     def __init__(
         self,
         model: FallModel,
         *,
         suppress_s: float,
+        forget_after_s: float = 86_400.0,
         saved: Mapping[str, tuple[bytes, list[SavedSamples]]] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.model = model
         self._suppress_s = suppress_s
+        self._forget_after_s = forget_after_s
+        self._clock = clock
         self._detectors: dict[str, FallDetector] = {}
+        self._fed: dict[str, float] = {}  # clock of each detector's last chunk (or of the start, if restored)
+        self._newest_ts = 0.0  # ms, where the stream that ends last ends
+        self._forget: set[str] = set()  # wearables whose stored state is to be deleted
+        self._next_prune = started = clock()
         self._carried: dict[str, list[m.Fall]] = {}
         self.restored = 0
         for dev, (state, rows) in (saved or {}).items():
@@ -75,15 +93,25 @@ class FallService:
             detector = FallDetector.restore(model, state, samples, suppress_s=suppress_s)
             if detector is None:
                 log.warning("fall detector of %s: its stored state does not fit; starting afresh", dev)
+                self._forget.add(dev)
                 continue
             self._detectors[dev] = detector
+            self._fed[dev] = started
+            self._newest_ts = max(self._newest_ts, detector.end_ts or 0.0)
             self.restored += 1
+
+    @property
+    def wearables(self) -> set[str]:
+        """The wearables whose detectors are held."""
+        return set(self._detectors)
 
     def feed(self, message: m.AccelSamples) -> list[m.Fall]:
         """Falls completed by ``message``; see :meth:`checkpoint` for what to store with it."""
+        now = self._clock()
         detector = self._detectors.get(message.dev)
         if detector is None:
             detector = self._detectors[message.dev] = FallDetector(self.model, suppress_s=self._suppress_s)
+        self._fed[message.dev] = now
         falls = []
         for decision in detector.feed(message.ts, message.hz, message.xyz):
             if decision.alarm:
@@ -96,13 +124,44 @@ class FallService:
                         confidence=round(decision.probability, 3),
                     )
                 )
+        self._newest_ts = max(self._newest_ts, detector.end_ts or 0.0)
+        if now >= self._next_prune:
+            self._prune(now)
         return falls
 
-    def carry(self, falls: Sequence[m.Fall]) -> None:
-        """Falls whose commit the store refused: the detector has taken their samples and will not decide them
-        again when the device sends the chunk once more, so they go with that device's next chunk instead."""
-        for fall in falls:
-            self._carried.setdefault(fall.dev, []).append(fall)
+    def _prune(self, now: float) -> None:
+        """Forget the detectors of wearables silent for ``forget_after_s`` in data time and in running time."""
+        self._next_prune = now + PRUNE_EVERY_S
+        oldest_ts = self._newest_ts - self._forget_after_s * 1000
+        for dev, detector in list(self._detectors.items()):
+            end = detector.end_ts
+            if (end is None or end < oldest_ts) and now - self._fed[dev] >= self._forget_after_s:
+                del self._detectors[dev], self._fed[dev]
+                self._forget.add(dev)
+                log.info("fall detector of %s forgotten: nothing from it for %.0f s", dev, self._forget_after_s)
+
+    def take_forgotten(self) -> list[str]:
+        """Wearables whose stored detector state is to be deleted, in the commit of the chunk just fed."""
+        gone = sorted(dev for dev in self._forget if dev not in self._detectors)  # a new detector replaces it
+        self._forget.clear()
+        return gone
+
+    def refused(self, batch: Batch) -> None:
+        """The store refused ``batch`` (nothing of it was stored), and the device will send its chunk again.
+
+        The detectors have taken the chunk and will take it again as a repeat, deciding nothing: its falls go
+        with that device's next chunk instead, the next checkpoint holds the chunk's samples again (or the stored
+        window would have a hole, and a restart would start the detector afresh), and the wearables it was to
+        forget are forgotten in a later commit.
+        """
+        for item in batch.items:
+            if isinstance(item.message, m.Fall) and item.message.source == "wearable":
+                self._carried.setdefault(item.message.dev, []).append(item.message)
+        for state in batch.detectors:
+            detector = self._detectors.get(state.dev)
+            if detector is not None:
+                detector.not_stored(stream=state.stream, first=state.first)
+        self._forget.update(batch.forget)
 
     def take_carried(self, dev: str) -> list[m.Fall]:
         return self._carried.pop(dev, [])
@@ -191,6 +250,7 @@ class Pipeline:
         except UnsupportedRateError as exc:
             self._stats.error(f"{message.dev} ({device_class.value}): {exc}")
             return out
+        batch.forget.extend(self._falls.take_forgotten())
         state = self._falls.checkpoint(message.dev)
         if state is not None:
             batch.detectors.append(state)
@@ -227,8 +287,8 @@ class Pipeline:
     def _after_commit(self, batch: Batch, future: asyncio.Future[Stored]) -> None:
         exc = None if future.cancelled() else future.exception()
         if future.cancelled() or exc is not None:
-            if self._falls is not None:  # the device sends its chunk again; the fall goes with it then
-                self._falls.carry([i.message for i in batch.items if isinstance(i.message, m.Fall)])
+            if self._falls is not None:  # the device sends its chunk again
+                self._falls.refused(batch)
             if exc is not None:
                 self._stats.refused += 1
                 if isinstance(exc, GatewayError | OSError):

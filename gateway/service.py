@@ -86,7 +86,12 @@ class Gateway:
         )
         falls = None
         if self.model is not None:
-            falls = FallService(self.model, suppress_s=config.fall.suppress_s, saved=store.detector_states())
+            falls = FallService(
+                self.model,
+                suppress_s=config.fall.suppress_s,
+                forget_after_s=config.fall.forget_after_s,
+                saved=store.detector_states(),
+            )
             if falls.restored:
                 log.info("fall detection: %d wearable stream(s) resumed from the store", falls.restored)
         pipeline = Pipeline(

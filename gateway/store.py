@@ -21,8 +21,11 @@ device keeps them and sends again.
 Fall detectors. Each wearable's detector state (a few numbers and the last seconds of its 50 Hz samples,
 4.4 KiB a wearable by ``bench/gateway_fall_state.py``) is kept in ``fall_state`` and ``fall_samples``,
 written in the same commit as the chunk that changed it, so a restart resumes every detector where the
-acknowledged stream left it (see :mod:`eldercare.gateway.fall.detector`). It is bounded per wearable and not
-counted in ``max_bytes``' data share.
+acknowledged stream left it (see :mod:`eldercare.gateway.fall.detector`). It is bounded per wearable and
+counted in ``max_bytes``' data share like an alarm: telemetry is dropped to make room for it, and a commit that
+brings it is refused when alarms and detector state leave no room (the detectors are needed for fall alarms).
+A wearable's rows are deleted when the gateway forgets its detector (``Batch.forget``, see
+:class:`eldercare.gateway.pipeline.FallService`).
 
 Repeats. A message whose exact bytes were stored recently (the last ``dedup_keys`` messages) is a repeat
 (a device or the home broker sending again what was already stored) and is not stored twice.
@@ -119,6 +122,7 @@ class Batch:
     faults: list[tuple[str, str, bool]] = field(default_factory=list)  # (device, fault, active)
     devices: list[tuple[str, str]] = field(default_factory=list)  # (device, class) first seen
     detectors: list[DetectorState] = field(default_factory=list)  # fall detectors' checkpoints, in order
+    forget: list[str] = field(default_factory=list)  # wearables whose detector state goes (before ``detectors``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,11 +199,15 @@ class Store:
             "SELECT (SELECT coalesce(sum(length(body)), 0) + count(*) * ? FROM alarm_q)"
             " + (SELECT coalesce(sum(length(body)), 0) + count(*) * ? FROM telemetry_q)"
             " + (SELECT coalesce(sum(length(body)), 0) + count(*) * ? FROM frames)"
-            " + (SELECT count(*) * ? FROM recent)",
+            " + (SELECT count(*) * ? FROM recent)"
+            " + (SELECT coalesce(sum(length(state)), 0) + count(*) * ? FROM fall_state)"
+            " + (SELECT coalesce(sum(length(samples)), 0) + count(*) * ? FROM fall_samples)",
             ROW_OVERHEAD,
             ROW_OVERHEAD,
             ROW_OVERHEAD,
             KEY_BYTES,
+            ROW_OVERHEAD,
+            ROW_OVERHEAD,
         )
 
     # --- helpers ---------------------------------------------------------------------------------
@@ -260,6 +268,8 @@ class Store:
     def commit(self, batches: Sequence[Batch], *, acked: Sequence[int] = ()) -> list[Stored]:
         """Store ``batches`` and forget the frames ``acked``, in one fsynced transaction."""
         incoming = sum(len(i.body) + ROW_OVERHEAD + KEY_BYTES for b in batches for i in b.items)
+        # Fall detector state, needed for fall alarms, takes room as alarms do (the rows it replaces not subtracted).
+        incoming += sum(len(d.state) + len(d.samples) + 2 * ROW_OVERHEAD for b in batches for d in b.detectors)
         at_least = 0  # bytes of telemetry to drop whatever the estimate says (the pages ran out first)
         while True:
             try:
@@ -302,17 +312,32 @@ class Store:
             else:
                 self._db.execute("DELETE FROM faults WHERE dev = ? AND fault = ?", (dev, fault))
         self._db.executemany("INSERT OR IGNORE INTO devices VALUES (?, ?)", batch.devices)
-        for d in batch.detectors:
+        for dev in batch.forget:
+            self._free("DELETE FROM fall_samples WHERE dev = ? RETURNING length(samples)", dev)
+            self._free("DELETE FROM fall_state WHERE dev = ? RETURNING length(state)", dev)
+        for d in batch.detectors:  # the new checkpoint replaces a row from the same sample (stored again)
+            self._free(
+                "DELETE FROM fall_samples WHERE dev = ? AND (stream <> ? OR last <= ? OR first = ?)"
+                " RETURNING length(samples)",
+                d.dev,
+                d.stream,
+                d.keep_from,
+                d.first,
+            )
+            self._free("DELETE FROM fall_state WHERE dev = ? RETURNING length(state)", d.dev)
             if d.n_samples:
                 self._db.execute(
-                    "INSERT OR REPLACE INTO fall_samples VALUES (?, ?, ?, ?, ?)",
+                    "INSERT INTO fall_samples VALUES (?, ?, ?, ?, ?)",
                     (d.dev, d.stream, d.first, d.first + d.n_samples, d.samples),
                 )
-            self._db.execute(
-                "DELETE FROM fall_samples WHERE dev = ? AND (stream <> ? OR last <= ?)", (d.dev, d.stream, d.keep_from)
-            )
-            self._db.execute("INSERT OR REPLACE INTO fall_state VALUES (?, ?)", (d.dev, d.state))
+                self._bytes += len(d.samples) + ROW_OVERHEAD
+            self._db.execute("INSERT INTO fall_state VALUES (?, ?)", (d.dev, d.state))
+            self._bytes += len(d.state) + ROW_OVERHEAD
         return Stored(accepted, repeats)
+
+    def _free(self, delete: str, *params: str | int) -> None:
+        """Run ``delete`` (a ``DELETE ... RETURNING`` the length of each row's blob) and count what it freed."""
+        self._bytes -= sum(size + ROW_OVERHEAD for (size,) in self._db.execute(delete, params).fetchall())
 
     def _trim_keys(self) -> None:
         cursor = self._db.execute(
@@ -321,8 +346,8 @@ class Store:
         self._bytes -= max(0, cursor.rowcount) * KEY_BYTES
 
     def _keep_room_for_frames(self, incoming: int) -> None:
-        """After :meth:`_make_room`: what is left is alarms (and frames), which are never dropped; past
-        :data:`ALARM_SHARE` of the pages they are refused, so that they can still be cut into frames."""
+        """After :meth:`_make_room`: what is left is alarms (and frames, and fall detector state), which are never
+        dropped; past :data:`ALARM_SHARE` of the pages they are refused, so that they can still be cut into frames."""
         if incoming and self._bytes + incoming > self._alarm_limit:
             raise _AlarmsFullError(self._bytes)
 

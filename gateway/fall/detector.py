@@ -16,7 +16,9 @@ last checkpoint; the store forgets samples the window no longer needs). After a 
 whose impact came before the restart and whose decision comes after it is decided as if the gateway had
 never stopped (a test checks it), provided the device or the home broker sends again what the gateway had not
 acknowledged, which both do. A chunk that does not continue the stream (a gap longer than the tolerance)
-starts a new stream, restored or not.
+starts a new stream, restored or not. When the store refuses the commit of a checkpoint, the caller says so
+(:meth:`FallDetector.not_stored`) and the next checkpoint holds that chunk's samples again, so the stored
+window has no hole.
 """
 
 from __future__ import annotations
@@ -119,6 +121,11 @@ class FallDetector:
         self._trim()
         return decisions
 
+    @property
+    def end_ts(self) -> float | None:
+        """Where the stream taken so far ends (ms): the time the next chunk should start at; None before any."""
+        return self._raw_next_ts
+
     def checkpoint(self) -> Checkpoint | None:
         """The state to store with the chunk just fed; None if that chunk changed nothing (a repeat)."""
         if not self._changed or self._t0 is None:
@@ -140,6 +147,14 @@ class FallDetector:
             "quiet_until": self._quiet_until,
         }
         return Checkpoint(round(self._t0), first, samples, self._start, json.dumps(state).encode())
+
+    def not_stored(self, *, stream: int, first: int) -> None:
+        """The checkpoint of ``stream`` from sample ``first`` was not stored (the store refused its commit): the
+        next checkpoint holds those samples again, and is made even if the next chunk is a repeat (the device
+        sending the refused chunk again)."""
+        if self._t0 is not None and round(self._t0) == stream:
+            self._saved = min(self._saved, first)
+            self._changed = True
 
     @classmethod
     def restore(

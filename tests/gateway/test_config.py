@@ -130,6 +130,7 @@ def test_the_documented_example_is_valid(folder: Path) -> None:
         (lambda d: d["uplink"].update(ca_file="nowhere.pem"), "uplink.ca_file", "does not exist"),
         (lambda d: d["uplink"].update(ca_file="not-a-ca.pem"), "uplink.ca_file", "not a CA certificate file"),
         (lambda d: d.update(fall={"model": "none.npz"}), "fall.model", "does not exist"),
+        (lambda d: d.update(fall={"forget_after_s": 10}), "fall.forget_after_s", "greater than or equal to 60"),
         (lambda d: d.update(local={"command_on": "sometimes"}), "local.command_on", "Input should be"),
         (
             lambda d: d.update(supervision={"classes": {"button": {"heartbeat_s": 0}}}),

@@ -161,14 +161,16 @@ def test_the_stored_window_stays_small_and_a_state_that_does_not_fit_starts_afre
     store.close()
 
 
-def http_app(store: Store, worker: StoreWorker, stats: Stats, shipped: model.FallModel) -> Starlette:
+def http_app(
+    store: Store, worker: StoreWorker, stats: Stats, shipped: model.FallModel, *, forward_samples: bool = False
+) -> Starlette:
     """The gateway's pipeline over ``store`` with its fall service resumed from it, behind the HTTP source."""
     pipeline = Pipeline(
         mappings=mapping_files.load_all(),
         book=DeviceBook(DevicesConfig(auto_discover=True), store.devices()),
         supervisor=Supervisor(config=SupervisionConfig(), devices={}, active=(), now=time.monotonic(), clock_ms=now_ms),
         falls=FallService(shipped, suppress_s=10, saved=store.detector_states()),
-        forward_samples=False,
+        forward_samples=forward_samples,
         worker=worker,
         stats=stats,
         hub=AlarmHub(LocalConfig(), institution="524205024154895658", gateway="GW-1", stats=stats),
@@ -209,28 +211,36 @@ def test_through_the_pipeline_the_fall_is_stored_once_across_the_restart(
     assert [(a["t"], a["dev"], a["source"]) for a in stored] == [("fall", DEV, "wearable")]
 
 
-async def _refused_then_resent(path: Path, shipped: model.FallModel, messages: list[m.AccelSamples]) -> list[int]:
-    """The store full of unsent alarms refuses what brings a new message (503): the chunk that completes the
-    fall. The broker then takes the alarms, and the device sends the refused chunks again. Returns the HTTP
-    statuses of the first round."""
-    store = Store(path, max_bytes=4 * MIB)
-    for size in (50, 1):  # fill it with alarms, which are never evicted: by fifties, then to the last one
+def fill_with_alarms(store: Store) -> None:
+    """Alarms, which are never dropped, until the store refuses more: by fifties, then to the last one."""
+    for size in (50, 1):
         for n in itertools.count():
             presses = [m.Button(dev=f"BT-{size}-{n}-{k}", ts=T0 + k, action=m.ButtonAction.PRESS) for k in range(size)]
             try:
                 store.commit([Batch(items=[Item(Lane.ALARM, m.encode(p) + b" " * 500, p) for p in presses])])
             except StoreFullError:
                 break
+
+
+def send_alarms(store: Store) -> None:
+    """The uplink sends every alarm and the platform's broker acknowledges them: the store has room again."""
+    while frame := store.cut_frame(Lane.ALARM, max_msgs=200, max_bytes=64 * 1024, sent=0):
+        store.commit([], acked=[frame.seq])
+
+
+async def _refused_then_resent(path: Path, shipped: model.FallModel, messages: list[m.AccelSamples]) -> list[int]:
+    """The store full of unsent alarms refuses what brings a new message (503): the chunk that completes the
+    fall. The broker then takes the alarms, and the device sends the refused chunks again. Returns the HTTP
+    statuses of the first round."""
+    store = Store(path, max_bytes=4 * MIB)
+    fill_with_alarms(store)
     worker = StoreWorker(store)
     stats = Stats()
     app = http_app(store, worker, stats, shipped)
     task = asyncio.create_task(worker.run())
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
         first = [(await client.post("/v1/devices/contract", content=m.encode(c))).status_code for c in messages]
-        while frame := await worker.call(
-            partial(store.cut_frame, Lane.ALARM, max_msgs=200, max_bytes=64 * 1024, sent=0)
-        ):
-            await worker.call(partial(store.commit, [], acked=[frame.seq]))  # the platform has them now
+        await worker.call(partial(send_alarms, store))
         for message, status in zip(messages, first, strict=True):
             if status == 503:  # the device sends again what was not taken
                 reply = await client.post("/v1/devices/contract", content=m.encode(message))
@@ -251,3 +261,45 @@ def test_a_fall_decided_in_a_chunk_the_full_store_refused_is_stored_when_the_chu
     with sqlite3.connect(tmp_path / "store.db") as db:
         stored = [json.loads(body) for (body,) in db.execute("SELECT body FROM alarm_q")]
     assert [(a["t"], a["dev"], a["source"]) for a in stored] == [("fall", DEV, "wearable")]
+
+
+async def _one_chunk_refused(
+    path: Path, shipped: model.FallModel, messages: list[m.AccelSamples], refused: int
+) -> None:
+    """The gateway takes ``messages``, but its store, full of unsent alarms, refuses ``messages[refused]`` (503);
+    the alarms go to the platform, the device sends that chunk again (200) and goes on; the gateway stops."""
+    store = Store(path, max_bytes=4 * MIB)
+    worker = StoreWorker(store)
+    app = http_app(store, worker, Stats(), shipped, forward_samples=True)
+    task = asyncio.create_task(worker.run())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
+        for i, message in enumerate(messages):
+            if i == refused:
+                await worker.call(partial(fill_with_alarms, store))
+                assert (await client.post("/v1/devices/contract", content=m.encode(message))).status_code == 503
+                await worker.call(partial(send_alarms, store))
+            assert (await client.post("/v1/devices/contract", content=m.encode(message))).status_code == 200
+    worker.stop()
+    await task
+    store.close()
+
+
+def test_the_samples_of_a_chunk_the_store_refused_go_with_the_next_checkpoint(
+    dataset: data.Dataset, shipped: model.FallModel, tmp_path: Path
+) -> None:
+    """The detector took the refused chunk, and takes it again as a repeat: its samples must still reach the
+    store, or the stored window has a hole and a restart starts the detector afresh (missing the fall)."""
+    trial = fall_trial(dataset, shipped)
+    messages = chunks(trial.counts, hz=50, size=25)
+    never_stopped = FallService(shipped, suppress_s=10)
+    reference = [f for message in messages for f in never_stopped.feed(message)]
+    impact_ts = T0 + trial.impact_index() * 1000 // ft.HZ
+    refused = next(i for i, c in enumerate(messages) if c.ts > impact_ts) - 1  # the chunk with the impact
+    path = tmp_path / "store.db"
+    asyncio.run(_one_chunk_refused(path, shipped, messages[: refused + 2], refused))  # and one more, stored
+
+    store = Store(path, max_bytes=4 * MIB)
+    resumed = FallService(shipped, suppress_s=10, saved=store.detector_states())
+    assert resumed.restored == 1  # no hole in the stored window
+    assert feed_and_store(resumed, store, messages[refused + 2 :]) == reference  # decided on the same window
+    store.close()

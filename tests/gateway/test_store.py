@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from eldercare.devices import messages as m
-from eldercare.gateway.store import Batch, Item, Lane, Store, StoreFullError
+from eldercare.gateway.store import KEY_BYTES, ROW_OVERHEAD, Batch, DetectorState, Item, Lane, Store, StoreFullError
 
 T0 = 1_763_775_000_000
 MIB = 1024 * 1024
@@ -157,4 +157,80 @@ def test_a_store_full_of_alarms_still_cuts_them_into_frames_and_empties(tmp_path
         store.commit([], acked=[frame.seq])  # sent: the room kept back is what lets them go
     assert store.depth().alarm == 0
     store.commit([Batch(items=[press(n)])])  # and it takes alarms again
+    store.close()
+
+
+def checkpoint(dev: str, *, stream: int = T0, first: int = 0, n: int = 300, keep_from: int = 0) -> DetectorState:
+    """A fall detector's checkpoint as the gateway stores it: ``n`` samples of 12 bytes and its state."""
+    return DetectorState(
+        dev=dev,
+        stream=stream,
+        first=first,
+        samples=bytes(12 * n),
+        n_samples=n,
+        keep_from=keep_from,
+        state=b'{"t0": %d, "count": %d}' % (stream, first + n),
+    )
+
+
+def rows_bytes(path: Path, *tables: str) -> int:
+    """What the rows of ``tables`` take by the store's measure (their blobs and a row's overhead), from the file."""
+    blob = {"fall_state": "state", "fall_samples": "samples"}
+    with sqlite3.connect(path) as db:
+        return sum(
+            db.execute(
+                f"SELECT coalesce(sum(length({blob.get(t, 'body')})), 0) + count(*) * ? FROM {t}", (ROW_OVERHEAD,)
+            ).fetchone()[0]
+            for t in tables
+        )
+
+
+def fall_state_bytes(path: Path) -> int:
+    return rows_bytes(path, "fall_state", "fall_samples")
+
+
+def test_fall_detector_state_is_counted_in_the_budget_across_replacements_restarts_and_rollbacks(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "s.db"
+    store = Store(path, max_bytes=1 * MIB)
+    steps = [
+        [checkpoint("WR-0"), checkpoint("WR-1")],
+        [checkpoint("WR-0", first=300, n=25)],  # more samples of the same stream
+        [checkpoint("WR-0", first=325, n=25, keep_from=301)],  # the window moved on: the first row goes
+        [checkpoint("WR-1", stream=T0 + 60_000)],  # a new stream: the old one's rows go
+        [checkpoint("WR-1", stream=T0 + 60_000, n=50)],  # stored again from the same sample (after a refusal)
+    ]
+    for detectors in steps:
+        store.commit([Batch(detectors=detectors)])
+        assert store.data_bytes == fall_state_bytes(path) > 0
+    store.commit([Batch(forget=["WR-0"])])  # a wearable gone: its rows go, and their bytes
+    assert set(store.detector_states()) == {"WR-1"}
+    assert store.data_bytes == fall_state_bytes(path) > 0
+    counted = store.data_bytes
+    store.close()
+
+    store = Store(path, max_bytes=1 * MIB)
+    assert store.data_bytes == counted  # counted again from the file at start
+    with pytest.raises(StoreFullError):  # alarms and checkpoints until one is refused, and rolled back
+        for n in range(0, 100_000, 100):
+            store.commit([Batch(items=[press(n + k) for k in range(100)], detectors=[checkpoint(f"WR-{n}")])])
+    keys = store._db.execute("SELECT count(*) FROM recent").fetchone()[0] * KEY_BYTES
+    assert store.data_bytes == rows_bytes(path, "alarm_q", "fall_state", "fall_samples") + keys
+    store.close()
+
+
+def test_telemetry_is_dropped_to_make_room_for_fall_detector_state(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    store = Store(path, max_bytes=1 * MIB)
+    n = 0
+    while store.dropped == 0:  # telemetry up to the data share
+        store.commit([Batch(items=[bed(n + i) for i in range(100)])])
+        n += 100
+    dropped, room = store.dropped, store._data_limit - store.data_bytes
+    store.commit([Batch(detectors=[checkpoint(f"WR-{w}") for w in range(20)])])  # 20 wearables, 73 KiB
+    assert len(store.detector_states()) == 20
+    freed = (store.dropped - dropped) * (len(bed(0).body) + ROW_OVERHEAD)
+    assert freed >= fall_state_bytes(path) - room  # the oldest readings made room for them
+    assert store.data_bytes <= store._data_limit
     store.close()
