@@ -28,8 +28,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from eldercare.devices import messages as m
 from eldercare.devices import topics
+from eldercare.gateway.mqtt import NO_MATCHING_SUBSCRIBERS
 
-NO_MATCHING_SUBSCRIBERS = 16
 RESEND_AFTER_S = 1.0
 
 

@@ -117,6 +117,28 @@ class Verdict:
         return self.broken_seq is None
 
 
+async def read_health(
+    conn: AsyncConnection[tuple[Any, ...]],
+    *,
+    principal: Principal,
+    object_type: str,
+    object_id: int | None,
+    institution_id: int | None,
+    detail: Mapping[str, Any],
+) -> int:
+    """A read of health data (vitals, hospital stays, a claim's evidence, an inspection's residents): every one is
+    logged, inside the transaction of the read, with what it showed in ``detail``."""
+    return await record(
+        conn,
+        principal=principal,
+        action="read_health",
+        object_type=object_type,
+        object_id=object_id,
+        institution_id=institution_id,
+        detail=detail,
+    )
+
+
 async def verify(conn: AsyncConnection[tuple[Any, ...]], *, batch: int = 5000) -> Verdict:
     """Walk the chain in order; the first entry whose link or hash does not match, if any."""
     prev = GENESIS

@@ -250,15 +250,10 @@ async def list_hospital_stays(resident_id: PathId, conn: Conn, principal: Curren
             (resident_id,),
         )
         stays = [HospitalStay.model_validate(r) for r in await cur.fetchall()]
-        await audit.record(
-            conn,
-            principal=principal,
-            action="read_health",
-            object_type="resident",
-            object_id=resident_id,
-            institution_id=institution_id,
+        await audit.read_health(
+            conn, principal=principal, object_type="resident", object_id=resident_id, institution_id=institution_id,
             detail={"fields": ["hospital_stays"], "count": len(stays)},
-        )
+        )  # fmt: skip
     return stays
 
 

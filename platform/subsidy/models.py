@@ -47,6 +47,9 @@ class Reason(BaseModel):
         default_factory=dict,
         description="the values the text names (and a variant of the wording), to say it in another language",
     )
+    text_zh: str | None = Field(
+        default=None, description="the reason in Chinese, filled from code and args (the English text without them)"
+    )
 
 
 class Decision(BaseModel):

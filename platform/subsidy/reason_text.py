@@ -1,9 +1,9 @@
 """A verdict's reason in the reader's language, from its ``code`` and ``args``.
 
 The wording lives in the pages' catalogue (``web/i18n/<lang>.json``, keys ``reason_text.<code>`` or
-``reason_text.<code>.<variant>``) so that the pages and the exports say the same; the page's script fills the
-same templates the same way (``regulator.common.js``). Lists of days are joined with commas, lists of names
-with the language's separator. A reason whose template is missing, or names a value the reason lacks, is
+``reason_text.<code>.<variant>``). The API gives each reason in Chinese too (:func:`with_chinese`, the pages
+show it) and the exports in the language asked, so both say the same. Lists of days are joined with commas,
+lists of names with the language's separator. A reason whose template is missing, or names a value the reason lacks, is
 given in its English ``text``: a reader never sees a half-filled sentence.
 """
 
@@ -43,3 +43,7 @@ def render(reason: Reason, lang: Lang) -> str:
     if template is None or any(name not in reason.args for name in _PLACEHOLDER.findall(template)):
         return reason.text
     return _PLACEHOLDER.sub(lambda match: _value(reason.args[match.group(1)], lang), template)
+
+
+def with_chinese(reason: Reason) -> Reason:
+    return reason.model_copy(update={"text_zh": render(reason, "zh-CN")})

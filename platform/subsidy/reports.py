@@ -107,7 +107,7 @@ def _line(row: dict[str, Any]) -> LineVerdict:
     if outcome is not None:
         decision = Decision(outcome=outcome, payable_yuan=decided["decided_yuan"], note=decided["note"],
                             decided_at=decided["decided_at"], decided_by=decided["decided_by"])  # fmt: skip
-    reasons = [Reason.model_validate(r) for r in row.pop("reasons")]
+    reasons = [reason_text.with_chinese(Reason.model_validate(r)) for r in row.pop("reasons")]
     return LineVerdict(**row, reasons=reasons, decision=decision)
 
 

@@ -215,23 +215,23 @@ async def get_claim(
         view = await reports.claim_view(
             conn, institution_id=institution_id, month=month_query(month), evidence=evidence
         )
-        await _audit_claim_read(conn, principal, view, {"evidence": evidence})
+        await _audit_claim_read(conn, principal, view, evidence=evidence)
     return view
 
 
-async def _audit_claim_read(conn: AsyncConn, principal: Principal, view: ClaimView, how: dict[str, object]) -> None:
+async def _audit_claim_read(
+    conn: AsyncConn, principal: Principal, view: ClaimView, *, evidence: bool, export: Format | None = None
+) -> None:
     if view.claim_id is None:
         return  # no claim: nothing about anyone was read
     people = sorted({line.person_code for line in view.lines if line.person_code})
-    await audit.record(
-        conn,
-        principal=principal,
-        action="read_health",
-        object_type="subsidy_claim",
-        object_id=view.claim_id,
+    fields = ["verdicts", "reasons", *(["evidence"] if evidence else [])]
+    how = {"export": export} if export else {"evidence": evidence}
+    await audit.read_health(
+        conn, principal=principal, object_type="subsidy_claim", object_id=view.claim_id,
         institution_id=view.institution_id,
         detail={"month": view.month, "lines": len(view.lines), "person_codes": people[:1000], "people": len(people),
-                "fields": ["verdicts", "reasons"] + (["evidence"] if how.get("evidence", True) else []), **how},
+                "fields": fields, **how},
     )  # fmt: skip
 
 
@@ -250,7 +250,7 @@ async def export_claim(
     when = month_query(month)
     async with conn.transaction():
         view = await reports.claim_view(conn, institution_id=institution_id, month=when)
-        await _audit_claim_read(conn, principal, view, {"export": format})
+        await _audit_claim_read(conn, principal, view, evidence=True, export=format)
     rows = reports.line_rows(view, lang)
     name = f"subsidy-{institution_id}-{when:%Y-%m}"
     return await file_response(name, f"{when:%Y-%m}", reports.LINE_COLUMNS, rows, format)

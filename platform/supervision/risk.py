@@ -154,26 +154,27 @@ def _risks(
         named.update(str(r["person_code"]) for r in rs)
         return separator.join(f"{r['bed']} ({r['person_code']})" for r in rs)
 
-    def risk(code: str, name: str, name_zh: str, level: Level, said: list[tuple[str, str]]) -> Risk:
-        coverage: Coverage = "partial" if code == "pressure_sores" else "covered"
-        return Risk(code=code, name=name, name_zh=name_zh, coverage=coverage, level=level,
+    def risk(code: str, names: tuple[str, str], coverage: Coverage, level: Level, said: list[tuple[str, str]]) -> Risk:
+        return Risk(code=code, name=names[0], name_zh=names[1], coverage=coverage, level=level,
                     findings=[en for en, _ in said], findings_zh=[zh for _, zh in said])  # fmt: skip
 
     bed_exits, falls, wanders = open_kinds.get("bed_exit", 0), open_kinds.get("fall", 0), open_kinds.get("wander", 0)
+    bed_falls_level = _level(bed_exits > 0, bool(high_fall_bed_unwatched))
+    falls_level = _level(falls > 0, bool(high_fall_unwatched) or recent.get("fall", 0) > 0)
     risks = [
-        risk("pressure_sores", "pressure sores", "压疮", _level(False, bool(bedbound_unwatched)),
+        risk("pressure_sores", ("pressure sores", "压疮"), "partial", _level(False, bool(bedbound_unwatched)),
              [(f"{len(bedbound)} disabled (bed-bound) resident(s); the data show whether they are watched, "
                "not the state of their skin",
                f"失能（卧床）老人 {len(bedbound)} 位；数据只显示是否有人看护，不显示皮肤状况")]
              + ([(f"bed-bound without a working bed sensor: {beds(bedbound_unwatched)}",
                   f"卧床但没有有效的床位传感器：{beds(bedbound_unwatched, '、')}")] if bedbound_unwatched else [])),
-        risk("falls_from_bed", "falls from bed", "坠床", _level(bed_exits > 0, bool(high_fall_bed_unwatched)),
+        risk("falls_from_bed", ("falls from bed", "坠床"), "covered", bed_falls_level,
              [(f"{bed_exits} open bed-exit alarm(s); {recent.get('bed_exit', 0)} in 24 h",
                f"未关闭的离床报警 {bed_exits} 条；24 小时内 {recent.get('bed_exit', 0)} 条")]
              + ([(f"high fall risk without a working bed sensor: {beds(high_fall_bed_unwatched)}",
                   f"跌倒高风险但没有有效的床位传感器：{beds(high_fall_bed_unwatched, '、')}")]
                 if high_fall_bed_unwatched else [])),
-        risk("falls", "falls", "跌倒", _level(falls > 0, bool(high_fall_unwatched) or recent.get("fall", 0) > 0),
+        risk("falls", ("falls", "跌倒"), "covered", falls_level,
              [(f"{falls} open fall alarm(s); {recent.get('fall', 0)} in 24 h; "
                f"{len(high_fall)} resident(s) at high fall risk",
                f"未关闭的跌倒报警 {falls} 条；24 小时内 {recent.get('fall', 0)} 条；"
@@ -181,7 +182,7 @@ def _risks(
              + ([(f"high fall risk without a working button, radar or wearable: {beds(high_fall_unwatched)}",
                   f"跌倒高风险但没有有效的呼叫按钮、雷达或穿戴设备：{beds(high_fall_unwatched, '、')}")]
                 if high_fall_unwatched else [])),
-        risk("wandering", "wandering off", "走失", _level(wanders > 0, bool(wanderers_unwatched)),
+        risk("wandering", ("wandering off", "走失"), "covered", _level(wanders > 0, bool(wanderers_unwatched)),
              [(f"{wanders} open wandering alarm(s); {len(wanderers)} resident(s) at risk of wandering",
                f"未关闭的走失报警 {wanders} 条；有走失风险的老人 {len(wanderers)} 位")]
              + ([(f"at risk without a working wristband: {beds(wanderers_unwatched)}",

@@ -202,13 +202,8 @@ async def _inspected(conn: AsyncConn, principal: Principal, institution_id: int,
     home = await _home(conn, principal, institution_id)
     async with conn.transaction():
         report = await risk.inspect(conn, institution_id=home)
-        await audit.record(
-            conn,
-            principal=principal,
-            action="read_health",
-            object_type="risk_inspection",
-            object_id=None,
-            institution_id=home,
+        await audit.read_health(
+            conn, principal=principal, object_type="risk_inspection", object_id=None, institution_id=home,
             detail={"as": shown_as, "residents_read": report.residents, "person_codes": report.named[:1000],
                     "named": len(report.named), "fields": ["person_code", "bed", "capability", "fall_risk"]},
         )  # fmt: skip

@@ -62,15 +62,10 @@ async def get_vitals(
     institution_id = await scope.resolve(conn, principal, Obj.RESIDENT, resident_id, Action.READ_RESIDENT)
     async with conn.transaction():
         found = await vitals(conn, resident_id=resident_id, end=datetime.now(UTC), hours=hours)
-        await audit.record(
-            conn,
-            principal=principal,
-            action="read_health",
-            object_type="resident",
-            object_id=resident_id,
-            institution_id=institution_id,
+        await audit.read_health(
+            conn, principal=principal, object_type="resident", object_id=resident_id, institution_id=institution_id,
             detail={"fields": ["heart_rate", "resp_rate", "presence"], "hours": hours},
-        )
+        )  # fmt: skip
     return found
 
 

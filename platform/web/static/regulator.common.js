@@ -63,23 +63,6 @@
     return text === key ? reason.message : text;
   }
 
-  // A subsidy claim line's reason in the page's language, filled as the exports fill it (subsidy/reason_text.py):
-  // lists of days joined with commas, lists of names with the language's separator; the English text when the
-  // template is missing or names a value the reason lacks.
-  function claimValue(v) {
-    if (Array.isArray(v)) return v.join(v.every(Number.isInteger) ? "," : EC.lang === "en" ? ", " : "、");
-    return v === null || v === undefined ? "" : String(v);
-  }
-  function claimReasonText(reason) {
-    const args = reason.args || {};
-    const key = "reason_text." + reason.code + (args.variant ? "." + args.variant : "");
-    const template = t(key);
-    if (template === key) return reason.text;
-    const names = [...template.matchAll(/\{(\w+)\}/g)].map((m) => m[1]);
-    if (names.some((n) => !(n in args))) return reason.text;
-    return template.replace(/\{(\w+)\}/g, (_, n) => claimValue(args[n]));
-  }
-
   // A credit score term's rule in the page's language; the formula's own (English) words when the catalogue does
   // not have the term (tests/supervision/test_credit.py keeps the English entries equal to the formula's).
   function termRule(term) {
@@ -141,5 +124,5 @@
     return "shown";
   }
 
-  window.REG = { period, savePeriod, figuresQuery, COLUMNS, reasonText, claimReasonText, termRule, standing, subsidy, claimMonth, fmt: { pct, int, sec, num, yuan } };
+  window.REG = { period, savePeriod, figuresQuery, COLUMNS, reasonText, termRule, standing, subsidy, claimMonth, fmt: { pct, int, sec, num, yuan } };
 })();

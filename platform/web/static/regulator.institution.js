@@ -68,7 +68,7 @@
       el("td", { class: "num" }, REG.fmt.yuan(l.claimed_yuan)), el("td", { class: "num" }, REG.fmt.yuan(l.payable_yuan)),
       el("td", { class: l.verdict === "rejected" ? "bad" : null }, tCode("verdict", l.verdict)),
       el("td", {}, el("ul", { class: "reasons" }, ...l.reasons.map((r) => el("li", { "data-code": r.code },
-        el("strong", {}, tCode("reason", r.code)), " — " + REG.claimReasonText(r))))))));
+        el("strong", {}, tCode("reason", r.code)), " — " + (EC.lang === "en" ? r.text : r.text_zh || r.text))))))));
   }
 
   async function subsidyLines() {
