@@ -55,6 +55,7 @@ Problem = MappingError | UnknownDeviceError
 
 SAMPLE_DTYPE = np.dtype("<f4")
 PRUNE_EVERY_S: Final = 60.0  # how often FallService looks for detectors to forget (a pass over them all)
+CARRIED_RETRY_S: Final = 1.0  # how soon falls of a refused commit are offered to the store again on their own
 
 
 class FallService:
@@ -166,6 +167,16 @@ class FallService:
     def take_carried(self, dev: str) -> list[m.Fall]:
         return self._carried.pop(dev, [])
 
+    @property
+    def carrying(self) -> bool:
+        """Whether falls of refused commits wait to be stored."""
+        return bool(self._carried)
+
+    def take_all_carried(self) -> list[m.Fall]:
+        carried = [fall for falls in self._carried.values() for fall in falls]
+        self._carried.clear()
+        return carried
+
     def checkpoint(self, dev: str) -> DetectorState | None:
         """The device's detector state to store in the same commit as the chunk just fed."""
         detector = self._detectors.get(dev)
@@ -211,6 +222,8 @@ class Pipeline:
         self._stats = stats
         self._hub = hub
         self._on_stored = on_stored
+        self._retry: asyncio.TimerHandle | None = None
+        self._closed = False
 
     def prepare(self, delivery: Delivery) -> tuple[Batch, list[Problem]]:
         """Map the payload and derive what follows from it; nothing is stored yet."""
@@ -278,6 +291,26 @@ class Pipeline:
         batch, problems = self.prepare(delivery)
         return self.submit_batch(batch), problems
 
+    def store_carried(self) -> None:
+        """Offer the store, on their own, the falls of refused commits that no chunk has taken since.
+
+        A refused chunk's falls go with that wearable's next chunk, normally the same chunk sent again; but a
+        wearable may never send again (broken in the fall, battery gone), and an alarm must not wait for it.
+        So a second after a refusal, and every second while the store keeps refusing, they are offered alone.
+        Each carried fall is taken once, by the wearable's next chunk or by this, whichever comes first.
+        """
+        self._retry = None
+        if self._falls is not None and (carried := self._falls.take_all_carried()):
+            log.info("storing %d fall(s) of refused commits on their own", len(carried))
+            self.submit_own(list(carried))
+
+    def close(self) -> None:
+        """Before the store worker stops: offer the store the carried falls a last time, and retry no more."""
+        if self._retry is not None:
+            self._retry.cancel()
+        self._closed = True
+        self.store_carried()
+
     def submit_own(self, messages: list[m.DeviceMessage]) -> asyncio.Future[Stored]:
         """Store messages the gateway made itself (supervision)."""
         batch = Batch()
@@ -289,6 +322,8 @@ class Pipeline:
         if future.cancelled() or exc is not None:
             if self._falls is not None:  # the device sends its chunk again
                 self._falls.refused(batch)
+                if self._retry is None and self._falls.carrying and not self._closed:
+                    self._retry = asyncio.get_running_loop().call_later(CARRIED_RETRY_S, self.store_carried)
             if exc is not None:
                 self._stats.refused += 1
                 if isinstance(exc, GatewayError | OSError):

@@ -179,6 +179,7 @@ class Gateway:
             for task in [*inputs, supervision]:
                 task.cancel()
             await asyncio.gather(*serving, *inputs, supervision, return_exceptions=True)
+            pipeline.close()
             await uplink.close()
             uplink_task.cancel()
             await hub.drain()

@@ -18,6 +18,7 @@ from starlette.applications import Starlette
 
 from eldercare.devices import messages as m
 from eldercare.gateway import mapping_files
+from eldercare.gateway import pipeline as pipeline_module
 from eldercare.gateway.config import DevicesConfig, HttpSource, LocalConfig, SupervisionConfig
 from eldercare.gateway.fall import data, model
 from eldercare.gateway.fall import features as ft
@@ -165,18 +166,32 @@ def http_app(
     store: Store, worker: StoreWorker, stats: Stats, shipped: model.FallModel, *, forward_samples: bool = False
 ) -> Starlette:
     """The gateway's pipeline over ``store`` with its fall service resumed from it, behind the HTTP source."""
-    pipeline = Pipeline(
+    return http_source_app(
+        HttpSource(kind="http", name="lan", vendors=["contract"]),
+        pipeline_over(
+            store,
+            worker,
+            stats,
+            FallService(shipped, suppress_s=10, saved=store.detector_states()),
+            forward_samples=forward_samples,
+        ),
+    )
+
+
+def pipeline_over(
+    store: Store, worker: StoreWorker, stats: Stats, falls: FallService, *, forward_samples: bool = False
+) -> Pipeline:
+    return Pipeline(
         mappings=mapping_files.load_all(),
         book=DeviceBook(DevicesConfig(auto_discover=True), store.devices()),
         supervisor=Supervisor(config=SupervisionConfig(), devices={}, active=(), now=time.monotonic(), clock_ms=now_ms),
-        falls=FallService(shipped, suppress_s=10, saved=store.detector_states()),
+        falls=falls,
         forward_samples=forward_samples,
         worker=worker,
         stats=stats,
         hub=AlarmHub(LocalConfig(), institution="524205024154895658", gateway="GW-1", stats=stats),
         on_stored=lambda: None,
     )
-    return http_source_app(HttpSource(kind="http", name="lan", vendors=["contract"]), pipeline)
 
 
 async def gateway_run(path: Path, shipped: model.FallModel, messages: list[m.AccelSamples]) -> int:
@@ -258,6 +273,58 @@ def test_a_fall_decided_in_a_chunk_the_full_store_refused_is_stored_when_the_chu
     messages = chunks(trial.counts, hz=50, size=25)
     statuses = asyncio.run(_refused_then_resent(tmp_path / "store.db", shipped, messages))
     assert 503 in statuses  # the chunk with the fall in it, at least
+    with sqlite3.connect(tmp_path / "store.db") as db:
+        stored = [json.loads(body) for (body,) in db.execute("SELECT body FROM alarm_q")]
+    assert [(a["t"], a["dev"], a["source"]) for a in stored] == [("fall", DEV, "wearable")]
+
+
+async def _refused_and_never_sent_again(
+    path: Path, shipped: model.FallModel, messages: list[m.AccelSamples]
+) -> tuple[list[int], list[str], bool, int]:
+    """The store full of unsent alarms refuses every chunk (503), the one completing the fall among them, and
+    the wearable, broken in the fall, sends nothing again. The store stays full for a few retries, then the
+    broker takes the alarms. Returns the HTTP statuses, the alarms stored while the store was full, whether
+    falls were still carried then, and the commits refused while the store was full."""
+    store = Store(path, max_bytes=4 * MIB)
+    fill_with_alarms(store)
+    full = store.queued(Lane.ALARM)
+    worker = StoreWorker(store)
+    stats = Stats()
+    falls = FallService(shipped, suppress_s=10)
+    app = http_source_app(
+        HttpSource(kind="http", name="lan", vendors=["contract"]), pipeline_over(store, worker, stats, falls)
+    )
+    task = asyncio.create_task(worker.run())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
+        statuses = [(await client.post("/v1/devices/contract", content=m.encode(c))).status_code for c in messages]
+    await asyncio.sleep(3 * pipeline_module.CARRIED_RETRY_S)
+    while_full = await worker.call(partial(_alarms_after, path, full))
+    carrying, refused = falls.carrying, stats.refused
+    await worker.call(partial(send_alarms, store))
+    await asyncio.sleep(2 * pipeline_module.CARRIED_RETRY_S)
+    worker.stop()
+    await task
+    store.close()
+    return statuses, while_full, carrying, refused
+
+
+def _alarms_after(path: Path, skip: int) -> list[str]:
+    with sqlite3.connect(path) as db:
+        return [body for (body,) in db.execute("SELECT body FROM alarm_q ORDER BY rowid LIMIT -1 OFFSET ?", (skip,))]
+
+
+def test_a_fall_in_a_refused_chunk_is_stored_on_its_own_when_the_wearable_never_sends_again(
+    dataset: data.Dataset, shipped: model.FallModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fall's only copy is in the gateway's memory: it must not wait for a chunk that will never come."""
+    monkeypatch.setattr(pipeline_module, "CARRIED_RETRY_S", 0.05)
+    trial = fall_trial(dataset, shipped)
+    messages = chunks(trial.counts, hz=50, size=25)
+    path = tmp_path / "store.db"
+    statuses, while_full, carrying, refused = asyncio.run(_refused_and_never_sent_again(path, shipped, messages))
+    assert set(statuses) == {503}  # nothing was taken, the fall's chunk included
+    assert while_full == [] and carrying  # offered again while the store was full, refused, and still held
+    assert refused > len(messages)
     with sqlite3.connect(tmp_path / "store.db") as db:
         stored = [json.loads(body) for (body,) in db.execute("SELECT body FROM alarm_q")]
     assert [(a["t"], a["dev"], a["source"]) for a in stored] == [("fall", DEV, "wearable")]
