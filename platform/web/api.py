@@ -77,9 +77,16 @@ async def get_resident_alarms(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     before: Annotated[Id | None, Query(description="alarms older than this alarm id (the next page)")] = None,
 ) -> list[Alarm]:
-    """The resident's alarms, newest first, each with when it was acknowledged, attended and closed."""
-    await scope.resolve(conn, principal, Obj.RESIDENT, resident_id, Action.READ_RESIDENT)
-    return await residents.alarms(conn, resident_id=resident_id, limit=limit, before=before)
+    """The resident's alarms, newest first, each with when it was acknowledged, attended and closed. Falls,
+    vital signs out of range and the like are health data: the read is audited, with the kinds it showed."""
+    institution_id = await scope.resolve(conn, principal, Obj.RESIDENT, resident_id, Action.READ_RESIDENT)
+    async with conn.transaction():
+        found = await residents.alarms(conn, resident_id=resident_id, limit=limit, before=before)
+        await audit.read_health(
+            conn, principal=principal, object_type="resident", object_id=resident_id, institution_id=institution_id,
+            detail={"fields": ["alarms"], "alarms": len(found), "kinds": sorted({a.kind for a in found})},
+        )  # fmt: skip
+    return found
 
 
 @router.get("/me/residents")

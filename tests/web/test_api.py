@@ -135,3 +135,19 @@ def test_reads_of_health_data_are_audited(web: World) -> None:
             (rid,),
         ).fetchone()
     assert row == (web.users.nurse2, "6")
+
+
+def test_reads_of_a_residents_alarm_history_are_audited_with_what_they_showed(web: World) -> None:
+    rid = web.beds[0].resident_id
+    alarms = _get(web, web.users.family_a, f"/api/v1/residents/{rid}/alarms?limit=50")
+    assert alarms
+    with psycopg.connect(web.db) as conn:
+        row = conn.execute(
+            "SELECT actor, object_type, detail FROM audit_log WHERE action = 'read_health' AND object_id = %s"
+            " ORDER BY seq DESC LIMIT 1",
+            (rid,),
+        ).fetchone()
+    assert row is not None
+    actor, object_type, detail = row
+    assert (actor, object_type) == (web.users.family_a, "resident")
+    assert detail == {"fields": ["alarms"], "alarms": len(alarms), "kinds": sorted({a["kind"] for a in alarms})}
