@@ -3,8 +3,10 @@
 The wording lives in the pages' catalogue (``web/i18n/<lang>.json``, keys ``reason_text.<code>`` or
 ``reason_text.<code>.<variant>``). The API gives each reason in Chinese too (:func:`with_chinese`, the pages
 show it) and the exports in the language asked, so both say the same. Lists of days are joined with commas,
-lists of names with the language's separator. A reason whose template is missing, or names a value the reason lacks, is
-given in its English ``text``: a reader never sees a half-filled sentence.
+lists of names with the language's separator; a programme, capability or bed kind is named in Chinese by the
+catalogue (``programme.<code>`` ...), while the English text names the code, as the verdict's ``text`` does.
+A reason whose template is missing, or names a value the reason lacks, is given in its English ``text``: a
+reader never sees a half-filled sentence.
 """
 
 from __future__ import annotations
@@ -23,26 +25,40 @@ NAME_SEPARATOR: Final[dict[str, str]] = {"zh-CN": "、", "en": ", "}
 _PLACEHOLDER: Final = re.compile(r"\{(\w+)\}")
 
 
+NAMED_VALUES: Final = ("programme", "capability", "bed_kind")  # args whose value is a code with a name
+
+
 @cache
-def templates(lang: Lang) -> dict[str, str]:
+def catalogue(lang: Lang) -> dict[str, str]:
     texts: dict[str, str] = json.loads((CATALOGUE / f"{lang}.json").read_text(encoding="utf-8"))
-    return {key: value for key, value in texts.items() if key.startswith("reason_text.")}
+    return texts
 
 
-def _value(value: object, lang: Lang) -> str:
+def templates(lang: Lang) -> dict[str, str]:
+    return {key: value for key, value in catalogue(lang).items() if key.startswith("reason_text.")}
+
+
+def named(kind: str, code: str, lang: Lang) -> str:
+    """A code's name in the language (``programme.old_age_allowance``: 高龄津贴), or the code if it has none."""
+    return catalogue(lang).get(f"{kind}.{code}", code)
+
+
+def _value(name: str, value: object, lang: Lang) -> str:
     if isinstance(value, list):
         separator = "," if all(isinstance(v, int) for v in value) else NAME_SEPARATOR[lang]
         return separator.join(str(v) for v in value)
+    if name in NAMED_VALUES and isinstance(value, str) and lang != "en":  # the English text names the codes
+        return named(name, value, lang)
     return "" if value is None else str(value)
 
 
 def render(reason: Reason, lang: Lang) -> str:
     variant = reason.args.get("variant")
     key = f"reason_text.{reason.code}" + (f".{variant}" if variant else "")
-    template = templates(lang).get(key)
+    template = catalogue(lang).get(key)
     if template is None or any(name not in reason.args for name in _PLACEHOLDER.findall(template)):
         return reason.text
-    return _PLACEHOLDER.sub(lambda match: _value(reason.args[match.group(1)], lang), template)
+    return _PLACEHOLDER.sub(lambda match: _value(match.group(1), reason.args[match.group(1)], lang), template)
 
 
 def with_chinese(reason: Reason) -> Reason:

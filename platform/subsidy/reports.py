@@ -157,13 +157,24 @@ def _days(evidence: dict[str, Any] | None, kind: str) -> str:
     return ",".join(str(d) for d in evidence.get("nights", {}).get(kind) or [])
 
 
+def headers(columns: Sequence[str], lang: Lang) -> list[str]:
+    """The columns' headers: their codes in English (stable, for programs), their names in Chinese (for people)."""
+    return list(columns) if lang == "en" else [reason_text.named("export_col", c, lang) for c in columns]
+
+
+def _coded(kind: str, code: str, lang: Lang) -> str:
+    """A code in a cell: as it is in English, its name in Chinese."""
+    return code if lang == "en" or not code else reason_text.named(kind, code, lang)
+
+
 def line_rows(view: ClaimView, lang: Lang = "en") -> list[list[Any]]:
     return [
         [
-            line.line_no, line.ref or "", line.person_code or "", line.bed_code or "", line.programme, line.days,
-            line.amount,
-            line.verdict or "unverified", line.claimed_days, line.verified_days, line.claimed_yuan,
-            line.supported_yuan, line.payable_yuan, line.decision.outcome if line.decision else "",
+            line.line_no, line.ref or "", line.person_code or "", line.bed_code or "",
+            _coded("programme", line.programme, lang), line.days, line.amount,
+            _coded("verdict", line.verdict or "unverified", lang), line.claimed_days, line.verified_days,
+            line.claimed_yuan, line.supported_yuan, line.payable_yuan,
+            _coded("verdict", line.decision.outcome if line.decision else "", lang),
             _days(line.evidence, "present"), _days(line.evidence, "absent"), _days(line.evidence, "no_evidence"),
             _days(line.evidence, "hospital"), _days(line.evidence, "after_death"),
             REASON_SEPARATOR[lang].join(reason_text.render(r, lang) for r in line.reasons),
@@ -172,16 +183,17 @@ def line_rows(view: ClaimView, lang: Lang = "en") -> list[list[Any]]:
     ]  # fmt: skip
 
 
-def total_rows(report: RegionTotals) -> list[list[Any]]:
+def total_rows(report: RegionTotals, lang: Lang = "en") -> list[list[Any]]:
     def values(t: Totals) -> list[Any]:
         return [t.lines, t.unverified, t.verified, t.partly_verified, t.rejected, t.manual_check, t.pending,
                 t.claimed_yuan, t.payable_yuan, t.withheld_yuan, t.pending_yuan]  # fmt: skip
 
+    home, district, region = (_coded("total_level", level, lang) for level in ("home", "district", "region"))
     rows: list[list[Any]] = [
-        ["home", h.region_code, h.institution_code, h.institution_name, *values(h)] for h in report.homes
+        [home, h.region_code, h.institution_code, h.institution_name, *values(h)] for h in report.homes
     ]
-    rows += [["district", d.region_code, "", "", *values(d)] for d in report.districts]
-    rows.append(["region", report.region_code, "", "", *values(report.total)])
+    rows += [[district, d.region_code, "", "", *values(d)] for d in report.districts]
+    rows.append([region, report.region_code, "", "", *values(report.total)])
     return rows
 
 

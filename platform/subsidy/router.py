@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Annotated
 
-from fastapi import APIRouter, File, Query, Response, UploadFile
+from fastapi import APIRouter, File, Response, UploadFile
 from psycopg import sql
 
 from eldercare.platform.api.deps import Conn, CurrentPrincipal
@@ -40,8 +40,7 @@ from eldercare.platform.subsidy.models import (
     ClaimsReceipt,
     ClaimView,
 )
-from eldercare.platform.subsidy.params import FILES, Format, Month, Region, file_response
-from eldercare.platform.subsidy.reason_text import Lang
+from eldercare.platform.subsidy.params import FILES, ExportLang, Format, Month, Region, file_response
 
 router = APIRouter(prefix="/api/v1", tags=["subsidy"], responses=RESPONSES)
 
@@ -243,7 +242,7 @@ async def export_claim(
     principal: CurrentPrincipal,
     *,
     format: Format = "csv",  # noqa: A002
-    lang: Annotated[Lang, Query(description="the language of the reasons (their codes do not change)")] = "en",
+    lang: ExportLang = "en",
 ) -> Response:
     """The home's month line by line, as CSV or XLSX."""
     await _home(conn, principal, institution_id, READ, "read subsidy claims")
@@ -253,7 +252,7 @@ async def export_claim(
         await _audit_claim_read(conn, principal, view, evidence=True, export=format)
     rows = reports.line_rows(view, lang)
     name = f"subsidy-{institution_id}-{when:%Y-%m}"
-    return await file_response(name, f"{when:%Y-%m}", reports.LINE_COLUMNS, rows, format)
+    return await file_response(name, f"{when:%Y-%m}", reports.headers(reports.LINE_COLUMNS, lang), rows, format)
 
 
 router.include_router(supervise.router)

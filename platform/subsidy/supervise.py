@@ -39,7 +39,7 @@ from eldercare.platform.subsidy.models import (
     RegionTotals,
     RunOut,
 )
-from eldercare.platform.subsidy.params import FILES, Format, Month, Region, file_response
+from eldercare.platform.subsidy.params import FILES, ExportLang, Format, Month, Region, file_response
 
 router = APIRouter(tags=["subsidy"], responses=RESPONSES)  # included by router.py, under /api/v1
 
@@ -71,13 +71,15 @@ async def export_totals(
     conn: Conn,
     principal: CurrentPrincipal,
     region: Region = None,
+    *,
     format: Format = "csv",  # noqa: A002
+    lang: ExportLang = "en",
 ) -> Response:
     """The totals per home, district and region as CSV or XLSX."""
     report = await totals(month, conn, principal, region)
     return await file_response(
-        f"subsidy-{report.region_code or 'home'}-{report.month}", report.month, reports.TOTAL_COLUMNS,
-        reports.total_rows(report), format,
+        f"subsidy-{report.region_code or 'home'}-{report.month}", report.month,
+        reports.headers(reports.TOTAL_COLUMNS, lang), reports.total_rows(report, lang), format,
     )  # fmt: skip
 
 

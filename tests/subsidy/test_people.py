@@ -22,7 +22,8 @@ from tests.subsidy.world import Scenario, plan
 
 from eldercare.devices import codes
 from eldercare.platform.crypto import Vault
-from eldercare.platform.subsidy.reports import LINE_COLUMNS, TOTAL_COLUMNS
+from eldercare.platform.subsidy import reason_text
+from eldercare.platform.subsidy.reports import LINE_COLUMNS, TOTAL_COLUMNS, headers
 
 OCT = date(2026, 10, 1)
 _rng = random.Random(11)
@@ -279,6 +280,13 @@ def test_reports_as_csv_and_xlsx(setup: Setup) -> None:
     zh_reasons = [row[LINE_COLUMNS.index("reasons")] for row in zh_rows[1:]]
     assert [bool(r) for r in zh_reasons] == [bool(r) for r in reasons]  # the same lines have reasons ...
     assert all(re.search(r"[\u4e00-\u9fff]", r) for r in zh_reasons if r)  # ... said in Chinese
+    assert zh_rows[0] == headers(LINE_COLUMNS, "zh-CN")  # for people: the columns named ...
+    names = {p["code"]: p["name"] for p in setup.reg.ok("GET", "/api/v1/subsidy/programmes")}
+    assert names and all(reason_text.named("programme", code, "zh-CN") == name for code, name in names.items())
+    for row, zh_row in zip(rows[1:], zh_rows[1:], strict=True):  # ... and the coded values
+        programme, verdict = LINE_COLUMNS.index("programme"), LINE_COLUMNS.index("verdict")
+        assert zh_row[programme] == names[row[programme]]
+        assert zh_row[verdict] == reason_text.named("verdict", row[verdict], "zh-CN") != row[verdict]
     bad = setup.head.get(f"/api/v1/institutions/{home}/subsidy/export", params={"month": "2026-10", "lang": "fr"})
     assert bad.status_code == 422 and "lang" in bad.text
     reply = setup.reg.get("/api/v1/subsidy/export", params={"month": "2026-10", "format": "xlsx"})
@@ -290,6 +298,12 @@ def test_reports_as_csv_and_xlsx(setup: Setup) -> None:
     assert levels.count("home") == 2 and levels[-1] == "region"
     totals = setup.reg.ok("GET", "/api/v1/subsidy/totals", params={"month": "2026-10"})
     assert Decimal(str(table[-1][TOTAL_COLUMNS.index("claimed_yuan")])) == Decimal(totals["total"]["claimed_yuan"])
+    zh = setup.reg.get("/api/v1/subsidy/export", params={"month": "2026-10", "format": "xlsx", "lang": "zh-CN"})
+    zh_table = [list(r) for r in load_workbook(io.BytesIO(zh.content)).worksheets[0].iter_rows(values_only=True)]
+    assert zh_table[0] == headers(TOTAL_COLUMNS, "zh-CN")
+    named = {"home": "机构", "district": "区县", "region": "全区划"}
+    assert [r[0] for r in zh_table[1:]] == [named[str(v)] for v in levels]
+    assert [r[1:] for r in zh_table[1:]] == [r[1:] for r in table[1:]]  # the same figures
 
 
 def test_the_monthly_batch_runs_from_the_command_line(

@@ -9,6 +9,7 @@ import re
 from eldercare.platform.subsidy import reason_text
 from eldercare.platform.subsidy.models import Reason
 from eldercare.platform.subsidy.reasons_sql import REASONS
+from eldercare.platform.subsidy.reports import LINE_COLUMNS, TOTAL_COLUMNS, headers
 
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
@@ -54,3 +55,31 @@ def test_a_reason_without_its_values_or_template_is_given_in_english() -> None:
     assert reason_text.render(stored_before, "zh-CN") == stored_before.text
     unknown = Reason(code="a_code_from_the_future", text="something new", args={"count": 1})
     assert reason_text.render(unknown, "zh-CN") == "something new"
+
+
+def test_a_programme_capability_or_bed_kind_is_named_in_chinese_and_left_a_code_in_english() -> None:
+    schedule = Reason(
+        code="no_schedule",
+        text="no schedule of old_age_allowance is in force for this home's region in 2026-10",
+        args={"programme": "old_age_allowance", "month": "2026-10"},
+    )
+    assert reason_text.render(schedule, "en") == schedule.text
+    assert reason_text.render(schedule, "zh-CN") == "2026-10 本机构所在区划没有 高龄津贴 的有效补贴标准"
+    rate = Reason(
+        code="no_rate",
+        text="schedule 7 has no amount for a nursing bed and capability partly_disabled",
+        args={"schedule_id": 7, "bed_kind": "nursing", "capability": "partly_disabled"},
+    )
+    assert reason_text.render(rate, "en") == rate.text
+    assert reason_text.render(rate, "zh-CN") == "标准 7 对 护理型 床位、能力等级 半失能 没有金额"
+    unnamed = Reason(code="no_schedule", text="...", args={"programme": "a_new_programme", "month": "2026-10"})
+    assert "a_new_programme" in reason_text.render(unnamed, "zh-CN")  # a code without a name is shown as it is
+
+
+def test_the_english_export_headers_are_the_column_codes_and_the_chinese_ones_names() -> None:
+    for column in (*LINE_COLUMNS, *TOTAL_COLUMNS):
+        assert reason_text.named("export_col", column, "en") == column
+        assert re.search(r"[\u4e00-\u9fff]", reason_text.named("export_col", column, "zh-CN")), column
+    assert headers(LINE_COLUMNS, "en") == list(LINE_COLUMNS)
+    assert len(set(headers(LINE_COLUMNS, "zh-CN"))) == len(LINE_COLUMNS)  # no two columns named alike
+    assert len(set(headers(TOTAL_COLUMNS, "zh-CN"))) == len(TOTAL_COLUMNS)

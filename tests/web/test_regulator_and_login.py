@@ -4,10 +4,17 @@ logging in and out."""
 
 from __future__ import annotations
 
+import csv
+import io
+from pathlib import Path
+
 import httpx
-from playwright.sync_api import Page, expect
+from openpyxl import load_workbook
+from playwright.sync_api import Locator, Page, expect
 from tests.web.conftest import STRANGER, Browsers, ready, shot
 from tests.web.support import PASSWORD, World
+
+from eldercare.platform.subsidy.reports import LINE_COLUMNS, TOTAL_COLUMNS, headers
 
 
 def _column(page: Page, index: int) -> list[str]:
@@ -34,6 +41,10 @@ def test_the_regulator_sees_the_region_on_a_map_and_in_a_sortable_table(browsers
     # Red: the home that leaves calls unanswered for minutes; the others have lesser reasons (yellow).
     expect(page.locator('#map path.leaflet-interactive[fill="#c62828"]')).to_have_count(1)
     _subsidy_section(page, web)
+    name, data = _download(page, page.locator('#subsidy-files button[data-format="xlsx"]'))
+    table = [list(r) for r in load_workbook(io.BytesIO(data)).worksheets[0].iter_rows(values_only=True)]
+    assert name.endswith(".xlsx") and table[0] == headers(TOTAL_COLUMNS, "zh-CN"), (name, table[0])
+    assert web.other_homes[1].name in [r[TOTAL_COLUMNS.index("institution_name")] for r in table[1:]]
 
     # The slow home (7 minutes to acknowledge) comes first when sorted by the 90th percentile, descending.
     header = page.locator('#homes th:has(button[data-sort="p90_s_to_acknowledge"])')
@@ -81,6 +92,31 @@ def test_the_regulator_sees_the_region_on_a_map_and_in_a_sortable_table(browsers
     expect(line).to_contain_text("¥100.00")
     expect(page.locator("#subsidy-table")).to_contain_text(web.other_homes[1].name)
     shot(page, "regulator-institution")
+    _files_of_the_home(page)
+
+
+def _download(page: Page, button: Locator) -> tuple[str, bytes]:
+    with page.expect_download() as started:
+        button.click()
+    download = started.value
+    return download.suggested_filename, Path(download.path()).read_bytes()
+
+
+def _files_of_the_home(page: Page) -> None:
+    """The home's claim lines as a file in the page's language, and the inspection as a PDF: the API's files,
+    fetched with the session (a plain link could not carry it)."""
+    name, data = _download(page, page.locator('#subsidy-files button[data-format="csv"]'))
+    assert name.endswith(".csv"), name
+    rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))
+    assert rows[0] == headers(LINE_COLUMNS, "zh-CN")  # the page is in Chinese: so is the file
+    (line,) = rows[1:]
+    assert line[LINE_COLUMNS.index("person_code")] == STRANGER
+    assert line[LINE_COLUMNS.index("verdict")] == "不予通过" and line[LINE_COLUMNS.index("programme")] == "高龄津贴"
+    assert f"人员编码 {STRANGER} 未在本机构登记" in line[LINE_COLUMNS.index("reasons")]
+    name, data = _download(page, page.locator("#risk-pdf"))
+    assert name.startswith("risk-") and name.endswith(".pdf") and data.startswith(b"%PDF-"), name
+    expect(page.locator("#subsidy-files-error")).to_be_hidden()
+    expect(page.locator("#risk-pdf-error")).to_be_hidden()
 
 
 def test_a_regulator_sees_no_names_of_residents_and_no_board(browsers: Browsers, web: World) -> None:

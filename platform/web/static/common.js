@@ -100,10 +100,10 @@
     }
   }
 
-  async function api(path, options) {
-    const opts = options || {};
+  // One request with the session's token; a 401 goes to the login page, any other failure is an ApiError.
+  async function send(path, opts, accept) {
     const current = session();
-    const headers = { Accept: "application/json" };
+    const headers = { Accept: accept };
     if (current) headers.Authorization = "Bearer " + current.token;
     if (opts.body !== undefined) headers["Content-Type"] = "application/json";
     const reply = await fetch(path, {
@@ -115,17 +115,35 @@
       toLogin();
       throw new ApiError(401, t("session_expired"));
     }
-    if (reply.status === 204) return null;
-    let body = null;
-    try { body = await reply.json(); } catch (_) { body = null; }
     if (!reply.ok) {
+      let body = null;
+      try { body = await reply.json(); } catch (_) { body = null; }
       const reasons = body && body.errors ? body.errors.map((e) => e.field + ": " + e.reason).join("; ") : "";
       const error = new ApiError(reply.status, (body && body.detail) || String(reply.status), body && body.errors);
       if (reasons) error.message += " (" + reasons + ")";
       error.retryAfter = reply.headers.get("Retry-After");
       throw error;
     }
-    return body;
+    return reply;
+  }
+
+  async function api(path, options) {
+    const reply = await send(path, options || {}, "application/json");
+    if (reply.status === 204) return null;
+    try { return await reply.json(); } catch (_) { return null; }
+  }
+
+  // A file from the API (an export, a PDF) saved under the name the server gives it. A plain link cannot carry
+  // the session's token, so the file is fetched and handed to the browser as a download.
+  async function download(path) {
+    const reply = await send(path, {}, "*/*");
+    const blob = await reply.blob();
+    const named = /filename="([^"]+)"/.exec(reply.headers.get("Content-Disposition") || "");
+    const link = el("a", { href: URL.createObjectURL(blob), download: named ? named[1] : "download" });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    window.setTimeout(() => URL.revokeObjectURL(link.href), 60000);
   }
 
   async function logout() {
@@ -229,7 +247,7 @@
   }
 
   window.EC = {
-    t, tCode, el, api, ApiError, start, logout, session, saveSession, applyTexts, announce, showError,
+    t, tCode, el, api, download, ApiError, start, logout, session, saveSession, applyTexts, announce, showError,
     fmtTime, fmtDateTime, fmtDate, fmtMinutes, fmtAgo, fmtSeconds, fmtPercent, localDay,
     onLang: (fn) => langListeners.push(fn),
     get lang() { return lang; },

@@ -121,7 +121,23 @@
     table.querySelector("thead").replaceChildren(el("tr", {}, ...SUBSIDY_COLUMNS.map(([, label], i) => el("th", { scope: "col", class: i ? "num" : null }, t(label)))));
     table.querySelector("tbody").replaceChildren(...homes.map((h) => el("tr", { "data-institution-id": String(h.institution_id) },
       ...SUBSIDY_COLUMNS.map(([key, , fmt], i) => el(i ? "td" : "th", { class: i ? "num" + (key === "withheld_yuan" && Number(h[key]) > 0 ? " bad" : "") : null, scope: i ? null : "row" }, fmt(h[key]))))));
+    files(month, p.region, institutionId, homes.length > 0);
     return "shown";
+  }
+
+  // The month as a file, in the page's language: a home's claim lines on its page, the totals on the region's.
+  function files(month, region, institutionId, shown) {
+    const box = document.getElementById("subsidy-files");
+    box.hidden = !shown;
+    for (const button of box.querySelectorAll("button[data-format]")) {
+      button.onclick = async () => {
+        const q = new URLSearchParams({ month, format: button.dataset.format, lang: EC.lang });
+        if (region && !institutionId) q.set("region", region);
+        const path = institutionId ? "/api/v1/institutions/" + institutionId + "/subsidy/export" : "/api/v1/subsidy/export";
+        document.getElementById("subsidy-files-error").hidden = true;
+        try { await EC.download(path + "?" + q.toString()); } catch (e) { EC.showError("subsidy-files-error", e); }
+      };
+    }
   }
 
   window.REG = { period, savePeriod, figuresQuery, COLUMNS, reasonText, termRule, standing, subsidy, claimMonth, fmt: { pct, int, sec, num, yuan } };

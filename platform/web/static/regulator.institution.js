@@ -61,10 +61,9 @@
     document.getElementById("subsidy-lines-title").hidden = lines.length === 0;
     const table = document.getElementById("subsidy-lines");
     table.hidden = lines.length === 0;
-    const names = state.programmes || {};
     table.querySelector("tbody").replaceChildren(...lines.map((l) => el("tr", { "data-line": String(l.line_no) },
       el("td", { class: "num" }, String(l.line_no)), el("td", {}, l.person_code || l.bed_code || "—"),
-      el("td", {}, EC.lang === "en" || !names[l.programme] ? l.programme : names[l.programme]),
+      el("td", {}, tCode("programme", l.programme)),
       el("td", { class: "num" }, REG.fmt.yuan(l.claimed_yuan)), el("td", { class: "num" }, REG.fmt.yuan(l.payable_yuan)),
       el("td", { class: l.verdict === "rejected" ? "bad" : null }, tCode("verdict", l.verdict)),
       el("td", {}, el("ul", { class: "reasons" }, ...l.reasons.map((r) => el("li", { "data-code": r.code },
@@ -73,11 +72,7 @@
 
   async function subsidyLines() {
     const month = REG.claimMonth(p.to);
-    const [view, programmes] = await Promise.all([
-      api("/api/v1/institutions/" + id + "/subsidy/claims?" + new URLSearchParams({ month, evidence: "false" }).toString()),
-      api("/api/v1/subsidy/programmes"),
-    ]);
-    state.programmes = Object.fromEntries(programmes.map((x) => [x.code, x.name]));
+    const view = await api("/api/v1/institutions/" + id + "/subsidy/claims?" + new URLSearchParams({ month, evidence: "false" }).toString());
     state.subsidyLines = view.lines.filter((l) => l.verdict && l.verdict !== "verified");
     renderLines();
   }
@@ -105,6 +100,10 @@
     return;
   }
   render();
+  document.getElementById("risk-pdf").addEventListener("click", async () => {
+    document.getElementById("risk-pdf-error").hidden = true;
+    try { await EC.download("/api/v1/supervision/institutions/" + id + "/risk-inspection.pdf"); } catch (e) { EC.showError("risk-pdf-error", e); }
+  });
   document.getElementById("content").hidden = false;
   const subsidyState = await REG.subsidy(p, id);
   if (subsidyState === "shown") {
