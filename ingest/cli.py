@@ -134,7 +134,8 @@ def _gaps(args: argparse.Namespace) -> int:
 def _maintain(args: argparse.Namespace) -> int:
     import psycopg
 
-    from eldercare.ingest.maintain import JOBS, interval, run_job
+    from eldercare.ingest.locks import JOBS
+    from eldercare.ingest.maintain import interval, run_job
     from eldercare.ingest.settings import IngestSettings
 
     settings = IngestSettings()

@@ -18,16 +18,14 @@ from typing import Any, Final
 import psycopg
 from psycopg.types.json import Jsonb
 
-from eldercare.ingest import gaps, retention, rollups
+from eldercare.ingest import gaps, locks, retention, rollups
+from eldercare.ingest.locks import JOBS
 from eldercare.ingest.metrics import IngestMetrics
 from eldercare.ingest.registry import Conn
 from eldercare.ingest.settings import IngestSettings
 
 log = logging.getLogger(__name__)
 
-LOCK_CLASS: Final = 0x6D6E74  # "mnt"
-JOBS: Final = ("gaps", "rollups", "retention")
-_LOCK_IDS: Final = {name: index + 1 for index, name in enumerate(JOBS)}
 _DAY_S: Final = 86_400.0
 
 
@@ -77,9 +75,7 @@ def run_job(conn: Conn, settings: IngestSettings, job: str, *, force: bool, wait
     """Run ``job`` once under its lock; unless ``force``, only if its interval has passed since the last run."""
     started = time.perf_counter()
     with conn.transaction():
-        lock = "pg_advisory_xact_lock" if wait else "pg_try_advisory_xact_lock"
-        row = conn.execute(f"SELECT {lock}(%s, %s)::text", (LOCK_CLASS, _LOCK_IDS[job])).fetchone()
-        if not wait and (row is None or row[0] != "true"):
+        if not locks.hold(conn, job, wait=wait):
             return JobRun(job, False, {}, 0.0)
         last = conn.execute(
             "SELECT extract(epoch FROM now() - last_run_at)::float8 FROM ingest_jobs WHERE job = %s", (job,)

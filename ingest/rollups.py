@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 
 from psycopg.types.json import Jsonb
 
+from eldercare.ingest import locks
 from eldercare.ingest.registry import Conn
 from eldercare.ingest.rows import HOUR_MS
 
@@ -147,9 +148,11 @@ def run(conn: Conn, *, lag_s: float, timezone: str, raw_retention_s: float, max_
 
 
 def rebuild(conn: Conn, *, start: datetime, end: datetime, timezone: str) -> int:
-    """Recompute every hour in [start, end) from raw data (after a backfill that bypassed ingest)."""
+    """Recompute every hour in [start, end) from raw data (after a backfill that bypassed ingest). It waits for
+    the roll-up job's lock: a job running beside it would delete and insert the same rows."""
     first, last = int(start.timestamp() // 3600), math.ceil(end.timestamp() / 3600)
     with conn.transaction():
+        locks.hold(conn, "rollups", wait=True)
         _hours(conn, first, last, None)
         zone = ZoneInfo(timezone)
         days = sorted({hour_start(h).astimezone(zone).date() for h in range(first, last)})

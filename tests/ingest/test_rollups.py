@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import random
 import struct
+import threading
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
@@ -16,7 +18,7 @@ import pytest
 
 from eldercare.devices import messages as m
 from eldercare.devices import topics
-from eldercare.ingest import rollups
+from eldercare.ingest import locks, rollups
 from eldercare.ingest.decode import Received
 from eldercare.ingest.registry import Registry
 from eldercare.ingest.rows import HOUR_MS
@@ -239,3 +241,32 @@ def test_an_hour_older_than_the_raw_retention_is_never_recomputed(db: str, world
     with psycopg.connect(db, autocommit=True) as conn:
         _run(conn, retention_days=2)
     assert _actual_bed(db, ids) == before  # the roll-up is all that is left of that hour: kept as it was
+
+
+def test_a_rebuild_waits_while_the_roll_up_job_runs(db: str) -> None:
+    """Both delete and insert the same hours: side by side, one would fail on the other's rows (seen when a
+    test rebuilt a backfilled month while ingest's schedule rolled up)."""
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    rebuilt = threading.Event()
+
+    def rebuild() -> None:
+        with psycopg.connect(db, autocommit=True) as conn:
+            rollups.rebuild(conn, start=start, end=start.replace(hour=2), timezone=TZ)
+        rebuilt.set()
+
+    with psycopg.connect(db) as job:  # the job's transaction, holding its lock
+        assert locks.hold(job, "rollups", wait=False)
+        thread = threading.Thread(target=rebuild)
+        thread.start()
+        with psycopg.connect(db, autocommit=True) as watch:
+            for _ in range(300):
+                waiting = watch.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+                if (row := waiting.fetchone()) is not None and row[0] == 1:
+                    break
+                time.sleep(0.05)
+            else:
+                raise AssertionError("the rebuild did not wait for the lock")
+        assert not rebuilt.is_set()
+        job.rollback()
+    thread.join(30)
+    assert rebuilt.is_set()
