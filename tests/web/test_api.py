@@ -125,29 +125,29 @@ def test_a_family_user_has_their_own_residents_only(web: World) -> None:
         _get(web, web.users.family_a, f"/api/v1/residents/{web.beds[1].resident_id}/{path}", 404)
 
 
+def _last_health_read(web: World, resident_id: int) -> tuple[str, str, dict[str, Any]]:
+    """Who read the resident's health data last, as what object, and what the read showed."""
+    with psycopg.connect(web.db) as conn:
+        row = conn.execute(
+            "SELECT actor, object_type, detail FROM audit_log WHERE action = 'read_health' AND object_id = %s"
+            " ORDER BY seq DESC LIMIT 1",
+            (resident_id,),
+        ).fetchone()
+    assert row is not None
+    return row[0], row[1], row[2]
+
+
 def test_reads_of_health_data_are_audited(web: World) -> None:
     rid = web.beds[6].resident_id
     _get(web, web.users.nurse2, f"/api/v1/residents/{rid}/vitals?hours=6")
-    with psycopg.connect(web.db) as conn:
-        row = conn.execute(
-            "SELECT actor, detail->>'hours' FROM audit_log WHERE action = 'read_health' AND object_id = %s"
-            " ORDER BY seq DESC LIMIT 1",
-            (rid,),
-        ).fetchone()
-    assert row == (web.users.nurse2, "6")
+    actor, object_type, detail = _last_health_read(web, rid)
+    assert (actor, object_type, detail["hours"]) == (web.users.nurse2, "resident", 6)
 
 
 def test_reads_of_a_residents_alarm_history_are_audited_with_what_they_showed(web: World) -> None:
     rid = web.beds[0].resident_id
     alarms = _get(web, web.users.family_a, f"/api/v1/residents/{rid}/alarms?limit=50")
     assert alarms
-    with psycopg.connect(web.db) as conn:
-        row = conn.execute(
-            "SELECT actor, object_type, detail FROM audit_log WHERE action = 'read_health' AND object_id = %s"
-            " ORDER BY seq DESC LIMIT 1",
-            (rid,),
-        ).fetchone()
-    assert row is not None
-    actor, object_type, detail = row
+    actor, object_type, detail = _last_health_read(web, rid)
     assert (actor, object_type) == (web.users.family_a, "resident")
     assert detail == {"fields": ["alarms"], "alarms": len(alarms), "kinds": sorted({a["kind"] for a in alarms})}
