@@ -34,21 +34,23 @@ def catalogue(lang: Lang) -> dict[str, str]:
     return texts
 
 
-def templates(lang: Lang) -> dict[str, str]:
-    return {key: value for key, value in catalogue(lang).items() if key.startswith("reason_text.")}
-
-
 def named(kind: str, code: str, lang: Lang) -> str:
     """A code's name in the language (``programme.old_age_allowance``: 高龄津贴), or the code if it has none."""
     return catalogue(lang).get(f"{kind}.{code}", code)
+
+
+def coded(kind: str, code: str, lang: Lang) -> str:
+    """A code where a reason or an export shows one: as it is in English (what the verdict's ``text`` and
+    programs reading the exports expect), its name in Chinese."""
+    return code if lang == "en" or not code else named(kind, code, lang)
 
 
 def _value(name: str, value: object, lang: Lang) -> str:
     if isinstance(value, list):
         separator = "," if all(isinstance(v, int) for v in value) else NAME_SEPARATOR[lang]
         return separator.join(str(v) for v in value)
-    if name in NAMED_VALUES and isinstance(value, str) and lang != "en":  # the English text names the codes
-        return named(name, value, lang)
+    if name in NAMED_VALUES and isinstance(value, str):
+        return coded(name, value, lang)
     return "" if value is None else str(value)
 
 

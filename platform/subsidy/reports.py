@@ -25,7 +25,7 @@ from eldercare.platform.subsidy.models import (
     RegionTotals,
     Totals,
 )
-from eldercare.platform.subsidy.reason_text import Lang
+from eldercare.platform.subsidy.reason_text import Lang, coded
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 CSV = "text/csv; charset=utf-8"
@@ -159,22 +159,17 @@ def _days(evidence: dict[str, Any] | None, kind: str) -> str:
 
 def headers(columns: Sequence[str], lang: Lang) -> list[str]:
     """The columns' headers: their codes in English (stable, for programs), their names in Chinese (for people)."""
-    return list(columns) if lang == "en" else [reason_text.named("export_col", c, lang) for c in columns]
-
-
-def _coded(kind: str, code: str, lang: Lang) -> str:
-    """A code in a cell: as it is in English, its name in Chinese."""
-    return code if lang == "en" or not code else reason_text.named(kind, code, lang)
+    return [coded("export_col", c, lang) for c in columns]
 
 
 def line_rows(view: ClaimView, lang: Lang = "en") -> list[list[Any]]:
     return [
         [
             line.line_no, line.ref or "", line.person_code or "", line.bed_code or "",
-            _coded("programme", line.programme, lang), line.days, line.amount,
-            _coded("verdict", line.verdict or "unverified", lang), line.claimed_days, line.verified_days,
+            coded("programme", line.programme, lang), line.days, line.amount,
+            coded("verdict", line.verdict or "unverified", lang), line.claimed_days, line.verified_days,
             line.claimed_yuan, line.supported_yuan, line.payable_yuan,
-            _coded("verdict", line.decision.outcome if line.decision else "", lang),
+            coded("verdict", line.decision.outcome if line.decision else "", lang),
             _days(line.evidence, "present"), _days(line.evidence, "absent"), _days(line.evidence, "no_evidence"),
             _days(line.evidence, "hospital"), _days(line.evidence, "after_death"),
             REASON_SEPARATOR[lang].join(reason_text.render(r, lang) for r in line.reasons),
@@ -188,7 +183,7 @@ def total_rows(report: RegionTotals, lang: Lang = "en") -> list[list[Any]]:
         return [t.lines, t.unverified, t.verified, t.partly_verified, t.rejected, t.manual_check, t.pending,
                 t.claimed_yuan, t.payable_yuan, t.withheld_yuan, t.pending_yuan]  # fmt: skip
 
-    home, district, region = (_coded("total_level", level, lang) for level in ("home", "district", "region"))
+    home, district, region = (coded("total_level", level, lang) for level in ("home", "district", "region"))
     rows: list[list[Any]] = [
         [home, h.region_code, h.institution_code, h.institution_name, *values(h)] for h in report.homes
     ]

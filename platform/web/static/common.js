@@ -134,10 +134,20 @@
   }
 
   // A file from the API (an export, a PDF) saved under the name the server gives it. A plain link cannot carry
-  // the session's token, so the file is fetched and handed to the browser as a download.
-  async function download(path) {
-    const reply = await send(path, {}, "*/*");
-    const blob = await reply.blob();
+  // the session's token, so the file is fetched and handed to the browser as a download; a failure is shown in
+  // `errorWhere` (an element or its id), which is hidden again on the next try.
+  async function download(path, errorWhere) {
+    const errorNode = typeof errorWhere === "string" ? document.getElementById(errorWhere) : errorWhere;
+    errorNode.hidden = true;
+    let reply;
+    let blob;
+    try {
+      reply = await send(path, {}, "*/*");
+      blob = await reply.blob();
+    } catch (e) {
+      showError(errorNode, e);
+      return;
+    }
     const named = /filename="([^"]+)"/.exec(reply.headers.get("Content-Disposition") || "");
     const link = el("a", { href: URL.createObjectURL(blob), download: named ? named[1] : "download" });
     document.body.append(link);

@@ -134,8 +134,7 @@
         const q = new URLSearchParams({ month, format: button.dataset.format, lang: EC.lang });
         if (region && !institutionId) q.set("region", region);
         const path = institutionId ? "/api/v1/institutions/" + institutionId + "/subsidy/export" : "/api/v1/subsidy/export";
-        document.getElementById("subsidy-files-error").hidden = true;
-        try { await EC.download(path + "?" + q.toString()); } catch (e) { EC.showError("subsidy-files-error", e); }
+        await EC.download(path + "?" + q.toString(), "subsidy-files-error");
       };
     }
   }

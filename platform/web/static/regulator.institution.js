@@ -100,10 +100,8 @@
     return;
   }
   render();
-  document.getElementById("risk-pdf").addEventListener("click", async () => {
-    document.getElementById("risk-pdf-error").hidden = true;
-    try { await EC.download("/api/v1/supervision/institutions/" + id + "/risk-inspection.pdf"); } catch (e) { EC.showError("risk-pdf-error", e); }
-  });
+  document.getElementById("risk-pdf").addEventListener("click",
+    () => EC.download("/api/v1/supervision/institutions/" + id + "/risk-inspection.pdf", "risk-pdf-error"));
   document.getElementById("content").hidden = false;
   const subsidyState = await REG.subsidy(p, id);
   if (subsidyState === "shown") {
