@@ -55,7 +55,7 @@ Problem = MappingError | UnknownDeviceError
 
 SAMPLE_DTYPE = np.dtype("<f4")
 PRUNE_EVERY_S: Final = 60.0  # how often FallService looks for detectors to forget (a pass over them all)
-CARRIED_RETRY_S: Final = 1.0  # how soon falls of a refused commit are offered to the store again on their own
+CARRIED_RETRY_S: Final = 1.0  # how soon what the gateway made in a refused commit is offered again on its own
 
 
 class FallService:
@@ -87,7 +87,6 @@ class FallService:
         self._newest_ts = 0.0  # ms, where the stream that ends last ends
         self._forget: set[str] = set()  # wearables whose stored state is to be deleted
         self._next_prune = started = clock()
-        self._carried: dict[str, list[m.Fall]] = {}
         self.restored = 0
         for dev, (state, rows) in (saved or {}).items():
             samples = [(r.stream, r.first, np.frombuffer(r.samples, dtype=SAMPLE_DTYPE).reshape(-1, 3)) for r in rows]
@@ -150,32 +149,16 @@ class FallService:
     def refused(self, batch: Batch) -> None:
         """The store refused ``batch`` (nothing of it was stored), and the device will send its chunk again.
 
-        The detectors have taken the chunk and will take it again as a repeat, deciding nothing: its falls go
-        with that device's next chunk instead, the next checkpoint holds the chunk's samples again (or the stored
-        window would have a hole, and a restart would start the detector afresh), and the wearables it was to
-        forget are forgotten in a later commit.
+        The detectors have taken the chunk and will take it again as a repeat, deciding nothing: its falls are
+        carried by the pipeline (see :meth:`Pipeline.store_carried`), the next checkpoint holds the chunk's
+        samples again (or the stored window would have a hole, and a restart would start the detector afresh),
+        and the wearables it was to forget are forgotten in a later commit.
         """
-        for item in batch.items:
-            if isinstance(item.message, m.Fall) and item.message.source == "wearable":
-                self._carried.setdefault(item.message.dev, []).append(item.message)
         for state in batch.detectors:
             detector = self._detectors.get(state.dev)
             if detector is not None:
                 detector.not_stored(stream=state.stream, first=state.first)
         self._forget.update(batch.forget)
-
-    def take_carried(self, dev: str) -> list[m.Fall]:
-        return self._carried.pop(dev, [])
-
-    @property
-    def carrying(self) -> bool:
-        """Whether falls of refused commits wait to be stored."""
-        return bool(self._carried)
-
-    def take_all_carried(self) -> list[m.Fall]:
-        carried = [fall for falls in self._carried.values() for fall in falls]
-        self._carried.clear()
-        return carried
 
     def checkpoint(self, dev: str) -> DetectorState | None:
         """The device's detector state to store in the same commit as the chunk just fed."""
@@ -194,12 +177,24 @@ class FallService:
         )
 
 
-def _item(message: m.DeviceMessage) -> Item:
+def _item(message: m.DeviceMessage, *, made: bool) -> Item:
     lane = Lane.ALARM if m.is_alarm_class(message) else Lane.TELEMETRY
-    return Item(lane, m.encode(message), message)
+    return Item(lane, m.encode(message), message, made)
 
 
 class Pipeline:
+    """Deliveries in, commits out; see the module's text.
+
+    Carried messages. A refused commit (store full of unsent alarms, or failing) stored nothing, and the device
+    sends its payload again; but what the gateway made from it (a fall, a device fault) is not made again from a
+    repeat, and the supervisor's faults come from no device at all. So the messages the gateway made in a
+    refused commit are carried in memory, per device, and go with that device's next delivery, or on their own
+    a second after the refusal and every second while the store keeps refusing, whichever comes first; a
+    stopping gateway offers them a last time. A fault is a change of state, so a carried fault whose device has
+    changed state again since (a later fault of the same kind was made, and went its own way) is dropped: stored
+    after that later one, it would leave the platform with the wrong state.
+    """
+
     def __init__(
         self,
         *,
@@ -222,7 +217,9 @@ class Pipeline:
         self._stats = stats
         self._hub = hub
         self._on_stored = on_stored
+        self._carried: dict[str, list[m.DeviceMessage]] = {}  # per device, oldest first
         self._retry: asyncio.TimerHandle | None = None
+        self._retry_logged = 0  # how many carried messages the retry last logged (it logs changes only)
         self._closed = False
 
     def prepare(self, delivery: Delivery) -> tuple[Batch, list[Problem]]:
@@ -246,34 +243,38 @@ class Pipeline:
             if new:
                 batch.devices.append((message.dev, device_class.value))
             self._stats.devices_seen.add(message.dev)
-            out: list[m.DeviceMessage] = [message]
+            self._add(batch, self._take_carried(message.dev), made=True)  # older than what this message makes
+            own: list[m.DeviceMessage] = [message]
+            made: list[m.DeviceMessage] = []
             if isinstance(message, m.AccelSamples):
-                out = self._accel(message, device_class, batch)
-            out.extend(self._supervisor.observe(message, device_class, source=delivery.source, now=now))
-            self._add(batch, out)
+                own = [message] if self._forward_samples else []
+                made = self._accel(message, device_class, batch)
+            made.extend(self._supervisor.observe(message, device_class, source=delivery.source, now=now))
+            self._add(batch, own, made=False)
+            self._add(batch, made, made=True)
         self._count(problems)
         return batch, problems
 
     def _accel(self, message: m.AccelSamples, device_class: DeviceClass, batch: Batch) -> list[m.DeviceMessage]:
-        out: list[m.DeviceMessage] = [message] if self._forward_samples else []
+        """Feed the wearable's fall detector: the falls it decided; its checkpoint goes into ``batch``."""
         if self._falls is None:
-            return out
+            return []
         try:
             falls = self._falls.feed(message)
         except UnsupportedRateError as exc:
             self._stats.error(f"{message.dev} ({device_class.value}): {exc}")
-            return out
+            return []
         batch.forget.extend(self._falls.take_forgotten())
         state = self._falls.checkpoint(message.dev)
         if state is not None:
             batch.detectors.append(state)
         self._stats.falls += len(falls)
-        return out + self._falls.take_carried(message.dev) + list(falls)
+        return list(falls)
 
     @staticmethod
-    def _add(batch: Batch, messages: list[m.DeviceMessage]) -> None:
+    def _add(batch: Batch, messages: list[m.DeviceMessage], *, made: bool) -> None:
         for message in messages:
-            batch.items.append(_item(message))
+            batch.items.append(_item(message, made=made))
             if isinstance(message, m.DeviceFault):
                 batch.faults.append((message.dev, message.fault.value, message.active))
 
@@ -291,45 +292,59 @@ class Pipeline:
         batch, problems = self.prepare(delivery)
         return self.submit_batch(batch), problems
 
-    def store_carried(self) -> None:
-        """Offer the store, on their own, the falls of refused commits that no chunk has taken since.
+    def submit_own(self, messages: list[m.DeviceMessage]) -> asyncio.Future[Stored]:
+        """Store messages the gateway made itself, from no delivery (supervision's faults, carried messages)."""
+        batch = Batch()
+        self._add(batch, messages, made=True)
+        return self.submit_batch(batch)
 
-        A refused chunk's falls go with that wearable's next chunk, normally the same chunk sent again; but a
-        wearable may never send again (broken in the fall, battery gone), and an alarm must not wait for it.
-        So a second after a refusal, and every second while the store keeps refusing, they are offered alone.
-        Each carried fall is taken once, by the wearable's next chunk or by this, whichever comes first.
+    @property
+    def carrying(self) -> bool:
+        """Whether messages the gateway made in refused commits wait to be stored."""
+        return bool(self._carried)
+
+    def _take_carried(self, dev: str) -> list[m.DeviceMessage]:
+        """The device's carried messages, less the faults its state has left behind since (see the class)."""
+        carried = self._carried.pop(dev, None)
+        if not carried:
+            return []
+        last: dict[m.FaultKind, bool] = {}
+        for message in carried:
+            if isinstance(message, m.DeviceFault):
+                last[message.fault] = message.active
+        stale = {fault for fault, active in last.items() if self._supervisor.active(dev, fault) != active}
+        if stale:
+            log.info("%s: carried %s fault(s) dropped, its state changed again since", dev, sorted(stale))
+        return [x for x in carried if not (isinstance(x, m.DeviceFault) and x.fault in stale)]
+
+    def store_carried(self) -> None:
+        """Offer the store, on their own, the carried messages that no delivery has taken since (see the class).
+
+        A wearable may never send again (broken in the fall, battery gone), and an alarm must not wait for it.
         """
         self._retry = None
-        if self._falls is not None and (carried := self._falls.take_all_carried()):
-            log.info("storing %d fall(s) of refused commits on their own", len(carried))
-            self.submit_own(list(carried))
+        carried = [x for dev in list(self._carried) for x in self._take_carried(dev)]
+        if not carried:
+            return
+        if len(carried) != self._retry_logged:  # once, not every second while the store stays full
+            log.info("storing %d alarm(s) of refused commits on their own", len(carried))
+            self._retry_logged = len(carried)
+        self.submit_own(carried)
 
     def close(self) -> None:
-        """Before the store worker stops: offer the store the carried falls a last time, and retry no more."""
+        """Before the store worker stops: offer the store the carried messages a last time, and retry no more."""
         if self._retry is not None:
             self._retry.cancel()
         self._closed = True
         self.store_carried()
 
-    def submit_own(self, messages: list[m.DeviceMessage]) -> asyncio.Future[Stored]:
-        """Store messages the gateway made itself (supervision)."""
-        batch = Batch()
-        self._add(batch, messages)
-        return self.submit_batch(batch)
-
     def _after_commit(self, batch: Batch, future: asyncio.Future[Stored]) -> None:
         exc = None if future.cancelled() else future.exception()
         if future.cancelled() or exc is not None:
-            if self._falls is not None:  # the device sends its chunk again
-                self._falls.refused(batch)
-                if self._retry is None and self._falls.carrying and not self._closed:
-                    self._retry = asyncio.get_running_loop().call_later(CARRIED_RETRY_S, self.store_carried)
-            if exc is not None:
-                self._stats.refused += 1
-                if isinstance(exc, GatewayError | OSError):
-                    self._stats.error(f"not stored, left with the device: {exc}")
+            self._refused(batch, exc)
             return
         stored = future.result()
+        self._retry_logged = 0
         self._stats.accepted += len(stored.accepted)
         self._stats.repeats += stored.repeats
         alarms = [i.message for i in stored.accepted if i.lane is Lane.ALARM and i.message is not None]
@@ -337,3 +352,20 @@ class Pipeline:
             self._hub.publish(alarms)
         if stored.accepted:
             self._on_stored()
+
+    def _refused(self, batch: Batch, exc: BaseException | None) -> None:
+        """Nothing of ``batch`` was stored: the device sends its own messages again; carry what the gateway made."""
+        if self._falls is not None:
+            self._falls.refused(batch)
+        made = [i.message for i in batch.items if i.made and i.message is not None]
+        for message in made:
+            self._carried.setdefault(message.dev, []).append(message)
+        if self._retry is None and self._carried and not self._closed:
+            self._retry = asyncio.get_running_loop().call_later(CARRIED_RETRY_S, self.store_carried)
+        if exc is not None:
+            self._stats.refused += 1
+            if isinstance(exc, GatewayError | OSError):
+                left = ["left with the device to send again"] if len(batch.items) > len(made) or not made else []
+                if made:
+                    left.append(f"{len(made)} message(s) the gateway made carried to store again")
+                self._stats.error(f"not stored ({', '.join(left)}): {exc}")

@@ -92,6 +92,7 @@ class Item:
     lane: Lane
     body: bytes
     message: m.DeviceMessage | None = field(default=None, compare=False)  # the decoded form, not stored
+    made: bool = field(default=False, compare=False)  # made by the gateway (a fall, a fault): no device resends it
 
 
 @dataclass(frozen=True, slots=True)

@@ -147,5 +147,14 @@ class Supervisor:
             if watch.source in {source, None}:
                 watch.last_seen = max(watch.last_seen, now)
 
+    def active(self, dev: str, fault: m.FaultKind) -> bool:
+        """Whether the supervisor holds ``fault`` raised on ``dev`` now (for faults it raises itself)."""
+        watch = self._watch.get(dev)
+        if watch is None:
+            return False
+        if fault is m.FaultKind.OFFLINE:
+            return watch.offline
+        return fault is m.FaultKind.LOW_BATTERY and watch.low_battery
+
     def offline(self) -> list[str]:
         return sorted(dev for dev, w in self._watch.items() if w.offline)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import random
 import shutil
@@ -25,7 +26,15 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from eldercare.devices import codes
 from eldercare.devices import messages as m
-from eldercare.gateway import vendorsim
+from eldercare.gateway import mapping_files, vendorsim
+from eldercare.gateway import pipeline as gateway_pipeline
+from eldercare.gateway.config import DevicesConfig, LocalConfig, SupervisionConfig
+from eldercare.gateway.local import AlarmHub
+from eldercare.gateway.pipeline import FallService, Pipeline
+from eldercare.gateway.stats import Stats
+from eldercare.gateway.store import Batch, Item, Lane, Store, StoreFullError
+from eldercare.gateway.supervision import DeviceBook, Supervisor
+from eldercare.gateway.worker import StoreWorker
 from eldercare.platform.registry import service as registry
 from eldercare.platform.registry.broker import LocalBroker
 from eldercare.platform.stack.model import StackInfo
@@ -504,3 +513,62 @@ def bed_difference(expected: dict[str, list[int]], stored: dict[str, list[int]])
     extra = {d: t for d, t in extra.items() if t}
     n_missing, n_extra = sum(map(len, missing.values())), sum(map(len, extra.values()))
     return f"missing {n_missing} {list(missing.items())[:3]}; extra {n_extra} {list(extra.items())[:3]}"
+
+
+# --- the pipeline over a store of its own, and a store full of alarms ---------------------------------------
+
+
+def pipeline_over(
+    store: Store,
+    worker: StoreWorker,
+    stats: Stats,
+    falls: FallService | None,
+    *,
+    forward_samples: bool = False,
+    supervisor: Supervisor | None = None,
+) -> Pipeline:
+    """The gateway's pipeline over ``store``, as the service builds it, without sources or uplink."""
+    if supervisor is None:
+        supervisor = Supervisor(
+            config=SupervisionConfig(), devices={}, active=(), now=time.monotonic(), clock_ms=gateway_pipeline.now_ms
+        )
+    return Pipeline(
+        mappings=mapping_files.load_all(),
+        book=DeviceBook(DevicesConfig(auto_discover=True), store.devices()),
+        supervisor=supervisor,
+        falls=falls,
+        forward_samples=forward_samples,
+        worker=worker,
+        stats=stats,
+        hub=AlarmHub(LocalConfig(), institution="524205024154895658", gateway="GW-1", stats=stats),
+        on_stored=lambda: None,
+    )
+
+
+def fill_with_alarms(store: Store) -> None:
+    """Alarms, which are never dropped, until the store refuses more: by fifties, then to the last one."""
+    t0 = 1_763_775_000_000
+    for size in (50, 1):
+        for n in itertools.count():
+            presses = [m.Button(dev=f"BT-{size}-{n}-{k}", ts=t0 + k, action=m.ButtonAction.PRESS) for k in range(size)]
+            try:
+                store.commit([Batch(items=[Item(Lane.ALARM, m.encode(p) + b" " * 500, p) for p in presses])])
+            except StoreFullError:
+                break
+
+
+def send_alarms(store: Store) -> None:
+    """The uplink sends every alarm and the platform's broker acknowledges them: the store has room again."""
+    while frame := store.cut_frame(Lane.ALARM, max_msgs=200, max_bytes=64 * 1024, sent=0):
+        store.commit([], acked=[frame.seq])
+
+
+async def still_carrying(pipeline: Pipeline, within: float = 2.0) -> bool:
+    """Whether the pipeline still holds what the gateway made in refused commits: it is held between retries,
+    and in the store worker's hands while a retry is being committed, so look more than once."""
+    deadline = time.monotonic() + within
+    while not pipeline.carrying:
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.005)
+    return True

@@ -4,10 +4,8 @@ as the chunk that changed it, and resumed exactly where the acknowledged stream 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import sqlite3
-import time
 from functools import partial
 from pathlib import Path
 
@@ -15,19 +13,17 @@ import httpx
 import numpy as np
 import pytest
 from starlette.applications import Starlette
+from tests.gateway.support import fill_with_alarms, pipeline_over, send_alarms, still_carrying
 
 from eldercare.devices import messages as m
-from eldercare.gateway import mapping_files
 from eldercare.gateway import pipeline as pipeline_module
-from eldercare.gateway.config import DevicesConfig, HttpSource, LocalConfig, SupervisionConfig
+from eldercare.gateway.config import HttpSource
 from eldercare.gateway.fall import data, model
 from eldercare.gateway.fall import features as ft
 from eldercare.gateway.fall.detector import FallDetector, feed_recording
-from eldercare.gateway.local import AlarmHub
-from eldercare.gateway.pipeline import FallService, Pipeline, now_ms
+from eldercare.gateway.pipeline import FallService
 from eldercare.gateway.stats import Stats
-from eldercare.gateway.store import Batch, Item, Lane, Store, StoreFullError
-from eldercare.gateway.supervision import DeviceBook, Supervisor
+from eldercare.gateway.store import Batch, Item, Lane, Store
 from eldercare.gateway.web import http_source_app
 from eldercare.gateway.worker import StoreWorker
 
@@ -178,22 +174,6 @@ def http_app(
     )
 
 
-def pipeline_over(
-    store: Store, worker: StoreWorker, stats: Stats, falls: FallService, *, forward_samples: bool = False
-) -> Pipeline:
-    return Pipeline(
-        mappings=mapping_files.load_all(),
-        book=DeviceBook(DevicesConfig(auto_discover=True), store.devices()),
-        supervisor=Supervisor(config=SupervisionConfig(), devices={}, active=(), now=time.monotonic(), clock_ms=now_ms),
-        falls=falls,
-        forward_samples=forward_samples,
-        worker=worker,
-        stats=stats,
-        hub=AlarmHub(LocalConfig(), institution="524205024154895658", gateway="GW-1", stats=stats),
-        on_stored=lambda: None,
-    )
-
-
 async def gateway_run(path: Path, shipped: model.FallModel, messages: list[m.AccelSamples]) -> int:
     """One life of the gateway's pipeline: its store, its fall service resumed from it, devices posting."""
     store = Store(path, max_bytes=8 * MIB)
@@ -224,23 +204,6 @@ def test_through_the_pipeline_the_fall_is_stored_once_across_the_restart(
     with sqlite3.connect(path) as db:
         stored = [json.loads(body) for (body,) in db.execute("SELECT body FROM alarm_q")]
     assert [(a["t"], a["dev"], a["source"]) for a in stored] == [("fall", DEV, "wearable")]
-
-
-def fill_with_alarms(store: Store) -> None:
-    """Alarms, which are never dropped, until the store refuses more: by fifties, then to the last one."""
-    for size in (50, 1):
-        for n in itertools.count():
-            presses = [m.Button(dev=f"BT-{size}-{n}-{k}", ts=T0 + k, action=m.ButtonAction.PRESS) for k in range(size)]
-            try:
-                store.commit([Batch(items=[Item(Lane.ALARM, m.encode(p) + b" " * 500, p) for p in presses])])
-            except StoreFullError:
-                break
-
-
-def send_alarms(store: Store) -> None:
-    """The uplink sends every alarm and the platform's broker acknowledges them: the store has room again."""
-    while frame := store.cut_frame(Lane.ALARM, max_msgs=200, max_bytes=64 * 1024, sent=0):
-        store.commit([], acked=[frame.seq])
 
 
 async def _refused_then_resent(path: Path, shipped: model.FallModel, messages: list[m.AccelSamples]) -> list[int]:
@@ -290,16 +253,14 @@ async def _refused_and_never_sent_again(
     full = store.queued(Lane.ALARM)
     worker = StoreWorker(store)
     stats = Stats()
-    falls = FallService(shipped, suppress_s=10)
-    app = http_source_app(
-        HttpSource(kind="http", name="lan", vendors=["contract"]), pipeline_over(store, worker, stats, falls)
-    )
+    pipeline = pipeline_over(store, worker, stats, FallService(shipped, suppress_s=10))
+    app = http_source_app(HttpSource(kind="http", name="lan", vendors=["contract"]), pipeline)
     task = asyncio.create_task(worker.run())
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
         statuses = [(await client.post("/v1/devices/contract", content=m.encode(c))).status_code for c in messages]
     await asyncio.sleep(3 * pipeline_module.CARRIED_RETRY_S)
     while_full = await worker.call(partial(_alarms_after, path, full))
-    carrying, refused = falls.carrying, stats.refused
+    carrying, refused = await still_carrying(pipeline), stats.refused
     await worker.call(partial(send_alarms, store))
     await asyncio.sleep(2 * pipeline_module.CARRIED_RETRY_S)
     worker.stop()
