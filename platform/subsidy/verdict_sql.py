@@ -208,7 +208,9 @@ c3 AS (
            NOT c.per_bed AND c.ever_admitted AND c.nights = 0 AS r_not_resident,
            c.ever_admitted AND c.dead_before AS r_dead_before,
            c.per_bed AND c.nights_claimed_bed > 0 AND c.elig_n = 0 AS r_no_eligible,
-           NOT c.per_bed AND c.schedule_id IS NOT NULL AND c.monthly_yuan IS NULL AS r_not_eligible,
+           -- (of a known person: one the home never registered has no age or capability to judge, r_unknown says it)
+           NOT c.per_bed AND c.resident_id IS NOT NULL AND c.schedule_id IS NOT NULL AND c.monthly_yuan IS NULL
+               AS r_not_eligible,
            c.dup AND c.present_n = 0 AND c.lines_present > 0 AS r_dup,
            c.per_bed AND c.elig_n > 0 AND c.present_n = 0 AND c.offline_ok AND c.absent_n > 0 AS r_empty_sensor,
            -- manual check

@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,8 +18,8 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Route, sync_playwright
 from tests.conftest import free_ports
 from tests.platform_procs import run_eldercare, stack_env, wait_http
-from tests.subsidy.support import user
-from tests.web.support import Feeder, World, build, history, wait_until
+from tests.subsidy.support import set_amounts, user
+from tests.web.support import REGION, Feeder, World, build, history, wait_until
 
 from eldercare.devices import codes
 from eldercare.devices import messages as m
@@ -184,12 +184,23 @@ STRANGER = codes.new_person_code(random.Random(7))  # a fixed person code no hom
 
 def _subsidy_claim(world: World) -> None:
     """The slow home claims last month (a month is claimed once it has ended) for a person it never registered,
-    and the regulator verifies that month: the regulator's page of the home shows the line rejected, and why."""
-    head = user(world.base, world.db, "head", institution_id=world.other_homes[1].institution_id)
-    month = (datetime.now(CHINA).replace(day=1) - timedelta(days=1)).strftime("%Y-%m")  # claimed once ended
-    line = {"person_code": STRANGER, "programme": "old_age_allowance", "amount": "100", "ref": "web-1"}
-    head.ok("POST", f"/api/v1/institutions/{world.other_homes[1].institution_id}/subsidy/claims", 201,
-            json={"month": month, "lines": [line]})  # fmt: skip
+    and for one of its residents' bed every night of the month, while the bed sensor saw the bed empty on night 3
+    and sent nothing on nights 7 and 8 (:func:`_last_month_in_bed`). The regulator verifies that month: the
+    regulator's page of the home shows the first line rejected and the second paid in part, why, and which
+    nights."""
+    home = world.other_homes[1].institution_id
+    month_start = datetime.now(CHINA).date().replace(day=1) - timedelta(days=1)
+    month_start = month_start.replace(day=1)
+    person, bed_code, nights = _last_month_in_bed(world.db, home, month_start)
+    admin = user(world.base, world.db, "admin")
+    set_amounts(admin, region=REGION[:2])
+    head = user(world.base, world.db, "head", institution_id=home)
+    lines = [
+        {"person_code": STRANGER, "programme": "old_age_allowance", "amount": "100", "ref": "web-1"},
+        {"person_code": person, "bed_code": bed_code, "programme": "operating_subsidy", "days": nights, "ref": "web-2"},
+    ]
+    month = month_start.strftime("%Y-%m")
+    head.ok("POST", f"/api/v1/institutions/{home}/subsidy/claims", 201, json={"month": month, "lines": lines})
     token = world.token(world.users.regulator)
     reply = httpx.post(
         f"{world.base}/api/v1/subsidy/runs",
@@ -198,3 +209,46 @@ def _subsidy_claim(world: World) -> None:
         timeout=60,
     )
     assert reply.status_code == 201, reply.text
+
+
+EMPTY_NIGHT, SILENT_NIGHTS = 3, (7, 8)  # of the claimed month, in the resident's bed (tests/web/test_regulator...)
+
+
+def _last_month_in_bed(db: str, home: int, month_start: date) -> tuple[str, str, int]:
+    """One resident of ``home``, in the same bed since before ``month_start``, and what its bed sensor's roll-ups
+    say of the nights of that month: in bed, except :data:`EMPTY_NIGHT` (empty) and :data:`SILENT_NIGHTS` (no
+    data). Returns the person code, the bed code and the month's number of nights."""
+    since = datetime.combine(month_start - timedelta(days=1), time(12), tzinfo=CHINA)
+    with psycopg.connect(db) as conn:
+        row = conn.execute(
+            "SELECT r.person_code, b.code, a.bed_id, a.resident_id, g.device_id FROM bed_assignments a"
+            " JOIN beds b ON b.id = a.bed_id JOIN residents r ON r.id = a.resident_id"
+            " JOIN device_bindings g ON g.bed_id = a.bed_id AND g.during @> now()"
+            " JOIN devices d ON d.id = g.device_id AND d.kind = 'bed_sensor'"
+            " WHERE b.institution_id = %s AND a.during @> now() ORDER BY b.code LIMIT 1",
+            (home,),
+        ).fetchone()
+        assert row is not None, "the slow home has a resident in a bed with a sensor"
+        person, bed_code, bed_id, resident_id, device_id = row
+        conn.execute(
+            "UPDATE bed_assignments SET during = tstzrange(%s, upper(during))"
+            " WHERE bed_id = %s AND resident_id = %s AND during @> now()",
+            (since, bed_id, resident_id),
+        )
+        conn.execute(
+            "UPDATE device_bindings SET during = tstzrange(%s, upper(during)) WHERE device_id = %s AND during @> now()",
+            (since, device_id),
+        )
+        # Eight hours a night from 22:00, as the roll-ups of a sensor reporting every few seconds would hold them.
+        conn.execute(
+            "INSERT INTO bed_hourly"
+            " (bucket, device_id, samples, observed_minutes, occupied_minutes, hr_count, rr_count)"
+            " SELECT (n.night + make_time(22, 0, 0)) AT TIME ZONE 'Asia/Shanghai' + make_interval(hours => k), %s,"
+            "        60, 60, CASE WHEN extract(day FROM n.night) = %s THEN 0 ELSE 60 END, 30, 30"
+            " FROM (SELECT d::date AS night FROM generate_series(%s::date, %s::date + interval '1 month' - interval"
+            "       '1 day', '1 day') AS d) AS n, generate_series(0, 7) AS k"
+            " WHERE extract(day FROM n.night) <> ALL (%s) ON CONFLICT DO NOTHING",
+            (device_id, EMPTY_NIGHT, month_start, month_start, list(SILENT_NIGHTS)),
+        )
+    next_month = (month_start + timedelta(days=32)).replace(day=1)
+    return str(person), str(bed_code), (next_month - month_start).days

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 from openpyxl import load_workbook
 from playwright.sync_api import Locator, Page, expect
-from tests.web.conftest import STRANGER, Browsers, ready, shot
+from tests.web.conftest import EMPTY_NIGHT, SILENT_NIGHTS, STRANGER, Browsers, ready, shot
 from tests.web.support import PASSWORD, World
 
 from eldercare.platform.subsidy.reports import LINE_COLUMNS, TOTAL_COLUMNS, headers
@@ -81,18 +81,44 @@ def test_the_regulator_sees_the_region_on_a_map_and_in_a_sortable_table(browsers
     expect(page.locator("#risks")).not_to_contain_text("cannot speak")
     _subsidy_section(page, web)
     # The home's claim line for a person it never registered (tests/web/conftest.py): rejected, and why.
-    line = page.locator("#subsidy-lines tbody tr")
-    expect(line).to_have_count(1)
+    expect(page.locator("#subsidy-lines tbody tr")).to_have_count(2)
+    line = page.locator('#subsidy-lines tbody tr[data-line="1"]')
     expect(line).to_contain_text("不予通过")
     reason = line.locator('li[data-code="unknown_person"]')
     expect(reason).to_contain_text("人员未在本机构登记")
     expect(reason).to_contain_text(f"人员编码 {STRANGER} 未在本机构登记")  # the text too, in Chinese
     expect(reason).not_to_contain_text("is not registered")
+    # no age or capability to judge eligibility by: that the home never registered the person says it all
+    expect(line.locator("li")).to_have_count(1)
     expect(line).to_contain_text("高龄津贴")
     expect(line).to_contain_text("¥100.00")
+    _nights_of_the_claims(page)
     expect(page.locator("#subsidy-table")).to_contain_text(web.other_homes[1].name)
     shot(page, "regulator-institution")
     _files_of_the_home(page)
+
+
+def _nights_of_the_claims(page: Page) -> None:
+    """Each line not paid in full shows the month night by night, as the bed sensor's roll-ups and the registers
+    say: the stranger was in no bed of the home; the resident's bed was empty one night and silent two."""
+    stranger = page.locator('#subsidy-lines tbody tr[data-line="1"] .nights')
+    days = stranger.locator(".night").count()
+    assert 28 <= days <= 31
+    expect(stranger.locator('.night[data-kind="none"]')).to_have_count(days)
+    expect(stranger).to_have_attribute("aria-label", f"未住该床 {days} 晚")
+    line = page.locator('#subsidy-lines tbody tr[data-line="2"]')
+    expect(line).to_contain_text("运营补贴")
+    expect(line.locator('li[data-code="absent_nights"]')).to_contain_text(f"{EMPTY_NIGHT} 日")
+    nights = line.locator(".nights")
+    kinds = [c.get_attribute("data-kind") for c in nights.locator(".night").all()]
+    expected = ["present"] * days
+    expected[EMPTY_NIGHT - 1] = "absent"
+    for night in SILENT_NIGHTS:
+        expected[night - 1] = "no_evidence"
+    assert kinds == expected
+    expect(nights).to_have_attribute("aria-label", f"在床 {days - 3} 晚，无人 1 晚，无数据 2 晚")
+    expect(nights.locator(f'.night[data-day="{EMPTY_NIGHT}"]')).to_have_attribute("title", f"{EMPTY_NIGHT}日：无人")
+    expect(page.locator("#nights-legend")).to_contain_text("无数据")
 
 
 def _download(page: Page, button: Locator) -> tuple[str, bytes]:
@@ -109,10 +135,12 @@ def _files_of_the_home(page: Page) -> None:
     assert name.endswith(".csv"), name
     rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))
     assert rows[0] == headers(LINE_COLUMNS, "zh-CN")  # the page is in Chinese: so is the file
-    (line,) = rows[1:]
+    line, bed_line = rows[1:]
     assert line[LINE_COLUMNS.index("person_code")] == STRANGER
     assert line[LINE_COLUMNS.index("verdict")] == "不予通过" and line[LINE_COLUMNS.index("programme")] == "高龄津贴"
     assert f"人员编码 {STRANGER} 未在本机构登记" in line[LINE_COLUMNS.index("reasons")]
+    assert bed_line[LINE_COLUMNS.index("nights_absent")] == str(EMPTY_NIGHT)  # the same nights as the page's
+    assert bed_line[LINE_COLUMNS.index("nights_no_evidence")] == ",".join(map(str, SILENT_NIGHTS))
     name, data = _download(page, page.locator("#risk-pdf"))
     assert name.startswith("risk-") and name.endswith(".pdf") and data.startswith(b"%PDF-"), name
     expect(page.locator("#subsidy-files-error")).to_be_hidden()

@@ -1,7 +1,7 @@
 // The drill-down of one home for a regulator: its figures over the period, why it needs attention, alarms by
 // kind, response times per shift, its credit score term by term, the one-press risk inspection now, and the
 // subsidy section (the month's verified totals of the home, a flag when its claims go to a person, and each
-// claim line not paid in full with its verdict and reasons).
+// claim line not paid in full with its verdict, reasons and the bed sensor's evidence night by night).
 "use strict";
 
 (async function () {
@@ -55,24 +55,47 @@
     renderLines();
   }
 
-  // The claim lines of the month that are not paid in full: what was claimed, what is payable, and why.
+  // The claim lines of the month that are not paid in full: what was claimed, what is payable, why, and the
+  // evidence night by night.
   function renderLines() {
     const lines = state.subsidyLines || [];
-    document.getElementById("subsidy-lines-title").hidden = lines.length === 0;
-    const table = document.getElementById("subsidy-lines");
-    table.hidden = lines.length === 0;
-    table.querySelector("tbody").replaceChildren(...lines.map((l) => el("tr", { "data-line": String(l.line_no) },
+    for (const id of ["subsidy-lines-title", "subsidy-lines", "nights-legend"]) document.getElementById(id).hidden = lines.length === 0;
+    document.getElementById("nights-legend").replaceChildren(t("nights_legend"), ...NIGHT_KINDS.map((kind) =>
+      el("span", { class: "legend-item" }, el("span", { class: "night n-" + kind, "aria-hidden": "true" }), t("night." + kind))));
+    document.getElementById("subsidy-lines").querySelector("tbody").replaceChildren(...lines.map((l) => el("tr", { "data-line": String(l.line_no) },
       el("td", { class: "num" }, String(l.line_no)), el("td", {}, l.person_code || l.bed_code || "—"),
       el("td", {}, tCode("programme", l.programme)),
       el("td", { class: "num" }, REG.fmt.yuan(l.claimed_yuan)), el("td", { class: "num" }, REG.fmt.yuan(l.payable_yuan)),
       el("td", { class: l.verdict === "rejected" ? "bad" : null }, tCode("verdict", l.verdict)),
       el("td", {}, el("ul", { class: "reasons" }, ...l.reasons.map((r) => el("li", { "data-code": r.code },
-        el("strong", {}, tCode("reason", r.code)), " — " + (EC.lang === "en" ? r.text : r.text_zh || r.text))))))));
+        el("strong", {}, tCode("reason", r.code)), " — " + (EC.lang === "en" ? r.text : r.text_zh || r.text))))),
+      el("td", {}, nightStrip(l.evidence, state.subsidyMonth)))));
+  }
+
+  // What the bed sensor (and the registers) said of each night of the month, one cell a night; the kinds are
+  // the evidence's own lists, days in none of them are nights the person was not in this bed or home.
+  const NIGHT_KINDS = ["present", "absent", "no_evidence", "hospital", "after_death", "none"];
+  function nightStrip(evidence, month) {
+    const nights = (evidence && evidence.nights) || {};
+    const [year, mon] = month.split("-").map(Number);
+    const days = new Date(Date.UTC(year, mon, 0)).getUTCDate();
+    const kindOf = {};
+    for (const kind of NIGHT_KINDS.slice(0, -1)) for (const day of nights[kind] || []) kindOf[day] = kind;
+    const counts = {};
+    const cells = [];
+    for (let day = 1; day <= days; day++) {
+      const kind = kindOf[day] || "none";
+      counts[kind] = (counts[kind] || 0) + 1;
+      cells.push(el("span", { class: "night n-" + kind, "data-day": String(day), "data-kind": kind, title: t("night_title", { day, what: t("night." + kind) }) }));
+    }
+    const summary = NIGHT_KINDS.filter((k) => counts[k]).map((k) => t("night_count", { what: t("night." + k), n: counts[k] }));
+    return el("div", { class: "nights", role: "img", "aria-label": summary.join(EC.lang === "en" ? ", " : "，") }, ...cells);
   }
 
   async function subsidyLines() {
     const month = REG.claimMonth(p.to);
-    const view = await api("/api/v1/institutions/" + id + "/subsidy/claims?" + new URLSearchParams({ month, evidence: "false" }).toString());
+    const view = await api("/api/v1/institutions/" + id + "/subsidy/claims?" + new URLSearchParams({ month }).toString());
+    state.subsidyMonth = month;
     state.subsidyLines = view.lines.filter((l) => l.verdict && l.verdict !== "verified");
     renderLines();
   }
