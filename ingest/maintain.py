@@ -19,7 +19,6 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from eldercare.ingest import gaps, locks, retention, rollups
-from eldercare.ingest.locks import JOBS
 from eldercare.ingest.metrics import IngestMetrics
 from eldercare.ingest.registry import Conn
 from eldercare.ingest.settings import IngestSettings
@@ -101,7 +100,7 @@ class Maintainer:
         database_url: str,
         settings: IngestSettings,
         metrics: IngestMetrics,
-        jobs: Sequence[str] = JOBS,
+        jobs: Sequence[str] = locks.JOBS,
         on_run: Callable[[JobRun], None] | None = None,
     ) -> None:
         self._database_url = database_url

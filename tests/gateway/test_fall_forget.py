@@ -3,19 +3,16 @@ enough (in data time and in the gateway's running time) that its state can no lo
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.gateway.support import pipeline_over
+
 from eldercare.devices import messages as m
-from eldercare.gateway import mapping_files
-from eldercare.gateway.config import DevicesConfig, LocalConfig, SupervisionConfig
 from eldercare.gateway.fall import model
-from eldercare.gateway.local import AlarmHub
-from eldercare.gateway.pipeline import Delivery, FallService, Pipeline, now_ms
+from eldercare.gateway.pipeline import Delivery, FallService
 from eldercare.gateway.stats import Stats
 from eldercare.gateway.store import Store
-from eldercare.gateway.supervision import DeviceBook, Supervisor
 from eldercare.gateway.worker import StoreWorker
 
 T0 = 1_763_775_000_000
@@ -41,20 +38,7 @@ class Gateway:
         self.store = Store(path, max_bytes=8 * MIB)
         saved = self.store.detector_states()
         self.falls = FallService(shipped, suppress_s=10, forget_after_s=HOUR, saved=saved, clock=clock)
-        stats = Stats()
-        self.pipeline = Pipeline(
-            mappings=mapping_files.load_all(),
-            book=DeviceBook(DevicesConfig(auto_discover=True), self.store.devices()),
-            supervisor=Supervisor(
-                config=SupervisionConfig(), devices={}, active=(), now=time.monotonic(), clock_ms=now_ms
-            ),
-            falls=self.falls,
-            forward_samples=False,
-            worker=StoreWorker(self.store),
-            stats=stats,
-            hub=AlarmHub(LocalConfig(), institution="524205024154895658", gateway="GW-1", stats=stats),
-            on_stored=lambda: None,
-        )
+        self.pipeline = pipeline_over(self.store, StoreWorker(self.store), Stats(), self.falls)
 
     def send(self, dev: str, ts: int, n: int = 1) -> None:
         """``n`` chunks of ``dev``'s stream from ``ts`` (ms), each stored with its detector's checkpoint."""

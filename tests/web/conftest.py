@@ -189,8 +189,7 @@ def _subsidy_claim(world: World) -> None:
     regulator's page of the home shows the first line rejected and the second paid in part, why, and which
     nights."""
     home = world.other_homes[1].institution_id
-    month_start = datetime.now(CHINA).date().replace(day=1) - timedelta(days=1)
-    month_start = month_start.replace(day=1)
+    month_start = (datetime.now(CHINA).date().replace(day=1) - timedelta(days=1)).replace(day=1)  # last month
     person, bed_code, nights = _last_month_in_bed(world.db, home, month_start)
     admin = user(world.base, world.db, "admin")
     set_amounts(admin, region=REGION[:2])
