@@ -12,6 +12,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo.add_argument("--institutions", type=int, default=3, help="homes of the demo world (made once)")
     demo.add_argument("--via", choices=["gateway", "direct"], default="gateway", help="through real gateways or not")
     demo.add_argument("--speed", default="1", help="simulated seconds per real second (default 1)")
+    demo.add_argument(
+        "--no-last-month",
+        action="store_true",
+        help="do not live last month through (once a month: claims and their verification for the regulator)",
+    )
     demo.set_defaults(handler=_demo)
 
     simulate = sub.add_parser("simulate", help="simulated homes: a world, its days, scenarios, load")
@@ -184,7 +189,14 @@ def _demo(args: argparse.Namespace) -> int:
     ):
         if os.environ.get(variable):
             ports = replace(ports, **{field: int(os.environ[variable])})
-    return run(duration=args.duration, ports=ports, institutions=args.institutions, via=args.via, speed=args.speed)
+    return run(
+        duration=args.duration,
+        ports=ports,
+        institutions=args.institutions,
+        via=args.via,
+        speed=args.speed,
+        last_month=not args.no_last_month,
+    )
 
 
 def _load(args: argparse.Namespace) -> int:

@@ -33,6 +33,7 @@ from eldercare.platform.db.migrate import MigrationError, migrate
 from eldercare.platform.stack import service as stack_service
 from eldercare.platform.stack.errors import StackError
 from eldercare.platform.stack.model import Ports, StackInfo
+from eldercare.simulators import demo_month
 from eldercare.simulators.errors import SimError
 from eldercare.simulators.run import commands as run_commands
 from eldercare.simulators.run import state as run_state
@@ -67,6 +68,30 @@ def _admin(info: StackInfo, folder: Path) -> str:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         json.dump({"username": ADMIN, "password": password}, handle)
+    return password
+
+
+def _regulator(base: str, folder: Path, admin_password: str, region: str) -> str:
+    """The demo regulator's password (the region's civil-affairs office): created once through the API by the
+    demo admin, kept in the state folder."""
+    path = folder / "demo-regulator.json"
+    if path.exists():
+        return str(json.loads(path.read_text())["password"])
+    password = secrets.token_urlsafe(12)
+    with httpx.Client(timeout=30) as http:
+        office = demo_month.Office(base, http)
+        auth = office.login(ADMIN, admin_password)
+        body = {
+            "username": demo_month.REGULATOR,
+            "password": password,
+            "role": "regulator",
+            "region_code": region,
+            "display_name": "民政局（演示）",
+        }
+        office.call(f"create the regulator {demo_month.REGULATOR}", "POST", "/users", auth, json=body)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump({"username": demo_month.REGULATOR, "password": password}, handle)
     return password
 
 
@@ -229,7 +254,15 @@ def _ms(text: str) -> int:
     return int(datetime.fromisoformat(text).timestamp() * 1000)
 
 
-def run(*, duration: float | None, ports: Ports, institutions: int = 3, via: str = "gateway", speed: str = "1") -> int:
+def run(
+    *,
+    duration: float | None,
+    ports: Ports,
+    institutions: int = 3,
+    via: str = "gateway",
+    speed: str = "1",
+    last_month: bool = True,
+) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     base_dir = state_dir()
     print(f"starting the stack in {base_dir} ...", flush=True)
@@ -252,6 +285,24 @@ def run(*, duration: float | None, ports: Ports, institutions: int = 3, via: str
     try:
         _wait_up(f"{base}/healthz")
         world = _world(base_dir, base, password, institutions)
+        regulator = _regulator(base, base_dir, password, world.plan.region)
+        target = Target(info.mqtt_host, info.ports.mqtt_tls, str(info.ca_file))
+        month: demo_month.Verified | None = None
+        if last_month:
+            with run_commands.stop_on_signals() as stop:
+                month = demo_month.live_month(
+                    base_dir=base_dir,
+                    world_path=base_dir / "demo-world.json",
+                    base=base,
+                    database_url=info.database_url,
+                    target=target,
+                    admin=(ADMIN, password),
+                    regulator=(demo_month.REGULATOR, regulator),
+                    stop=stop,
+                    progress=run_commands.progress,
+                )
+                if stop.is_set():
+                    return 0
         state_path, truth = base_dir / "demo-run.json", base_dir / "demo-truth.jsonl"
         for old in (state_path, truth):
             old.unlink(missing_ok=True)
@@ -272,8 +323,11 @@ def run(*, duration: float | None, ports: Ports, institutions: int = 3, via: str
         print(
             "\nThe platform is up.\n"
             f"  API:        {base}/api/v1   (OpenAPI: {base}/openapi.json)\n"
+            f"  web:        {base}/login\n"
             f"  logins:     admin {ADMIN} / {password}\n"
             + "".join(f"              {line}\n" for line in _logins(world))
+            + f"              regulator {demo_month.REGULATOR} / {regulator}   ({world.plan.region})\n"
+            + (f"  last month: {month.line()}\n" if month else "")
             + f"  homes:      {homes}\n"
             f"  broker:     mqtts://{info.mqtt_host}:{info.ports.mqtt_tls} (CA {info.ca_file})\n"
             f"  simulation: {via} mode, {speed}x; world {base_dir / 'demo-world.json'}, ground truth {truth}\n"
@@ -282,7 +336,6 @@ def run(*, duration: float | None, ports: Ports, institutions: int = 3, via: str
             flush=True,
         )
         threading.Thread(target=printer.run, name="alarms", daemon=True).start()
-        target = Target(info.mqtt_host, info.ports.mqtt_tls, str(info.ca_file))
         with run_commands.stop_on_signals() as stop:
             execute(
                 state,

@@ -39,6 +39,17 @@ from eldercare.simulators.world.people import age_on
 HEADER = ["claim_id", "institution_code", "programme", "month", "person_code", "bed_code", "days", "amount_yuan"]
 OPERATING = {"nursing": 300.0, "ordinary": 200.0}
 HOME_CARE_BED = 300.0
+# The same amounts as the platform's schedules (``POST /subsidy/schedules`` rates, by the platform's programme
+# codes): a region that pays what the simulated homes claim.
+SCHEDULES: dict[str, list[dict[str, Any]]] = {
+    "operating_subsidy": [{"bed_kind": "nursing", "monthly_yuan": "300"}, {"monthly_yuan": "200"}],
+    "old_age_allowance": [
+        {"min_age": 80, "max_age": 89, "monthly_yuan": "100"},
+        {"min_age": 90, "max_age": 99, "monthly_yuan": "300"},
+        {"min_age": 100, "monthly_yuan": "500"},
+    ],
+    "home_care_bed_subsidy": [{"monthly_yuan": "300"}],
+}
 
 
 def allowance(age: int) -> float:

@@ -19,6 +19,15 @@ from eldercare.platform.subsidy import reason_text
 from eldercare.platform.subsidy.models import Reason
 
 _HASH = hash_password(PASSWORD)
+CAUGHT = ("rejected", "manual_check")
+# What a finding the simulators planted (``expect_claim_finding`` in a run's ground truth) must look like in
+# the verdicts of the claim lines it names.
+FINDINGS = {
+    "claimed_after_death": {"claims_after_death", "died_before_month"},
+    "empty_bed_claimed": {"bed_unassigned"},
+    "never_present": {"bed_empty", "not_present", "long_absence"},
+    "absent_in_hospital": {"hospital_days_claimed"},
+}
 
 
 def user(base: str, db_url: str, role: str, *, institution_id: int | None = None, region: str | None = None) -> Client:
@@ -108,3 +117,30 @@ def said_in_both(lines: Iterable[Mapping[str, Any]]) -> Counter[str]:
             assert zh != reason.text and "{" not in zh and re.search(r"[\u4e00-\u9fff]", zh), (reason, zh)
             said[reason.code] += 1
     return said
+
+
+def held_by(
+    finding: Mapping[str, Any], verdicts: Mapping[str, Mapping[str, Any]]
+) -> tuple[str, str, list[tuple[str, list[str]]], bool]:
+    """Whether the verdicts (by the claim file's ``claim_id``) of the lines a planted finding names show it:
+    (kind, programme, each line's verdict and reason codes, held)."""
+    kind = str(finding["finding"])
+    mine = [verdicts[i] for i in finding["claims"]]
+    codes = [{str(r["code"]) for r in v["reasons"]} for v in mine]
+    pairs = list(zip(mine, codes, strict=True))
+    if kind == "claimed_by_two_homes":
+        # the home whose sensor shows the elder keeps its line; the other's is rejected as a duplicate
+        held = any(v["verdict"] in CAUGHT and "duplicate_claim" in c for v, c in pairs) and all(
+            v["verdict"] in CAUGHT or "duplicate_resolved" in c for v, c in pairs
+        )
+    elif kind == "unverifiable_days":
+        silent = {int(d) for d in finding.get("days") or []}
+        held = all(
+            v["verdict"] != "rejected"  # silence is not absence
+            and v["evidence"]["nights"]["no_evidence"]
+            and not silent & set(v["evidence"]["nights"]["absent"])
+            for v in mine
+        )
+    else:
+        held = bool(mine) and all(v["verdict"] in CAUGHT and c & FINDINGS[kind] for v, c in pairs)
+    return kind, str(finding["programme"]), [(str(v["verdict"]), sorted(c)) for v, c in pairs], held

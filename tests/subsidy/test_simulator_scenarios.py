@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -23,34 +22,17 @@ import pytest
 from tests.conftest import free_ports
 from tests.platform_procs import run_eldercare, stack_env, wait_http
 from tests.registry.support import ADMIN_PASSWORD, Client, Database, create_database, drop_database, login, make_admin
-from tests.subsidy.support import said_in_both, user
+from tests.subsidy.support import CAUGHT, held_by, said_in_both, user
 
 from eldercare.ingest import rollups
 from eldercare.platform.stack.model import StackInfo
+from eldercare.simulators import demo_month
 from eldercare.simulators.run import truth as truth_log
 from eldercare.simulators.scenario import claims as claim_file
 from eldercare.simulators.scenario import session
 
 EXE = str(Path(sys.executable).with_name("eldercare"))
 TZ = ZoneInfo("Asia/Shanghai")
-CAUGHT = ("rejected", "manual_check")
-# The simulators' amounts (simulators/scenario/claims.py): the test region pays what their homes claim.
-AMOUNTS = {
-    "operating_subsidy": [{"bed_kind": "nursing", "monthly_yuan": "300"}, {"monthly_yuan": "200"}],
-    "old_age_allowance": [
-        {"min_age": 80, "max_age": 89, "monthly_yuan": "100"},
-        {"min_age": 90, "max_age": 99, "monthly_yuan": "300"},
-        {"min_age": 100, "monthly_yuan": "500"},
-    ],
-    "home_care_bed_subsidy": [{"monthly_yuan": "300"}],
-}
-# What each expected finding must look like in the verdicts of the lines it names.
-FINDINGS = {
-    "claimed_after_death": {"claims_after_death", "died_before_month"},
-    "empty_bed_claimed": {"bed_unassigned"},
-    "never_present": {"bed_empty", "not_present", "long_absence"},
-    "absent_in_hospital": {"hospital_days_claimed"},
-}
 CLAIM_SCENARIOS = sorted(name for name in session.shipped() if session.load(name).scenario.claims is not None)
 
 
@@ -89,7 +71,7 @@ def platform(stack: StackInfo, tmp_path_factory: pytest.TempPathFactory) -> Iter
             )  # fmt: skip
             assert done.returncode == 0, done.stdout + done.stderr
             admin = login(base, "sim-admin", ADMIN_PASSWORD)
-            for programme, rates in AMOUNTS.items():
+            for programme, rates in claim_file.SCHEDULES.items():
                 body = {"programme": programme, "region_code": "42", "effective_from": "2020-01", "rates": rates}
                 admin.ok("POST", "/api/v1/subsidy/schedules", 201, json=body)
             regulator = user(base, db.url, "regulator", region=spec.region)
@@ -108,25 +90,6 @@ def _run(platform: Platform, name: str, out: Path) -> tuple[list[dict[str, Any]]
     return truth_log.read(out / "truth.jsonl"), claim_file.read(out / "claims.csv")
 
 
-def _drained(url: str, *, end: datetime, timeout: float = 600) -> None:
-    """Wait until ingest has stored the run's readings: the last hour of the month is there and nothing more
-    has arrived for a few seconds (the simulator is done when it has published, ingest may still be busy)."""
-    deadline = time.monotonic() + timeout
-    last: tuple[int, datetime | None] | None = None
-    steady = 0
-    while time.monotonic() < deadline:
-        with psycopg.connect(url) as conn:
-            row = conn.execute("SELECT count(*), max(time) FROM bed_readings").fetchone()
-        assert row is not None
-        now = (int(row[0]), row[1])
-        steady = steady + 1 if now == last else 0
-        if steady >= 5 and now[1] is not None and now[1] >= end - timedelta(hours=1):
-            return
-        last = now
-        time.sleep(1)
-    raise AssertionError(f"ingest did not store the month's readings within {timeout} s: {last}")
-
-
 def _verdicts(platform: Platform, month: str, homes: set[int]) -> dict[str, dict[str, Any]]:
     """Verdicts of the month by the claim file's ``claim_id`` (the line's ``ref``)."""
     out: dict[str, dict[str, Any]] = {}
@@ -142,7 +105,11 @@ def test_scenario_findings(name: str, platform: Platform, tmp_path: Path) -> Non
     month = lines[0]["month"]
     first = date.fromisoformat(month + "-01")
     following = (first + timedelta(days=32)).replace(day=1)
-    _drained(platform.db.url, end=datetime(following.year, following.month, 1, tzinfo=TZ))
+    demo_month.wait_stored(
+        platform.db.url,
+        start=datetime(first.year, first.month, 1, tzinfo=TZ),
+        end=datetime(following.year, following.month, 1, tzinfo=TZ),
+    )
     with psycopg.connect(platform.db.url, autocommit=True) as conn:
         rollups.rebuild(conn, start=datetime(first.year, first.month, 1, tzinfo=UTC) - timedelta(days=1),
                         end=datetime(first.year, first.month, 1, tzinfo=UTC) + timedelta(days=33),
@@ -157,31 +124,9 @@ def test_scenario_findings(name: str, platform: Platform, tmp_path: Path) -> Non
     named: set[str] = set()
     report = []
     for finding in expected:
-        kind, ids = finding["finding"], finding["claims"]
-        named |= set(ids)
-        mine = [verdicts[i] for i in ids]
-        codes = [{r["code"] for r in v["reasons"]} for v in mine]
-        report.append(
-            (kind, finding["programme"], [(v["verdict"], sorted(c)) for v, c in zip(mine, codes, strict=True)])
-        )
-        if kind == "claimed_by_two_homes":
-            # the home whose sensor shows the elder keeps its line; the other's is rejected as a duplicate
-            assert any(v["verdict"] in CAUGHT and "duplicate_claim" in c for v, c in zip(mine, codes, strict=True)), (
-                report
-            )
-            assert all(v["verdict"] in CAUGHT or "duplicate_resolved" in c for v, c in zip(mine, codes, strict=True)), (
-                report
-            )
-        elif kind == "unverifiable_days":
-            silent = {int(d) for d in finding.get("days", [])} if finding.get("days") else None
-            for v in mine:
-                assert v["verdict"] not in ("rejected",), report  # silence is not absence
-                assert v["evidence"]["nights"]["no_evidence"], report
-                if silent:
-                    assert not silent & set(v["evidence"]["nights"]["absent"]), report
-        else:
-            for v, c in zip(mine, codes, strict=True):
-                assert v["verdict"] in CAUGHT and c & FINDINGS[kind], report
+        named |= set(finding["claims"])
+        report.append(held_by(finding, verdicts))
+    assert all(held for *_, held in report), report
     others = [(ref, v["verdict"], [r["code"] for r in v["reasons"]]) for ref, v in verdicts.items() if ref not in named]
     flagged = [o for o in others if o[1] in CAUGHT]
     print(f"\n{name}: findings {report}; other lines {len(others)}, flagged {flagged}")
