@@ -23,6 +23,7 @@ from typing import Final
 import numpy as np
 
 from eldercare.devices import messages as m
+from eldercare.gateway.carried import CarriedFile
 from eldercare.gateway.config import DeviceClass
 from eldercare.gateway.errors import GatewayError, MappingError, UnknownDeviceError
 from eldercare.gateway.fall.detector import FallDetector, UnsupportedRateError
@@ -193,6 +194,11 @@ class Pipeline:
     stopping gateway offers them a last time. A fault is a change of state, so a carried fault whose device has
     changed state again since (a later fault of the same kind was made, and went its own way) is dropped: stored
     after that later one, it would leave the platform with the wrong state.
+
+    With a ``carried_file`` (:mod:`~eldercare.gateway.carried`), what is carried, and what has been taken from
+    it into a commit not yet done, is also on disk while it waits: a gateway killed meanwhile takes it back at
+    start (:meth:`resume_carried`), and the stale rule above sorts out the faults against the supervisor's
+    state restored from the store.
     """
 
     def __init__(
@@ -207,6 +213,7 @@ class Pipeline:
         stats: Stats,
         hub: AlarmHub,
         on_stored: Callable[[], None],
+        carried_file: CarriedFile | None = None,
     ) -> None:
         self._mappings = mappings
         self._book = book
@@ -218,6 +225,8 @@ class Pipeline:
         self._hub = hub
         self._on_stored = on_stored
         self._carried: dict[str, list[m.DeviceMessage]] = {}  # per device, oldest first
+        self._in_flight: list[m.DeviceMessage] = []  # taken from the carried into commits not yet done
+        self._file = carried_file
         self._retry: asyncio.TimerHandle | None = None
         self._retry_logged = 0  # how many carried messages the retry last logged (it logs changes only)
         self._closed = False
@@ -315,7 +324,40 @@ class Pipeline:
         stale = {fault for fault, active in last.items() if self._supervisor.active(dev, fault) != active}
         if stale:
             log.info("%s: carried %s fault(s) dropped, its state changed again since", dev, sorted(stale))
-        return [x for x in carried if not (isinstance(x, m.DeviceFault) and x.fault in stale)]
+        taken = [x for x in carried if not (isinstance(x, m.DeviceFault) and x.fault in stale)]
+        self._in_flight.extend(taken)
+        if stale:
+            self._save_carried()
+        return taken
+
+    def resume_carried(self) -> None:
+        """At start, with the store worker running: take back what the carried file held when the gateway
+        stopped (it was killed while its store refused) and offer it to the store before anything else."""
+        if self._file is None:
+            return
+        for message in self._file.load():
+            self._carried.setdefault(message.dev, []).append(message)
+        self.store_carried()
+
+    def _save_carried(self) -> None:
+        """Make the carried file hold what is carried and in flight (see the class)."""
+        if self._file is None:
+            return
+        waiting = [x for messages in self._carried.values() for x in messages] + self._in_flight
+        try:
+            self._file.save(waiting)
+        except OSError as exc:
+            self._stats.error(f"carried messages kept in memory only, not in {self._file.path}: {exc}")
+
+    def _landed(self, batch: Batch) -> bool:
+        """Take the batch's messages out of those in flight; whether any were."""
+        if not self._in_flight:
+            return False
+        mine = {id(i.message) for i in batch.items if i.made}
+        kept = [x for x in self._in_flight if id(x) not in mine]
+        landed = len(kept) != len(self._in_flight)
+        self._in_flight = kept
+        return landed
 
     def store_carried(self) -> None:
         """Offer the store, on their own, the carried messages that no delivery has taken since (see the class).
@@ -345,6 +387,8 @@ class Pipeline:
             return
         stored = future.result()
         self._retry_logged = 0
+        if self._landed(batch):
+            self._save_carried()
         self._stats.accepted += len(stored.accepted)
         self._stats.repeats += stored.repeats
         alarms = [i.message for i in stored.accepted if i.lane is Lane.ALARM and i.message is not None]
@@ -358,8 +402,11 @@ class Pipeline:
         if self._falls is not None:
             self._falls.refused(batch)
         made = [i.message for i in batch.items if i.made and i.message is not None]
+        self._landed(batch)  # back to the carried, below
         for message in made:
             self._carried.setdefault(message.dev, []).append(message)
+        if made:
+            self._save_carried()
         if self._retry is None and self._carried and not self._closed:
             self._retry = asyncio.get_running_loop().call_later(CARRIED_RETRY_S, self.store_carried)
         if exc is not None:

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from eldercare.gateway import mapping_files
+from eldercare.gateway.carried import CarriedFile
+from eldercare.gateway.carried import path_for as carried_path
 from eldercare.gateway.config import GatewayConfig, HttpSource, MqttSource
 from eldercare.gateway.errors import ConfigError
 from eldercare.gateway.fall import model as fall_model
@@ -104,6 +106,7 @@ class Gateway:
             stats=self.stats,
             hub=hub,
             on_stored=uplink.wake,
+            carried_file=CarriedFile(carried_path(config.storage.path)),
         )
         sources = [
             MqttSourceRunner(s, gateway=config.gateway, pipeline=pipeline, supervisor=supervisor, stats=self.stats)
@@ -156,7 +159,7 @@ class Gateway:
                     pipeline.submit_own(list(faults))
 
         async with asyncio.TaskGroup() as group:
-            store_task = group.create_task(worker.run(), name="store")
+            store_task = group.create_task(_store(worker, pipeline), name="store")  # runs before the sources
             inputs = [group.create_task(s.run(), name=f"source-{s.config.name}") for s in sources]
             serving = [group.create_task(s.run_bound(), name=f"http-{s.config.port}") for s in servers]
             uplink_task = group.create_task(uplink.run(), name="uplink")
@@ -186,3 +189,9 @@ class Gateway:
             worker.stop()
             await store_task
         log.info("gateway: stopped; %d message(s) wait in the store", sum(asdict(store.depth()).values()))
+
+
+async def _store(worker: StoreWorker, pipeline: Pipeline) -> None:
+    """The store worker, given first what the carried file held when the gateway stopped."""
+    pipeline.resume_carried()
+    await worker.run()

@@ -28,6 +28,7 @@ from eldercare.devices import codes
 from eldercare.devices import messages as m
 from eldercare.gateway import mapping_files, vendorsim
 from eldercare.gateway import pipeline as gateway_pipeline
+from eldercare.gateway.carried import CarriedFile
 from eldercare.gateway.config import DevicesConfig, LocalConfig, SupervisionConfig
 from eldercare.gateway.local import AlarmHub
 from eldercare.gateway.pipeline import FallService, Pipeline
@@ -526,6 +527,7 @@ def pipeline_over(
     *,
     forward_samples: bool = False,
     supervisor: Supervisor | None = None,
+    carried_file: CarriedFile | None = None,
 ) -> Pipeline:
     """The gateway's pipeline over ``store``, as the service builds it, without sources or uplink."""
     if supervisor is None:
@@ -542,6 +544,7 @@ def pipeline_over(
         stats=stats,
         hub=AlarmHub(LocalConfig(), institution="524205024154895658", gateway="GW-1", stats=stats),
         on_stored=lambda: None,
+        carried_file=carried_file,
     )
 
 

@@ -1,5 +1,6 @@
-"""What the gateway made in a commit its full store refused (a device fault) is not lost, and not stored out of
-order: no device sends it again, and the supervisor does not make it again (its state has already moved)."""
+"""What the gateway made in a commit its full store refused (a device fault, a fall) is not lost, and not stored
+out of order: no device sends it again, and the supervisor does not make it again (its state has already moved).
+It is not lost either when the gateway is killed while it waits: the carried file holds it."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from tests.gateway.support import fill_with_alarms, pipeline_over, send_alarms, 
 
 from eldercare.devices import messages as m
 from eldercare.gateway import pipeline as pipeline_module
+from eldercare.gateway.carried import CarriedFile, path_for
 from eldercare.gateway.config import DeviceClass, SupervisionConfig
 from eldercare.gateway.pipeline import Delivery, Pipeline
 from eldercare.gateway.stats import Stats
@@ -71,25 +73,32 @@ class Gateway:
         return [(q["dev"], q["fault"], q["active"]) for q in queued if q["t"] == "fault"], raised
 
 
-async def with_gateway(path: Path, body: Callable[[Gateway], Awaitable[None]]) -> Gateway:
+async def with_gateway(
+    path: Path, body: Callable[[Gateway], Awaitable[None]], *, carried_file: bool = False, killed: bool = False
+) -> Gateway:
+    """A gateway's store, supervisor and pipeline around ``body``; it stops as the service stops it (the carried
+    offered a last time), or is ``killed`` (nothing more happens: the store worker just ends)."""
     store = Store(path, max_bytes=4 * MIB)
     store.commit([Batch(devices=[(BED, DeviceClass.BED_SENSOR.value), (BUTTON, DeviceClass.BUTTON.value)])])
     worker = StoreWorker(store)
     supervisor = Supervisor(
         config=CONFIG,
         devices={BED: DeviceClass.BED_SENSOR, BUTTON: DeviceClass.BUTTON},
-        active=(),
+        active=store.active_faults(),
         now=0.0,
         clock_ms=lambda: T0,
     )
     stats = Stats()
-    pipeline = pipeline_over(store, worker, stats, None, supervisor=supervisor)
+    on_disk = CarriedFile(path_for(path)) if carried_file else None
+    pipeline = pipeline_over(store, worker, stats, None, supervisor=supervisor, carried_file=on_disk)
     gateway = Gateway(store, worker, supervisor, pipeline, stats)
     task = asyncio.create_task(worker.run())
+    pipeline.resume_carried()
     try:
         await body(gateway)
     finally:
-        gateway.pipeline.close()
+        if not killed:
+            gateway.pipeline.close()
         worker.stop()
         await task
     return gateway
@@ -191,3 +200,72 @@ def test_faults_carried_through_two_refusals_are_stored_in_the_order_they_were_m
     gw = asyncio.run(with_gateway(tmp_path / "store.db", body))
     assert gw.faults() == ([(BED, "offline", True), (BED, "offline", False)], set())
     gw.store.close()
+
+
+def test_a_fall_carried_when_the_gateway_is_killed_is_stored_after_the_restart(tmp_path: Path) -> None:
+    """The full store refuses a fall and the gateway is killed (or loses power) while it waits: the fall is in
+    the carried file, and the restarted gateway offers it first, until the store, once the uplink has sent its
+    alarms, takes it. Then the file is gone."""
+    path, on_disk = tmp_path / "store.db", CarriedFile(path_for(tmp_path / "store.db"))
+    fall = m.Fall(dev=BUTTON, ts=T0, source="radar", confidence=0.9)
+    seen: dict[str, object] = {}
+
+    async def killed(gw: Gateway) -> None:
+        await gw.worker.call(partial(fill_with_alarms, gw.store))
+        seen["first"] = await gw.outcome(gw.pipeline.submit_own([fall]))
+        seen["file"] = on_disk.load()
+
+    async def restarted(gw: Gateway) -> None:
+        seen["carrying"] = await still_carrying(gw.pipeline)  # the store is still full: refused, and held
+        seen["file again"] = on_disk.load()
+        await gw.worker.call(partial(send_alarms, gw.store))
+        await gw.settle()
+
+    asyncio.run(with_gateway(path, killed, carried_file=True, killed=True)).store.close()
+    assert seen["first"] == "refused" and seen["file"] == [fall]
+    gw = asyncio.run(with_gateway(path, restarted, carried_file=True))
+    assert seen["carrying"] and seen["file again"] == [fall]
+    with sqlite3.connect(path) as db:
+        falls = [json.loads(body) for (body,) in db.execute("SELECT body FROM alarm_q") if b'"fall"' in body]
+    assert [(f["dev"], f["ts"], f["source"]) for f in falls] == [(BUTTON, T0, "radar")]  # stored once
+    assert not gw.pipeline.carrying and not on_disk.path.exists()
+    gw.store.close()
+
+
+def test_a_fault_carried_when_the_gateway_is_killed_is_made_again_by_the_restarted_supervisor(
+    tmp_path: Path,
+) -> None:
+    """An offline fault refused, then the gateway killed: at the restart the supervisor starts from the faults
+    the store holds (not this one), so the carried fault no longer matches its state and is dropped, and the
+    supervisor raises it again when the bed stays silent. Stored once, and the file is gone."""
+    path, on_disk = tmp_path / "store.db", CarriedFile(path_for(tmp_path / "store.db"))
+
+    async def killed(gw: Gateway) -> None:
+        await gw.worker.call(partial(fill_with_alarms, gw.store))
+        assert await gw.outcome(gw.pipeline.submit_own(list(gw.bed_goes_silent()))) == "refused"
+
+    async def restarted(gw: Gateway) -> None:
+        assert not on_disk.path.exists()  # dropped as stale when taken back, and the file with it
+        await gw.worker.call(partial(send_alarms, gw.store))
+        assert await gw.outcome(gw.pipeline.submit_own(list(gw.bed_goes_silent()))) == "stored"
+
+    asyncio.run(with_gateway(path, killed, carried_file=True, killed=True)).store.close()
+    carried = on_disk.load()
+    assert [(f.dev, f.fault, f.active) for f in carried if isinstance(f, m.DeviceFault)] == [
+        (BED, m.FaultKind.OFFLINE, True)
+    ] and len(carried) == 1
+    gw = asyncio.run(with_gateway(path, restarted, carried_file=True))
+    assert gw.faults() == ([(BED, "offline", True)], {(BED, "offline")})
+    gw.store.close()
+
+
+def test_the_carried_file_skips_what_does_not_decode_and_goes_when_nothing_is_carried(tmp_path: Path) -> None:
+    on_disk = CarriedFile(tmp_path / "store.db.carried")
+    assert on_disk.load() == []
+    fall = m.Fall(dev=BUTTON, ts=T0, source="radar")
+    on_disk.path.write_bytes(b"not json\n" + m.encode(fall) + b"\n" + b'{"t":"fall"}\n')
+    assert on_disk.load() == [fall]
+    on_disk.save([fall, fall])
+    assert on_disk.load() == [fall, fall]
+    on_disk.save([])
+    assert not on_disk.path.exists()

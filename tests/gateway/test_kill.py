@@ -1,6 +1,7 @@
 """The gateway killed with SIGKILL in the middle of a stream and started again: nothing it had acknowledged
 to a device (HTTP 200; for devices on the home broker, the gateway's PUBACK to it) is lost, nothing is stored
-twice, and the store's epoch and sequence carry on."""
+twice, and the store's epoch and sequence carry on. A fall a killed gateway carried (its store had refused it)
+reaches the platform after the restart."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from tests.gateway.support import (
 from tests.platform_procs import Proc, run_eldercare, stack_env
 
 from eldercare.devices import messages as m
+from eldercare.gateway.carried import CarriedFile, path_for
 from eldercare.platform.stack.model import StackInfo
 
 
@@ -94,3 +96,22 @@ def test_sigkill_mid_stream_loses_nothing_acknowledged(
     frames = frames_received(stack.database_url, site)
     seqs = sorted(seq for _, seq, _ in frames)
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "the sequence has gaps or repeats"
+
+
+def test_a_fall_the_killed_gateway_carried_is_sent_after_the_restart(
+    stack: StackInfo, platform: Proc, tmp_path: Path
+) -> None:
+    """The carried file a gateway killed while its store refused leaves beside the store (tests/gateway/
+    test_carried.py makes one that way): the started gateway stores its fall before anything else, sends it,
+    and removes the file."""
+    site = register_site(stack, seed=304, devices=fleet("car", {"fall_radar": 1}))
+    setup = write_config(tmp_path / "gw", site=site, stack=stack)
+    (radar,) = site.devices
+    fall = m.Fall(dev=radar, ts=now_ms() - 60_000, source="radar", confidence=0.9)
+    carried = CarriedFile(path_for(setup.store))
+    carried.save([fall])
+    with run_eldercare("gateway", ["gateway", "--config", str(setup.config)], stack_env(stack)) as gateway:
+        gateway.wait_for("1 message(s) of refused commits carried from before the restart", timeout=30)
+        events = wait_for(lambda: stored_events(stack.database_url, site), 30, "the carried fall on the platform")
+        assert [(d, t, k) for d, t, k, _ in events] == [(radar, fall.ts, "fall")]
+        assert not carried.path.exists()
