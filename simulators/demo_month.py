@@ -92,7 +92,8 @@ def scenario_for(world: world_model.World, start: int) -> tuple[str, list[str]] 
     if first is None:
         return None
     inject: list[str] = []
-    findings: list[str] = []
+    findings: list[str] = []  # as YAML
+    planted: list[str] = []  # their names
     n, inst = first
     people = settled(inst, sensor=False)
     hospital = people[1] if len(people) > 1 else people[0]
@@ -101,6 +102,7 @@ def scenario_for(world: world_model.World, start: int) -> tuple[str, list[str]] 
         f" duration: {HOSPITAL_DAYS}d, hospital: 宜昌市中心人民医院}}"
     )
     findings.append("  - {finding: absent_in_hospital, programme: operating_subsidy, for: hospital}")
+    planted.append("absent_in_hospital")
     # the silent sensor: in another home when there is one, so that each home has something to show
     silent = [(m, h, p) for m, h in homes for p in settled(h, sensor=True) if (m, p) != (n, hospital)]
     silent.sort(key=lambda t: t[0] == n)
@@ -111,6 +113,7 @@ def scenario_for(world: world_model.World, start: int) -> tuple[str, list[str]] 
             f" device: bed_sensor, duration: {SILENT_DAYS}d}}"
         )
         findings.append("  - {finding: unverifiable_days, programme: operating_subsidy, for: sensor-fails}")
+        planted.append("unverifiable_days")
     # the ghost and the empty bed: where there is room, in a home that has nothing planted yet if one has
     used = {n} | ({silent[0][0]} if silent else set())
     empty = {m: len(h.beds) - len({p.bed for p in h.persons if p.bed}) for m, h in homes}
@@ -120,11 +123,13 @@ def scenario_for(world: world_model.World, start: int) -> tuple[str, list[str]] 
         used.add(ghost_home)
         inject.append(f"  - {{id: ghost, kind: ghost, home: {ghost_home}, admitted_before: 120d}}")
         findings.append("  - {finding: never_present, programme: operating_subsidy, for: ghost}")
+        planted.append("never_present")
     pad_home = max(empty, key=lambda m: (empty[m] > 0, m not in used, empty[m], -m))
     pad = ""
     if empty[pad_home] > 0:
         pad = f"\n  pad_empty_beds: [{{home: {pad_home}, beds: 1}}]"
         findings.append(f"  - {{finding: empty_bed_claimed, programme: operating_subsidy, home: {pad_home}}}")
+        planted.append("empty_bed_claimed")
     plan = world.plan
     text = f"""\
 # Written by `eldercare demo` for the world in {plan.region} (seed {plan.seed}): its last month, with what a
@@ -149,7 +154,7 @@ claims:
 expect_claim_findings:
 {chr(10).join(findings)}
 """
-    return text, [f.split("finding: ")[1].split(",")[0] for f in findings]
+    return text, planted
 
 
 def wait_stored(url: str, *, start: datetime, end: datetime, timeout: float = 600) -> None:

@@ -1,5 +1,6 @@
 """Helpers of the simulator tests: a world whose platform-issued values are made up (for tests that do not
-touch the platform), SisFall's location, and the scenario world's options."""
+touch the platform), SisFall's location, the scenario world's options, and registrations as the registry
+would answer them."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from datetime import date
 from pathlib import Path
 
 from eldercare.devices import codes
+from eldercare.simulators.run.incidents import Happening
 from eldercare.simulators.world.model import FORMAT, Issued, IssuedInstitution, World, WorldPlan
 from eldercare.simulators.world.plan import PlanOptions, make_plan
 
@@ -35,3 +37,17 @@ def small_plan(*, seed: int = 38, as_of: date = date(2026, 3, 15)) -> WorldPlan:
     return make_plan(
         PlanOptions(region="4205", institutions=2, households=2, seed=seed, as_of=as_of, beds_min=5, beds_max=7)
     )
+
+
+def registered_as_if(world: World, happenings: list[Happening]) -> dict[str, dict[str, str]]:
+    """What the registry would have answered for each ghost's and twin's registration (by injection id), with
+    person codes invented here: what claims are made from, offline."""
+    return {
+        str(h.detail["id"]): {
+            "registered_person": f"PGHOST{n:05d}",
+            "registered_bed": world.issued.institutions[str(h.detail["home"])].beds[str(h.detail["bed"])][1],
+            "registered_in": "X",
+        }
+        for n, h in enumerate(happenings)
+        if h.kind in ("twin", "ghost")
+    }

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from tests.simulators.support import SISFALL, offline_world
+from tests.simulators.support import SISFALL, offline_world, registered_as_if
 
 from eldercare.simulators import demo_month
 from eldercare.simulators.run.clock import from_iso, month_end
@@ -48,15 +48,7 @@ def _bears_out(world: World, tmp_path: Path) -> list[str]:
     incidents = Incidents(scene, profile=PROFILES["quiet"], recordings=Recordings(SISFALL))
     end = month_end(START) + demo_month.MORNING_AFTER
     happenings = Resolver(loaded.scenario, loaded.marked, scene, incidents).happenings(start=START, end=end)
-    registered = {
-        str(h.detail["id"]): {
-            "registered_person": f"PGHOST{n:05d}",
-            "registered_bed": world.issued.institutions[str(h.detail["home"])].beds[str(h.detail["bed"])][1],
-            "registered_in": "X",
-        }
-        for n, h in enumerate(happenings)
-        if h.kind == "ghost"
-    }
+    registered = registered_as_if(world, happenings)
     month = Month(START)
     claims = make_claims(world, loaded.scenario, happenings, registered, month)
     found = resolve_findings(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.simulators.support import SISFALL, offline_world, small_plan
+from tests.simulators.support import SISFALL, offline_world, registered_as_if, small_plan
 
 from eldercare.simulators.errors import ScenarioError, SimError
 from eldercare.simulators.run.clock import from_iso, month_end
@@ -57,15 +57,7 @@ def test_shipped_scenarios_fit_their_world(name: str) -> None:
     assert len(happenings) == len(loaded.scenario.inject)
     if loaded.scenario.claims is None:
         return
-    registered = {
-        str(h.detail["id"]): {
-            "registered_person": f"PGHOST{n:05d}",
-            "registered_bed": world.issued.institutions[str(h.detail["home"])].beds[str(h.detail["bed"])][1],
-            "registered_in": "X",
-        }
-        for n, h in enumerate(happenings)
-        if h.kind in ("twin", "ghost")
-    }
+    registered = registered_as_if(world, happenings)
     month = Month(start)
     claims = make_claims(world, loaded.scenario, happenings, registered, month)
     assert claims and all(c.month == "2026-02" and 0 < c.days <= 28 for c in claims)
