@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 import psycopg
 
-from eldercare.ingest import rollups
+from eldercare.ingest import locks, rollups
 from eldercare.simulators.errors import SimError
 from eldercare.simulators.run import commands as run_commands
 from eldercare.simulators.run import state as run_state
@@ -273,15 +273,21 @@ def live_month(
         run_state.save(state, state_path)
     label = iso(start)[:7]
     print(f"living last month ({label}) through at full speed, once: {', '.join(planted)} to be found ...", flush=True)
-    outcome = session.run(state, state_path=state_path, target=target, stop=stop, progress=progress, progress_s=15.0)
-    if not outcome.finished:
-        return None
-    first = datetime.fromtimestamp(start / 1000, UTC)
-    end = datetime.fromtimestamp((month_end(start) + MORNING_AFTER) / 1000, UTC)
-    print(f"{label} published; waiting for ingest to store it, then rolling it up ...", flush=True)
-    wait_stored(database_url, start=first, end=end)
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        rollups.rebuild(conn, start=first, end=end, timezone=TIMEZONE)
+    with psycopg.connect(database_url) as keep, keep.transaction():
+        # Part of the month is older than the raw retention: the retention job (ingest's, under this lock)
+        # must not drop its chunks before they are rolled up.
+        locks.hold(keep, "retention", wait=True)
+        outcome = session.run(
+            state, state_path=state_path, target=target, stop=stop, progress=progress, progress_s=15.0
+        )
+        if not outcome.finished:
+            return None
+        first = datetime.fromtimestamp(start / 1000, UTC)
+        end = datetime.fromtimestamp((month_end(start) + MORNING_AFTER) / 1000, UTC)
+        print(f"{label} published; waiting for ingest to store it, then rolling it up ...", flush=True)
+        wait_stored(database_url, start=first, end=end)
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            rollups.rebuild(conn, start=first, end=end, timezone=TIMEZONE)
     with httpx.Client(timeout=120) as http:
         office = Office(base, http)
         admin_auth = office.login(*admin)
