@@ -27,6 +27,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from eldercare.platform.config import BrokerSettings, DatabaseSettings, SecuritySettings
 from eldercare.platform.stack import broker, broker_auth, cli, service
 from eldercare.platform.stack.errors import StackError
+from eldercare.platform.stack.layout import broker_paths
 from eldercare.platform.stack.model import Ports, StackInfo
 from eldercare.platform.stack.tls import tls_files
 
@@ -446,3 +447,41 @@ def test_down_stops_everything_and_up_brings_the_same_stack_back(
     with psycopg.connect(info.database_url) as conn:
         assert conn.execute("SELECT count(*) FROM kept").fetchone() == (0,)
     assert service.status(throwaway_state_dir).healthy
+
+
+# A broker that, like mosquitto, loses a SIGHUP that arrives while it reloads (it clears its reload flag when the
+# reload ends): here the first one is lost outright, and each later one logs a reload.
+_LOSES_THE_FIRST_HUP = """
+import signal, sys, time
+log, seen = sys.argv[2], []
+def hup(signum, frame):
+    seen.append(1)
+    if len(seen) > 1:
+        with open(log, "ab") as out:
+            out.write(b"Reloading config.\\n")
+signal.signal(signal.SIGHUP, hup)
+open(log, "ab").close()
+open(sys.argv[3], "w").write("ready")
+while True:
+    time.sleep(0.05)
+"""
+
+
+def test_a_reload_signal_the_broker_lost_is_sent_again(tmp_path: Path) -> None:
+    """Three homes made at once provision three gateways at once; a SIGHUP that reached mosquitto during the
+    reload another had asked for was lost, and the provisioning failed after 5 s (a 500 on POST gateways)."""
+    paths = broker_paths(tmp_path)
+    paths.folder.mkdir(parents=True)
+    ready = tmp_path / "ready"
+    fake = subprocess.Popen(["python3", "-c", _LOSES_THE_FIRST_HUP, str(paths.config), str(paths.log), str(ready)])
+    try:
+        deadline = time.monotonic() + 10
+        while not ready.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        paths.pid.write_text(f"{fake.pid}\n")
+        started = time.monotonic()
+        assert broker_auth.reload_broker(tmp_path)
+        assert time.monotonic() - started < broker_auth.RELOAD_TIMEOUT / 2
+    finally:
+        fake.kill()
+        fake.wait()

@@ -14,9 +14,11 @@ from datetime import datetime
 from typing import Protocol
 
 from eldercare.devices import codes
+from eldercare.platform.api.errors import Problem
 from eldercare.platform.auth.service import AsyncConn
 from eldercare.platform.crypto import Vault
 from eldercare.platform.stack import broker_auth
+from eldercare.platform.stack.errors import StackError
 
 
 class BrokerProvisioner(Protocol):
@@ -189,9 +191,16 @@ async def create_gateway(
 
 
 async def provision(broker: BrokerProvisioner, *, institution: str, gateway: str, password: str) -> None:
-    """The provisioner writes files and waits for the broker to reload: off the event loop."""
-    await asyncio.to_thread(broker.provision, institution=institution, gateway=gateway, password=password)
+    """The provisioner writes files and waits for the broker to reload: off the event loop. A broker that does
+    not take the change is a 503 (the caller's transaction, and the gateway with it, is rolled back)."""
+    try:
+        await asyncio.to_thread(broker.provision, institution=institution, gateway=gateway, password=password)
+    except StackError as exc:
+        raise Problem(503, f"the broker did not take the gateway's login; try again: {exc}") from exc
 
 
 async def revoke(broker: BrokerProvisioner, *, gateway: str) -> None:
-    await asyncio.to_thread(broker.revoke, gateway=gateway)
+    try:
+        await asyncio.to_thread(broker.revoke, gateway=gateway)
+    except StackError as exc:
+        raise Problem(503, f"the broker did not take the revocation; try again: {exc}") from exc

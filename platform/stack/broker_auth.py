@@ -57,6 +57,9 @@ ITERATIONS = 101
 SALT_BYTES = 12
 HASH_BYTES = 64
 RELOAD_TIMEOUT = 5.0
+# A SIGHUP that arrives while mosquitto is reloading is lost: it clears its reload flag when the reload ends.
+# So the signal is sent again until a reload begins after it (tests/test_stack.py, concurrent provisioning).
+RESEND_S = 0.25
 _RELOAD_LINE = b"Reloading config."
 
 
@@ -109,10 +112,13 @@ def reload_broker(state_dir: Path) -> bool:
     pid = read_pid(paths.pid)
     if pid is None or not process_alive(pid, marker=str(paths.config)):
         return False
-    offset = paths.log.stat().st_size if paths.log.exists() else 0
-    os.kill(pid, signal.SIGHUP)
+    offset = paths.log.stat().st_size if paths.log.exists() else 0  # a reload logged past here reads our files
     deadline = time.monotonic() + RELOAD_TIMEOUT
+    sent = 0.0
     while time.monotonic() < deadline:
+        if time.monotonic() >= sent + RESEND_S:  # the first time, and again if it was lost (see RESEND_S)
+            os.kill(pid, signal.SIGHUP)
+            sent = time.monotonic()
         with paths.log.open("rb") as log:
             log.seek(offset)
             if _RELOAD_LINE in log.read():

@@ -3,6 +3,7 @@ MQTT connection is dropped and it cannot reconnect); a re-issued password replac
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import threading
 import time
@@ -11,10 +12,14 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import psycopg
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from tests.registry.support import World
 
+from eldercare.platform.api.errors import Problem
+from eldercare.platform.registry import service
 from eldercare.platform.stack import broker_auth
+from eldercare.platform.stack.errors import StackError
 from eldercare.platform.stack.model import StackInfo
 
 
@@ -110,3 +115,23 @@ def test_gateway_ids_are_checked(world: World) -> None:
     assert reply.status_code == 409
     listed = world.users["reg_4205"].ok("GET", f"/api/v1/institutions/{world.a.id}/gateways")
     assert taken in {g["gateway_id"] for g in listed}
+
+
+class _BrokerThatDoesNotReload:
+    def provision(self, *, institution: str, gateway: str, password: str) -> None:
+        raise StackError("mosquitto", "sent SIGHUP to pid 1 but it did not log a reload within 5.0 s")
+
+    def revoke(self, *, gateway: str) -> None:
+        raise StackError("mosquitto", "sent SIGHUP to pid 1 but it did not log a reload within 5.0 s")
+
+
+def test_a_broker_that_does_not_take_the_change_is_a_503_not_a_500() -> None:
+    """The caller's transaction is rolled back with it: the gateway is not registered without its login."""
+    broker = _BrokerThatDoesNotReload()
+    for call in (
+        service.provision(broker, institution="524205024154895658", gateway="GW-1", password="pw-1234567890"),
+        service.revoke(broker, gateway="GW-1"),
+    ):
+        with pytest.raises(Problem) as caught:
+            asyncio.run(call)
+        assert caught.value.status == 503 and "try again" in caught.value.detail
