@@ -37,6 +37,7 @@ from eldercare.simulators import demo_month
 from eldercare.simulators.errors import SimError
 from eldercare.simulators.run import commands as run_commands
 from eldercare.simulators.run import state as run_state
+from eldercare.simulators.run.carers import Carers
 from eldercare.simulators.run.direct import Target
 from eldercare.simulators.run.incidents import Happening
 from eldercare.simulators.run.runner import execute
@@ -199,8 +200,9 @@ class AlarmPrinter:
 
 
 def _opening(world: world_model.World, start: int, speed: float | None) -> list[Happening]:
-    """Something to see in the first minute, whatever the random draws: a press cancelled at the bedside
-    after 20 s, an accidental one, and a fall seen by a radar (real seconds after the start)."""
+    """Something to see in the first minute, whatever the random draws: a press the carer on duty answers
+    (cancelled at the bedside after ten minutes if no one comes), another resident's accidental one, and a
+    fall seen by a radar (real seconds after the start)."""
     scene = Scene.of(world)
     elders = [e for e in scene.elders.values() if "button" in e.devices]
     if not elders:
@@ -211,11 +213,14 @@ def _opening(world: world_model.World, start: int, speed: float | None) -> list[
         return start + int(seconds * scale * 1000)
 
     first = elders[0]
+    # the accidental press is someone else's: on the first's button it would join the open alarm and cancel it
+    other = elders[1] if len(elders) > 1 else first
+    accidental = 45 if other is not first else 15 + 10 * 60 + 30
     out = [
         Happening(
             kind="press",
             t=at(15),
-            until=at(35),
+            until=at(15 + 10 * 60),
             institution=first.institution,
             person=first.key,
             device=first.devices["button"],
@@ -224,11 +229,11 @@ def _opening(world: world_model.World, start: int, speed: float | None) -> list[
         ),
         Happening(
             kind="press",
-            t=at(45),
-            until=at(48),
-            institution=first.institution,
-            person=first.key,
-            device=first.devices["button"],
+            t=at(accidental),
+            until=at(accidental + 3),
+            institution=other.institution,
+            person=other.key,
+            device=other.devices["button"],
             origin="demo",
             detail={"accidental": True},
         ),
@@ -248,6 +253,18 @@ def _opening(world: world_model.World, start: int, speed: float | None) -> list[
             )
         )
     return out
+
+
+def _staff_line(carers: Carers | None) -> str:
+    if carers is None:
+        return "not simulated away from real speed (the platform stamps their actions with its own clock)"
+    return "the carer on shift answers alarms and walks night rounds: " + "; ".join(
+        f"{h.plan.name} acknowledges in about {h.diligence.ack_s:.0f} s" for h in carers.homes
+    )
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
 
 
 def _ms(text: str) -> int:
@@ -324,6 +341,7 @@ def run(
         )
         run_state.save(state, state_path)
         homes = ", ".join(f"{i.name} ({i.code})" for i in world.plan.institutions)
+        carers = Carers(base, world, say=_say, seed=world.plan.seed, stop=printer.stop) if sim_speed == 1 else None
         print(
             "\nThe platform is up.\n"
             f"  API:        {base}/api/v1   (OpenAPI: {base}/openapi.json)\n"
@@ -333,13 +351,15 @@ def run(
             + f"              regulator {demo_month.REGULATOR} / {regulator}   ({world.plan.region})\n"
             + (f"  last month: {month.line()}\n" if month else "")
             + f"  homes:      {homes}\n"
+            + f"  staff:      {_staff_line(carers)}\n"
             f"  broker:     mqtts://{info.mqtt_host}:{info.ports.mqtt_tls} (CA {info.ca_file})\n"
             f"  simulation: {via} mode, {speed}x; world {base_dir / 'demo-world.json'}, ground truth {truth}\n"
             f"  logs:       {logs}\n"
             f"  stop:       Ctrl-C (the stack keeps running: `eldercare stack down` stops it)\n",
             flush=True,
         )
-        threading.Thread(target=printer.run, name="alarms", daemon=True).start()
+        for watcher in [printer.run, *([carers.run] if carers else [])]:  # the carers stop with the printer
+            threading.Thread(target=watcher, daemon=True).start()
         with run_commands.stop_on_signals() as stop:
             execute(
                 state,

@@ -1,19 +1,39 @@
 """Helpers of the simulator tests: a world whose platform-issued values are made up (for tests that do not
-touch the platform), SisFall's location, the scenario world's options, and registrations as the registry
-would answer them."""
+touch the platform), a world built through a real platform, SisFall's location, the scenario world's options,
+and registrations as the registry would answer them."""
 
 from __future__ import annotations
 
+import asyncio
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
+from tests.registry.support import ADMIN_PASSWORD, Database, Server, data_key, make_admin
+
 from eldercare.devices import codes
+from eldercare.platform.stack.model import StackInfo
 from eldercare.simulators.run.incidents import Happening
+from eldercare.simulators.world.build import build
 from eldercare.simulators.world.model import FORMAT, Issued, IssuedInstitution, World, WorldPlan
 from eldercare.simulators.world.plan import PlanOptions, make_plan
 
 SISFALL = Path(__file__).resolve().parents[3] / "shared" / "data" / "sisfall" / "sisfall_50hz.npz"
+
+
+@contextmanager
+def built_world(stack: StackInfo, db: Database, options: PlanOptions) -> Iterator[tuple[World, Server]]:
+    """The world of ``options`` built through a platform served on ``db`` (by its admin ``sim-admin``), and the
+    server, which stops when the block ends."""
+    make_admin(db, "sim-admin")
+    with Server(database_url=db.url, key=data_key(stack), state_dir=stack.state_dir) as server:
+        plan = make_plan(options)
+        yield (
+            asyncio.run(build(plan, base=server.base, admin_username="sim-admin", admin_password=ADMIN_PASSWORD)),
+            server,
+        )
 
 
 def offline_world(plan: WorldPlan) -> World:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -37,8 +38,11 @@ def test_demo_fills_the_platform_with_a_simulated_world(
         "ELDERCARE_API_PORT": str(ports.api),
         "ELDERCARE_SISFALL": str(SISFALL),
     }
-    done = _demo(env, "20")
+    done = _demo(env, "55")  # the first press comes at 15 s; the first home's carer answers within 30 s
     output = done.stdout + done.stderr
+    assert "  staff:      the carer on shift answers alarms" in done.stdout, output
+    assert re.search(r"\.\. alarm \d+ button: acknowledged by (nurse|head)-\S+ \(", done.stdout), output
+    assert "could not reach the platform" not in done.stdout, output
     assert f"API:        http://127.0.0.1:{ports.api}/api/v1" in done.stdout, output
     assert "logins:     admin demo-admin / " in done.stdout and "head  head-" in done.stdout
     world = world_model.load(throwaway_state_dir / "demo-world.json")

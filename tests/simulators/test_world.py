@@ -19,16 +19,15 @@ from tests.registry.support import (
     data_key,
     drop_database,
     login,
-    make_admin,
 )
+from tests.simulators.support import built_world
 
 from eldercare.devices import codes
 from eldercare.platform.stack.model import StackInfo
 from eldercare.simulators.uplink import SimUplink
-from eldercare.simulators.world.build import build
 from eldercare.simulators.world.dump import canonical, dump
 from eldercare.simulators.world.model import World, plan_json
-from eldercare.simulators.world.plan import PlanOptions, make_plan
+from eldercare.simulators.world.plan import PlanOptions
 from eldercare.simulators.world.regions import counties
 from eldercare.simulators.world.residents import CHINA
 
@@ -44,11 +43,7 @@ OPTIONS = PlanOptions(
 
 
 def _build(stack: StackInfo, db: Database) -> tuple[World, dict[str, Any]]:
-    make_admin(db, "sim-admin")
-    with Server(database_url=db.url, key=data_key(stack), state_dir=stack.state_dir) as server:
-        world = asyncio.run(
-            build(make_plan(OPTIONS), base=server.base, admin_username="sim-admin", admin_password=ADMIN_PASSWORD)
-        )
+    with built_world(stack, db, OPTIONS) as (world, server):
         document = asyncio.run(dump(world, base=server.base, admin_username="sim-admin", admin_password=ADMIN_PASSWORD))
     return world, document
 
