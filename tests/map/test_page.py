@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Page, expect, sync_playwright
 from tests.map.conftest import settings
 from tests.map.images import png
 from tests.map.world import PASSWORD, World
@@ -128,9 +128,9 @@ def test_filter_click_and_detail_without_internet(server: Server, map_world: Wor
             # Click B in the list: the card follows.
             with page.expect_response(lambda r: f"/api/v1/map/homes/{homes['B'].code}" in r.url):
                 page.click(f"#list li[data-code='{homes['B'].code}']")
-            page.wait_for_function(
-                "document.querySelector('.card-name').textContent === '伍家岗社区养老服务中心'", timeout=5000
-            )
+            # Not page.wait_for_function with a string: Playwright evals the string again on every poll, and the
+            # page's CSP (no 'unsafe-eval') refuses that whenever the card is not filled at the first look.
+            expect(page.locator(".card-name")).to_have_text("伍家岗社区养老服务中心", timeout=5000)
 
             # English.
             page.click("#lang")
