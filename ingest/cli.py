@@ -1,4 +1,5 @@
-"""``eldercare ingest`` (run), ``ingest parked list|show|replay``, ``ingest gaps`` and ``ingest maintain``."""
+"""``eldercare ingest`` (run), ``ingest parked list|show|replay``, ``ingest gaps``, ``ingest maintain`` and
+``ingest rebuild``."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import argparse
 import json
 import sys
 import time
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -41,6 +44,23 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     maintain.add_argument("--job", choices=["gaps", "rollups", "retention"], action="append", help="only these jobs")
     maintain.add_argument("--loop", action="store_true", help="keep running them at their intervals")
     maintain.set_defaults(handler=_maintain)
+
+    rebuild = actions.add_parser(
+        "rebuild",
+        help="recompute the roll-ups of a time range from raw data (after a backfill that bypassed ingest)",
+        description="Recompute the hourly roll-ups of [--from, --until), widened to whole hours, from the raw"
+        " tables, and the daily roll-ups of the local days that hold them. A date is its midnight and a time"
+        " without an offset is local, both in ELDERCARE_INGEST_ROLLUP_TIMEZONE. Hours whose raw chunks the"
+        " retention job dropped are refused: their roll-ups are all that is left of them.",
+    )
+    rebuild.add_argument("--from", dest="start", required=True, metavar="WHEN", help="a date or ISO time")
+    rebuild.add_argument("--until", dest="end", required=True, metavar="WHEN", help="not included; a date or ISO time")
+    rebuild.add_argument(
+        "--over-dropped",
+        action="store_true",
+        help="rebuild hours whose raw chunks were dropped too: their raw data has been restored in full",
+    )
+    rebuild.set_defaults(handler=_rebuild)
 
 
 def _database_url() -> str:
@@ -153,3 +173,49 @@ def _maintain(args: argparse.Namespace) -> int:
         if not args.loop:
             return 0
         time.sleep(1.0)
+
+
+def parse_when(text: str, timezone: str) -> datetime:
+    """``--from``/``--until``: a date (its local midnight) or an ISO time (local when it has no offset)."""
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is neither a date (2026-10-01) nor an ISO time (2026-10-01T08:00+08:00)") from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=ZoneInfo(timezone))
+
+
+def parse_range(start: str, end: str, timezone: str) -> tuple[datetime, datetime]:
+    first, last = parse_when(start, timezone), parse_when(end, timezone)
+    if last <= first:
+        raise ValueError(f"--until ({end}) must be later than --from ({start})")
+    return first, last
+
+
+def _rebuild(args: argparse.Namespace) -> int:
+    import psycopg
+
+    from eldercare.ingest import rollups
+    from eldercare.ingest.settings import IngestSettings
+
+    zone = IngestSettings().ingest_rollup_timezone
+    try:
+        start, end = parse_range(args.start, args.end, zone)
+    except ValueError as error:
+        print(f"eldercare ingest rebuild: {error}", file=sys.stderr)
+        return 2
+    with psycopg.connect(_database_url(), autocommit=True) as conn:
+        try:
+            done = rollups.rebuild(conn, start=start, end=end, timezone=zone, over_dropped=args.over_dropped)
+        except rollups.RawDataGoneError as gone:
+            print(f"refused: {gone}", file=sys.stderr)
+            for chunk in gone.dropped[:10]:
+                print(f"  {chunk.table}\t{chunk.start:%Y-%m-%d %H:%M}\t{chunk.end:%Y-%m-%d %H:%M} UTC", file=sys.stderr)
+            if len(gone.dropped) > 10:
+                print(f"  ... and {len(gone.dropped) - 10} more", file=sys.stderr)
+            print("rebuild a range after them, or pass --over-dropped if their raw data is restored", file=sys.stderr)
+            return 1
+    print(
+        f"rebuilt {done.hours} hours ({done.start:%Y-%m-%d %H:%M} to {done.end:%Y-%m-%d %H:%M} UTC) and"
+        f" {done.days} days ({zone}) from raw data"
+    )
+    return 0

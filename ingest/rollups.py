@@ -22,7 +22,7 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 from psycopg.types.json import Jsonb
@@ -147,18 +147,67 @@ def run(conn: Conn, *, lag_s: float, timezone: str, raw_retention_s: float, max_
     return result
 
 
-def rebuild(conn: Conn, *, start: datetime, end: datetime, timezone: str) -> int:
-    """Recompute every hour in [start, end) from raw data (after a backfill that bypassed ingest). It waits for
-    the roll-up job's lock: a job running beside it would delete and insert the same rows."""
+# The raw tables each roll-up is computed from (_BED_HOURS, _DEVICE_HOURS).
+SOURCES: Final = ("bed_readings", "device_readings", "locations", "accel_chunks", "device_events")
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    table: str
+    start: datetime
+    end: datetime
+
+
+class RawDataGoneError(Exception):
+    """A rebuild asked for hours whose raw chunks retention dropped: their roll-ups are all that is left."""
+
+    def __init__(self, dropped: list[Dropped]) -> None:
+        first, last = min(d.start for d in dropped), max(d.end for d in dropped)
+        tables = ", ".join(sorted({d.table for d in dropped}))
+        super().__init__(
+            f"raw data of {len(dropped)} chunk(s) between {first:%Y-%m-%d %H:%M} and {last:%Y-%m-%d %H:%M} UTC"
+            f" ({tables}) was dropped by retention; rebuilding those hours would replace their roll-ups, which"
+            " are all that is left of it, with what raw data there is now"
+        )
+        self.dropped = dropped
+
+
+@dataclass(frozen=True, slots=True)
+class Rebuilt:
+    hours: int
+    days: int
+    start: datetime  # the whole hours recomputed: [start, end)
+    end: datetime
+
+
+def rebuild(conn: Conn, *, start: datetime, end: datetime, timezone: str, over_dropped: bool = False) -> Rebuilt:
+    """Recompute every hour in [start, end) (widened to whole hours) from raw data, and the local days that
+    hold them from their hours, after a backfill that bypassed ingest.
+
+    It holds the roll-up job's lock (a job beside it would delete and insert the same rows) and the retention
+    job's (a chunk dropped while it reads would take its hours' roll-ups with it). Hours whose raw chunks
+    retention dropped are refused with :class:`RawDataGoneError`, unless ``over_dropped`` says their raw data has
+    been restored in full."""
+    if end <= start:
+        raise ValueError(f"the range is empty: it ends ({end.isoformat()}) at or before its start")
     first, last = int(start.timestamp() // 3600), math.ceil(end.timestamp() / 3600)
     with conn.transaction():
         locks.hold(conn, "rollups", wait=True)
+        locks.hold(conn, "retention", wait=True)
+        if not over_dropped:
+            found = conn.execute(
+                "SELECT table_name, range_start, range_end FROM raw_dropped WHERE table_name = ANY(%s)"
+                " AND range_start < %s AND range_end > %s ORDER BY range_start, table_name",
+                (list(SOURCES), hour_start(last), hour_start(first)),
+            ).fetchall()
+            if found:
+                raise RawDataGoneError([Dropped(t, s, e) for t, s, e in found])
         _hours(conn, first, last, None)
         zone = ZoneInfo(timezone)
         days = sorted({hour_start(h).astimezone(zone).date() for h in range(first, last)})
         if days:
             _days(conn, days, timezone)
-    return last - first
+    return Rebuilt(last - first, len(days), hour_start(first), hour_start(last))
 
 
 def _first_data(conn: Conn) -> datetime | None:

@@ -286,8 +286,9 @@ def live_month(
         end = datetime.fromtimestamp((month_end(start) + MORNING_AFTER) / 1000, UTC)
         print(f"{label} published; waiting for ingest to store it, then rolling it up ...", flush=True)
         wait_stored(database_url, start=first, end=end)
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            rollups.rebuild(conn, start=first, end=end, timezone=TIMEZONE)
+        # On the connection holding the retention lock: the rebuild takes that lock too, and would wait for
+        # this block on any other.
+        rollups.rebuild(keep, start=first, end=end, timezone=TIMEZONE)
     with httpx.Client(timeout=120) as http:
         office = Office(base, http)
         admin_auth = office.login(*admin)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import psycopg
 import pytest
@@ -81,3 +82,40 @@ def test_the_database_refuses_a_resident_in_two_beds(fresh_db: str) -> None:
                 "INSERT INTO bed_assignments (bed_id, resident_id, during) VALUES (%s, %s, '[2026-02-01,2026-03-01)')",
                 (beds[1][0], resident[0]),
             )
+
+
+def test_raw_dropped_starts_as_what_an_earlier_retention_job_may_have_dropped(
+    fresh_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """0009 records the chunks retention drops from then on; for before, it records (as dropped) everything older
+    than each raw table's oldest chunk, or than the job's last run for an empty table, if the job ever ran."""
+    everything = mig.available()
+    monkeypatch.setattr(mig, "available", lambda: [m for m in everything if m.version < 9])
+    mig.migrate(fresh_db)
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO ingest_jobs (job, last_run_at) VALUES ('retention', '2026-06-01T00:00Z'),"
+            " ('rollups', '2026-06-02T00:00Z')"
+        )
+        conn.execute("INSERT INTO bed_readings (time, device_id, presence) VALUES ('2026-05-10T05:00Z', 1, true)")
+    monkeypatch.setattr(mig, "available", lambda: everything)
+    assert [m.version for m in mig.migrate(fresh_db)] == [m.version for m in everything if m.version >= 9]
+    with psycopg.connect(fresh_db) as conn:
+        rows = conn.execute(
+            "SELECT table_name, range_start = '-infinity', range_end FROM raw_dropped ORDER BY table_name"
+        ).fetchall()
+    june = datetime(2026, 6, 1, tzinfo=UTC)
+    assert [(t, s, e) for t, s, e in rows] == [
+        ("accel_chunks", True, june),
+        ("bed_readings", True, datetime(2026, 5, 10, tzinfo=UTC)),  # its oldest chunk's start (1-day chunks)
+        ("device_events", True, june),
+        ("device_readings", True, june),
+        ("locations", True, june),
+    ]
+
+
+def test_raw_dropped_starts_empty_where_retention_never_ran(fresh_db: str) -> None:
+    mig.migrate(fresh_db)
+    with psycopg.connect(fresh_db) as conn:
+        row = conn.execute("SELECT count(*) FROM raw_dropped").fetchone()
+    assert row == (0,)

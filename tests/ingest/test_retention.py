@@ -48,6 +48,13 @@ def test_old_raw_chunks_and_frame_keys_go_recent_data_and_rollups_stay(db: str, 
         )
     assert result.chunks_dropped["bed_readings"] >= 1
     assert result.frames_deleted >= 1
+    # every chunk dropped is recorded by its range (TimescaleDB keeps no record): the old reading's among them
+    when = "to_timestamp(%s / 1000.0)"
+    assert scalar(db, "SELECT count(*) FROM raw_dropped WHERE table_name = 'bed_readings' AND dropped_at = ("
+                  "SELECT max(dropped_at) FROM raw_dropped)") == result.chunks_dropped["bed_readings"]  # fmt: skip
+    assert scalar(db, f"SELECT count(*) FROM raw_dropped WHERE table_name = 'bed_readings' AND range_start <= {when}"
+                  f" AND range_end > {when}", (old, old)) == 1  # fmt: skip
+    assert scalar(db, f"SELECT count(*) FROM raw_dropped WHERE range_end > {when}", (recent,)) == 0
 
     def count(query: str) -> int:
         return int(scalar(db, query, (device[0],)))

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import random
 import struct
+import subprocess
+import sys
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -18,13 +21,16 @@ import pytest
 
 from eldercare.devices import messages as m
 from eldercare.devices import topics
-from eldercare.ingest import locks, rollups
+from eldercare.ingest import locks, retention, rollups
+from eldercare.ingest.cli import parse_range, parse_when
 from eldercare.ingest.decode import Received
 from eldercare.ingest.registry import Registry
 from eldercare.ingest.rows import HOUR_MS
 from eldercare.ingest.store import BatchStore
+from eldercare.platform.stack.model import StackInfo
 from eldercare.simulators.load import LoadWorld
 
+from ..platform_procs import stack_env
 from .helpers import now_ms
 
 TZ = "Asia/Shanghai"
@@ -243,9 +249,11 @@ def test_an_hour_older_than_the_raw_retention_is_never_recomputed(db: str, world
     assert _actual_bed(db, ids) == before  # the roll-up is all that is left of that hour: kept as it was
 
 
-def test_a_rebuild_waits_while_the_roll_up_job_runs(db: str) -> None:
-    """Both delete and insert the same hours: side by side, one would fail on the other's rows (seen when a
-    test rebuilt a backfilled month while ingest's schedule rolled up)."""
+@pytest.mark.parametrize("job", ["rollups", "retention"])
+def test_a_rebuild_waits_while_the_roll_up_or_retention_job_runs(db: str, job: str) -> None:
+    """The roll-up job deletes and inserts the same hours: side by side, one would fail on the other's rows (seen
+    when a test rebuilt a backfilled month while ingest's schedule rolled up). The retention job could drop a
+    chunk the rebuild is about to read, and the rebuild would take the hours' roll-ups with it."""
     start = datetime(2026, 1, 1, tzinfo=UTC)
     rebuilt = threading.Event()
 
@@ -254,8 +262,8 @@ def test_a_rebuild_waits_while_the_roll_up_job_runs(db: str) -> None:
             rollups.rebuild(conn, start=start, end=start.replace(hour=2), timezone=TZ)
         rebuilt.set()
 
-    with psycopg.connect(db) as job:  # the job's transaction, holding its lock
-        assert locks.hold(job, "rollups", wait=False)
+    with psycopg.connect(db) as holder:  # the job's transaction, holding its lock
+        assert locks.hold(holder, job, wait=False)
         thread = threading.Thread(target=rebuild)
         thread.start()
         with psycopg.connect(db, autocommit=True) as watch:
@@ -267,6 +275,97 @@ def test_a_rebuild_waits_while_the_roll_up_job_runs(db: str) -> None:
             else:
                 raise AssertionError("the rebuild did not wait for the lock")
         assert not rebuilt.is_set()
-        job.rollback()
+        holder.rollback()
     thread.join(30)
     assert rebuilt.is_set()
+
+
+def test_a_rebuild_refuses_the_hours_of_a_chunk_retention_dropped(db: str, world: LoadWorld) -> None:
+    """The rebuild deletes an hour's roll-up before it recomputes it: over a dropped chunk it would replace what
+    is left of the dropped readings with nothing. Retention records each chunk it drops; the rebuild reads that."""
+    ids = _ids(db, world)
+    bed = ids[world.gateways[0].beds[0]]
+    hour = (now_ms() - 160 * 24 * HOUR_MS) // HOUR_MS  # a day no other test writes to
+    day = _local_day(hour)
+
+    def mine() -> tuple[dict[Any, tuple[Any, ...]], dict[Any, tuple[Any, ...]]]:
+        hourly = {k: v for k, v in _actual_bed(db, ids).items() if k == (bed, hour)}
+        return hourly, {k: v for k, v in _actual_bed_daily(db, ids).items() if k == (bed, day)}
+
+    with psycopg.connect(db, autocommit=True) as conn:
+        for minute in range(0, 60, 10):
+            conn.execute(
+                "INSERT INTO bed_readings (time, device_id, presence, heart_rate) VALUES (%s, %s, true, 61)",
+                (rollups.hour_start(hour) + timedelta(minutes=minute), bed),
+            )
+        done = rollups.rebuild(conn, start=rollups.hour_start(hour), end=rollups.hour_start(hour + 1), timezone=TZ)
+        assert (done.hours, done.days) == (1, 1)
+        before = mine()
+        assert before[0][(bed, hour)][:3] == (6, 6, 6)  # samples, observed and occupied minutes
+        dropped = retention.run(
+            conn, raw_retention_s=30 * DAY_S, events_retention_s=365 * DAY_S, frames_retention_s=30 * DAY_S
+        )
+        assert dropped.chunks_dropped["bed_readings"] >= 1
+        recorded = conn.execute(
+            "SELECT range_start, range_end FROM raw_dropped WHERE table_name = 'bed_readings'"
+            " AND range_start <= %(t)s AND range_end > %(t)s",
+            {"t": rollups.hour_start(hour)},
+        ).fetchall()
+        assert len(recorded) == 1, recorded
+        chunk_start, chunk_end = recorded[0]
+        assert chunk_end - chunk_start == timedelta(days=1)  # the table's chunk interval
+
+        with pytest.raises(rollups.RawDataGoneError, match="bed_readings") as refused:
+            rollups.rebuild(conn, start=chunk_start - timedelta(hours=3), end=chunk_end, timezone=TZ)
+        assert [(d.table, d.start, d.end) for d in refused.value.dropped if d.table == "bed_readings"] == [
+            ("bed_readings", chunk_start, chunk_end)
+        ]
+        assert mine() == before  # nothing was deleted
+
+        rollups.rebuild(conn, start=chunk_end, end=chunk_end + timedelta(hours=2), timezone=TZ)  # after it: fine
+
+        # told that the raw data is restored, it rebuilds, from what raw data there is: here, none
+        rollups.rebuild(conn, start=chunk_start, end=chunk_end, timezone=TZ, over_dropped=True)
+        assert mine()[0] == {}
+
+
+def test_the_rebuild_cli_parses_its_range_and_refuses_dropped_hours(stack: StackInfo, db: str) -> None:
+    assert parse_when("2026-10-01", TZ) == datetime(2026, 10, 1, tzinfo=ZoneInfo(TZ))
+    assert parse_when("2026-10-01T08:30+00:00", TZ) == datetime(2026, 10, 1, 8, 30, tzinfo=UTC)
+    with pytest.raises(ValueError, match="neither a date"):
+        parse_when("1 Oct", TZ)
+    with pytest.raises(ValueError, match="must be later"):
+        parse_range("2026-10-02", "2026-10-01", TZ)
+
+    exe = Path(sys.executable).with_name("eldercare")
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(exe), "ingest", "rebuild", *args],
+            env=stack_env(stack),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    bad = cli("--from", "2026-10-02", "--until", "2026-10-01")
+    assert bad.returncode == 2 and "must be later than --from" in bad.stderr
+
+    old = datetime.fromtimestamp(now_ms() / 1000 - 230 * DAY_S, ZoneInfo(TZ)).date()  # a day no other test writes to
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO raw_dropped (table_name, range_start, range_end) VALUES ('locations', %s, %s)"
+            " ON CONFLICT DO NOTHING",
+            (datetime(old.year, old.month, old.day, tzinfo=UTC), datetime(old.year, old.month, old.day, tzinfo=UTC)
+             + timedelta(days=1)),
+        )  # fmt: skip
+    refused = cli("--from", old.isoformat(), "--until", (old + timedelta(days=1)).isoformat())
+    assert refused.returncode == 1, refused.stderr
+    assert "refused: raw data of 1 chunk(s)" in refused.stderr and "locations" in refused.stderr
+    assert "--over-dropped" in refused.stderr
+
+    after = old + timedelta(days=2)
+    done = cli("--from", after.isoformat(), "--until", (after + timedelta(days=1)).isoformat())
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("rebuilt 24 hours (") and "and 1 days (Asia/Shanghai)" in done.stdout
