@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -140,6 +141,14 @@ def _logins(world: world_model.World) -> list[str]:
     if family:
         lines.append(f"family {family} / {users[family][1]}")
     return lines
+
+
+def _both(*calls: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+    def call(line: dict[str, Any]) -> None:
+        for each in calls:
+            each(line)
+
+    return call
 
 
 class AlarmPrinter:
@@ -369,7 +378,7 @@ def run(
                 stop=stop,
                 progress=run_commands.progress,
                 progress_s=60.0,
-                on_truth=printer.on_truth,
+                on_truth=printer.on_truth if carers is None else _both(printer.on_truth, carers.on_truth),
             )
     except SimError as exc:
         print(f"eldercare demo: {exc}", file=sys.stderr)

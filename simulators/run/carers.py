@@ -9,8 +9,10 @@ well within the 60 s target, the last misses it and half its rounds.
 The platform stamps every action with its own clock (an acknowledgement or a round cannot be dated back), so
 carers act only in a run at real speed, and a month lived at full speed has no staff.
 
-Per alarm: acknowledge; then, for an alarm about a person, go to the bedside and close it as handled unless
-the device closed it first (a press cancelled at the bedside, a resident back in bed). A device's fault is
+Per alarm: acknowledge; then, for an alarm about a person, go to the bedside and close it unless the device
+closed it first (a press cancelled at the bedside, a resident back in bed). At the bedside the carer sees what
+happened: a fall alarm with no fall in the run's ground truth (a detector fooled by sitting down hard, say) is
+closed as a false alarm, anything else as a real event. A device's fault is
 acknowledged and left for the device to clear: a carer cannot change a simulated battery. Night rounds: three
 a night (about 22:30, 01:30 and 04:30), each a round of every floor of a residential home, logged by the carer
 on the night shift.
@@ -109,6 +111,22 @@ def round_times(night: date, rng: random.Random) -> list[datetime]:
     return out
 
 
+FALL_BEFORE_S = 600.0  # a fall in the truth this long before an alarm's event time can be the one it reports
+FALL_AFTER_S = 60.0
+
+
+def outcome(alarm: dict[str, Any], falls: dict[str, list[float]]) -> tuple[str, str]:
+    """How the carer closes ``alarm``: its outcome and note. ``falls``: the fall times (epoch seconds) of the
+    run's ground truth by person and by device code."""
+    if alarm["kind"] != "fall":
+        return "real_event", "演示：值班护理员处理"
+    at = datetime.fromisoformat(alarm["occurred_at"]).timestamp()
+    keys = [k for k in (alarm.get("person_code"), alarm.get("device_code")) if k]
+    if any(at - FALL_BEFORE_S <= t <= at + FALL_AFTER_S for k in keys for t in falls.get(k, [])):
+        return "real_event", "演示：确认跌倒，已处置"
+    return "false_alarm", "演示：误报，老人未跌倒"
+
+
 @dataclass(slots=True)
 class Home:
     plan: InstitutionPlan
@@ -141,6 +159,8 @@ class Carers:
         self.clock = clock
         self.stop = stop
         self.tokens: dict[str, str] = {}
+        self.falls: dict[str, list[float]] = {}  # the ground truth's falls, by person and device code
+        self._falls_lock = threading.Lock()
         self.homes = [
             Home(
                 plan=plan,
@@ -156,6 +176,15 @@ class Carers:
                 night = (now - timedelta(hours=12)).date()  # the night that began before now, and the next one
                 home.rounds = [t for n in (night, night + timedelta(days=1)) for t in round_times(n, self.rng)]
                 home.rounds = [t for t in home.rounds if t > now]
+
+    def on_truth(self, line: dict[str, Any]) -> None:
+        """A line of the run's ground truth (called from the run's thread): the falls are kept, for the bedside."""
+        if line.get("kind") != "fall":
+            return
+        with self._falls_lock:
+            for key in (line.get("person"), line.get("device")):
+                if key:
+                    self.falls.setdefault(str(key), []).append(int(line["t"]) / 1000)
 
     def run(self) -> None:
         with httpx.Client(base_url=self.base + "/api/v1", timeout=10) as http:
@@ -190,7 +219,11 @@ class Carers:
                 self._round(http, home, carer)
 
     def _act(self, http: httpx.Client, carer: StaffPlan, alarm: dict[str, Any], action: str) -> bool:
-        body = {"outcome": "real_event", "note": "演示：值班护理员处理"} if action == "resolve" else {}
+        body: dict[str, Any] = {}
+        if action == "resolve":
+            with self._falls_lock:
+                result, note = outcome(alarm, self.falls)
+            body = {"outcome": result, "note": note}
         reply = self._request(http, carer, "POST", f"/alarms/{alarm['id']}/{action}", body)
         if reply.status_code in (404, 409):
             return False
@@ -198,8 +231,8 @@ class Carers:
         raised = datetime.fromisoformat(alarm["raised_at"])
         after = (datetime.now(raised.tzinfo) - raised).total_seconds()
         self.say(
-            f"  .. alarm {alarm['id']} {alarm['kind']}: {_DONE[action]} by {carer.username}"
-            f" ({carer.display_name}) {after:.0f} s after it was raised"
+            f"  .. alarm {alarm['id']} {alarm['kind']}: {_DONE[action]}{_AS.get(body.get('outcome', ''), '')}"
+            f" by {carer.username} ({carer.display_name}) {after:.0f} s after it was raised"
         )
         return True
 
@@ -241,6 +274,7 @@ class Carers:
 
 
 _DONE = {"acknowledge": "acknowledged", "attend": "at the bedside", "resolve": "resolved"}
+_AS = {"false_alarm": " as a false alarm"}
 
 
 def _check(reply: httpx.Response) -> None:

@@ -20,12 +20,21 @@ from tests.registry.support import (
     create_database,
     drop_database,
 )
-from tests.simulators.support import built_world, small_plan
+from tests.simulators.support import built_world, offline_world, small_plan
 
 from eldercare.platform.stack.model import StackInfo
 from eldercare.platform.supervision.attention import RULES
 from eldercare.simulators.run import carers as carers_mod
-from eldercare.simulators.run.carers import DILIGENCE, LOCAL, Carers, Diligence, on_duty, round_times, steps
+from eldercare.simulators.run.carers import (
+    DILIGENCE,
+    LOCAL,
+    Carers,
+    Diligence,
+    on_duty,
+    outcome,
+    round_times,
+    steps,
+)
 from eldercare.simulators.world.model import InstitutionPlan, ShiftPlan, World
 from eldercare.simulators.world.plan import PlanOptions
 
@@ -74,6 +83,30 @@ def test_a_carer_answers_an_alarm_about_a_person_and_leaves_a_fault_to_its_devic
     assert [s.action for s in steps({"state": "attending", "priority": "urgent"}, d, rng, 0)] == ["resolve"]
     assert [s.action for s in steps({"state": "raised", "priority": "technical"}, d, rng, 0)] == ["acknowledge"]
     assert steps({"state": "acknowledged", "priority": "technical"}, d, rng, 0) == []
+
+
+def test_at_the_bedside_a_fall_alarm_with_no_fall_in_the_truth_is_closed_as_a_false_alarm() -> None:
+    at = datetime(2026, 11, 23, 10, 0, tzinfo=LOCAL)
+    carers = Carers("http://unused", offline_world(small_plan()), say=print, seed=1, stop=threading.Event())
+    for line in (
+        {"kind": "fall", "t": int((at - timedelta(seconds=20)).timestamp() * 1000), "person": "P1", "device": "W1"},
+        {"kind": "fall", "t": int(at.timestamp() * 1000), "device": "R2"},  # a radar's, nobody registered
+        {"kind": "activity", "t": int(at.timestamp() * 1000), "person": "P3", "device": "W3"},  # sat down hard
+        {"kind": "press", "t": int(at.timestamp() * 1000), "person": "P3"},
+    ):
+        carers.on_truth(line)
+
+    def closed(kind: str, person: str | None, device: str | None, when: datetime = at) -> str:
+        alarm = {"kind": kind, "person_code": person, "device_code": device, "occurred_at": when.isoformat()}
+        return outcome(alarm, carers.falls)[0]
+
+    assert closed("fall", "P1", "R9") == "real_event"  # the radar saw the person's fall
+    assert closed("fall", None, "R2") == "real_event"
+    assert closed("fall", "P3", "W3") == "false_alarm"
+    assert closed("fall", "P1", "W1", at + timedelta(minutes=15)) == "false_alarm"  # a later alarm: another matter
+    assert closed("fall", "P1", "W1", at - timedelta(minutes=5)) == "false_alarm"  # before the fall happened
+    assert closed("button", "P3", "B3") == "real_event"
+    assert closed("bed_exit", "P4", "S4") == "real_event"
 
 
 def test_the_nights_rounds_fall_in_the_night_the_platform_counts() -> None:
@@ -164,6 +197,8 @@ def test_the_carer_on_shift_answers_alarms_and_walks_rounds_through_the_api(
     carer = on_duty(home.plan, clock[0])
     assert carer.role == "staff" and carer.shifts[0].name == "夜班"
     fall = _raise(db, world, "fall", "emergency", "fall_radar")
+    radar = next(d.code for d in world.plan.institutions[0].devices if d.kind == "fall_radar")
+    carers.on_truth({"kind": "fall", "t": int(datetime.now(LOCAL).timestamp() * 1000) - 5000, "device": radar})
     battery = _raise(db, world, "device_battery_low", "technical", "button")
     press = _raise(db, world, "button", "emergency", "button")
     other = _raise(db, world, "bed_exit", "urgent", "bed_sensor")
@@ -202,6 +237,9 @@ def test_the_carer_on_shift_answers_alarms_and_walks_rounds_through_the_api(
     assert rounds == [(f, carer.username) for (f,) in floors] and floors
     assert any(f"night round of {home.plan.name}" in line for line in said)
     assert any(f"alarm {fall} fall: resolved by {carer.username}" in line for line in said), said
+    with psycopg.connect(db.url) as conn:
+        outcomes = conn.execute("SELECT id, outcome FROM alarms WHERE id IN (%s, %s)", (fall, other)).fetchall()
+    assert sorted(outcomes) == sorted([(fall, "real_event"), (other, "real_event")])
 
 
 def _login(http: httpx.Client, world: World, username: str) -> dict[str, str]:
