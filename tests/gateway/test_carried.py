@@ -269,3 +269,36 @@ def test_the_carried_file_skips_what_does_not_decode_and_goes_when_nothing_is_ca
     assert on_disk.load() == [fall, fall]
     on_disk.save([])
     assert not on_disk.path.exists()
+
+
+def test_a_carried_fall_taken_back_again_after_it_was_stored_is_stored_once(tmp_path: Path) -> None:
+    """The gateway killed after the store committed a carried fall but before the carried file was rewritten: at
+    the next start the file still holds the fall, and it is offered again. The store knows its body (it keeps the
+    keys of what it took), so the platform is sent it once."""
+    path, on_disk = tmp_path / "store.db", CarriedFile(path_for(tmp_path / "store.db"))
+    fall = m.Fall(dev=BUTTON, ts=T0, source="radar", confidence=0.9)
+
+    async def refused(gw: Gateway) -> None:
+        await gw.worker.call(partial(fill_with_alarms, gw.store))
+        assert await gw.outcome(gw.pipeline.submit_own([fall])) == "refused"
+
+    async def stored(gw: Gateway) -> None:
+        await gw.worker.call(partial(send_alarms, gw.store))
+        await gw.settle()
+
+    asyncio.run(with_gateway(path, refused, carried_file=True, killed=True)).store.close()
+    left = on_disk.path.read_bytes()
+    first = asyncio.run(with_gateway(path, stored, carried_file=True, killed=True))
+    first.store.close()
+    assert first.stats.repeats == 0 and not on_disk.path.exists()
+    on_disk.path.write_bytes(left)  # as if killed between the store's commit and the file's rewrite
+
+    async def again(gw: Gateway) -> None:
+        await gw.settle()
+
+    second = asyncio.run(with_gateway(path, again, carried_file=True))
+    with sqlite3.connect(path) as db:
+        falls = [json.loads(body) for (body,) in db.execute("SELECT body FROM alarm_q") if b'"fall"' in body]
+    assert [(f["dev"], f["ts"]) for f in falls] == [(BUTTON, T0)]  # queued once (not yet sent by the uplink)
+    assert second.stats.repeats == 1 and not on_disk.path.exists()
+    second.store.close()
