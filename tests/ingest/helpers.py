@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
@@ -14,6 +17,8 @@ from eldercare.devices import topics
 from eldercare.ingest.mqtt import Connection, Endpoint
 from eldercare.platform.stack.model import StackInfo
 from eldercare.simulators.load import LoadGateway, LoadWorld
+
+from ..platform_procs import stack_env
 
 T = TypeVar("T")
 
@@ -28,6 +33,14 @@ def wait_until(check: Callable[[], T], *, timeout: float, what: str, every: floa
         time.sleep(every)
         value = check()
     return value
+
+
+def ingest_cli(stack: StackInfo, *args: str) -> subprocess.CompletedProcess[str]:
+    """``eldercare ingest ARGS...`` run as an operator would, against the test stack."""
+    exe = Path(sys.executable).with_name("eldercare")
+    return subprocess.run(
+        [str(exe), "ingest", *args], env=stack_env(stack), capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 def now_ms() -> int:

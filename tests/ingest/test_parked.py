@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import sys
-from pathlib import Path
 
 import psycopg
 
@@ -19,20 +17,11 @@ from eldercare.platform.registry import service as registry
 from eldercare.platform.stack.model import StackInfo
 from eldercare.simulators.load import LoadWorld
 
-from ..platform_procs import stack_env
-from .helpers import now_ms, scalar
+from .helpers import ingest_cli, now_ms, scalar
 
 
 def _eldercare(stack: StackInfo, *args: str) -> subprocess.CompletedProcess[str]:
-    exe = Path(sys.executable).with_name("eldercare")
-    return subprocess.run(
-        [str(exe), "ingest", "parked", *args],
-        env=stack_env(stack),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return ingest_cli(stack, "parked", *args)
 
 
 def test_a_quarantined_message_is_stored_once_after_its_device_is_registered(

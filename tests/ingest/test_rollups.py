@@ -6,13 +6,11 @@ from __future__ import annotations
 import random
 import struct
 import subprocess
-import sys
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -30,8 +28,7 @@ from eldercare.ingest.store import BatchStore
 from eldercare.platform.stack.model import StackInfo
 from eldercare.simulators.load import LoadWorld
 
-from ..platform_procs import stack_env
-from .helpers import now_ms
+from .helpers import ingest_cli, now_ms
 
 TZ = "Asia/Shanghai"
 DAY_S = 86_400.0
@@ -337,17 +334,8 @@ def test_the_rebuild_cli_parses_its_range_and_refuses_dropped_hours(stack: Stack
     with pytest.raises(ValueError, match="must be later"):
         parse_range("2026-10-02", "2026-10-01", TZ)
 
-    exe = Path(sys.executable).with_name("eldercare")
-
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(exe), "ingest", "rebuild", *args],
-            env=stack_env(stack),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        return ingest_cli(stack, "rebuild", *args)
 
     bad = cli("--from", "2026-10-02", "--until", "2026-10-01")
     assert bad.returncode == 2 and "must be later than --from" in bad.stderr
