@@ -35,11 +35,16 @@ def wait_until(check: Callable[[], T], *, timeout: float, what: str, every: floa
     return value
 
 
-def ingest_cli(stack: StackInfo, *args: str) -> subprocess.CompletedProcess[str]:
-    """``eldercare ingest ARGS...`` run as an operator would, against the test stack."""
+def ingest_cli(stack: StackInfo, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``eldercare ingest ARGS...`` run as an operator would, against the test stack (with ``env`` added)."""
     exe = Path(sys.executable).with_name("eldercare")
     return subprocess.run(
-        [str(exe), "ingest", *args], env=stack_env(stack), capture_output=True, text=True, timeout=60, check=False
+        [str(exe), "ingest", *args],
+        env=stack_env(stack, **env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 

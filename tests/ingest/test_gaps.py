@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import psycopg
 
 from eldercare.devices import messages as m
@@ -17,8 +13,7 @@ from eldercare.ingest.store import BatchStore
 from eldercare.platform.stack.model import StackInfo
 from eldercare.simulators.load import LoadWorld
 
-from ..platform_procs import stack_env
-from .helpers import now_ms
+from .helpers import ingest_cli, now_ms
 
 
 def _write(db: str, world: LoadWorld, epoch: int, seqs: list[int], *, alarm_seqs: tuple[int, ...] = ()) -> None:
@@ -78,16 +73,10 @@ def test_frames_out_of_order_across_the_lanes_within_the_grace_are_no_gap(db: st
 
 def test_the_cli_scans_and_lists_gaps(stack: StackInfo, db: str, world: LoadWorld) -> None:
     _write(db, world, 400, [0, 3])
-    exe = Path(sys.executable).with_name("eldercare")
-    env = stack_env(stack, ELDERCARE_INGEST_GAP_GRACE_S="0")
-    result = subprocess.run(
-        [str(exe), "ingest", "gaps", "--scan", "--all", "--gateway", world.gateways[0].gateway_id],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
+    result = ingest_cli(
+        stack, "gaps", "--scan", "--all", "--gateway", world.gateways[0].gateway_id, ELDERCARE_INGEST_GAP_GRACE_S="0"
     )
+    assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].split("\t")[:6] == ["institution", "gateway", "epoch", "first_seq", "last_seq", "missing"]
     rows = [line.split("\t") for line in lines[1:]]
