@@ -55,6 +55,10 @@ class BrokerSettings(BaseSettings):
     mqtt_ca_file: Path | None = None
     mqtt_username: str = "platform"
     mqtt_password: SecretStr = SecretStr("")
+    # Production: the folder the platform shares with the broker's container for its logins (see
+    # platform/registry/broker.py); unset, the platform provisions the local stack's broker.
+    broker_auth_dir: Path | None = None
+    broker_reload_timeout_s: float = Field(default=10.0, gt=0)
 
 
 class SecuritySettings(BaseSettings):

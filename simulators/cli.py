@@ -207,7 +207,7 @@ def _load(args: argparse.Namespace) -> int:
     import psycopg
 
     from eldercare.platform.config import BrokerSettings, DatabaseSettings, state_dir
-    from eldercare.platform.registry.broker import LocalBroker
+    from eldercare.platform.registry.broker import from_settings
     from eldercare.platform.stack import service
     from eldercare.simulators.load import LoadWorld, Target, create_world, run_load
 
@@ -224,7 +224,7 @@ def _load(args: argparse.Namespace) -> int:
             async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
                 return await create_world(
                     conn,
-                    broker=LocalBroker(state_dir()),
+                    broker=from_settings(),
                     gateways=args.gateways,
                     beds=args.beds,
                     rng=random.Random(args.seed),  # noqa: S311 - reproducible test data

@@ -38,6 +38,7 @@ def test_compose_file_is_valid() -> None:
         "timescaledb",
         "mosquitto",
         "migrate",
+        "broker-setup",
         "ingest-1",
         "ingest-2",
         "platform",

@@ -28,6 +28,7 @@ check /usr/bin/gcc build-essential
 check /usr/bin/make build-essential
 check /usr/bin/dpkg-source dpkg-dev
 check /usr/bin/docker-compose docker-compose
+check /bin/busybox busybox  # the broker entrypoint is tested under the shell of the eclipse-mosquitto image
 check /usr/bin/chromium chromium
 check /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc fonts-noto-cjk
 check /usr/bin/xz xz-utils

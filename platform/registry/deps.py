@@ -2,7 +2,7 @@
 
 Both live on ``app.state`` when the application (or a test) put them there; otherwise they are built once
 from the settings: the data key from ``ELDERCARE_DATA_KEY``, the broker of the local stack in the state
-directory. A production deployment sets ``app.state.broker`` to its own provisioner.
+directory, or production's shared folder when ``ELDERCARE_BROKER_AUTH_DIR`` is set (``registry/broker.py``).
 """
 
 from __future__ import annotations
@@ -30,10 +30,9 @@ def broker(request: Request) -> BrokerProvisioner:
     state = request.app.state
     found: BrokerProvisioner | None = getattr(state, "broker", None)
     if found is None:
-        from eldercare.platform.config import state_dir
-        from eldercare.platform.registry.broker import LocalBroker
+        from eldercare.platform.registry.broker import from_settings
 
-        found = LocalBroker(state_dir())
+        found = from_settings()
         state.broker = found
     return found
 

@@ -31,7 +31,6 @@ from eldercare.platform.stack.host import (
     process_alive,
     read_pid,
     run,
-    service_user,
     terminate,
     write_private,
 )
@@ -111,7 +110,7 @@ def prepare(*, state_dir: Path, ports: Ports, host: str, platform_password: str)
     Nothing that is current is rewritten, so a running broker needs no reload after an unchanged call.
     """
     paths = broker_paths(state_dir)
-    owner = service_user(broker_auth.SERVICE_USER, part=PART)
+    owner = broker_auth.broker_owner()
     ensure_dir(paths.folder, mode=0o750, owner=owner)
     ensure_dir(paths.data, mode=0o750, owner=owner)
     check_reachable(paths.folder, user=owner, part=PART)
@@ -120,8 +119,8 @@ def prepare(*, state_dir: Path, ports: Ports, host: str, platform_password: str)
     changed = not paths.config.exists() or paths.config.read_text() != text
     if changed:
         write_private(paths.config, text, mode=0o644)
-    if broker_auth.set_platform_password(state_dir, password=platform_password):
-        broker_auth.rewrite_auth_files(state_dir)
+    if broker_auth.set_platform_password(paths.folder, password=platform_password):
+        broker_auth.rewrite_auth_files(paths.folder, owner=owner)
         changed = True
     return changed
 
@@ -129,7 +128,7 @@ def prepare(*, state_dir: Path, ports: Ports, host: str, platform_password: str)
 def start(*, state_dir: Path, host: str, port: int, ca_file: Path, password: str) -> None:
     """Start the broker as a daemon and wait until the platform user can log in over TLS."""
     paths = broker_paths(state_dir)
-    owner = service_user(broker_auth.SERVICE_USER, part=PART)
+    owner = broker_auth.broker_owner()
     paths.pid.unlink(missing_ok=True)
     run([_mosquitto(), "-c", str(paths.config), "-d"], part=PART, user=owner, log=paths.log, cwd=paths.folder)
     deadline = time.monotonic() + START_TIMEOUT

@@ -1,7 +1,9 @@
 """Who may log in to the broker and what each login may touch: mosquitto's password file and ACL.
 
-The list of broker users lives in ``<state>/mosquitto/users.json``; ``passwd`` and ``acl`` are generated
-from it and written atomically, then a SIGHUP makes the running broker read them again.
+The list of broker users lives in ``users.json`` in one folder; ``passwd`` and ``acl`` are generated from it
+and written atomically beside it. For the local stack the folder is ``<state>/mosquitto`` and a SIGHUP makes
+its running broker read them again (``provision_gateway``, ``revoke_gateway``); production's folder is shared
+with the broker's container, which reloads on request (``platform/registry/broker.py``).
 
 Passwords are stored in mosquitto 2.0's own form, ``$7$<iterations>$<base64 salt>$<base64 hash>``:
 PBKDF2-HMAC-SHA512 with 101 iterations, a 12-byte salt and a 64-byte hash, as ``mosquitto_passwd`` writes.
@@ -45,8 +47,8 @@ from pathlib import Path
 
 from eldercare.devices.topics import GATEWAY_ID_PATTERN, INSTITUTION_PATTERN, ROOT
 from eldercare.platform.stack.errors import StackError
-from eldercare.platform.stack.host import process_alive, read_pid, service_user, write_private
-from eldercare.platform.stack.layout import broker_paths
+from eldercare.platform.stack.host import RunAs, process_alive, read_pid, service_user, write_private
+from eldercare.platform.stack.layout import auth_paths, broker_paths
 from eldercare.platform.stack.model import BrokerUser
 
 PART = "mosquitto"
@@ -96,12 +98,16 @@ def password_file_text(users: Sequence[BrokerUser]) -> str:
     return "".join(f"{user.username}:{user.password_hash}\n" for user in users)
 
 
-def write_auth_files(state_dir: Path, users: Sequence[BrokerUser]) -> None:
-    """Write ``passwd`` and ``acl`` for ``users`` (readable by the broker's user only)."""
+def broker_owner() -> RunAs | None:
+    """Who the local stack's broker runs as, and so who must own its ``passwd`` and ``acl``."""
+    return service_user(SERVICE_USER, part=PART)
+
+
+def write_auth_files(folder: Path, users: Sequence[BrokerUser], *, owner: RunAs | None = None) -> None:
+    """Write ``passwd`` and ``acl`` for ``users`` into ``folder``, readable by ``owner`` (else the caller) only."""
     for user in users:
         _check_user(user)
-    paths = broker_paths(state_dir)
-    owner = service_user(SERVICE_USER, part=PART)
+    paths = auth_paths(folder)
     write_private(paths.passwd, password_file_text(users), mode=0o600, owner=owner)
     write_private(paths.acl, acl_text(users), mode=0o600, owner=owner)
 
@@ -127,20 +133,22 @@ def reload_broker(state_dir: Path) -> bool:
     raise StackError(PART, f"sent SIGHUP to pid {pid} but it did not log a reload within {RELOAD_TIMEOUT} s")
 
 
-def load_users(state_dir: Path) -> list[BrokerUser]:
-    path = broker_paths(state_dir).users
+def load_users(folder: Path) -> list[BrokerUser]:
     try:
-        document = json.loads(path.read_text())
+        document = json.loads(auth_paths(folder).users.read_text())
     except FileNotFoundError:
         return []
     return [BrokerUser(**entry) for entry in document["users"]]
 
 
-def set_platform_password(state_dir: Path, *, password: str) -> bool:
-    """Make sure the platform login exists with ``password``; ``True`` if the files had to change."""
-    with _users_locked(state_dir) as users:
+def set_platform_password(folder: Path, *, password: str) -> bool:
+    """Make sure the platform login exists with ``password``; ``True`` if the files had to change.
+
+    Only the user list is saved; the caller regenerates ``passwd`` and ``acl`` (:func:`rewrite_auth_files`).
+    """
+    with _users_locked(folder) as users:
         current = next((user for user in users if user.kind == PLATFORM), None)
-        paths = broker_paths(state_dir)
+        paths = auth_paths(folder)
         if (
             current is not None
             and verify_password(password, current.password_hash)
@@ -153,11 +161,9 @@ def set_platform_password(state_dir: Path, *, password: str) -> bool:
     return True
 
 
-def provision_gateway(state_dir: Path, *, institution: str, gateway: str, password: str) -> BrokerUser:
-    """Give gateway ``gateway`` of ``institution`` a login (its username is its id), or a new password.
-
-    The running broker applies it at once; a gateway that moved institution keeps only the new one.
-    """
+def put_gateway(folder: Path, *, institution: str, gateway: str, password: str, owner: RunAs | None) -> BrokerUser:
+    """Give gateway ``gateway`` of ``institution`` a login (its username is its id), or a new password, in the
+    files of ``folder``; a gateway that moved institution keeps only the new one. The broker is not told."""
     user = BrokerUser(
         username=gateway,
         password_hash=hash_password(password),
@@ -166,39 +172,64 @@ def provision_gateway(state_dir: Path, *, institution: str, gateway: str, passwo
         gateway=gateway,
     )
     _check_user(user)
-    with _users_locked(state_dir) as users:
+    with _users_locked(folder) as users:
         users[:] = [*(other for other in users if other.username != gateway), user]
-        write_auth_files(state_dir, users)
+        write_auth_files(folder, users, owner=owner)
+    return user
+
+
+def drop_gateway(folder: Path, *, gateway: str, owner: RunAs | None) -> bool:
+    """Remove a gateway's login from the files of ``folder``; ``False`` if it had none. The broker is not told."""
+    with _users_locked(folder) as users:
+        kept = [user for user in users if not (user.kind == GATEWAY and user.username == gateway)]
+        if len(kept) == len(users):
+            return False
+        users[:] = kept
+        write_auth_files(folder, users, owner=owner)
+    return True
+
+
+def provision_gateway(state_dir: Path, *, institution: str, gateway: str, password: str) -> BrokerUser:
+    """:func:`put_gateway` for the local stack in ``state_dir``; its running broker applies it at once."""
+    folder = broker_paths(state_dir).folder
+    user = put_gateway(folder, institution=institution, gateway=gateway, password=password, owner=broker_owner())
     reload_broker(state_dir)
     return user
 
 
 def revoke_gateway(state_dir: Path, *, gateway: str) -> bool:
-    """Remove a gateway's login; a running broker disconnects it at once. ``False`` if it had none."""
-    with _users_locked(state_dir) as users:
-        kept = [user for user in users if not (user.kind == GATEWAY and user.username == gateway)]
-        if len(kept) == len(users):
-            return False
-        users[:] = kept
-        write_auth_files(state_dir, users)
+    """:func:`drop_gateway` for the local stack; its running broker disconnects the gateway at once.
+
+    The broker reloads even when the login was already gone: a revocation whose reload failed (a 503) is
+    retried, and the retry must not report it done before the broker has it.
+    """
+    had = drop_gateway(broker_paths(state_dir).folder, gateway=gateway, owner=broker_owner())
     reload_broker(state_dir)
-    return True
+    return had
 
 
-def rewrite_auth_files(state_dir: Path) -> None:
-    """Regenerate ``passwd`` and ``acl`` from ``users.json`` (used at start-up)."""
-    with _users_locked(state_dir) as users:
-        write_auth_files(state_dir, users)
+def rewrite_auth_files(folder: Path, *, owner: RunAs | None) -> None:
+    """Regenerate ``passwd`` and ``acl`` from ``users.json`` (at start-up)."""
+    with _users_locked(folder) as users:
+        write_auth_files(folder, users, owner=owner)
 
 
 @contextmanager
-def _users_locked(state_dir: Path) -> Iterator[list[BrokerUser]]:
-    """The user list under an exclusive lock; changes made to the list are saved on exit."""
-    paths = broker_paths(state_dir)
+def auth_lock(folder: Path) -> Iterator[None]:
+    """The exclusive lock on ``folder``'s login files (one writer at a time, across processes)."""
+    paths = auth_paths(folder)
     paths.folder.mkdir(parents=True, exist_ok=True)
     with paths.lock.open("a") as lock:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-        users = load_users(state_dir)
+        yield
+
+
+@contextmanager
+def _users_locked(folder: Path) -> Iterator[list[BrokerUser]]:
+    """The user list under :func:`auth_lock`; changes made to the list are saved on exit."""
+    paths = auth_paths(folder)
+    with auth_lock(folder):
+        users = load_users(folder)
         before = list(users)
         yield users
         if users != before:

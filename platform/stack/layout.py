@@ -9,6 +9,27 @@ ENV_FILE_NAME = "eldercare.env"  # the same name platform/config.py reads
 
 
 @dataclass(frozen=True, slots=True)
+class AuthPaths:
+    """The broker logins' files in one folder: the stack's broker folder, or production's shared auth folder."""
+
+    folder: Path
+    passwd: Path
+    acl: Path
+    users: Path  # the list passwd and acl are generated from
+    lock: Path
+
+
+def auth_paths(folder: Path) -> AuthPaths:
+    return AuthPaths(
+        folder=folder,
+        passwd=folder / "passwd",
+        acl=folder / "acl",
+        users=folder / "users.json",
+        lock=folder / ".users.lock",
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class BrokerPaths:
     folder: Path
     config: Path
@@ -32,13 +53,14 @@ class PostgresPaths:
 
 def broker_paths(state_dir: Path) -> BrokerPaths:
     folder = state_dir / "mosquitto"
+    auth = auth_paths(folder)
     return BrokerPaths(
         folder=folder,
         config=folder / "mosquitto.conf",
-        passwd=folder / "passwd",
-        acl=folder / "acl",
-        users=folder / "users.json",
-        lock=folder / ".users.lock",
+        passwd=auth.passwd,
+        acl=auth.acl,
+        users=auth.users,
+        lock=auth.lock,
         pid=folder / "mosquitto.pid",
         log=folder / "mosquitto.log",
         data=folder / "data",

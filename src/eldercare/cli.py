@@ -17,6 +17,7 @@ _REGISTRARS: tuple[str, ...] = (
     "eldercare.platform.stack.cli",
     "eldercare.platform.db.cli",
     "eldercare.platform.cli",
+    "eldercare.platform.registry.cli",
     "eldercare.platform.audit.cli",
     "eldercare.platform.auth.cli",
     "eldercare.platform.subsidy.cli",

@@ -3,6 +3,7 @@ role Grafana logs in with, tried against the test cluster."""
 
 from __future__ import annotations
 
+import re
 import secrets
 import shutil
 import subprocess
@@ -27,15 +28,25 @@ def resolved() -> dict[str, Any]:
     return document
 
 
+def _split(volume: str | dict[str, str]) -> tuple[str, str]:
+    """(source, target) of a mount as `docker-compose config` writes it."""
+    if isinstance(volume, dict):
+        return volume["source"], volume["target"]
+    source, target = volume.split(":")[:2]
+    return source, target
+
+
 def _bind(volume: str | dict[str, str]) -> tuple[str, str]:
     """(source relative to the repository, target) of a bind mount; ("", target) for a named volume."""
-    if isinstance(volume, dict):
-        source, target = volume["source"], volume["target"]
-    else:
-        source, target = volume.split(":")[:2]
+    source, target = _split(volume)
     if not source.startswith("/"):
         return "", target
     return Path(source).relative_to(REPO).as_posix(), target
+
+
+def _named(service: dict[str, Any]) -> dict[str, str]:
+    """name -> target of a service's named volumes."""
+    return {source: target for source, target in map(_split, service.get("volumes", [])) if not source.startswith("/")}
 
 
 def test_ingest_runs_twice_in_one_shared_subscription_group(resolved: dict[str, Any]) -> None:
@@ -64,6 +75,41 @@ def test_broker_is_tls_only_with_passwords_and_acl(resolved: dict[str, Any]) -> 
     listeners = [v for k, v in settings if k == "listener"]
     assert listeners == ["8883"], "one listener, the TLS one"
     assert {"cafile", "certfile", "keyfile"} <= set(as_dict)
+
+
+def test_broker_logins_go_from_the_platform_through_the_shared_volume_to_the_broker(resolved: dict[str, Any]) -> None:
+    """Production had no path for logins: the platform wrote them where the broker never looked."""
+    services = resolved["services"]
+    sharing = {name for name, service in services.items() if "broker-auth" in _named(service)}
+    assert sharing == {"mosquitto", "broker-setup", "platform", "simulated-home"}
+    for name in sharing:  # each finds the folder where the volume is
+        assert services[name]["environment"]["ELDERCARE_BROKER_AUTH_DIR"] == _named(services[name])["broker-auth"]
+
+    broker = services["mosquitto"]
+    env = broker["environment"]
+    binds = dict(_bind(v) for v in broker["volumes"] if _bind(v)[0])
+    assert broker["entrypoint"] == ["/bin/sh", binds["deploy/mosquitto/entrypoint.sh"]]
+    assert broker["command"] == [binds["deploy/mosquitto/mosquitto.conf"]]
+    conf = (REPO / "deploy" / "mosquitto" / "mosquitto.conf").read_text()
+    assert re.search(rf"(?m)^password_file {env['ELDERCARE_BROKER_LIVE_DIR']}/passwd$", conf)
+    assert re.search(rf"(?m)^acl_file {env['ELDERCARE_BROKER_LIVE_DIR']}/acl$", conf)
+    assert re.search(rf"(?m)^persistence_location {env['ELDERCARE_BROKER_DATA_DIR']}/?$", conf)
+    assert _named(broker)["broker-data"] == env["ELDERCARE_BROKER_DATA_DIR"]
+    mounted = {secret["source"] if isinstance(secret, dict) else secret for secret in broker["secrets"]}
+    tls = [Path(path) for path in env["ELDERCARE_BROKER_TLS_FILES"].split()]
+    for setting, path in zip(("cafile", "certfile", "keyfile"), tls, strict=True):  # copied for mosquitto's user
+        assert path.parent == Path("/run/secrets") and path.name in mounted
+        assert re.search(rf"(?m)^{setting} {env['ELDERCARE_BROKER_LIVE_DIR']}/{path.name}$", conf), setting
+    assert broker["healthcheck"]["test"] == ["CMD", "test", "-e", f"{env['ELDERCARE_BROKER_RUN_DIR']}/ready"]
+    uid = re.search(r"useradd --system --uid (\d+) eldercare", (REPO / "Dockerfile").read_text())
+    assert uid is not None and env["ELDERCARE_PLATFORM_UID"] == uid[1]
+
+    setup = services["broker-setup"]
+    assert setup["command"] == ["eldercare", "broker", "setup"]
+    assert setup["environment"]["ELDERCARE_MQTT_USERNAME"] == "platform"
+    assert setup["depends_on"]["mosquitto"]["condition"] == "service_healthy"
+    for name in ("ingest-1", "ingest-2", "platform", "simulated-home"):  # none starts before its login exists
+        assert services[name]["depends_on"]["broker-setup"]["condition"] == "service_completed_successfully"
 
 
 def test_grafana_is_provisioned_with_the_dashboards(resolved: dict[str, Any]) -> None:
