@@ -175,6 +175,26 @@ def shot(page: Page, name: str) -> Path:
     return path
 
 
+def hold_texts(visit: Visit) -> list[Route]:
+    """Hold back the pages' texts (every page's script waits for them before it attaches its handlers) until
+    the test lets them through with ``route.continue_()``: the page as a slow network would show it."""
+    held: list[Route] = []
+
+    def hold(route: Route) -> None:
+        held.append(route)
+
+    visit.context.route("**/i18n/*.json", hold)  # the latest route matching a request handles it
+    return held
+
+
+def release(page: Page, held: list[Route]) -> None:
+    page.wait_for_timeout(300)  # time for anything the page would do on its own before its texts came
+    assert held, "the page asked for no texts"
+    page.context.unroute("**/i18n/*.json")  # the next pages get theirs at once
+    for route in held:
+        route.continue_()
+
+
 def ready(page: Page, timeout_ms: int = 15000) -> None:
     page.wait_for_selector("body[data-ready='true']", timeout=timeout_ms)
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 from openpyxl import load_workbook
 from playwright.sync_api import Locator, Page, expect
-from tests.web.conftest import EMPTY_NIGHT, SILENT_NIGHTS, STRANGER, Browsers, ready, shot
-from tests.web.support import PASSWORD, World
+from tests.web.conftest import EMPTY_NIGHT, SILENT_NIGHTS, STRANGER, Browsers, hold_texts, ready, release, shot
+from tests.web.support import PASSWORD, REGION, World
 
 from eldercare.platform.subsidy.reports import LINE_COLUMNS, TOTAL_COLUMNS, headers
 
@@ -188,6 +188,40 @@ def test_login_lands_on_the_page_of_the_role_and_logout_ends_the_session(browser
     family.wait_for_url(f"{web.base}/family")
     family.goto(f"{web.base}/board")
     family.wait_for_url(f"{web.base}/family")  # a family user has no board
+
+
+def test_a_user_quicker_than_the_login_page_is_logged_in_and_the_password_stays_out_of_the_address(
+    browsers: Browsers, web: World
+) -> None:
+    """The form is sent before the page has its texts (a slow network, or a browser's autofill and a quick
+    Enter). The browser must not send the form itself, to the login page's address with the password in it;
+    the page logs the user in once it is ready."""
+    visit = browsers.open(None)
+    held = hold_texts(visit)
+    page = visit.page("/login")
+    page.get_by_label("用户名").fill(web.users.nurse2)
+    page.get_by_label("密码").fill(PASSWORD)
+    page.get_by_label("密码").press("Enter")
+    release(page, held)
+    page.wait_for_url(f"{web.base}/board")
+    ready(page)
+    assert [url for url in visit.navigations if "?" in url] == [], visit.navigations
+    assert not any(PASSWORD in url for url in visit.navigations)
+
+
+def test_no_page_lets_the_browser_send_a_form_before_its_script_is_ready(browsers: Browsers, web: World) -> None:
+    """The regulator's period form is on screen while the page loads. Sent then, the browser would load the page
+    again with the form's fields in the address (on the login page: the password); nothing happens instead,
+    and the page goes on to load."""
+    visit = browsers.open(web.users.regulator)
+    held = hold_texts(visit)
+    page = visit.page("/regulator")
+    page.get_by_label("行政区划代码").fill(REGION)
+    page.get_by_role("button", name="查询").click()
+    release(page, held)
+    ready(page, 30000)
+    assert [url for url in visit.navigations if "?" in url] == [], visit.navigations
+    assert page.url == f"{web.base}/regulator"
 
 
 def test_the_login_page_never_sends_a_user_elsewhere(browsers: Browsers, web: World) -> None:

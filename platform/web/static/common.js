@@ -9,6 +9,13 @@
   const ZONE = "Asia/Shanghai"; // the homes' time zone: every time is shown as the home sees it
   const LANDING = { staff: "/board", head: "/board", family: "/family", regulator: "/regulator", admin: "/regulator" };
 
+  // No form of the platform is sent by the browser itself: each page's script sends it through the API. A form
+  // submitted before its page's script has attached its handler (texts and session still loading) would
+  // otherwise load the page again with its fields, a password or a phone number, in the address.
+  document.addEventListener("submit", (event) => {
+    if (event.target.method !== "dialog") event.preventDefault();
+  }, true);
+
   const params = new URLSearchParams(window.location.search);
   let lang = params.get("lang") || window.localStorage.getItem(LANG_KEY) || "zh-CN";
   if (lang !== "zh-CN" && lang !== "en") lang = "zh-CN";

@@ -2,8 +2,9 @@
 // the page of their role: staff to the board, families to the family page, regulators to their view).
 "use strict";
 
-(async function () {
-  await EC.start({ public: true });
+(function () {
+  // Without its texts the page still logs in (it shows the texts' keys), so a failure to load them is logged only.
+  const started = EC.start({ public: true }).catch((e) => console.error(e));
   const form = document.getElementById("login-form");
   const error = document.getElementById("login-error");
   const params = new URLSearchParams(window.location.search);
@@ -21,18 +22,22 @@
     return;
   }
 
+  // Attached before the texts are loaded, so a user quicker than the page is logged in all the same.
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
+    const button = document.getElementById("login-button");
+    if (button.disabled) return;
+    button.disabled = true;
+    await started;
     error.hidden = true;
     const username = form.username.value.trim();
     const password = form.password.value;
     if (!username || !password) {
       error.textContent = EC.t("login_missing");
       error.hidden = false;
+      button.disabled = false;
       return;
     }
-    const button = document.getElementById("login-button");
-    button.disabled = true;
     try {
       const login = await EC.api("/api/v1/auth/login", { method: "POST", body: { username, password }, noRedirect: true });
       EC.saveSession(login);
@@ -46,4 +51,5 @@
       button.disabled = false;
     }
   });
+  started.then(() => { document.body.dataset.ready = "true"; });
 })();
