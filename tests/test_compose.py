@@ -14,6 +14,7 @@ SECRETS = {
     "ELDERCARE_DATA_KEY": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
     "GRAFANA_ADMIN_PASSWORD": "z" * 16,
     "GRAFANA_DB_PASSWORD": "w" * 16,
+    "ELDERCARE_SMS_URL": "https://sms.example.cn/v1/send",
 }
 
 

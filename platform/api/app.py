@@ -55,6 +55,7 @@ def create_app(
         app.state.alarm_hub = hub
         async with httpx.AsyncClient(timeout=(notify or NotifySettings()).webhook_timeout_s) as http:
             channels = build_channels(notify or NotifySettings(), http)
+            app.state.channel_kinds = frozenset(channels)
             tasks: list[asyncio.Task[None]] = []
             if run_background:
                 tasks = [

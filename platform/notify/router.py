@@ -1,17 +1,22 @@
-"""``/api/v1/me/notifications``: a user's own preferences and channels (families set theirs here)."""
+"""``/api/v1/me/notifications``: a user's own preferences and channels (families set theirs here).
+
+Only the kinds of channel this platform sends are offered (``GET .../kinds``): e-mail needs a mail server. A
+channel of another kind is refused when it is added, and one added before its kind was switched off is listed
+with ``offered: false``, so a family is not left believing they will be told.
+"""
 
 from __future__ import annotations
 
 import re
 from datetime import time
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 from zoneinfo import available_timezones
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from eldercare.platform.api.deps import Conn, CurrentPrincipal
-from eldercare.platform.api.errors import RESPONSES, NotFound
+from eldercare.platform.api.errors import RESPONSES, FieldError, NotFound, Problem
 from eldercare.platform.crypto import Vault
 
 router = APIRouter(prefix="/api/v1/me/notifications", tags=["notifications"], responses=RESPONSES)
@@ -70,6 +75,11 @@ class ChannelOut(BaseModel):
     signed: bool
     position: int
     active: bool
+    offered: bool = Field(description="false: this platform does not send this kind now (no mail server)")
+
+
+class Kinds(BaseModel):
+    kinds: list[ChannelKind] = Field(description="the kinds of channel this platform sends, in the form's order")
 
 
 def _mask(address: str) -> str:
@@ -84,6 +94,17 @@ def _mask(address: str) -> str:
 def _vault(request: Request) -> Vault:
     vault: Vault = request.app.state.vault
     return vault
+
+
+def _offered(request: Request) -> frozenset[str]:
+    kinds: frozenset[str] = request.app.state.channel_kinds
+    return kinds
+
+
+@router.get("/kinds")
+async def offered_kinds(request: Request, principal: CurrentPrincipal) -> Kinds:
+    offered = _offered(request)
+    return Kinds(kinds=[kind for kind in get_args(ChannelKind) if kind in offered])
 
 
 @router.get("/prefs")
@@ -125,6 +146,7 @@ async def put_prefs(body: Prefs, conn: Conn, principal: CurrentPrincipal) -> Pre
 @router.get("/channels")
 async def list_channels(request: Request, conn: Conn, principal: CurrentPrincipal) -> list[ChannelOut]:
     vault = _vault(request)
+    offered = _offered(request)
     rows = await (
         await conn.execute(
             "SELECT id, kind, address_enc, secret_enc IS NOT NULL, position, active FROM notification_channels"
@@ -140,6 +162,7 @@ async def list_channels(request: Request, conn: Conn, principal: CurrentPrincipa
             signed=r[3],
             position=r[4],
             active=r[5],
+            offered=r[1] in offered,
         )
         for r in rows
     ]
@@ -148,6 +171,10 @@ async def list_channels(request: Request, conn: Conn, principal: CurrentPrincipa
 @router.post("/channels", status_code=201)
 async def add_channel(body: NewChannel, request: Request, conn: Conn, principal: CurrentPrincipal) -> ChannelOut:
     vault = _vault(request)
+    offered = _offered(request)
+    if body.kind not in offered:
+        reason = f"this platform does not send {body.kind}; it offers " + ", ".join(sorted(offered))
+        raise Problem(422, "the request is not valid", [FieldError(field="body.kind", reason=reason)])
     address = body.address.strip()
     row = await (
         await conn.execute(
@@ -170,6 +197,7 @@ async def add_channel(body: NewChannel, request: Request, conn: Conn, principal:
         signed=body.secret is not None,
         position=body.position,
         active=True,
+        offered=True,
     )
 
 

@@ -1,14 +1,19 @@
-"""Where the platform sends e-mail and SMS (``ELDERCARE_SMTP_*``, ``ELDERCARE_SMS_*``)."""
+"""Where the platform sends e-mail and SMS (``ELDERCARE_SMTP_*``, ``ELDERCARE_SMS_*``).
+
+E-mail is offered only with a mail server; SMS go to a provider's HTTP API, or in development to a local
+JSON-lines file. In production (``ELDERCARE_ENVIRONMENT=production``) a provider is required: a family's SMS
+channel must never end in a file on the server.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import httpx
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings
 
-from eldercare.platform.config import settings_config, state_dir
+from eldercare.platform.config import Environment, settings_config, state_dir
 from eldercare.platform.notify.channels import (
     Channel,
     DingTalkChannel,
@@ -32,6 +37,15 @@ class NotifySettings(BaseSettings):
     sms_api_key: SecretStr = SecretStr("")
     sms_file: Path | None = None
     webhook_timeout_s: float = 5.0
+    environment: Environment = Environment.DEVELOPMENT
+
+    @model_validator(mode="after")
+    def _production_sends_sms(self) -> NotifySettings:
+        if self.environment is Environment.PRODUCTION and not self.sms_url:
+            raise ValueError(
+                "ELDERCARE_SMS_URL is not set: in production SMS go to a provider's HTTP API, never to a local file"
+            )
+        return self
 
 
 def build_channels(settings: NotifySettings, client: httpx.AsyncClient) -> dict[str, Channel]:

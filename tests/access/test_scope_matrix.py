@@ -28,6 +28,7 @@ NOT_SCOPED = {
     ("PUT", "/api/v1/me/notifications/prefs"): "the caller's own settings",
     ("GET", "/api/v1/me/notifications/channels"): "the caller's own channels",
     ("POST", "/api/v1/me/notifications/channels"): "the caller's own channels",
+    ("GET", "/api/v1/me/notifications/kinds"): "the platform's channel kinds, the same for every user",
     # the facility map is public by design and carries no personal data (tests/map checks that)
     ("GET", "/api/v1/map/homes"): "public map",
     ("GET", "/api/v1/map/nearest"): "public map",

@@ -16,17 +16,18 @@ from eldercare.platform.api.app import create_app
 from eldercare.platform.auth.scope import Role
 from eldercare.platform.auth.service import AsyncConn, create_user
 from eldercare.platform.crypto import Vault
+from eldercare.platform.notify.settings import NotifySettings
 from eldercare.simulators.seed import SeededHome
 
 Client = Callable[[Callable[[httpx.AsyncClient], Awaitable[Any]]], Any]
 
 
-def _client(db: str, vault: Vault) -> Client:
+def _client(db: str, vault: Vault, notify: NotifySettings | None = None) -> Client:
     """Run ``work`` with an HTTP client on the app (lifespan on, background tasks off)."""
 
     def call(work: Callable[[httpx.AsyncClient], Awaitable[Any]]) -> Any:
         async def go() -> Any:
-            app = create_app(database_url=db, data_key=vault.data_key, run_background=False)
+            app = create_app(database_url=db, data_key=vault.data_key, notify=notify, run_background=False)
             async with app.router.lifespan_context(app):
                 transport = httpx.ASGITransport(app=app)
                 async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
@@ -108,6 +109,41 @@ def test_channels_are_encrypted_masked_and_owned(db: str, vault: Vault, home: Se
     with psycopg.connect(db) as conn:
         raw = conn.execute("SELECT address_enc FROM notification_channels ORDER BY id DESC LIMIT 1").fetchone()
     assert raw is not None and b"13812345678" not in bytes(raw[0])
+
+
+def test_only_the_channels_the_platform_sends_are_offered(db: str, vault: Vault, home: SeededHome) -> None:
+    """Without a mail server e-mail is not offered, and adding an e-mail channel is refused on its kind. One
+    added while there was a server is still listed, marked as not sent, so the family page can say so."""
+    user = _family_user(db, home)
+    url = "/api/v1/me/notifications"
+    with_mail = NotifySettings(smtp_host="127.0.0.1", smtp_port=2525)
+    without_mail = NotifySettings(smtp_host=None)
+
+    async def while_mail_is_sent(client: httpx.AsyncClient) -> None:
+        headers = await _auth(client, user, "password-123")
+        kinds = (await client.get(f"{url}/kinds", headers=headers)).json()["kinds"]
+        assert kinds == ["email", "sms", "webhook_wecom", "webhook_dingtalk", "webhook_json"]
+        made = await client.post(f"{url}/channels", headers=headers, json={"kind": "email", "address": "a@example.cn"})
+        assert made.status_code == 201 and made.json()["offered"] is True
+        assert (await client.get(f"{url}/kinds")).status_code == 401
+
+    async def once_it_is_not(client: httpx.AsyncClient) -> None:
+        headers = await _auth(client, user, "password-123")
+        kinds = (await client.get(f"{url}/kinds", headers=headers)).json()["kinds"]
+        assert kinds == ["sms", "webhook_wecom", "webhook_dingtalk", "webhook_json"]
+        refused = await client.post(
+            f"{url}/channels", headers=headers, json={"kind": "email", "address": "b@example.cn"}
+        )
+        assert refused.status_code == 422
+        assert refused.json()["errors"][0]["field"] == "body.kind"
+        assert "does not send email" in refused.json()["errors"][0]["reason"]
+        sms = await client.post(f"{url}/channels", headers=headers, json={"kind": "sms", "address": "13812345678"})
+        assert sms.status_code == 201
+        listed = {c["kind"]: c["offered"] for c in (await client.get(f"{url}/channels", headers=headers)).json()}
+        assert listed == {"email": False, "sms": True}
+
+    _client(db, vault, with_mail)(while_mail_is_sent)
+    _client(db, vault, without_mail)(once_it_is_not)
 
 
 def test_response_times_per_institution_and_shift_in_scope(db: str, vault: Vault, home: SeededHome) -> None:

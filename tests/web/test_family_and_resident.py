@@ -5,9 +5,12 @@ resident's page and see nothing of them; staff see the vital-sign charts from Ti
 from __future__ import annotations
 
 import httpx
+import psycopg
 from playwright.sync_api import Response, expect
 from tests.web.conftest import Browsers, ready, shot
 from tests.web.support import World
+
+from eldercare.platform.crypto import Vault
 
 NOT_FOUND = "未找到，或您无权查看。"
 
@@ -59,6 +62,29 @@ def test_the_family_page_tells_the_state_alarms_and_settings(browsers: Browsers,
     expect(page.get_by_label("只通知下面选中的")).to_be_checked()
     expect(page.get_by_label("跌倒")).to_be_checked()
     expect(page.get_by_label("走失风险")).not_to_be_checked()
+
+
+def test_the_family_page_offers_only_the_channels_the_platform_sends(
+    browsers: Browsers, web: World, vault: Vault
+) -> None:
+    """This platform has no mail server: e-mail cannot be chosen, and an e-mail channel from before (when it had
+    one) is marked as not sent, with the warning that alarms would reach nobody."""
+    with psycopg.connect(web.db, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO notification_channels (user_id, kind, address_enc, position)"
+            " SELECT id, 'email', %s, 1 FROM users WHERE username = %s",
+            (vault.encrypt("old@example.cn", column="notification_channels.address"), web.users.family_b),
+        )
+    page = browsers.open(web.users.family_b).page("/family")
+    ready(page)
+    kinds = page.locator("#channel-kind option")
+    expect(kinds).to_have_count(4)
+    assert "email" not in [kinds.nth(i).get_attribute("value") for i in range(4)]
+    channel = page.locator("#channels li")
+    expect(channel).to_have_count(1)
+    expect(channel).to_contain_text("o***@example.cn")
+    expect(channel).to_contain_text("本平台目前不发送这种通知")
+    expect(page.locator("#channels-empty")).to_be_visible()
 
 
 def test_a_family_user_cannot_open_another_residents_page(browsers: Browsers, web: World) -> None:

@@ -125,8 +125,18 @@
   function renderChannels() {
     document.getElementById("channels").replaceChildren(...state.channels.map((c) => el("li", { "data-channel-id": String(c.id) },
       el("span", {}, tCode("channel", c.kind) + "：" + c.address_masked),
+      c.offered ? null : el("span", { class: "notice" }, t("channel_not_offered")),
       el("button", { type: "button", class: "btn", "aria-label": t("remove") + " " + tCode("channel", c.kind) + " " + c.address_masked, onclick: () => removeChannel(c) }, t("remove")))));
-    document.getElementById("channels-empty").hidden = state.channels.length > 0;
+    // A channel the platform no longer sends (no mail server now) reaches nobody: the warning stays until one does.
+    document.getElementById("channels-empty").hidden = state.channels.some((c) => c.offered);
+  }
+
+  // Only the kinds of channel this platform sends can be chosen (e-mail needs the home's mail server).
+  async function loadKinds() {
+    const offered = new Set((await api("/api/v1/me/notifications/kinds")).kinds);
+    for (const option of [...document.getElementById("channel-kind").options]) {
+      if (!offered.has(option.value)) option.remove();
+    }
   }
 
   async function loadChannels() {
@@ -191,7 +201,7 @@
       });
       document.getElementById("picker").hidden = false;
     }
-    const [prefs] = await Promise.all([api("/api/v1/me/notifications/prefs"), loadChannels(), show(chosen)]);
+    const [prefs] = await Promise.all([api("/api/v1/me/notifications/prefs"), loadChannels(), loadKinds(), show(chosen)]);
     state.prefs = prefs;
     renderPrefs();
   } catch (e) {
