@@ -117,6 +117,26 @@ class Broker:
     def log(self) -> str:
         return self.output.read_text(errors="replace") if self.output.exists() else ""
 
+    def reader_pid(self) -> int:
+        """The entrypoint's log reader: its child that is a copy of its shell (not mosquitto, not a sleep). A
+        command substitution is such a copy too, for a moment: asked until there is one copy only."""
+        assert self.process is not None
+        pid = self.process.pid
+        own = Path(f"/proc/{pid}/cmdline").read_bytes()
+        deadline = time.monotonic() + 5
+        while True:
+            copies = []
+            for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+                try:
+                    if Path(f"/proc/{child}/cmdline").read_bytes() == own:
+                        copies.append(int(child))
+                except FileNotFoundError:  # it ended meanwhile
+                    continue
+            if len(copies) == 1:
+                return copies[0]
+            assert time.monotonic() < deadline, f"copies of the entrypoint's shell: {copies}"
+            time.sleep(0.01)
+
     def broker_pids(self) -> list[int]:
         marker = f"^{self.mosquitto} -c {self.base / 'mosquitto.conf'}"  # mosquitto itself, not the entrypoint
         found = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True, check=False)
@@ -345,6 +365,19 @@ def test_the_entrypoint_copes_with_a_broker_that_exits(broker: Broker) -> None:
     code = broker.process.wait(timeout=10)
     broker.process = None
     assert code == 128 + signal.SIGKILL  # the container stops with it, and its restart policy starts a new one
+    assert not (broker.run_dir / "ready").exists()
+
+
+def test_the_entrypoint_stops_the_broker_when_its_log_reader_dies(broker: Broker) -> None:
+    """Without the reader no reload is acknowledged: the platform would answer 503 to every registration while
+    mosquitto ran on. The container stops instead, and its restart policy starts a whole one."""
+    os.kill(broker.reader_pid(), signal.SIGKILL)
+    assert broker.process is not None
+    code = broker.process.wait(timeout=10)
+    broker.process = None
+    assert code == 1, broker.log()
+    assert "the log reader of mosquitto died" in broker.log()
+    assert broker.broker_pids() == []
     assert not (broker.run_dir / "ready").exists()
 
 

@@ -118,10 +118,23 @@ broker=
 trap 'if [ -n "$broker" ]; then kill -TERM "$broker" 2>/dev/null || true; fi' TERM INT
 mkfifo "$run/log"
 read_log <"$run/log" &
+reader=$!
 "$mosquitto" -c "$config" 2>"$run/log" &
 broker=$!
 
-until [ -e "$run/running" ] || [ -e "$run/ended" ]; do sleep "$poll"; done
+reader_lost() { # the log reader died before mosquitto ended: no reload could be acknowledged again
+    if [ -e "$run/ended" ] || kill -0 "$reader" 2>/dev/null; then return 1; fi
+    say "the log reader of mosquitto died; stopping mosquitto so that the container is restarted"
+    kill -TERM "$broker" 2>/dev/null || true
+    wait "$broker" || true
+    rm -f "$run/ready"
+    exit 1
+}
+
+until [ -e "$run/running" ] || [ -e "$run/ended" ]; do
+    reader_lost || true
+    sleep "$poll"
+done
 if [ -e "$run/running" ]; then
     put "$auth/reload.done" "$applied"
     : >"$run/ready"
@@ -129,6 +142,7 @@ if [ -e "$run/running" ]; then
 fi
 
 while [ ! -e "$run/ended" ]; do
+    reader_lost || true
     request=$(number "$auth/reload.request")
     if [ "$request" != "$applied" ] && reload; then
         put "$auth/reload.done" "$request"
