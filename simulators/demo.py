@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 import psycopg
 
+from eldercare.ingest import rollups
 from eldercare.platform.auth.scope import Role
 from eldercare.platform.auth.service import create_user
 from eldercare.platform.config import state_dir
@@ -280,6 +281,34 @@ def _ms(text: str) -> int:
     return int(datetime.fromisoformat(text).timestamp() * 1000)
 
 
+def _last_month(
+    info: StackInfo, base: str, passwords: tuple[str, str], target: Target, hold: demo_month.RetentionHold | None
+) -> tuple[demo_month.Verified | None, bool]:
+    """Last month, made if it is not yet (:func:`demo_month.live_month`), and whether Ctrl-C stopped the demo."""
+    base_dir = info.state_dir
+    with run_commands.stop_on_signals() as stop:
+        try:
+            month = demo_month.live_month(
+                base_dir=base_dir,
+                world_path=base_dir / "demo-world.json",
+                base=base,
+                database_url=info.database_url,
+                target=target,
+                admin=(ADMIN, passwords[0]),
+                regulator=(demo_month.REGULATOR, passwords[1]),
+                stop=stop,
+                progress=run_commands.progress,
+                hold=hold,
+            )
+        except (SimError, httpx.HTTPError, psycopg.Error, rollups.RawDataGoneError) as exc:  # the demo goes on
+            print(f"eldercare demo: last month not made ({exc}); it is tried again at the next start",
+                  file=sys.stderr, flush=True)  # fmt: skip
+            return None, stop.is_set()  # the lock stays until the demo ends: what is stored of the month is kept
+        if hold is not None and not stop.is_set():
+            hold.release()  # made (released already), or nothing to make
+        return month, stop.is_set()
+
+
 def run(
     *,
     duration: float | None,
@@ -302,6 +331,8 @@ def run(
     env = dict(os.environ, ELDERCARE_STATE_DIR=str(base_dir), ELDERCARE_ENV_FILE=str(base_dir / "eldercare.env"))
     logs = base_dir / "logs"
     logs.mkdir(exist_ok=True)
+    # the retention job's lock while last month is made, taken before ingest starts (released once it is rolled up)
+    hold = demo_month.RetentionHold(info.database_url) if last_month and demo_month.pending(base_dir) else None
     children = [
         _child(["ingest", "--name", "demo"], env, logs / "ingest.log"),
         _child(["serve", "--port", str(info.ports.api)], env, logs / "serve.log"),
@@ -315,24 +346,9 @@ def run(
         target = Target(info.mqtt_host, info.ports.mqtt_tls, str(info.ca_file))
         month: demo_month.Verified | None = None
         if last_month:
-            with run_commands.stop_on_signals() as stop:
-                try:
-                    month = demo_month.live_month(
-                        base_dir=base_dir,
-                        world_path=base_dir / "demo-world.json",
-                        base=base,
-                        database_url=info.database_url,
-                        target=target,
-                        admin=(ADMIN, password),
-                        regulator=(demo_month.REGULATOR, regulator),
-                        stop=stop,
-                        progress=run_commands.progress,
-                    )
-                except (SimError, httpx.HTTPError, psycopg.Error) as exc:  # the live demo goes on without it
-                    print(f"eldercare demo: last month not made ({exc}); it is tried again at the next start",
-                          file=sys.stderr, flush=True)  # fmt: skip
-                if stop.is_set():
-                    return 0
+            month, stopped = _last_month(info, base, (password, regulator), target, hold)
+            if stopped:
+                return 0
         state_path, truth = base_dir / "demo-run.json", base_dir / "demo-truth.jsonl"
         for old in (state_path, truth):
             old.unlink(missing_ok=True)
@@ -389,4 +405,6 @@ def run(
             child.terminate()
         for child in children:
             child.wait(timeout=20)
+        if hold is not None:  # after ingest has stopped: its retention job must not run over a month cut short
+            hold.release()
     return 0

@@ -21,6 +21,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,6 +31,7 @@ import httpx
 import psycopg
 
 from eldercare.ingest import locks, rollups
+from eldercare.ingest.registry import Conn
 from eldercare.simulators.errors import SimError
 from eldercare.simulators.run import commands as run_commands
 from eldercare.simulators.run import state as run_state
@@ -226,6 +228,37 @@ def set_amounts(office: Office, admin: dict[str, str], *, region: str, month: st
     return missing
 
 
+def pending(base_dir: Path) -> bool:
+    """Last month is not verified yet: it is lived (or goes on) at this start."""
+    folder, _ = folder_of(base_dir, real_ms())
+    return not (folder / "verified.json").exists()
+
+
+class RetentionHold:
+    """The retention job's lock, held in a transaction on a connection of its own until :meth:`release`.
+
+    Part of the month is older than the raw retention: no retention job (ingest's schedule, under this lock) may
+    drop its chunks before they are rolled up. ``eldercare demo`` takes it before it starts ingest, whose schedule
+    would otherwise run the job at once over what an interrupted start stored of the month, and releases it
+    after stopping ingest when the month was cut short again."""
+
+    def __init__(self, database_url: str) -> None:
+        self._held = ExitStack()
+        self.conn: Conn = self._held.enter_context(psycopg.connect(database_url))
+        self._held.enter_context(self.conn.transaction())
+        locks.hold(self.conn, "retention", wait=True)
+
+    def release(self) -> None:
+        """Commit what was done on the connection (the month's roll-ups) and let retention run; once."""
+        self._held.close()
+
+    def __enter__(self) -> RetentionHold:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
 def live_month(
     *,
     base_dir: Path,
@@ -237,10 +270,12 @@ def live_month(
     regulator: tuple[str, str],
     stop: threading.Event,
     progress: Callable[[str], None],
+    hold: RetentionHold | None = None,
 ) -> Verified | None:
     """Last month lived, rolled up, claimed and verified (once a month); None when the world has nothing to
     claim or the run was stopped before the month's end (it goes on at the next start). What it does is
-    printed; ``progress`` takes the simulator's progress lines."""
+    printed; ``progress`` takes the simulator's progress lines. ``hold`` is the caller's
+    :class:`RetentionHold`, released once the month is rolled up; without it the month takes one of its own."""
     folder, start = folder_of(base_dir, real_ms())
     done = folder / "verified.json"
     if done.exists():
@@ -273,10 +308,8 @@ def live_month(
         run_state.save(state, state_path)
     label = iso(start)[:7]
     print(f"living last month ({label}) through at full speed, once: {', '.join(planted)} to be found ...", flush=True)
-    with psycopg.connect(database_url) as keep, keep.transaction():
-        # Part of the month is older than the raw retention: the retention job (ingest's, under this lock)
-        # must not drop its chunks before they are rolled up.
-        locks.hold(keep, "retention", wait=True)
+    with ExitStack() as owned:
+        hold = hold or owned.enter_context(RetentionHold(database_url))
         outcome = session.run(
             state, state_path=state_path, target=target, stop=stop, progress=progress, progress_s=15.0
         )
@@ -288,7 +321,8 @@ def live_month(
         wait_stored(database_url, start=first, end=end)
         # On the connection holding the retention lock: the rebuild takes that lock too, and would wait for
         # this block on any other.
-        rollups.rebuild(keep, start=first, end=end, timezone=TIMEZONE)
+        rollups.rebuild(hold.conn, start=first, end=end, timezone=TIMEZONE)
+        hold.release()  # committed before the month is verified from its roll-ups; its raw chunks may go now
     with httpx.Client(timeout=120) as http:
         office = Office(base, http)
         admin_auth = office.login(*admin)

@@ -9,16 +9,21 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
+from datetime import date, timedelta
 from pathlib import Path
 
+import psycopg
 from tests.platform_procs import run_eldercare, wait_http
 from tests.registry.support import login
 from tests.simulators.support import SISFALL
 from tests.subsidy.support import CAUGHT, held_by
 
+from eldercare.platform.stack import service as stack_service
 from eldercare.platform.stack.model import Ports
 from eldercare.simulators import demo_month
 from eldercare.simulators.run import truth as truth_log
@@ -37,7 +42,12 @@ def test_demo_fills_the_platform_with_a_simulated_world(
         "ELDERCARE_MQTT_TLS_PORT": str(ports.mqtt_tls),
         "ELDERCARE_API_PORT": str(ports.api),
         "ELDERCARE_SISFALL": str(SISFALL),
+        # ingest's retention job runs whenever it is not held off, and keeps a day of raw readings (all of last
+        # month is older, whatever today's date): a start cut short must still make the month
+        "ELDERCARE_INGEST_RETENTION_INTERVAL_S": "1",
+        "ELDERCARE_INGEST_RAW_RETENTION_DAYS": "1",
     }
+    old_rows = _stopped_while_living_last_month(env, throwaway_state_dir)
     done = _demo(env, "55")  # the first press comes at 15 s; the first home's carer answers within 30 s
     output = done.stdout + done.stderr
     assert "  staff:      the carer on shift answers alarms" in done.stdout, output
@@ -63,6 +73,12 @@ def test_demo_fills_the_platform_with_a_simulated_world(
     (folder,) = throwaway_state_dir.glob("demo-month-*")
     verified = demo_month.Verified(**json.loads((folder / "verified.json").read_text()))
     assert "living last month" in done.stdout and f"  last month: {verified.line()}" in done.stdout, output
+    with psycopg.connect(stack_service.load(throwaway_state_dir).database_url) as conn:
+        kept = conn.execute(  # the first start's readings were there when the month was rolled up
+            "SELECT sum(observed_minutes) FROM bed_daily WHERE day < %s",
+            (date.fromisoformat(verified.month + "-01") + timedelta(days=10),),
+        ).fetchone()
+    assert kept is not None and kept[0] > 0 and old_rows > 0
     regulator = json.loads((throwaway_state_dir / "demo-regulator.json").read_text())
     assert f"regulator {demo_month.REGULATOR} / {regulator['password']}   (4205)" in done.stdout
     again = _demo(env, "5")  # a second start in the month takes the month as it is
@@ -89,6 +105,29 @@ def test_demo_fills_the_platform_with_a_simulated_world(
     flagged = [(r, v["verdict"], v["reasons"]) for r, v in verdicts.items() if v["verdict"] in CAUGHT]
     flagged = [f for f in flagged if f[0] not in named]
     assert not flagged, flagged  # the honest lines of the world are paid
+
+
+def _stopped_while_living_last_month(env: dict[str, str], state_dir: Path) -> int:
+    """A first start stopped with Ctrl-C while it lives last month, once ingest has stored readings of the month
+    in chunks older than the raw retention (a day); how many it had stored."""
+    args = ["demo", "--duration", "55", "--institutions", "1", "--via", "direct"]
+    with run_eldercare("demo", args, env) as demo:
+        demo.wait_for("living last month", timeout=300)
+        url = stack_service.load(state_dir).database_url
+        deadline = time.monotonic() + 300
+        while True:
+            with psycopg.connect(url) as conn:
+                old = "SELECT count(*) FROM bed_readings WHERE time < now() - interval '2 days'"
+                row = conn.execute(old).fetchone()
+            assert row is not None
+            if row[0] >= 1000:
+                break
+            assert time.monotonic() < deadline and demo.popen.poll() is None, demo.log()
+            time.sleep(1)
+        demo.popen.send_signal(signal.SIGINT)
+        assert demo.popen.wait(timeout=120) == 0, demo.log()
+    assert not (next(state_dir.glob("demo-month-*")) / "verified.json").exists(), demo.log()
+    return int(row[0])
 
 
 def issued_homes(world: world_model.World) -> list[int]:
