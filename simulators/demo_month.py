@@ -244,9 +244,13 @@ class RetentionHold:
 
     def __init__(self, database_url: str) -> None:
         self._held = ExitStack()
-        self.conn: Conn = self._held.enter_context(psycopg.connect(database_url))
-        self._held.enter_context(self.conn.transaction())
-        locks.hold(self.conn, "retention", wait=True)
+        try:
+            self.conn: Conn = self._held.enter_context(psycopg.connect(database_url))
+            self._held.enter_context(self.conn.transaction())
+            locks.hold(self.conn, "retention", wait=True)
+        except BaseException:
+            self._held.close()
+            raise
 
     def release(self) -> None:
         """Commit what was done on the connection (the month's roll-ups) and let retention run; once."""
