@@ -122,8 +122,8 @@ reader=$!
 "$mosquitto" -c "$config" 2>"$run/log" &
 broker=$!
 
-reader_lost() { # the log reader died before mosquitto ended: no reload could be acknowledged again
-    if [ -e "$run/ended" ] || kill -0 "$reader" 2>/dev/null; then return 1; fi
+check_reader() { # exits when the log reader died before mosquitto ended: no reload could be acknowledged again
+    if [ -e "$run/ended" ] || kill -0 "$reader" 2>/dev/null; then return 0; fi
     say "the log reader of mosquitto died; stopping mosquitto so that the container is restarted"
     kill -TERM "$broker" 2>/dev/null || true
     wait "$broker" || true
@@ -132,7 +132,7 @@ reader_lost() { # the log reader died before mosquitto ended: no reload could be
 }
 
 until [ -e "$run/running" ] || [ -e "$run/ended" ]; do
-    reader_lost || true
+    check_reader
     sleep "$poll"
 done
 if [ -e "$run/running" ]; then
@@ -142,7 +142,7 @@ if [ -e "$run/running" ]; then
 fi
 
 while [ ! -e "$run/ended" ]; do
-    reader_lost || true
+    check_reader
     request=$(number "$auth/reload.request")
     if [ "$request" != "$applied" ] && reload; then
         put "$auth/reload.done" "$request"

@@ -53,8 +53,9 @@ def create_app(
         app.state.vault = Vault(data_key)
         hub = AlarmHub(database_url=database_url, pool=pool)
         app.state.alarm_hub = hub
-        async with httpx.AsyncClient(timeout=(notify or NotifySettings()).webhook_timeout_s) as http:
-            channels = build_channels(notify or NotifySettings(), http)
+        settings = notify or NotifySettings()
+        async with httpx.AsyncClient(timeout=settings.webhook_timeout_s) as http:
+            channels = build_channels(settings, http)
             app.state.channel_kinds = frozenset(channels)
             tasks: list[asyncio.Task[None]] = []
             if run_background:

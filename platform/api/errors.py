@@ -37,6 +37,14 @@ class Problem(Exception):  # noqa: N818 - an RFC 7807-style problem, not an "err
     errors: Sequence[FieldError] = ()
 
 
+INVALID = "the request is not valid"
+
+
+def invalid(field: str, reason: str) -> Problem:
+    """A 422 about one field of the request, in the shape FastAPI's own validation errors take."""
+    return Problem(422, INVALID, [FieldError(field=field, reason=reason)])
+
+
 class NotFound(Problem):
     def __init__(self, what: str) -> None:
         super().__init__(404, f"{what} not found")
@@ -58,7 +66,7 @@ def install(app: FastAPI) -> None:
             FieldError(field=".".join(str(part) for part in err.get("loc", ())), reason=str(err.get("msg", "")))
             for err in exc.errors()
         ]
-        return _response(422, "the request is not valid", errors)
+        return _response(422, INVALID, errors)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from eldercare.platform.api.deps import Conn, CurrentPrincipal
-from eldercare.platform.api.errors import RESPONSES, FieldError, NotFound, Problem
+from eldercare.platform.api.errors import RESPONSES, NotFound, invalid
 from eldercare.platform.crypto import Vault
 
 router = APIRouter(prefix="/api/v1/me/notifications", tags=["notifications"], responses=RESPONSES)
@@ -174,7 +174,7 @@ async def add_channel(body: NewChannel, request: Request, conn: Conn, principal:
     offered = _offered(request)
     if body.kind not in offered:
         reason = f"this platform does not send {body.kind}; it offers " + ", ".join(sorted(offered))
-        raise Problem(422, "the request is not valid", [FieldError(field="body.kind", reason=reason)])
+        raise invalid("body.kind", reason)
     address = body.address.strip()
     row = await (
         await conn.execute(

@@ -10,10 +10,10 @@ from datetime import date
 
 from psycopg import sql
 
-from eldercare.platform.api.errors import NotFound
+from eldercare.platform.api.errors import NotFound, invalid
 from eldercare.platform.auth.scope import Principal, Role, institution_filter
 from eldercare.platform.auth.service import AsyncConn
-from eldercare.platform.subsidy.errors import forbidden, invalid
+from eldercare.platform.subsidy.errors import forbidden
 
 READ = frozenset({Role.HEAD, Role.REGULATOR, Role.ADMIN})  # claims, verdicts, totals, lists
 SUBMIT = frozenset({Role.HEAD, Role.ADMIN})  # a home's claim for money is its head's act

@@ -40,11 +40,6 @@ class Rejected(SubsidyError):  # noqa: N818 - a verdict on a whole submission, c
         )
 
 
-def invalid(field: str, reason: str) -> Problem:
-    """A 422 about one field of the request."""
-    return Problem(422, "the request is not valid", [FieldError(field=field, reason=reason)])
-
-
 def conflict(field: str, reason: str) -> Problem:
     return Problem(409, reason, [FieldError(field=field, reason=reason)])
 

@@ -9,10 +9,11 @@ from datetime import date
 
 from psycopg.rows import dict_row
 
+from eldercare.platform.api.errors import invalid
 from eldercare.platform.audit import log as audit
 from eldercare.platform.auth.scope import Principal
 from eldercare.platform.auth.service import AsyncConn
-from eldercare.platform.subsidy.errors import conflict, invalid
+from eldercare.platform.subsidy.errors import conflict
 from eldercare.platform.subsidy.models import DecisionIn, Enrolment, Liveness, NewlyEligible
 from eldercare.platform.subsidy.rules import Rules, month_days
 from eldercare.platform.subsidy.verify import params

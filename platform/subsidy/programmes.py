@@ -16,11 +16,12 @@ from typing import Annotated, Self
 from psycopg.rows import dict_row
 from pydantic import BaseModel, Field, model_validator
 
+from eldercare.platform.api.errors import invalid
 from eldercare.platform.audit import log as audit
 from eldercare.platform.auth.scope import Principal
 from eldercare.platform.auth.service import AsyncConn
 from eldercare.platform.registry.types import BedKind, Capability, Note, RegionCode
-from eldercare.platform.subsidy.errors import conflict, invalid
+from eldercare.platform.subsidy.errors import conflict
 
 Yuan = Annotated[Decimal, Field(ge=0, le=1_000_000, max_digits=10, decimal_places=2)]
 Age = Annotated[int, Field(ge=0, le=150)]

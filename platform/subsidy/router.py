@@ -15,7 +15,7 @@ from fastapi import APIRouter, File, Response, UploadFile
 from psycopg import sql
 
 from eldercare.platform.api.deps import Conn, CurrentPrincipal
-from eldercare.platform.api.errors import FieldError, Problem
+from eldercare.platform.api.errors import FieldError, Problem, invalid
 from eldercare.platform.audit import log as audit
 from eldercare.platform.auth import scope
 from eldercare.platform.auth.scope import Action, Obj, Principal, Role
@@ -33,7 +33,7 @@ from eldercare.platform.subsidy.access import (
     parse_month,
     require,
 )
-from eldercare.platform.subsidy.errors import Rejected, invalid
+from eldercare.platform.subsidy.errors import Rejected
 from eldercare.platform.subsidy.models import (
     ClaimIn,
     ClaimReceipt,

@@ -9,7 +9,7 @@ from fastapi import APIRouter, File, Response, UploadFile
 from psycopg import sql
 
 from eldercare.platform.api.deps import Conn, CurrentPrincipal
-from eldercare.platform.api.errors import NotFound
+from eldercare.platform.api.errors import NotFound, invalid
 from eldercare.platform.auth import scope
 from eldercare.platform.auth.scope import Action, Obj, Principal
 from eldercare.platform.auth.service import AsyncConn
@@ -28,7 +28,7 @@ from eldercare.platform.subsidy.access import (
     require,
     run_region,
 )
-from eldercare.platform.subsidy.errors import Rejected, invalid
+from eldercare.platform.subsidy.errors import Rejected
 from eldercare.platform.subsidy.models import (
     AnomalyOut,
     DecisionIn,

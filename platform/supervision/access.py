@@ -10,10 +10,10 @@ from datetime import date
 
 from psycopg import sql
 
-from eldercare.platform.api.errors import NotFound
+from eldercare.platform.api.errors import NotFound, invalid
 from eldercare.platform.auth.scope import Principal, Role, institution_filter
 from eldercare.platform.auth.service import AsyncConn
-from eldercare.platform.supervision.errors import forbidden, invalid
+from eldercare.platform.supervision.errors import forbidden
 
 MAX_PERIOD_DAYS = 366
 EARLIEST, LATEST = date(2000, 1, 1), date(2099, 12, 31)

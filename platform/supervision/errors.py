@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-from eldercare.platform.api.errors import FieldError, Problem
-
-
-def invalid(field: str, reason: str) -> Problem:
-    """A 422 about one field of the request, in the API's one error shape."""
-    return Problem(422, "the request is not valid", [FieldError(field=field, reason=reason)])
+from eldercare.platform.api.errors import Problem
 
 
 def forbidden(what: str) -> Problem:

@@ -8,10 +8,10 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from pydantic import BaseModel
 
+from eldercare.platform.api.errors import invalid
 from eldercare.platform.auth.scope import Action, Obj, Principal, institution_filter, resolve
 from eldercare.platform.auth.service import AsyncConn
 from eldercare.platform.supervision.access import LOG_ROUNDS, require
-from eldercare.platform.supervision.errors import invalid
 
 LATE_LIMIT = timedelta(hours=24)  # a round may be logged up to a day after it was done
 
