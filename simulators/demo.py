@@ -35,7 +35,7 @@ from eldercare.platform.db.migrate import MigrationError, migrate
 from eldercare.platform.stack import service as stack_service
 from eldercare.platform.stack.errors import StackError
 from eldercare.platform.stack.model import Ports, StackInfo
-from eldercare.simulators import demo_month
+from eldercare.simulators import children, demo_month
 from eldercare.simulators.errors import SimError
 from eldercare.simulators.run import commands as run_commands
 from eldercare.simulators.run import state as run_state
@@ -101,7 +101,7 @@ def _regulator(base: str, folder: Path, admin_password: str, region: str) -> str
 def _child(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     exe = Path(sys.executable).with_name("eldercare")
     with log.open("ab") as handle:
-        return subprocess.Popen([str(exe), *args], env=env, stdout=handle, stderr=subprocess.STDOUT)
+        return children.start([str(exe), *args], env=env, log=handle)
 
 
 def _wait_up(url: str, timeout: float = 60) -> None:

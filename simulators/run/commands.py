@@ -95,14 +95,15 @@ def new_state(
 
 @contextmanager
 def stop_on_signals() -> Iterator[threading.Event]:
-    """SIGINT and SIGTERM ask the run to stop at the end of its turn (a second SIGINT is not needed)."""
+    """SIGINT, SIGTERM and SIGHUP (a closed terminal) ask the run to stop at the end of its turn (a second SIGINT
+    is not needed)."""
     stop = threading.Event()
 
     def handler(signum: int, _frame: FrameType | None) -> None:
         print(f"\nstopping ({signal.Signals(signum).name}): saving the state ...", file=sys.stderr, flush=True)
         stop.set()
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         yield stop
     finally:

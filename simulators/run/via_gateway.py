@@ -27,6 +27,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from eldercare.gateway import vendorsim
+from eldercare.simulators import children
 from eldercare.simulators.errors import SimError
 from eldercare.simulators.run.devices import Said
 from eldercare.simulators.run.direct import Target
@@ -120,9 +121,7 @@ class ViaGateways:
             path.write_text(config_text(self._config(inst.key, gw_folder, relay, local_port)), encoding="utf-8")
             path.chmod(0o600)
             log = (gw_folder / "gateway.log").open("ab")
-            process = subprocess.Popen(
-                [str(exe), "gateway", "--config", str(path)], stdout=log, stderr=subprocess.STDOUT
-            )
+            process = children.start([str(exe), "gateway", "--config", str(path)], log=log)
             log.close()
             self._gateways[inst.gateway_id] = _Gateway(
                 folder=gw_folder, process=process, relay=relay, status_url=f"http://127.0.0.1:{local_port}/api/status"
@@ -139,7 +138,7 @@ class ViaGateways:
         )
         log = (self.folder / "home-broker.log").open("ab")
         try:
-            self._broker = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
+            self._broker = children.start([binary, "-c", str(conf)], log=log)
         except OSError as exc:
             raise SimError(f"cannot start the home broker ({binary}): {exc}") from exc
         finally:

@@ -83,6 +83,7 @@ def test_demo_fills_the_platform_with_a_simulated_world(
     assert f"regulator {demo_month.REGULATOR} / {regulator['password']}   (4205)" in done.stdout
     again = _demo(env, "5")  # a second start in the month takes the month as it is
     assert "living last month" not in again.stdout and f"  last month: {verified.line()}" in again.stdout
+    _killed_leaves_nothing_running(env)
 
     planted = [r["detail"] for r in truth_log.read(folder / "truth.jsonl") if r["kind"] == "expect_claim_finding"]
     assert [p["finding"] for p in planted] == verified.planted and "absent_in_hospital" in verified.planted
@@ -128,6 +129,64 @@ def _stopped_while_living_last_month(env: dict[str, str], state_dir: Path) -> in
         assert demo.popen.wait(timeout=120) == 0, demo.log()
     assert not (next(state_dir.glob("demo-month-*")) / "verified.json").exists(), demo.log()
     return int(row[0])
+
+
+def _killed_leaves_nothing_running(env: dict[str, str]) -> None:
+    """A demo killed outright (SIGKILL: no handler runs) takes its processes with it: ingest, the API, the
+    gateways and their home broker would otherwise run on beside the next start's, under the same logins."""
+    args = ["demo", "--duration", "300", "--institutions", "1", "--no-last-month", "--via", "gateway"]
+    with run_eldercare("demo", args, env) as demo:
+        deadline = time.monotonic() + 180
+        while not {"ingest", "serve", "gateway", "mosquitto"} <= {
+            _kind(c) for c in _descendants(demo.popen.pid).values()
+        }:
+            assert time.monotonic() < deadline and demo.popen.poll() is None, demo.log()
+            time.sleep(0.5)
+        left = _descendants(demo.popen.pid)
+        demo.popen.kill()
+        demo.popen.wait()
+        deadline = time.monotonic() + 30
+        while (alive := {pid: cmd for pid, cmd in left.items() if _running(pid)}) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    assert not alive, alive
+
+
+def _descendants(root: int) -> dict[int, str]:
+    """Every process below ``root``, with its command line (from /proc)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(text[text.rindex(")") + 2 :].split()[1])
+    found, frontier = {}, [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid in [p for p, pp in parents.items() if pp == parent]:
+            try:
+                found[pid] = (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            frontier.append(pid)
+    return found
+
+
+def _kind(cmdline: str) -> str:
+    """``ingest`` for ``…/python3 …/bin/eldercare ingest --name demo`` (a script runs under its interpreter)."""
+    words = cmdline.split()
+    for at, word in enumerate(words[:-1]):
+        if word.endswith("/eldercare"):
+            return words[at + 1]
+    return Path(words[0]).name if words else ""
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text()
+    except OSError:
+        return False
+    return state[state.rindex(")") + 2] != "Z"  # a zombie has ended; only its parent has not reaped it
 
 
 def issued_homes(world: world_model.World) -> list[int]:
