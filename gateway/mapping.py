@@ -103,31 +103,40 @@ def _get(record: Mapping[str, Any], path: Path_) -> Any:  # noqa: ANN401 - any J
     return value
 
 
+def _finite(value: Any) -> float:  # noqa: ANN401 - a JSON number or text
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{value!r} is not a finite number")
+    return number
+
+
 def _cast(value: Any, cast: str | None, scale: float | None) -> Any:  # noqa: ANN401 - JSON in, JSON out
     if cast == "xyz_text":  # "x,y,z|x,y,z|..."
-        value = [[float(v) for v in triple.split(",")] for triple in str(value).strip().split("|") if triple]
+        value = [str(triple).split(",") for triple in str(value).strip().split("|") if triple]
         cast = "xyz"
     if cast == "xyz":
         if not isinstance(value, list):
             raise ValueError("expected a list of [x, y, z]")
         factor = scale if scale is not None else 1.0
-        return [tuple(round(float(v) * factor) for v in triple) for triple in value]
+        out: list[tuple[int, ...]] = []
+        for triple in value:
+            if not isinstance(triple, list) or len(triple) != 3 or any(isinstance(v, bool) for v in triple):
+                raise ValueError(f"{triple!r} is not [x, y, z]")
+            out.append(tuple(round(_finite(_finite(v) * factor)) for v in triple))
+        return out
     if scale is not None:
-        value = float(value) * scale
+        value = _finite(_finite(value) * scale)
     if cast == "bool":
         if isinstance(value, str):
             lowered = value.strip().lower()
             if lowered not in {"0", "1", "true", "false"}:
                 raise ValueError(f"{value!r} is not a boolean")
             return lowered in {"1", "true"}
-        return bool(float(value))
+        return bool(_finite(value))
     if cast == "int":
-        return round(float(value))
+        return round(_finite(value))
     if cast == "float":
-        result = float(value)
-        if not math.isfinite(result):
-            raise ValueError(f"{value!r} is not a finite number")
-        return result
+        return _finite(value)
     if cast == "str":
         return _text(value)
     return value
@@ -149,6 +158,14 @@ class VendorMapping:
 
     def map(self, payload: bytes, *, received_ms: int, topic: str | None = None) -> MapResult:
         """Every contract message the payload holds, and a problem for each part that could not be mapped."""
+        try:
+            return self._map(payload, received_ms=received_ms, topic=topic)
+        except RecursionError:
+            return MapResult([], [MappingError(self.vendor, "the payload is nested too deeply")])
+        except Exception as exc:  # noqa: BLE001 - a payload the mapping did not foresee: reported, never raised
+            return MapResult([], [MappingError(self.vendor, f"cannot map the payload ({type(exc).__name__}: {exc})")])
+
+    def _map(self, payload: bytes, *, received_ms: int, topic: str | None) -> MapResult:
         if self.format == "contract":
             return self._contract(payload)
         try:
@@ -231,10 +248,13 @@ class VendorMapping:
         if value is None:
             return received_ms
         try:
-            number = float(value)
+            number = _finite(value)
         except (TypeError, ValueError):
-            raise MappingError(self.vendor, f"time {value!r} is not a number", device=device) from None
-        return round(number * 1000) if self.time_unit == "s" else round(number)
+            raise MappingError(self.vendor, f"time {value!r} is not a finite number", device=device) from None
+        ms = number * 1000 if self.time_unit == "s" else number
+        if not 0 <= ms < 2**53:
+            raise MappingError(self.vendor, f"time {value!r} is out of range", device=device)
+        return round(ms)
 
     def _record(self, record: Mapping[str, Any], *, received_ms: int, topic: str | None) -> list[Mapped]:
         device = self._device(record, topic)

@@ -298,7 +298,16 @@ class Pipeline:
         return future
 
     def submit(self, delivery: Delivery) -> tuple[asyncio.Future[Stored], list[Problem]]:
-        batch, problems = self.prepare(delivery)
+        """Store what the delivery holds. Whatever goes wrong in preparing it is a problem of this delivery
+        alone: raised into an MQTT source's callback, it would never be acknowledged, and a device that keeps
+        sending such payloads would fill the broker's window and silence every device of the source."""
+        try:
+            batch, problems = self.prepare(delivery)
+        except Exception as exc:  # a bug met by one payload must not stop the others
+            log.exception("gateway error on a delivery from %s (%s)", delivery.source, delivery.topic)
+            problems = [MappingError(delivery.vendor, f"gateway error: {type(exc).__name__}: {exc}")]
+            self._count(problems)
+            batch = Batch()
         return self.submit_batch(batch), problems
 
     def submit_own(self, messages: list[m.DeviceMessage]) -> asyncio.Future[Stored]:

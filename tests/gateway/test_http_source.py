@@ -7,8 +7,11 @@ import asyncio
 import random
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
+from tests.gateway.support import pipeline_over
 
 from eldercare.devices import messages as m
 from eldercare.gateway import mapping_files
@@ -101,3 +104,43 @@ def test_backoff_is_jittered_grows_and_resets() -> None:
     assert max(delays[6:]) > 10  # it grows
     backoff.reset()
     assert backoff.next() == 1.0  # the first delay after a reset is the minimum
+
+
+def test_a_payload_the_gateway_chokes_on_is_a_problem_of_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fault in preparing one delivery (here, supervision failing on one device, as a bug would) is that
+    delivery's problem: it is answered and the next payload is stored. Raised into an MQTT source's
+    callback it would have left the message unacknowledged and, repeated, blocked the whole source."""
+    observe = Supervisor.observe
+
+    def failing(self: Supervisor, message: m.DeviceMessage, *args: Any, **kwargs: Any) -> list[m.DeviceFault]:
+        if message.dev == "BT-BUG":
+            raise RuntimeError("supervision bug")
+        return observe(self, message, *args, **kwargs)
+
+    monkeypatch.setattr(Supervisor, "observe", failing)
+
+    async def go() -> None:
+        store = Store(tmp_path / "s.db", max_bytes=1024 * 1024)
+        worker = StoreWorker(store)
+        stats = Stats()
+        pipeline = pipeline_over(store, worker, stats, None)
+        app = http_source_app(HttpSource(kind="http", name="lan", vendors=["contract"], max_body_bytes=2048), pipeline)
+        task = asyncio.create_task(worker.run())
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
+            bug = await client.post(
+                "/v1/devices/contract", content=m.encode(m.Button(dev="BT-BUG", ts=T0, action=m.ButtonAction.PRESS))
+            )
+            assert bug.status_code == 422, bug.text
+            assert bug.json()["problems"][0]["reason"] == "gateway error: RuntimeError: supervision bug"
+            press = await client.post(
+                "/v1/devices/contract", content=m.encode(m.Button(dev="BT-1", ts=T0, action=m.ButtonAction.PRESS))
+            )
+            assert press.json()["stored"] == 1, press.text
+        assert store.depth().alarm == 1 and stats.unmapped == 1
+        worker.stop()
+        await task
+        store.close()
+
+    asyncio.run(go())

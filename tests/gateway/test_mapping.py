@@ -93,7 +93,7 @@ def test_a_payload_without_time_gets_the_time_it_was_received() -> None:
         ("acme", b'{"deviceId":"BS-1","type":"dance","time":1}', "no rule matches the record"),
         ("acme", b'{"deviceId":"BT-1","type":"call","time":1763775000,"state":"held"}', "'held' is not in its table"),
         ("acme", b'{"deviceId":"BS-1","type":"vitals","time":1763775000,"inBed":1,"heartRate":900}', "hr"),
-        ("acme", b'{"deviceId":"BS-1","type":"vitals","time":"noon","inBed":1}', "time 'noon' is not a number"),
+        ("acme", b'{"deviceId":"BS-1","type":"vitals","time":"noon","inBed":1}', "time 'noon' is not a finite number"),
         ("lianke", b"id=BT-1;ts=1763775000123;ev=key;act=7", "'7' is not in its table"),
         ("lianke", b"id=BT-1;ts=1763775000123;garbage", "'garbage' is not key=value"),
         ("lianke", b"\xff\xfe", "not UTF-8"),
@@ -105,6 +105,41 @@ def test_unmappable_payloads_say_why(vendor: str, payload: bytes, reason: str) -
     assert messages == []
     assert len(problems) == 1
     assert reason in problems[0]
+
+
+DEEP = b"[" * 100_000 + b"]" * 100_000
+ACME_BUTTON = b'{"deviceId":"BT-1","type":"call","state":"pressed","time":%s}'
+ACME_WRIST = b'{"deviceId":"WR-1","type":"accel","time":1763775000,"rate":50,"mg":%s}'
+
+
+@pytest.mark.parametrize(
+    ("vendor", "payload", "reason"),
+    [  # numbers JSON and text can spell but no clock or sensor can mean, and nesting no parser can follow
+        ("acme", ACME_BUTTON % b"Infinity", "time inf is not a finite number"),
+        ("acme", ACME_BUTTON % b"NaN", "time nan is not a finite number"),
+        ("acme", ACME_BUTTON % b"1e400", "time inf is not a finite number"),
+        ("acme", ACME_BUTTON % b'"1e999"', "time '1e999' is not a finite number"),
+        ("acme", ACME_BUTTON % b"1e300", "time 1e+300 is out of range"),
+        ("acme", ACME_BUTTON % b"-5", "time -5 is out of range"),
+        ("acme", b'{"deviceId":"BS-1","type":"vitals","time":1763775000,"inBed":1,"battery":1e400}', "finite"),
+        ("acme", ACME_WRIST % b"[[1e400,0,0]]", "finite"),
+        ("acme", ACME_WRIST % b'["123"]', "'123' is not [x, y, z]"),
+        ("acme", ACME_WRIST % b"[[1,2]]", "[1, 2] is not [x, y, z]"),
+        ("acme", ACME_WRIST % b"[[true,false,true]]", "is not [x, y, z]"),
+        ("acme", b'{"deviceId":"BT-1","x":' + DEEP + b"}", "nested too deeply"),
+        ("lianke", b"id=BT-1;ts=inf;ev=key;act=1", "time 'inf' is not a finite number"),
+        ("lianke", b"id=BT-1;ts=nan;ev=key;act=1", "time 'nan' is not a finite number"),
+        ("lianke", b"id=WR-1;ts=1763775000123;ev=acc;hz=inf;d=1,2,3", "finite"),
+        ("lianke", b"id=WR-1;ts=1763775000123;ev=acc;hz=50;d=1,2,nan", "finite"),
+        ("contract", DEEP, "nested too deeply"),
+    ],
+)
+def test_hostile_payloads_are_problems_not_exceptions(vendor: str, payload: bytes, reason: str) -> None:
+    """An exception out of a mapping would reach the MQTT source's callback: the message would never be
+    acknowledged, and a sensor sending such values would soon fill the broker's window for the whole source."""
+    messages, problems = mapped(vendor, payload)
+    assert messages == []
+    assert len(problems) == 1 and reason in problems[0], problems
 
 
 def test_a_bad_record_does_not_spoil_its_neighbours(tmp_path: Path) -> None:
