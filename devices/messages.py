@@ -197,11 +197,17 @@ class PayloadError(ValueError):
         self.reason = reason
 
 
+# msgspec raises RecursionError (not a DecodeError) for JSON nested deeper than Python's recursion limit allows
+TOO_DEEP: Final = "JSON nested too deeply"
+
+
 def decode_frame(payload: bytes) -> Frame:
     try:
         return _frame_decoder.decode(payload)
     except msgspec.DecodeError as exc:  # ValidationError is a subclass
         raise PayloadError(str(exc)) from exc
+    except RecursionError:
+        raise PayloadError(TOO_DEEP) from None
 
 
 def decode_status(payload: bytes) -> StatusMessage:
@@ -209,6 +215,8 @@ def decode_status(payload: bytes) -> StatusMessage:
         return _status_decoder.decode(payload)
     except msgspec.DecodeError as exc:
         raise PayloadError(str(exc)) from exc
+    except RecursionError:
+        raise PayloadError(TOO_DEEP) from None
 
 
 def encode(message: Frame | StatusMessage | DeviceMessage) -> bytes:

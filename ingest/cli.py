@@ -79,8 +79,7 @@ def _run(args: argparse.Namespace) -> int:
         overrides["ingest_name"] = args.name
     if args.metrics_port is not None:
         overrides["ingest_metrics_port"] = args.metrics_port
-    run(settings=IngestSettings(**overrides), broker=BrokerSettings(), database_url=_database_url())
-    return 0
+    return run(settings=IngestSettings(**overrides), broker=BrokerSettings(), database_url=_database_url())
 
 
 def _list(args: argparse.Namespace) -> int:

@@ -20,6 +20,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import psycopg
@@ -61,8 +62,10 @@ class Lane:
         store: BatchStore,
         metrics: IngestMetrics,
         adopted: bool = False,
+        on_fatal: Callable[[str], None] | None = None,
     ) -> None:
         self.config = config
+        self._on_fatal = on_fatal
         self.kind = config.kind
         self._database_url = database_url
         self._store = store
@@ -164,11 +167,19 @@ class Lane:
         return self._conn
 
     def _write_loop(self) -> None:
-        while not self._stopping.is_set():
-            items, decoded = self._collect()
-            if items:
-                self._commit(items, decoded)
-            self._in_hand = 0
+        try:
+            while not self._stopping.is_set():
+                items, decoded = self._collect()
+                if items:
+                    self._commit(items, decoded)
+                self._in_hand = 0
+        except Exception:
+            # Not a bad message (decode and the store park those) but a bug: a writer that died quietly would
+            # leave the lane subscribed and storing nothing, its messages held unacknowledged. The process is
+            # told to stop, so that its supervisor starts it again and the broker hands the messages on.
+            log.critical("lane %s: the writer failed; stopping ingest", self.config.client_id, exc_info=True)
+            if self._on_fatal is not None:
+                self._on_fatal(f"the {self.config.client_id} writer failed")
 
     def _commit(self, items: list[Message], decoded: list[Decoded]) -> None:
         attempt = 0
