@@ -4,6 +4,16 @@ One LISTEN connection per platform process hears every alarm change (``alarms`` 
 change the hub reads the alarm once per distinct scope among its subscribers, through the same scoped
 query as the API (so the stream can never show what the API would not), and queues it to them. A slow
 subscriber whose queue fills up is dropped; its page reconnects and starts again from a snapshot.
+
+Nothing is missed across a lost LISTEN connection: a change notified while the hub is not listening is gone
+for good, so after every (re)LISTEN the hub ends the stream of every subscriber it had; the browser's
+EventSource reconnects by itself and starts again from a fresh snapshot. A new stream subscribes before it
+reads its snapshot, so a change in between is in one or the other (or both: the page applies it twice).
+
+A stream serves only a live session: before pushing a batch of changes (and at every keepalive) it checks
+the session again, at most once per ``SESSION_RECHECK_S`` (one indexed query), and ends when the session
+has ended (logout, password change, expiry) or its user was deactivated or given another scope. So a change
+may still reach a session ended less than ``SESSION_RECHECK_S`` ago; nothing later than that does.
 """
 
 from __future__ import annotations
@@ -35,6 +45,7 @@ from eldercare.platform.auth.service import AsyncConn
 log = logging.getLogger(__name__)
 KEEPALIVE_S = 15.0
 QUEUE_SIZE = 2000
+SESSION_RECHECK_S = 5.0
 
 
 def _scope_key(p: Principal) -> tuple[object, ...]:
@@ -62,6 +73,23 @@ class AlarmHub:
     def unsubscribe(self, sub: Subscriber) -> None:
         self._subscribers.discard(sub)
 
+    def _end(self, sub: Subscriber) -> None:
+        """Unsubscribe and end the subscriber's stream (its page reconnects and takes a fresh snapshot)."""
+        self.unsubscribe(sub)
+        with contextlib.suppress(asyncio.QueueEmpty):
+            while sub.queue.full():
+                sub.queue.get_nowait()
+        sub.queue.put_nowait(None)
+
+    def _resync_all(self) -> None:
+        for sub in list(self._subscribers):
+            self._end(sub)
+
+    async def principal_for(self, token: str) -> Principal | None:
+        """The session's principal now, or None once the session or its user is gone."""
+        async with self._pool.connection() as conn:
+            return await auth_service.principal_for(conn, token=token)
+
     async def _publish(self, alarm_id: int) -> None:
         groups: dict[tuple[object, ...], list[Subscriber]] = {}
         for sub in self._subscribers:
@@ -79,23 +107,28 @@ class AlarmHub:
                         sub.queue.put_nowait(alarm)
                     except asyncio.QueueFull:
                         log.warning("alarm stream: dropping a subscriber that does not keep up")
-                        self.unsubscribe(sub)
-                        with contextlib.suppress(asyncio.QueueEmpty):
-                            sub.queue.get_nowait()
-                        sub.queue.put_nowait(None)
+                        self._end(sub)
 
     async def run(self) -> None:
-        while True:
-            try:
-                async with await AsyncConnection.connect(self._database_url, autocommit=True) as listener:
-                    await listener.execute("LISTEN alarms")
-                    self.ready.set()
-                    async for note in listener.notifies():
-                        await self._publish(int(note.payload))
-            except psycopg.OperationalError as exc:
-                self.ready.clear()
-                log.warning("alarm stream: database unavailable (%s); retrying in 1 s", exc)
-                await asyncio.sleep(1.0)
+        try:
+            while True:
+                try:
+                    async with await AsyncConnection.connect(self._database_url, autocommit=True) as listener:
+                        await listener.execute("LISTEN alarms")
+                        # Changes notified before this LISTEN (while reconnecting, or before the first one) are
+                        # lost to us: every stream open now starts again from a snapshot taken from here on.
+                        self._resync_all()
+                        self.ready.set()
+                        async for note in listener.notifies():
+                            await self._publish(int(note.payload))
+                except psycopg.OperationalError as exc:
+                    self.ready.clear()
+                    log.warning("alarm stream: database unavailable (%s); retrying in 1 s", exc)
+                    await asyncio.sleep(1.0)
+        finally:
+            # The hub is stopping: no stream may stay open on keepalives alone.
+            self.ready.clear()
+            self._resync_all()
 
 
 router = APIRouter(prefix="/api/v1/alarms", tags=["alarms"], responses=RESPONSES)
@@ -133,14 +166,36 @@ async def stream(
     token: Annotated[str | None, Query(description="the session token, for EventSource (no headers)")] = None,
 ) -> StreamingResponse:
     """Alarm changes in the caller's scope as they happen: first a ``snapshot`` of open alarms, then one
-    ``alarm`` event per change, and a comment every 15 s to keep proxies from closing the stream."""
+    ``alarm`` event per change, and a comment every 15 s to keep proxies from closing the stream. The stream
+    ends (the browser reconnects and gets a fresh snapshot) after the server lost changes, and for good
+    (the reconnect is refused with 401) once the session has ended or its user was deactivated."""
     secret = credentials.credentials if credentials is not None else token
     principal = await auth_service.principal_for(conn, token=secret) if secret else None
-    if principal is None:
+    if secret is None or principal is None:
         raise Problem(401, "log in first: send Authorization: Bearer <token> or ?token=")
     hub: AlarmHub = request.app.state.alarm_hub
-    snapshot = await service.list_alarms(conn, principal=principal, open_only=True, since=None, limit=1000)
+    # Subscribe first: a change made while the snapshot is read is then queued, not lost.
     sub = hub.subscribe(principal)
+    try:
+        snapshot = await service.list_alarms(conn, principal=principal, open_only=True, since=None, limit=1000)
+    except BaseException:
+        hub.unsubscribe(sub)
+        raise
+    checked = asyncio.get_running_loop().time()
+
+    async def still_allowed() -> bool:
+        """The session is still live and has the same scope (checked at most once per SESSION_RECHECK_S)."""
+        nonlocal checked
+        now = asyncio.get_running_loop().time()
+        if now - checked < SESSION_RECHECK_S:
+            return True
+        try:
+            current = await hub.principal_for(secret)
+        except psycopg.OperationalError as exc:
+            log.warning("alarm stream: cannot check the session (%s); ending the stream", exc)
+            return False
+        checked = now
+        return current == principal
 
     async def events() -> AsyncIterator[str]:
         try:
@@ -150,9 +205,11 @@ async def stream(
                 try:
                     alarm = await asyncio.wait_for(sub.queue.get(), timeout=KEEPALIVE_S)
                 except TimeoutError:
+                    if not await still_allowed():
+                        return
                     yield ": keepalive\n\n"
                     continue
-                if alarm is None:
+                if alarm is None or not await still_allowed():
                     return
                 yield _event("alarm", alarm.model_dump_json(), f"{alarm.id}")
         finally:
