@@ -18,6 +18,7 @@ from eldercare.platform.alarms.rules_router import router as rules_router
 from eldercare.platform.alarms.stream import AlarmHub
 from eldercare.platform.alarms.stream import router as stream_router
 from eldercare.platform.api import errors
+from eldercare.platform.api.limits import BodyLimit
 from eldercare.platform.auth.router import router as auth_router
 from eldercare.platform.auth.service import AsyncConn
 from eldercare.platform.crypto import Vault
@@ -88,6 +89,7 @@ def create_app(
         lifespan=lifespan,
     )
     errors.install(app)
+    app.add_middleware(BodyLimit)  # 413 for any body over limits.MAX_BODY, before routes and logins
     app.include_router(auth_router)
     app.include_router(stream_router)  # before the alarms router: /stream is not an alarm id
     app.include_router(alarms_router)

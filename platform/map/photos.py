@@ -7,6 +7,7 @@ The bytes must be what the declared type says (JPEG, PNG or WebP, checked by the
 from __future__ import annotations
 
 import hashlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,8 +34,8 @@ class Photo:
     sha256: bytes
 
 
-def check_image(content_type: str, data: bytes) -> str:
-    """The media type (without parameters) if ``data`` is an image of that type; 415/413/422 otherwise."""
+def check_media(content_type: str) -> str:
+    """The media type (without parameters) if it is one a photo may have; 415 otherwise."""
     media = content_type.split(";", maxsplit=1)[0].strip().lower()
     if media not in _SIGNATURES:
         raise Problem(
@@ -42,6 +43,29 @@ def check_image(content_type: str, data: bytes) -> str:
             "a photo is image/jpeg, image/png or image/webp",
             [FieldError(field="header.content-type", reason=media)],
         )
+    return media
+
+
+def _too_large(size: str) -> Problem:
+    return Problem(413, f"a photo is at most {MAX_BYTES} bytes, this one has {size}")
+
+
+async def read_body(chunks: AsyncIterator[bytes], *, content_length: str | None) -> bytes:
+    """The request body, reading no more than ``MAX_BYTES + 1`` bytes of it: 413 as soon as it is known to be
+    larger (from ``Content-Length`` before reading anything, or while reading a chunked body)."""
+    if content_length is not None and content_length.isdigit() and int(content_length) > MAX_BYTES:
+        raise _too_large(content_length)
+    data = bytearray()
+    async for chunk in chunks:
+        data += chunk
+        if len(data) > MAX_BYTES:
+            raise _too_large("more")
+    return bytes(data)
+
+
+def check_image(content_type: str, data: bytes) -> str:
+    """The media type (without parameters) if ``data`` is an image of that type; 415/413/422 otherwise."""
+    media = check_media(content_type)
     if not data:
         raise Problem(422, "the request is not valid", [FieldError(field="body", reason="empty")])
     if len(data) > MAX_BYTES:
@@ -61,6 +85,14 @@ async def institution_id(conn: AsyncConn, *, code: str) -> int:
     return value
 
 
+async def may_add(conn: AsyncConn, *, principal: Principal, code: str) -> int:
+    """The home's id if ``principal`` may change its photos; 404 or 403 otherwise. The router asks this
+    before reading a byte of the body, so an upload the caller may not make costs nothing."""
+    home = await institution_id(conn, code=code)
+    await scope.resolve(conn, principal, Obj.INSTITUTION, home, Action.UPDATE_INSTITUTION)
+    return home
+
+
 async def add(
     conn: AsyncConn,
     *,
@@ -72,8 +104,7 @@ async def add(
     position: int,
 ) -> int:
     """Store a photo of the home ``code``; its id."""
-    home = await institution_id(conn, code=code)
-    await scope.resolve(conn, principal, Obj.INSTITUTION, home, Action.UPDATE_INSTITUTION)
+    home = await may_add(conn, principal=principal, code=code)
     media = check_image(content_type, data)
     async with conn.transaction():
         # Serialise adders of one home so the count check holds.

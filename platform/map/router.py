@@ -215,12 +215,16 @@ async def add_photo(
     position: Annotated[int, Query(ge=0, le=99)] = 0,
 ) -> dict[str, Any]:
     """Add a photo of the home (heads of the home, admins): the body is the image, the Content-Type its type."""
-    data = await request.body()
+    # Who may, and what type, before a byte of the body is read; then at most MAX_BYTES + 1 of it.
+    await photos.may_add(conn, principal=principal, code=code)
+    content_type = request.headers.get("content-type", "")
+    photos.check_media(content_type)
+    data = await photos.read_body(request.stream(), content_length=request.headers.get("content-length"))
     photo_id = await photos.add(
         conn,
         principal=principal,
         code=code,
-        content_type=request.headers.get("content-type", ""),
+        content_type=content_type,
         data=data,
         caption=caption,
         position=position,

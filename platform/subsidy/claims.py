@@ -41,6 +41,7 @@ ALIASES = {
     "经济困难及失能老人补贴": "hardship_disability_subsidy", "失能老人补贴": "hardship_disability_subsidy",
 }  # fmt: skip
 MAX_AMOUNT = Decimal(100_000)
+NO_LINES = "the claim has no lines"  # an empty claim is refused: it would withdraw the month's claim silently
 _CHINA = timezone(timedelta(hours=8))
 T = TypeVar("T")
 
@@ -174,6 +175,8 @@ def check(
     why = check_month(month, today=today)
     if why:
         raise Rejected([LineError("claim", "month", why)])
+    if not raw:  # it would replace the month's claim in force with nothing
+        raise Rejected([LineError("claim", "lines", NO_LINES)])
     lines = [
         line
         for r in raw
@@ -207,6 +210,8 @@ def file_lines(data: bytes, *, filename: str) -> list[RawLine]:
         rows = read_rows(data, filename=filename, columns=COLUMNS, required=REQUIRED)
     except ImportRejected as exc:
         raise Rejected([LineError(f"rows[{e.row}]", e.column, e.reason) for e in exc.errors]) from exc
+    if not rows:
+        raise Rejected([LineError("rows[0]", "file", f"{NO_LINES}: the file has a header but no data rows")])
     return [RawLine(f"rows[{r.number}]", r.number, r.values) for r in rows]
 
 

@@ -7,11 +7,13 @@ deaths:   id_number, died_on (YYYY-MM-DD), source (funeral | civil_affairs | hos
 hardship: id_number, category (dibao | tekun | low_income, or 低保 特困 低收入), valid_from, valid_to
           (both YYYY-MM-DD, valid_to included and optional)
 
-Importing the same file again adds nothing.
+Dates are exactly YYYY-MM-DD (or an XLSX date cell) between 1900-01-01 and 2100-12-31; anything else is
+refused with its row and column, never cut to fit. Importing the same file again adds nothing.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -58,11 +60,22 @@ class ImportReport(BaseModel):
     residents_matched: int  # residents of the region's homes whose ID number is in the file
 
 
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+EARLIEST, LATEST = date(1900, 1, 1), date(2100, 12, 31)  # 2099-12-31 is the usual "no end" of a validity
+
+
 def _date(text: str) -> date:
+    """Exactly ``YYYY-MM-DD`` (an XLSX date cell reads as that too), a real day between EARLIEST and LATEST:
+    nothing is cut off or guessed (``2020-01-01xyz`` and ``20991231`` are refused)."""
+    if not _DAY.fullmatch(text.strip()):
+        raise ValueError("a date as YYYY-MM-DD")
     try:
-        return date.fromisoformat(text.strip()[:10])
+        day = date.fromisoformat(text.strip())
     except ValueError:
-        raise ValueError("a date as YYYY-MM-DD") from None
+        raise ValueError("a date as YYYY-MM-DD: no such day") from None
+    if not EARLIEST <= day <= LATEST:
+        raise ValueError(f"a date between {EARLIEST} and {LATEST}")
+    return day
 
 
 def _id_number(row: Row, today: date, bad: Callable[[str, str], None]) -> codes.IdNumber | None:

@@ -8,6 +8,7 @@ home's verdicts, totals and lists. Scope comes from ``platform/auth/scope.py``; 
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta, timezone
 from typing import Annotated
 
@@ -148,7 +149,7 @@ async def upload_claim(
     data = await file.read(MAX_BYTES + 1)
     name = file.filename or ""
     try:
-        raw = claims.file_lines(data, filename=name)
+        raw = await asyncio.to_thread(claims.file_lines, data, filename=name)  # CPU work: off the event loop
         when = month_query(month) if month else claims.file_month(raw)
         checked = claims.check(raw, month=when, units=await claims.programme_units(conn), home_code=code)
     except Rejected as exc:
@@ -176,7 +177,7 @@ async def upload_claims(
     data = await file.read(MAX_BYTES + 1)
     name = file.filename or ""
     try:
-        raw = claims.file_lines(data, filename=name)
+        raw = await asyncio.to_thread(claims.file_lines, data, filename=name)  # CPU work: off the event loop
         when = month_query(month) if month else claims.file_month(raw)
         groups = claims.by_home(raw)
         query = sql.SQL("SELECT code, id FROM institutions WHERE code = ANY(%s) AND {scope}").format(

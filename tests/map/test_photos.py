@@ -96,3 +96,39 @@ def test_only_heads_of_the_home_and_admins_add_photos_and_only_images(api: Api, 
         "empty": 422,
         "no_home": 404,
     }
+
+
+def test_a_photo_body_is_read_only_when_allowed_and_only_up_to_the_limit(api: Api, map_world: World) -> None:
+    """Scope is checked before a byte of the body is read; an allowed body is read to 4 MiB + 1 at most."""
+    a = map_world.homes["A"]
+    piece = 64 * 1024
+    pulled: dict[str, int] = {}
+
+    def body(name: str, size: int) -> Any:
+        async def chunks() -> Any:  # no Content-Length: the body is streamed, as with chunked encoding
+            for _ in range(size // piece):
+                pulled[name] = pulled.get(name, 0) + 1
+                yield b"\x89PNG\r\n\x1a\n" + b"\x00" * (piece - 8)
+
+        return chunks()
+
+    async def work(http: httpx.AsyncClient) -> dict[str, int]:
+        head = await _token(http, map_world.head_of_a)
+        family = await _token(http, map_world.family_user)
+        url = f"/api/v1/map/homes/{a.code}/photos"
+        png_type = {"Content-Type": "image/png"}
+        return {
+            "family": (
+                await http.post(url, content=body("family", 16 << 20), headers={**family, **png_type})
+            ).status_code,
+            "head_5mib": (
+                await http.post(url, content=body("head_5mib", 5 << 20), headers={**head, **png_type})
+            ).status_code,
+            "head_declared": (
+                await http.post(url, content=b"\x89PNG\r\n\x1a\n" * (600 * 1024), headers={**head, **png_type})
+            ).status_code,
+        }
+
+    assert api(work) == {"family": 403, "head_5mib": 413, "head_declared": 413}
+    assert pulled.get("family", 0) <= 1  # before the fix: all 16 MiB were read into memory, then 403
+    assert pulled["head_5mib"] <= (4 << 20) // piece + 1  # 4 MiB + 1 byte, then 413
