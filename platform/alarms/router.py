@@ -24,18 +24,30 @@ async def list_alarms(
     since: Annotated[datetime | None, Query(description="raised at or after (ISO 8601 with zone)")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[Alarm]:
-    """Alarms in the caller's scope, emergencies first, newest first within a priority."""
-    return await service.list_alarms(conn, principal=principal, open_only=open_only, since=since, limit=limit)
+    """Alarms in the caller's scope, emergencies first, newest first within a priority. Alarms are health data:
+    the read is audited (one entry naming the alarms and residents shown)."""
+    async with conn.transaction():
+        found = await service.list_alarms(conn, principal=principal, open_only=open_only, since=since, limit=limit)
+        await service.audit_read(conn, principal=principal, alarm_ids=[a.id for a in found], shown_as="list")
+    return found
 
 
 @router.get("/{alarm_id}")
 async def get_alarm(alarm_id: int, conn: Conn, principal: CurrentPrincipal) -> Alarm:
-    return await service.get_alarm(conn, principal=principal, alarm_id=alarm_id)
+    """One alarm. The read is audited."""
+    async with conn.transaction():
+        found = await service.get_alarm(conn, principal=principal, alarm_id=alarm_id)
+        await service.audit_read(conn, principal=principal, alarm_ids=[found.id], shown_as="alarm")
+    return found
 
 
 @router.get("/{alarm_id}/history")
 async def alarm_history(alarm_id: int, conn: Conn, principal: CurrentPrincipal) -> list[AlarmChange]:
-    return await service.history(conn, principal=principal, alarm_id=alarm_id)
+    """Every change of one alarm's state. The read is audited."""
+    async with conn.transaction():
+        changes = await service.history(conn, principal=principal, alarm_id=alarm_id)
+        await service.audit_read(conn, principal=principal, alarm_ids=[alarm_id], shown_as="history")
+    return changes
 
 
 class Action(BaseModel):

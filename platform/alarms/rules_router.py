@@ -2,7 +2,8 @@
 
 Rule parameters are validated strictly per rule (unknown keys refused, ranges checked); an override
 holds only the keys it changes and is merged over the platform default by ``rule_params`` in SQL.
-Staff and regulators read; heads (their home) and admins write.
+Staff, heads and regulators read (families do not: the rules name other residents by person code and the
+rosters name the staff); heads (their home) and admins write. The roles come from ``scope.PERMISSIONS``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from eldercare.platform.api.deps import Conn, CurrentPrincipal
 from eldercare.platform.api.errors import RESPONSES, FieldError, NotFound, Problem
-from eldercare.platform.auth.scope import Principal, Role, institution_filter
+from eldercare.platform.auth.scope import Action, Principal, Role, institution_filter, require
 from eldercare.platform.auth.service import AsyncConn
 
 router = APIRouter(tags=["alarm rules"], responses=RESPONSES)
@@ -135,7 +136,9 @@ class RuleChange(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
-async def _institution(conn: AsyncConn, principal: Principal, code: str) -> int:
+async def _institution(conn: AsyncConn, principal: Principal, code: str, action: Action) -> int:
+    """The id of the home with ``code``: 403 if the role may not take ``action``, 404 outside the scope."""
+    require(principal, action)
     query = sql.SQL("SELECT id FROM institutions i WHERE i.code = %s AND {scope}").format(
         scope=institution_filter(principal, sql.SQL("i.id"))
     )
@@ -174,7 +177,7 @@ async def list_rules(
     institution: Annotated[str, Query(min_length=18, max_length=18, description="the home's code")],
 ) -> list[EffectiveRule]:
     """Every rule in force for a home: the merged parameters and the rows they come from."""
-    institution_id = await _institution(conn, principal, institution)
+    institution_id = await _institution(conn, principal, institution, Action.READ_ALARM_RULES)
     rows = await (
         await conn.execute(
             "SELECT r.rule, CASE WHEN r.resident_id IS NOT NULL THEN 'resident' WHEN r.institution_id IS NOT NULL"
@@ -195,7 +198,7 @@ async def list_rules(
 
 @router.put("/api/v1/alarm-rules/{rule}")
 async def set_rule(rule: RuleName, body: RuleChange, conn: Conn, principal: CurrentPrincipal) -> RuleRow:
-    institution_id = await _institution(conn, principal, body.institution_code)
+    institution_id = await _institution(conn, principal, body.institution_code, Action.WRITE_ALARM_RULES)
     _may_write(principal, institution_id)
     try:
         params = PARAMS[rule].model_validate(body.params).model_dump(by_alias=True, exclude_none=True)
@@ -232,7 +235,7 @@ async def remove_rule(
     institution: Annotated[str, Query(min_length=18, max_length=18)],
     person: Annotated[str | None, Query(description="remove a resident's override")] = None,
 ) -> None:
-    institution_id = await _institution(conn, principal, institution)
+    institution_id = await _institution(conn, principal, institution, Action.WRITE_ALARM_RULES)
     _may_write(principal, institution_id)
     resident_id = await _resident(conn, institution_id, person)
     cur = await conn.execute(
@@ -271,7 +274,7 @@ class ShiftOut(Shift):
 async def list_shifts(
     conn: Conn, principal: CurrentPrincipal, institution: Annotated[str, Query(min_length=18, max_length=18)]
 ) -> list[ShiftOut]:
-    institution_id = await _institution(conn, principal, institution)
+    institution_id = await _institution(conn, principal, institution, Action.READ_ALARM_RULES)
     rows = await (
         await conn.execute(
             "SELECT s.id, u.username, s.tier, s.name, s.starts, s.ends, s.weekdays, s.timezone FROM shift_roster s"
@@ -297,7 +300,7 @@ async def list_shifts(
 
 @router.post("/api/v1/rosters", status_code=201)
 async def add_shift(body: Shift, conn: Conn, principal: CurrentPrincipal) -> ShiftOut:
-    institution_id = await _institution(conn, principal, body.institution_code)
+    institution_id = await _institution(conn, principal, body.institution_code, Action.WRITE_ALARM_RULES)
     _may_write(principal, institution_id)
     user = await (
         await conn.execute(
@@ -333,6 +336,7 @@ async def add_shift(body: Shift, conn: Conn, principal: CurrentPrincipal) -> Shi
 
 @router.delete("/api/v1/rosters/{shift_id}", status_code=204)
 async def remove_shift(shift_id: int, conn: Conn, principal: CurrentPrincipal) -> None:
+    require(principal, Action.WRITE_ALARM_RULES)
     query = sql.SQL("SELECT s.institution_id FROM shift_roster s WHERE s.id = %s AND {scope}").format(
         scope=institution_filter(principal, sql.SQL("s.institution_id"))
     )

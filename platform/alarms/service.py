@@ -10,6 +10,7 @@ from psycopg.rows import class_row
 from eldercare.platform.alarms import changes
 from eldercare.platform.alarms.models import OPEN_STATES, Alarm, AlarmChange, State
 from eldercare.platform.api.errors import NotFound, Problem
+from eldercare.platform.audit import log as audit
 from eldercare.platform.auth.scope import Principal, resident_filter
 from eldercare.platform.auth.service import AsyncConn
 from eldercare.platform.notify import outbox
@@ -72,6 +73,36 @@ async def history(conn: AsyncConn, *, principal: Principal, alarm_id: int) -> li
             (alarm_id,),
         )
         return await cur.fetchall()
+
+
+async def audit_read(conn: AsyncConn, *, principal: Principal, alarm_ids: list[int], shown_as: str) -> None:
+    """Log a read of alarms (health data: the kind, a fall, a heart rate in ``detail``, the person) as one
+    ``read_health`` entry naming the alarms and residents read; call it inside the transaction of the read.
+    An empty answer showed nothing and is not logged."""
+    if not alarm_ids:
+        return
+    rows = await (
+        await conn.execute(
+            "SELECT array_agg(DISTINCT institution_id), array_agg(DISTINCT resident_id) FILTER"
+            " (WHERE resident_id IS NOT NULL), array_agg(DISTINCT kind) FROM alarms WHERE id = ANY(%s)",
+            (alarm_ids,),
+        )
+    ).fetchone()
+    institutions, residents, kinds = rows if rows is not None else (None, None, None)
+    await audit.read_health(
+        conn,
+        principal=principal,
+        object_type="alarm",
+        object_id=alarm_ids[0] if len(alarm_ids) == 1 else None,
+        institution_id=institutions[0] if institutions and len(institutions) == 1 else None,
+        detail={
+            "as": shown_as,
+            "fields": ["alarms"],
+            "alarms": sorted(alarm_ids),
+            "residents": sorted(residents or []),
+            "kinds": sorted(kinds or []),
+        },
+    )
 
 
 _ALLOWED: dict[State, tuple[State, ...]] = {

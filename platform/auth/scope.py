@@ -53,6 +53,8 @@ class Action(StrEnum):
     READ_AUDIT = "read_audit"
     READ_APPLICATIONS = "read_applications"  # service applications routed to a provider
     HANDLE_APPLICATIONS = "handle_applications"
+    READ_ALARM_RULES = "read_alarm_rules"  # a home's alarm rules (residents' overrides) and staff rosters
+    WRITE_ALARM_RULES = "write_alarm_rules"
 
 
 _ALL = frozenset(Role)
@@ -74,6 +76,8 @@ PERMISSIONS: dict[Action, frozenset[Role]] = {
     Action.READ_AUDIT: frozenset({Role.ADMIN}),
     Action.READ_APPLICATIONS: _HOME | {Role.REGULATOR},
     Action.HANDLE_APPLICATIONS: _HOME,
+    Action.READ_ALARM_RULES: _HOME | {Role.REGULATOR},
+    Action.WRITE_ALARM_RULES: _HEADS,
 }
 
 # Roles a creator may give: an admin any, a head staff and family of the own institution.
@@ -141,6 +145,27 @@ def user_filter(principal: Principal, alias: str = "u") -> sql.Composable:
             " OR ({u}.role = 'family' AND {u}.created_by IN (SELECT id FROM users WHERE institution_id = {i})))"
         ).format(u=u, i=sql.Literal(principal.institution_id), me=sql.Literal(principal.user_id))
     return sql.SQL("{}.id = {}").format(u, sql.Literal(principal.user_id))
+
+
+def managed_user_filter(principal: Principal, alias: str = "u") -> sql.Composable:
+    """Users a principal may change (password, active, name) among those it sees: a head manages a family
+    user only while every one of that user's links is to a resident of the head's home. A family user also
+    linked to another home's resident is managed by admins alone, so that no head can take over an account
+    that reads another home's residents."""
+    u = sql.Identifier(alias)
+    base = user_filter(principal, alias)
+    if principal.role is not Role.HEAD:
+        return base
+    return sql.SQL(
+        "({base} AND ({u}.role <> 'family' OR NOT EXISTS (SELECT 1 FROM family_links f"
+        " JOIN residents r ON r.id = f.resident_id WHERE f.user_id = {u}.id AND r.institution_id <> {i})))"
+    ).format(base=base, u=u, i=sql.Literal(principal.institution_id))
+
+
+async def may_manage_user(conn: AsyncConnection[tuple[Any, ...]], principal: Principal, user_id: int) -> bool:
+    """Whether ``principal`` may change user ``user_id`` (see :func:`managed_user_filter`)."""
+    query = sql.SQL("SELECT 1 FROM users u WHERE u.id = %s AND {}").format(managed_user_filter(principal))
+    return await (await conn.execute(query, (user_id,))).fetchone() is not None
 
 
 class Obj(StrEnum):

@@ -156,6 +156,8 @@ async def update_user(user_id: PathId, body: UserUpdate, conn: Conn, principal: 
     scope.require(principal, Action.MANAGE_USERS)
     target = await _fetch(conn, principal, user_id)
     _may_manage(principal, target.role, target.institution_id)
+    if not await scope.may_manage_user(conn, principal, user_id):
+        raise Problem(403, "a family user also linked to another home's residents is managed by a platform admin")
     if body.active is False and user_id == principal.user_id:
         raise Problem(409, "you cannot deactivate yourself", [FieldError(field="active", reason="own account")])
     async with atomic(conn):
@@ -188,6 +190,7 @@ async def _family_user(conn: AsyncConn, principal: Principal, user_id: int) -> U
 
 @router.get("/{user_id}/family-links")
 async def list_links(user_id: PathId, conn: Conn, principal: CurrentPrincipal) -> list[Link]:
+    """The family user's links; a head sees only those to residents of their own home."""
     await _family_user(conn, principal, user_id)
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(

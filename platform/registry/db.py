@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 
 from psycopg import errors as pg
 
@@ -39,7 +40,15 @@ _CONSTRAINTS: dict[str, tuple[str, str]] = {
     "hospital_stays_resident_id_during_excl": ("start", "overlaps another hospital stay of the resident"),
     "deaths_pkey": ("resident_id", "a death is already recorded for this resident"),
     "service_applications_open": ("service", "an application for this service is already open"),
+    # the death and hardship register uploads name the region in the query
+    "subsidy_register_imports_region_code_fkey": ("query.region", "no such administrative division code"),
 }
+
+
+def before_start(field: str, what: str, began: datetime) -> Problem:
+    """409 for a change dated before the current ``what`` (binding, stay) began: it would end before it starts."""
+    reason = f"before the current {what} began ({began.isoformat()})"
+    return Problem(409, f"{field.rsplit('.', 1)[-1]} is {reason}", [FieldError(field=field, reason=reason)])
 
 
 def translate(exc: pg.Error) -> Problem:

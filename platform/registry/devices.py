@@ -16,7 +16,7 @@ from eldercare.platform.audit import log as audit
 from eldercare.platform.auth import scope
 from eldercare.platform.auth.scope import Action, Obj, Principal
 from eldercare.platform.auth.service import AsyncConn
-from eldercare.platform.registry.db import atomic
+from eldercare.platform.registry.db import atomic, before_start
 from eldercare.platform.registry.types import RESPONSES, DeviceKind, Id, Limit, Offset, PathId, When
 
 router = APIRouter(prefix="/api/v1", tags=["devices"], responses=RESPONSES)
@@ -183,12 +183,24 @@ async def update_device(device_id: PathId, body: DeviceUpdate, conn: Conn, princ
 
 
 async def _end_binding(conn: AsyncConn, *, device_id: int, at: datetime | None) -> bool:
-    done = await conn.execute(
-        "UPDATE device_bindings SET during = tstzrange(lower(during), coalesce(%s, now()))"
+    """End the device's current binding at ``at`` (default now); False if it has none. 409 on ``body.at`` if
+    ``at`` is before the binding began."""
+    row = await (
+        await conn.execute(
+            "SELECT lower(during) FROM device_bindings WHERE device_id = %s AND upper_inf(during) FOR UPDATE",
+            (device_id,),
+        )
+    ).fetchone()
+    if row is None:
+        return False
+    if at is not None and row[0] is not None and at < row[0]:
+        raise before_start("body.at", "binding", row[0])
+    await conn.execute(
+        "UPDATE device_bindings SET during = tstzrange(lower(during), coalesce(%s, greatest(lower(during), now())))"
         " WHERE device_id = %s AND upper_inf(during)",
         (at, device_id),
     )
-    return done.rowcount > 0
+    return True
 
 
 async def _belongs(conn: AsyncConn, table: str, object_id: int | None, institution_id: int, field: str) -> None:

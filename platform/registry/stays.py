@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter
 from psycopg import sql
@@ -12,12 +13,12 @@ from psycopg.rows import dict_row
 from pydantic import BaseModel, Field
 
 from eldercare.platform.api.deps import Conn, CurrentPrincipal
-from eldercare.platform.api.errors import FieldError, Problem
+from eldercare.platform.api.errors import FieldError, Problem, invalid
 from eldercare.platform.audit import log as audit
 from eldercare.platform.auth import scope
 from eldercare.platform.auth.scope import Action, Obj, Principal
 from eldercare.platform.auth.service import AsyncConn
-from eldercare.platform.registry.db import atomic
+from eldercare.platform.registry.db import atomic, before_start
 from eldercare.platform.registry.types import RESPONSES, Id, Name, Note, PathId, When
 
 router = APIRouter(prefix="/api/v1", tags=["stays"], responses=RESPONSES)
@@ -100,11 +101,39 @@ async def _usable_bed(conn: AsyncConn, *, bed_id: int, institution_id: int) -> N
         raise _conflict("bed_id", "the bed is retired")
 
 
-async def _close_stay(conn: AsyncConn, *, resident_id: int, at: datetime | None, reason: str) -> int | None:
-    """End the resident's open bed assignment at ``at``; the bed it was in, or None."""
+# Clocks of phones and PCs drift: a time this far ahead of the server's is still taken as "now".
+_LEEWAY = timedelta(minutes=5)
+# Birth dates (from the ID number) are dates in China.
+_LOCAL = ZoneInfo("Asia/Shanghai")
+
+
+async def _plausible(conn: AsyncConn, *, resident_id: int, when: datetime, field: str) -> None:
+    """422 on ``field`` unless ``when`` has happened (give or take :data:`_LEEWAY`) and is not before the
+    resident's birth date."""
+    if when > datetime.now(UTC) + _LEEWAY:
+        raise invalid(field, "in the future")
+    row = await (await conn.execute("SELECT birth_date FROM residents WHERE id = %s", (resident_id,))).fetchone()
+    if row is not None and when.astimezone(_LOCAL).date() < row[0]:
+        raise invalid(field, f"before the resident was born ({row[0].isoformat()})")
+
+
+async def _close_stay(
+    conn: AsyncConn, *, resident_id: int, at: datetime | None, reason: str, field: str = "body.at"
+) -> int | None:
+    """End the resident's open bed assignment at ``at``; the bed it was in, or None. 409 on ``field`` if
+    ``at`` is before the assignment began."""
+    began = await (
+        await conn.execute(
+            "SELECT lower(during) FROM bed_assignments WHERE resident_id = %s AND upper_inf(during) FOR UPDATE",
+            (resident_id,),
+        )
+    ).fetchone()
+    if began is not None and at is not None and began[0] is not None and at < began[0]:
+        raise before_start(field, "stay in a bed", began[0])
     row = await (
         await conn.execute(
-            "UPDATE bed_assignments SET during = tstzrange(lower(during), coalesce(%s, now())), end_reason = %s"
+            "UPDATE bed_assignments SET during = tstzrange(lower(during),"
+            " coalesce(%s, greatest(lower(during), now()))), end_reason = %s"
             " WHERE resident_id = %s AND upper_inf(during) RETURNING bed_id",
             (at, reason, resident_id),
         )
@@ -203,9 +232,18 @@ async def discharge(resident_id: PathId, body: Leave, conn: Conn, principal: Cur
         )
 
 
-async def _unbind_worn(conn: AsyncConn, *, resident_id: int, at: datetime | None) -> None:
+async def _unbind_worn(conn: AsyncConn, *, resident_id: int, at: datetime | None, field: str = "body.at") -> None:
+    """End the bindings of devices the resident wears at ``at``; 409 on ``field`` if one began after it."""
+    began = await (
+        await conn.execute(
+            "SELECT max(lower(during)) FROM device_bindings WHERE resident_id = %s AND upper_inf(during)",
+            (resident_id,),
+        )
+    ).fetchone()
+    if began is not None and at is not None and began[0] is not None and at < began[0]:
+        raise before_start(field, "binding of a device the resident wears", began[0])
     await conn.execute(
-        "UPDATE device_bindings SET during = tstzrange(lower(during), coalesce(%s, now()))"
+        "UPDATE device_bindings SET during = tstzrange(lower(during), coalesce(%s, greatest(lower(during), now())))"
         " WHERE resident_id = %s AND upper_inf(during)",
         (at, resident_id),
     )
@@ -268,6 +306,7 @@ async def add_hospital_stay(
     async with atomic(conn):
         if await _status(conn, resident_id) == "deceased":
             raise _conflict("resident_id", "the resident is deceased")
+        await _plausible(conn, resident_id=resident_id, when=body.start, field="body.start")
         row = await (
             await conn.execute(
                 "INSERT INTO hospital_stays (resident_id, hospital, during, note) VALUES (%s, %s, tstzrange(%s, %s),"
@@ -322,12 +361,13 @@ async def record_death(resident_id: PathId, body: DeathIn, conn: Conn, principal
     async with atomic(conn):
         if await _status(conn, resident_id) == "deceased":
             raise _conflict("resident_id", "a death is already recorded for this resident")
+        await _plausible(conn, resident_id=resident_id, when=body.died_at, field="body.died_at")
         await conn.execute(
             "INSERT INTO deaths (resident_id, died_at, place, source, recorded_by) VALUES (%s, %s, %s, %s, %s)",
             (resident_id, body.died_at, body.place or "", body.source.value, principal.user_id),
         )
-        await _close_stay(conn, resident_id=resident_id, at=body.died_at, reason="death")
-        await _unbind_worn(conn, resident_id=resident_id, at=body.died_at)
+        await _close_stay(conn, resident_id=resident_id, at=body.died_at, reason="death", field="body.died_at")
+        await _unbind_worn(conn, resident_id=resident_id, at=body.died_at, field="body.died_at")
         await conn.execute(
             "UPDATE hospital_stays SET during = tstzrange(lower(during), greatest(lower(during), %s))"
             " WHERE resident_id = %s AND upper_inf(during)",

@@ -1,12 +1,16 @@
 """Field types shared by the registry's request and response models.
 
-Text fields refuse control characters (a NUL cannot be stored in PostgreSQL text, and none belongs in a
-name); ids are positive 64-bit integers, as the database's identity columns.
+Text fields refuse control, format (invisible characters such as U+200B and the bidirectional overrides such
+as U+202E, which would make a name read differently from what it is), line and paragraph separator, private
+use and unassigned characters, and are normalised to NFC; a name needs at least one visible character. (A
+NUL cannot be stored in PostgreSQL text, and none of these belongs in a name shown on a board or a public
+map.) Ids are positive 64-bit integers, as the database's identity columns.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated
@@ -17,13 +21,31 @@ from pydantic import AfterValidator, Field, StringConstraints
 from eldercare.devices import codes
 
 MAX_ID = 2**63 - 1
-_PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+# Unicode general categories refused in text: control, format, surrogate, private use, unassigned, line and
+# paragraph separators.
+_REFUSED = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def _clean(value: str) -> str:
+    text = unicodedata.normalize("NFC", value)
+    for char in text:
+        if unicodedata.category(char) in _REFUSED:
+            raise ValueError(f"contains the invisible or control character U+{ord(char):04X}")
+    return text
+
+
+def _visible(value: str) -> str:
+    text = _clean(value)
+    if not any(unicodedata.category(char)[0] not in "ZM" for char in text):
+        raise ValueError("needs at least one visible character")
+    return text
+
 
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=_PRINTABLE)]
-Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=0, max_length=64, pattern=_PRINTABLE)]
-Note = Annotated[str, StringConstraints(max_length=2000, pattern=_PRINTABLE)]
-Address = Annotated[str, StringConstraints(strip_whitespace=True, max_length=300, pattern=_PRINTABLE)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), AfterValidator(_visible)]
+Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=0, max_length=64), AfterValidator(_clean)]
+Note = Annotated[str, StringConstraints(max_length=2000), AfterValidator(_clean)]
+Address = Annotated[str, StringConstraints(strip_whitespace=True, max_length=300), AfterValidator(_clean)]
 RegionCode = Annotated[str, StringConstraints(pattern=r"^([0-9]{2}|[0-9]{4}|[0-9]{6}|[0-9]{9})$")]
 CountyCode = Annotated[str, StringConstraints(pattern=r"^[0-9]{6}([0-9]{3})?$")]
 

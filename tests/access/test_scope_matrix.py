@@ -445,3 +445,91 @@ def test_the_matrix_requests_are_valid_for_insiders(world: World, api: Any, targ
         client = world.users["staff_p"] if path.startswith("/api/v1/service-applications") else head
         reply = _request(client, method, path, bodies[(method, path)], target)
         assert reply.status_code == 200, f"{method} {path}: {reply.status_code} {reply.text[:300]}"
+
+
+def _family_user(world: World, *residents: int) -> Client:
+    username = f"family-{secrets.token_hex(4)}"
+    world.admin.ok("POST", "/api/v1/users", 201, json={"username": username, "password": PASSWORD, "role": "family"})
+    client = login(world.base, username, PASSWORD)
+    for resident in residents:
+        world.admin.ok(
+            "POST",
+            f"/api/v1/users/{client.user_id}/family-links",
+            201,
+            json={"resident_id": resident, "relation": "子", "consent": True},
+        )
+    return client
+
+
+@pytest.mark.parametrize("head", ["head_a", "head_b"])
+def test_a_family_user_shared_by_two_homes_is_managed_by_admins_only(world: World, head: str) -> None:
+    """A family user linked to a resident of home A and one of home B: neither head may change its password,
+    deactivate it or rename it (else a head could log in as it and read the other home's resident), and each
+    head's listing of its links shows only the head's own home's link."""
+    a_resident, b_resident = world.a.residents[1], world.b.residents[1]
+    shared = _family_user(world, a_resident["id"], b_resident["id"])
+    own, other = (a_resident, b_resident) if head == "head_a" else (b_resident, a_resident)
+    client = world.users[head]
+    for change in ({"password": "taken-over-pw-1"}, {"active": False}, {"display_name": "改名"}):
+        reply = client.patch(f"/api/v1/users/{shared.user_id}", json=change)
+        assert reply.status_code == 403, f"{head} {change}: {reply.status_code} {reply.text}"
+    links = client.ok("GET", f"/api/v1/users/{shared.user_id}/family-links")
+    assert [link["resident_id"] for link in links] == [own["id"]]
+    assert other["person_code"] not in str(links)
+    # the account still works with its own password and still sees the other home's resident
+    assert login(world.base, shared.username, PASSWORD).get(f"/api/v1/residents/{other['id']}").status_code == 200
+    # an admin manages it
+    world.admin.ok("PATCH", f"/api/v1/users/{shared.user_id}", json={"display_name": "共同家属"})
+
+
+def test_a_head_manages_a_family_user_whose_links_are_all_in_the_home(world: World) -> None:
+    """The control: a family user linked only to home A's residents is home A's head's to manage, and
+    becomes the admins' once linked to a home-B resident too."""
+    family = _family_user(world, world.a.residents[0]["id"], world.a.residents[1]["id"])
+    head_a = world.users["head_a"]
+    head_a.ok("PATCH", f"/api/v1/users/{family.user_id}", json={"password": "new-password-12"})
+    login(world.base, family.username, "new-password-12")
+    world.admin.ok(
+        "POST",
+        f"/api/v1/users/{family.user_id}/family-links",
+        201,
+        json={"resident_id": world.b.residents[0]["id"], "relation": "子", "consent": True},
+    )
+    assert head_a.patch(f"/api/v1/users/{family.user_id}", json={"active": False}).status_code == 403
+    assert login(world.base, family.username, "new-password-12").token
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs"),
+    [
+        ("GET", "/api/v1/alarm-rules", {}),
+        ("GET", "/api/v1/rosters", {}),
+        ("PUT", "/api/v1/alarm-rules/wander", {"json": {"enabled": False}}),
+        ("DELETE", "/api/v1/alarm-rules/wander", {}),
+    ],
+)
+def test_a_family_user_of_the_home_gets_no_rules_or_rosters(
+    world: World, target: Target, method: str, path: str, kwargs: dict[str, Any]
+) -> None:
+    """The rules name other residents by person code (their overrides) and the rosters name the staff and their
+    shifts: a family user of a resident of the home itself gets 403 and none of it; staff, the head and the
+    region's regulator read them."""
+    a = world.a
+    other = a.residents[1]  # not linked to family_a
+    world.users["head_a"].ok(
+        "PUT",
+        "/api/v1/alarm-rules/wander",
+        json={"institution_code": a.code, "person_code": other["person_code"], "params": {"radius_m": 50}},
+    )
+    spec = dict(kwargs)
+    if method == "PUT":
+        spec["json"] = {**spec["json"], "institution_code": a.code}
+    else:
+        spec["params"] = {"institution": a.code}
+    reply = world.users["family_a"].request(method, path, **spec)
+    assert reply.status_code == 403, reply.text
+    assert set(reply.json()) == {"detail", "errors"}
+    assert other["person_code"] not in reply.text and world.users["staff_a"].username not in reply.text
+    if method == "GET":
+        for reader in ("staff_a", "head_a", "reg_4205"):
+            world.users[reader].ok("GET", path, params={"institution": a.code})

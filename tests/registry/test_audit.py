@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -102,3 +103,61 @@ def test_the_platform_chain_is_intact_after_real_use(world: World) -> None:
     assert world.admin.ok("GET", "/api/v1/audit/verify")["ok"] is True
     entries = world.admin.ok("GET", "/api/v1/audit", params={"limit": 5})
     assert [e["seq"] for e in entries] == [1, 2, 3, 4, 5]
+
+
+def _read_health_since(world: World, seq: int, user_id: int) -> list[tuple[Any, ...]]:
+    with psycopg.connect(world.db.url) as conn:
+        return conn.execute(
+            "SELECT object_type, object_id, institution_id, detail FROM audit_log"
+            " WHERE seq > %s AND actor_user_id = %s AND action = 'read_health' ORDER BY seq",
+            (seq, user_id),
+        ).fetchall()
+
+
+@pytest.mark.parametrize("who", ["staff_a", "head_a", "family_a", "reg_4205"])
+def test_alarm_reads_are_audited(world: World, who: str) -> None:
+    """Alarms are health data (a fall, a heart rate in ``detail``, the person): the list, one alarm and its
+    history each write one read_health entry naming the alarms and residents shown, as the resident's own
+    alarm page does; a read that finds nothing (out of scope) writes none."""
+    a, resident = world.a, world.a.residents[0]["id"]
+    with psycopg.connect(world.db.url, autocommit=True) as conn:
+        row = conn.execute(
+            "INSERT INTO alarms (institution_id, kind, priority, device_id, bed_id, resident_id, occurred_at,"
+            " last_event_at, detail) VALUES (%s, 'vitals', 'urgent', %s, %s, %s, now(), now(),"
+            " '{\"heart_rate\": 142}') RETURNING id",
+            (a.id, a.device["id"], a.beds[0]["id"], resident),
+        ).fetchone()
+        assert row is not None
+        alarm = row[0]
+        start = conn.execute("SELECT coalesce(max(seq), 0) FROM audit_log").fetchone()
+    assert start is not None
+    client = world.users[who]
+    listed = client.ok("GET", "/api/v1/alarms", params={"limit": 1000})
+    assert alarm in [x["id"] for x in listed]
+    entries = _read_health_since(world, start[0], client.user_id)
+    assert len(entries) == 1
+    kind, _, _, detail = entries[0]
+    assert kind == "alarm" and detail["as"] == "list"
+    assert detail["alarms"] == sorted(x["id"] for x in listed)
+    assert resident in detail["residents"]
+    for path, shown_as in ((f"/api/v1/alarms/{alarm}", "alarm"), (f"/api/v1/alarms/{alarm}/history", "history")):
+        with psycopg.connect(world.db.url) as conn:
+            before = conn.execute("SELECT coalesce(max(seq), 0) FROM audit_log").fetchone()
+        assert before is not None
+        client.ok("GET", path)
+        entries = _read_health_since(world, before[0], client.user_id)
+        assert [(e[0], e[1], e[2]) for e in entries] == [("alarm", alarm, a.id)]
+        assert entries[0][3] == {
+            "as": shown_as,
+            "fields": ["alarms"],
+            "alarms": [alarm],
+            "residents": [resident],
+            "kinds": ["vitals"],
+        }
+    with psycopg.connect(world.db.url) as conn:
+        before = conn.execute("SELECT coalesce(max(seq), 0) FROM audit_log").fetchone()
+    assert before is not None
+    outsider = world.users["head_b"]
+    assert outsider.get(f"/api/v1/alarms/{alarm}").status_code == 404
+    assert outsider.get(f"/api/v1/alarms/{alarm}/history").status_code == 404
+    assert _read_health_since(world, before[0], outsider.user_id) == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from tests.registry.support import World
 
 
@@ -37,3 +39,32 @@ def test_devices_bind_rebind_unbind_and_retire(world: World) -> None:
     assert [d["code"] for d in listed] == ["WB-A-7"]
     assert world.users["reg_4205"].ok("GET", f"/api/v1/devices/{device['id']}")["code"] == "WB-A-7"
     assert world.users["reg_4205"].post(f"/api/v1/devices/{device['id']}/unbind", json={}).status_code == 403
+
+
+def test_a_backdated_bind_or_unbind_names_the_time_the_binding_began(world: World) -> None:
+    """Binding or unbinding a device at a time before its current binding began is a 409 on body.at saying
+    when it began (the database would otherwise refuse a range that ends before it starts)."""
+    staff = world.users["staff_a"]
+    device = staff.ok(
+        "POST", f"/api/v1/institutions/{world.a.id}/devices", 201, json={"code": "BS-BACK-1", "kind": "bed_sensor"}
+    )
+    began = datetime.now(UTC) - timedelta(days=1)
+    staff.ok(
+        "POST",
+        f"/api/v1/devices/{device['id']}/bind",
+        201,
+        json={"bed_id": world.a.beds[2]["id"], "at": began.isoformat()},
+    )
+    earlier = (began - timedelta(hours=1)).isoformat()
+    for path, body in (("bind", {"bed_id": world.a.beds[1]["id"], "at": earlier}), ("unbind", {"at": earlier})):
+        reply = staff.post(f"/api/v1/devices/{device['id']}/{path}", json=body)
+        assert reply.status_code == 409, reply.text
+        [error] = reply.json()["errors"]
+        assert error["field"] == "body.at"
+        assert error["reason"] == f"before the current binding began ({began.isoformat()})"
+    [binding] = staff.ok("GET", f"/api/v1/devices/{device['id']}/bindings")
+    assert binding["end"] is None
+    staff.ok(
+        "POST", f"/api/v1/devices/{device['id']}/unbind", 204, json={"at": (began + timedelta(hours=1)).isoformat()}
+    )
+    staff.ok("POST", f"/api/v1/devices/{device['id']}/unbind", 409, json={})

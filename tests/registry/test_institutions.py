@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tests.registry.support import World, new_uscc
+import pytest
+from tests.registry.support import World, new_id_number, new_uscc
 
 
 def _errors(reply: object) -> dict[str, str]:
@@ -56,3 +57,47 @@ def test_regulators_see_their_region_only(world: World) -> None:
     assert {i["region_code"] for i in narrowed} == {"420503"}
     family = {i["id"] for i in world.users["family_a"].ok("GET", "/api/v1/institutions")}
     assert family == {world.a.id}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "\u200b",  # zero-width space: an empty-looking name
+        "\u202eemoh gnisrun",  # right-to-left override: shown as "nursing home"
+        "甲\u200d养老院",  # zero-width joiner
+        "\ufeff颐养院",  # byte-order mark
+        "颐养\u2028院",  # line separator
+        "颐养\ue000院",  # private use
+        "\u0301\u0301",  # combining marks only: nothing visible
+    ],
+)
+def test_names_with_invisible_or_bidi_characters_are_refused(world: World, name: str) -> None:
+    """A name on the board and the public map shows what it is: invisible, format and bidi-override characters
+    are a 422 naming the field, for a home and for a resident alike."""
+    home = world.admin.post(
+        "/api/v1/institutions",
+        json={"code": new_uscc("420502"), "name": name, "kind": "residential_home", "region_code": "420502"},
+    )
+    assert home.status_code == 422, home.text
+    assert [e["field"] for e in home.json()["errors"]] == ["body.name"]
+    resident = world.users["staff_a"].post(
+        f"/api/v1/institutions/{world.a.id}/residents", json={"name": name, "id_number": new_id_number()}
+    )
+    assert resident.status_code == 422, resident.text
+    assert [e["field"] for e in resident.json()["errors"]] == ["body.name"]
+
+
+def test_names_are_normalised_to_nfc(world: World) -> None:
+    """The same name typed with a combining accent or precomposed is stored the same (NFC)."""
+    home = world.admin.ok(
+        "POST",
+        "/api/v1/institutions",
+        201,
+        json={
+            "code": new_uscc("420502"),
+            "name": "Re\u0301sidence 颐养院",
+            "kind": "residential_home",
+            "region_code": "420502",
+        },
+    )
+    assert home["name"] == "R\u00e9sidence 颐养院"
