@@ -5,6 +5,7 @@ the API itself."""
 from __future__ import annotations
 
 import asyncio
+import io
 import random
 import secrets
 import threading
@@ -20,6 +21,7 @@ import httpx
 import psycopg
 import pytest
 import uvicorn
+from openpyxl import Workbook
 from psycopg import sql
 from tests.conftest import free_ports
 
@@ -314,3 +316,15 @@ def api(stack: StackInfo, world_db: Database) -> Iterator[Server]:
 @pytest.fixture(scope="session")
 def world(stack: StackInfo, api: Server, world_db: Database) -> World:
     return build_world(api.base, world_db, Vault(data_key(stack)))
+
+
+def xlsx(rows: list[list[object]]) -> bytes:
+    """A workbook of one sheet with ``rows``, as a spreadsheet program would save it."""
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    for row in rows:
+        sheet.append(row)
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()

@@ -3,12 +3,10 @@ row imports nothing; a good file imports in one transaction; importing it again 
 
 from __future__ import annotations
 
-import io
 from datetime import date
 
 import psycopg
-from openpyxl import Workbook
-from tests.registry.support import World, new_id_number
+from tests.registry.support import World, new_id_number, xlsx
 
 from eldercare.devices import codes
 
@@ -24,17 +22,6 @@ def _post(world: World, kind: str, name: str, data: bytes, **params: str) -> obj
     return world.users["staff_a"].post(
         f"/api/v1/institutions/{world.a.id}/imports/{kind}", files={"file": (name, data)}, params=params
     )
-
-
-def _xlsx(rows: list[list[object]]) -> bytes:
-    book = Workbook()
-    sheet = book.active
-    assert sheet is not None
-    for row in rows:
-        sheet.append(row)
-    out = io.BytesIO()
-    book.save(out)
-    return out.getvalue()
 
 
 def test_a_bad_row_stops_the_whole_file_and_every_problem_is_reported(world: World) -> None:
@@ -90,7 +77,7 @@ def test_residents_import_once_and_again_changes_nothing(world: World) -> None:
 
 
 def test_xlsx_beds_and_devices(world: World) -> None:
-    beds = _xlsx(
+    beds = xlsx(
         [
             ["building", "floor", "room", "label", "kind"],
             ["3号楼", "1层", "301", "1", "nursing"],
@@ -102,12 +89,12 @@ def test_xlsx_beds_and_devices(world: World) -> None:
     assert len(first["created"]) == 3 and all(codes.validate_bed_code(c) == c for c in first["created"])
     second = _post(world, "beds", "beds.xlsx", beds).json()  # type: ignore[attr-defined]
     assert second["unchanged"] == 3 and second["created"] == []
-    bad = _xlsx([["building", "floor", "room", "label", "kind", "colour"], ["3号楼", "1层", "301", "1", "sofa", "red"]])
+    bad = xlsx([["building", "floor", "room", "label", "kind", "colour"], ["3号楼", "1层", "301", "1", "sofa", "red"]])
     reply = _post(world, "beds", "bad.xlsx", bad)
     assert reply.status_code == 422 and reply.json()["errors"] == [  # type: ignore[attr-defined]
         {"field": "rows[1].colour", "reason": "unknown column"}
     ]
-    devices = _xlsx(
+    devices = xlsx(
         [
             ["code", "kind", "vendor", "heartbeat_s"],
             ["BT-IMP-1", "button", "厂家", 300],
@@ -116,7 +103,7 @@ def test_xlsx_beds_and_devices(world: World) -> None:
     )
     assert len(_post(world, "devices", "d.xlsx", devices).json()["created"]) == 2  # type: ignore[attr-defined]
     assert _post(world, "devices", "d.xlsx", devices).json()["unchanged"] == 2  # type: ignore[attr-defined]
-    numeric_ids = _xlsx([["name", "id_number"], ["数字", 420502194001011234]])
+    numeric_ids = xlsx([["name", "id_number"], ["数字", 420502194001011234]])
     reply = _post(world, "residents", "n.xlsx", numeric_ids)
     assert reply.status_code == 422 and "as text" in reply.text  # type: ignore[attr-defined]
     broken = _post(world, "devices", "d.xlsx", b"PK\x03\x04 not really a workbook")

@@ -4,7 +4,6 @@ anything is spooled, even without a token)."""
 
 from __future__ import annotations
 
-import io
 import json
 import random
 import socket
@@ -16,8 +15,7 @@ from urllib.parse import urlsplit
 import httpx
 import psycopg
 import pytest
-from openpyxl import Workbook
-from tests.registry.support import Client, Database, new_id_number
+from tests.registry.support import Client, Database, new_id_number, xlsx
 from tests.subsidy.support import home, user
 
 from eldercare.devices import codes
@@ -68,17 +66,6 @@ def test_an_empty_claim_is_refused_and_the_claim_in_force_kept(sub_db: Database,
     assert _claims_in_force(sub_db, home_id) == in_force
 
 
-def _xlsx(rows: list[list[object]]) -> bytes:
-    book = Workbook()
-    sheet = book.active
-    assert sheet is not None
-    for row in rows:
-        sheet.append(row)
-    out = io.BytesIO()
-    book.save(out)
-    return out.getvalue()
-
-
 def test_register_dates_are_exactly_yyyy_mm_dd(regulator: Client) -> None:
     one, two, three = (new_id_number("420502") for _ in range(3))
     deaths = f"id_number,died_on\n{one},2020-01-01xyz!!\n{two},20200101\n{three},1850-01-01\n".encode()
@@ -92,7 +79,7 @@ def test_register_dates_are_exactly_yyyy_mm_dd(regulator: Client) -> None:
     reply = regulator.post("/api/v1/subsidy/hardship-register", files={"file": ("h.csv", hardship)})
     assert _fields(reply) == {"rows[2].valid_to": "a date as YYYY-MM-DD"}
     # a real date cell of a workbook is a date, and 2099-12-31 written out is the usual "no end"
-    book = _xlsx(
+    book = xlsx(
         [["id_number", "category", "valid_from", "valid_to"], [one, "低保", datetime(2024, 1, 1), "2099-12-31"]]
     )
     report = regulator.ok("POST", "/api/v1/subsidy/hardship-register", 201, files={"file": ("h.xlsx", book)})
