@@ -13,18 +13,17 @@ range for a while, wandering, escalation) run in :mod:`eldercare.platform.alarms
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import psycopg
 from psycopg import AsyncConnection
 
 from eldercare.platform.alarms import changes
 from eldercare.platform.alarms.models import Priority, State
+from eldercare.platform.alarms.retry import Retry
 from eldercare.platform.auth.service import AsyncConn
 
 log = logging.getLogger(__name__)
@@ -264,7 +263,12 @@ async def process_pending(conn: AsyncConn, *, limit: int = 200) -> int:
 
 
 async def run(database_url: str, *, poll_s: float = 1.0) -> None:
-    """Process the inbox until cancelled. Reconnects when the database goes away."""
+    """Process the inbox until cancelled.
+
+    Any error (the database going away, a read-only moment during a fail-over, a bug) is logged with its
+    traceback and the loop reconnects after a growing, jittered pause; only cancellation ends it.
+    """
+    retry = Retry("alarm engine")
     while True:
         try:
             async with (
@@ -276,8 +280,8 @@ async def run(database_url: str, *, poll_s: float = 1.0) -> None:
                 while True:
                     while await process_pending(worker) > 0:
                         pass
+                    retry.ok()
                     async for _ in listener.notifies(timeout=poll_s, stop_after=1):
                         pass
-        except psycopg.OperationalError as exc:
-            log.warning("alarm engine: database unavailable (%s); retrying in 1 s", exc)
-            await asyncio.sleep(1.0)
+        except Exception as exc:  # noqa: BLE001 - logged by Retry, with the traceback when not the database
+            await retry.after(exc)

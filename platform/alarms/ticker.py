@@ -23,6 +23,7 @@ from psycopg import AsyncConnection
 
 from eldercare.platform.alarms import changes
 from eldercare.platform.alarms.models import Priority, State
+from eldercare.platform.alarms.retry import Retry
 from eldercare.platform.auth.service import AsyncConn
 from eldercare.platform.notify import outbox
 from eldercare.platform.notify.outbox import Event
@@ -346,12 +347,14 @@ async def tick(conn: AsyncConn) -> dict[str, int]:
 
 
 async def run(database_url: str, *, period_s: float = 5.0) -> None:
+    """Tick every ``period_s`` until cancelled; any error is logged and the loop reconnects after a pause."""
+    retry = Retry("alarm ticker")
     while True:
         try:
             async with await AsyncConnection.connect(database_url, autocommit=True) as conn:
                 while True:
                     await tick(conn)
+                    retry.ok()
                     await asyncio.sleep(period_s)
-        except psycopg.OperationalError as exc:
-            log.warning("alarm ticker: database unavailable (%s); retrying in 1 s", exc)
-            await asyncio.sleep(1.0)
+        except Exception as exc:  # noqa: BLE001 - logged by Retry, with the traceback when not the database
+            await retry.after(exc)

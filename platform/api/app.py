@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
+from typing import Any, Literal
 
 import httpx
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 from psycopg_pool import AsyncConnectionPool
+from pydantic import BaseModel, Field
 
 import eldercare
 from eldercare.platform.alarms import engine, ticker
+from eldercare.platform.alarms.retry import retry_delay
 from eldercare.platform.alarms.router import router as alarms_router
 from eldercare.platform.alarms.rules_router import router as rules_router
 from eldercare.platform.alarms.stream import AlarmHub
@@ -33,6 +36,69 @@ from eldercare.platform.web import static
 from eldercare.platform.web.router import router as web_router
 
 log = logging.getLogger(__name__)
+
+
+class Health(BaseModel):
+    status: Literal["ok", "down"]
+    down: list[str] = Field(default_factory=list, description="background tasks not running right now")
+    restarts: dict[str, int] = Field(default_factory=dict, description="times each task ended and was restarted")
+
+
+class Supervisor:
+    """Keeps the alarm path's background loops running.
+
+    Each loop retries its own errors, so a task that ends on its own is a bug: it is logged with its
+    exception, reported by ``/healthz`` (503) until it runs again, and restarted after a growing pause.
+    """
+
+    def __init__(self) -> None:
+        self._factories: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._restarts: dict[str, int] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._stopping = False
+
+    def start(self, name: str, factory: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        self._factories[name] = factory
+        self._restarts.setdefault(name, 0)
+        self._spawn(name)
+
+    def _spawn(self, name: str) -> None:
+        self._timers.pop(name, None)
+        if self._stopping:
+            return
+        task = asyncio.create_task(self._factories[name](), name=name)
+        task.add_done_callback(lambda done: self._ended(name, done))
+        self._tasks[name] = task
+
+    def _ended(self, name: str, task: asyncio.Task[None]) -> None:
+        if self._stopping:
+            return
+        self._restarts[name] += 1
+        delay = retry_delay(self._restarts[name])
+        exc = None if task.cancelled() else task.exception()
+        log.error(
+            "background task %s ended unexpectedly (%s); restarting in %.1f s",
+            name,
+            "cancelled" if task.cancelled() else repr(exc),
+            delay,
+            exc_info=exc,
+        )
+        self._timers[name] = asyncio.get_running_loop().call_later(delay, self._spawn, name)
+
+    def down(self) -> list[str]:
+        return sorted(name for name, task in self._tasks.items() if task.done())
+
+    def restarts(self) -> dict[str, int]:
+        return dict(self._restarts)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for timer in self._timers.values():
+            timer.cancel()
+        for task in self._tasks.values():
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
 
 
 def create_app(
@@ -58,28 +124,25 @@ def create_app(
         async with httpx.AsyncClient(timeout=settings.webhook_timeout_s) as http:
             channels = build_channels(settings, http)
             app.state.channel_kinds = frozenset(channels)
-            tasks: list[asyncio.Task[None]] = []
+            supervisor = Supervisor()
+            app.state.supervisor = supervisor
             if run_background:
-                tasks = [
-                    asyncio.create_task(hub.run(), name="alarm-stream"),
-                    asyncio.create_task(engine.run(database_url), name="alarm-engine"),
-                    asyncio.create_task(ticker.run(database_url, period_s=ticker_period_s), name="alarm-ticker"),
-                    asyncio.create_task(
-                        sender.run(
-                            database_url,
-                            vault=app.state.vault,
-                            channels=channels,
-                            policy=sender_policy or sender.SenderPolicy(),
-                        ),
-                        name="notification-sender",
+                supervisor.start("alarm-stream", hub.run)
+                supervisor.start("alarm-engine", lambda: engine.run(database_url))
+                supervisor.start("alarm-ticker", lambda: ticker.run(database_url, period_s=ticker_period_s))
+                supervisor.start(
+                    "notification-sender",
+                    lambda: sender.run(
+                        database_url,
+                        vault=app.state.vault,
+                        channels=channels,
+                        policy=sender_policy or sender.SenderPolicy(),
                     ),
-                ]
+                )
             try:
                 yield
             finally:
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+                await supervisor.stop()
                 await pool.close()
 
     app = FastAPI(
@@ -102,8 +165,13 @@ def create_app(
     app.include_router(subsidy_router)
     app.include_router(web_router)
 
-    @app.get("/healthz", tags=["ops"])
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    @app.get("/healthz", tags=["ops"], responses={503: {"description": "a background task of the alarm path is down"}})
+    async def healthz(request: Request, response: Response) -> Health:
+        supervisor: Supervisor | None = getattr(request.app.state, "supervisor", None)
+        down = supervisor.down() if supervisor else []
+        restarts = supervisor.restarts() if supervisor else {}
+        if down:
+            response.status_code = 503
+        return Health(status="down" if down else "ok", down=down, restarts=restarts)
 
     return app

@@ -77,7 +77,18 @@ class EmailChannel:
         try:
             return await asyncio.to_thread(self._send, address, message)
         except (OSError, smtplib.SMTPException) as exc:
-            raise DeliveryError(self.kind, f"SMTP: {exc.__class__.__name__}: {exc}") from exc
+            raise DeliveryError(self.kind, f"SMTP: {_smtp_reason(exc)}") from exc
+
+
+def _smtp_reason(exc: OSError | smtplib.SMTPException) -> str:
+    """The exception's class and SMTP reply code only: servers repeat the recipient's address in the text."""
+    name = exc.__class__.__name__
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return f"{name} {exc.smtp_code}"
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = sorted({code for code, _ in exc.recipients.values()})
+        return f"{name} {','.join(str(code) for code in codes)}"
+    return name
 
 
 async def _post(
@@ -91,7 +102,7 @@ async def _post(
 ) -> httpx.Response:
     try:
         response = await client.post(url, json=json, content=content, headers=headers)
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:  # InvalidURL (a mistyped address) is no HTTPError
         raise DeliveryError(kind, f"{exc.__class__.__name__}") from exc
     if response.status_code >= 300:
         raise DeliveryError(kind, f"HTTP {response.status_code}")
@@ -103,6 +114,8 @@ def _robot_ok(kind: str, response: httpx.Response) -> str:
         body = response.json()
     except ValueError as exc:
         raise DeliveryError(kind, "the robot answered with something that is not JSON") from exc
+    if not isinstance(body, dict):
+        raise DeliveryError(kind, f"the robot answered with a JSON {type(body).__name__}, not an object")
     if body.get("errcode") != 0:
         raise DeliveryError(kind, f"robot errcode {body.get('errcode')}: {body.get('errmsg')}")
     return f"{kind}:ok"
@@ -185,9 +198,10 @@ class HttpSmsProvider:
             headers={"Authorization": f"Bearer {self.api_key}"},
         )
         try:
-            return str(response.json().get("message_id", delivery_id))
+            body = response.json()
         except ValueError:
             return delivery_id
+        return str(body.get("message_id", delivery_id)) if isinstance(body, dict) else delivery_id
 
 
 @dataclass(frozen=True, slots=True)

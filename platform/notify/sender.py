@@ -4,23 +4,24 @@ Rows are claimed with a lease (``state = 'sending'``) in a short transaction and
 platform that dies mid-send leaves the lease to expire and the row is sent again (at least once; the
 delivery id in every message lets a receiver drop the repeat). All due rows of one person go out as one
 message (storm control: a home going offline does not send a family a hundred messages), and a person
-is sent at most one message per ``min_interval_s`` except for a first emergency. A failed channel falls
-back to the next one at once; when all fail, the row is retried with exponential backoff.
+is sent at most one message per ``min_interval_s`` except about an emergency (every event of it: raised,
+escalated, resolved). A failed channel (whatever it raised) falls back to the next one at once; when all
+fail, each row is retried with exponential backoff on its own attempts, and given up after
+``max_attempts`` of its own. A row whose recipient has since been deactivated, or whose family link to the
+resident was removed, is not sent but marked ``suppressed`` when it comes due.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
-import psycopg
 from psycopg import AsyncConnection
 
+from eldercare.platform.alarms.retry import Retry
 from eldercare.platform.auth.service import AsyncConn
 from eldercare.platform.crypto import DecryptionError, Vault
 from eldercare.platform.notify.channels import Channel, DeliveryError
@@ -39,15 +40,43 @@ class SenderPolicy:
     batch: int = 200
 
 
+# Due rows whose recipient may no longer be told are suppressed, not sent. Whether they may was checked
+# when they were enqueued, but a family link can be removed or a user deactivated while a row waits (quiet
+# hours, a retry's backoff, the rate limit); so it is checked again here, and the claim below skips such rows.
+_SUPPRESS = """
+UPDATE notifications n SET state = 'suppressed', lease_until = NULL,
+       last_error = CASE WHEN u.active THEN 'family link removed' ELSE 'user deactivated' END
+FROM users u
+WHERE u.id = n.user_id
+  AND ((n.state = 'pending' AND n.not_before <= clock_timestamp())
+       OR (n.state = 'sending' AND n.lease_until < clock_timestamp()))
+  AND (NOT u.active OR (u.role = 'family' AND NOT EXISTS (
+        SELECT 1 FROM family_links f JOIN alarms a ON a.resident_id = f.resident_id
+        WHERE a.id = n.alarm_id AND f.user_id = n.user_id)))
+"""
+
 _CLAIM = """
 UPDATE notifications n SET state = 'sending', lease_until = clock_timestamp() + make_interval(secs => %(lease)s),
        attempts = attempts + 1
 WHERE n.id IN (
-    SELECT id FROM notifications
-    WHERE (state = 'pending' AND not_before <= clock_timestamp())
-       OR (state = 'sending' AND lease_until < clock_timestamp())
-    ORDER BY not_before LIMIT %(batch)s FOR UPDATE SKIP LOCKED)
+    SELECT n.id FROM notifications n JOIN users u ON u.id = n.user_id
+    WHERE ((n.state = 'pending' AND n.not_before <= clock_timestamp())
+           OR (n.state = 'sending' AND n.lease_until < clock_timestamp()))
+      AND u.active AND (u.role <> 'family' OR EXISTS (
+          SELECT 1 FROM family_links f JOIN alarms a ON a.resident_id = f.resident_id
+          WHERE a.id = n.alarm_id AND f.user_id = n.user_id))
+    ORDER BY n.not_before LIMIT %(batch)s FOR UPDATE OF n SKIP LOCKED)
 RETURNING n.id, n.alarm_id, n.user_id, n.event, n.attempts
+"""
+
+# Give-up and backoff are per row, from that row's own attempts (rows of one person share only the message).
+_FAILED = """
+UPDATE notifications SET lease_until = NULL, last_error = %(error)s,
+       state = CASE WHEN attempts >= %(max_attempts)s THEN 'failed' ELSE 'pending' END,
+       not_before = CASE WHEN attempts >= %(max_attempts)s THEN not_before
+           ELSE clock_timestamp() + make_interval(secs => least(%(base)s * power(2, attempts - 1), %(cap)s)) END
+WHERE id = ANY(%(ids)s)
+RETURNING id, state
 """
 
 _ALARMS = """
@@ -74,6 +103,9 @@ async def deliver_due(
     conn: AsyncConn, *, vault: Vault, channels: Mapping[str, Channel], policy: SenderPolicy = SenderPolicy()
 ) -> int:
     """One send cycle; returns how many outbox rows were delivered."""
+    suppressed = await conn.execute(_SUPPRESS)
+    if suppressed.rowcount > 0:
+        log.info("notification sender: %d due notifications suppressed (recipient gone)", suppressed.rowcount)
     claimed = await (await conn.execute(_CLAIM, {"lease": policy.lease_s, "batch": policy.batch})).fetchall()
     if not claimed:
         return 0
@@ -85,8 +117,8 @@ async def deliver_due(
     delivered = 0
     for user_id, rows in by_user.items():
         ids = [r[0] for r in rows]
-        emergency_first = any(alarms[r[1]][2] == "emergency" and r[2] == "raised" for r in rows)
-        if not emergency_first and await _recently_told(conn, user_id, policy.min_interval_s):
+        emergency = any(alarms[r[1]][2] == "emergency" for r in rows)  # every event of one, not only the first
+        if not emergency and await _recently_told(conn, user_id, policy.min_interval_s):
             await conn.execute(
                 "UPDATE notifications SET state = 'pending', attempts = attempts - 1,"
                 " not_before = clock_timestamp() + make_interval(secs => %s) WHERE id = ANY(%s)",
@@ -138,6 +170,14 @@ async def _deliver_to(
             errors.append(str(exc))
             await _attempt(conn, ids, channel_id, ok=False, detail=str(exc))
             continue
+        except Exception as exc:
+            # Anything else (a bug, a library's surprise) fails this channel only: the next one is tried.
+            # Only the class is kept: the message may repeat the address.
+            log.exception("notification %s: channel %s (%s) failed unexpectedly", ids, channel_id, kind)
+            detail = f"{kind}: unexpected {exc.__class__.__name__}"
+            errors.append(detail)
+            await _attempt(conn, ids, channel_id, ok=False, detail=detail)
+            continue
         await _attempt(conn, ids, channel_id, ok=True, detail=receipt)
         await conn.execute(
             "UPDATE notifications SET state = 'sent', delivered_at = clock_timestamp(), channel_id = %s,"
@@ -145,21 +185,22 @@ async def _deliver_to(
             (channel_id, ids),
         )
         return len(ids)
-    attempts = max(r[3] for r in rows)
     error = "; ".join(errors) or "no active channel"
-    if attempts >= policy.max_attempts:
-        log.error("notification %s to user %s failed for good: %s", ids, user_id, error)
+    outcome = await (
         await conn.execute(
-            "UPDATE notifications SET state = 'failed', lease_until = NULL, last_error = %s WHERE id = ANY(%s)",
-            (error, ids),
+            _FAILED,
+            {
+                "error": error,
+                "max_attempts": policy.max_attempts,
+                "base": policy.backoff_base_s,
+                "cap": policy.backoff_max_s,
+                "ids": ids,
+            },
         )
-    else:
-        delay = min(policy.backoff_base_s * 2 ** (attempts - 1), policy.backoff_max_s)
-        await conn.execute(
-            "UPDATE notifications SET state = 'pending', lease_until = NULL, last_error = %s,"
-            " not_before = clock_timestamp() + %s WHERE id = ANY(%s)",
-            (error, timedelta(seconds=delay), ids),
-        )
+    ).fetchall()
+    given_up = [nid for nid, state in outcome if state == "failed"]
+    if given_up:
+        log.error("notification %s to user %s failed for good: %s", given_up, user_id, error)
     return 0
 
 
@@ -174,6 +215,8 @@ async def _attempt(conn: AsyncConn, ids: list[int], channel_id: int, *, ok: bool
 async def run(
     database_url: str, *, vault: Vault, channels: Mapping[str, Channel], policy: SenderPolicy, poll_s: float = 1.0
 ) -> None:
+    """Send until cancelled; any error is logged with its traceback and the loop reconnects after a pause."""
+    retry = Retry("notification sender")
     while True:
         try:
             async with (
@@ -184,8 +227,8 @@ async def run(
                 while True:
                     while await deliver_due(worker, vault=vault, channels=channels, policy=policy) > 0:
                         pass
+                    retry.ok()
                     async for _ in listener.notifies(timeout=poll_s, stop_after=1):
                         pass
-        except psycopg.OperationalError as exc:
-            log.warning("notification sender: database unavailable (%s); retrying in 1 s", exc)
-            await asyncio.sleep(1.0)
+        except Exception as exc:  # noqa: BLE001 - logged by Retry, with the traceback when not the database
+            await retry.after(exc)

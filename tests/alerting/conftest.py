@@ -6,12 +6,13 @@ import asyncio
 import itertools
 import json
 import random
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from datetime import datetime
 from typing import Any, TypeVar
 
 import psycopg
 import pytest
+from tests.alerting.receivers import Mailbox, start_smtp
 
 from eldercare.platform.auth.service import AsyncConn
 from eldercare.platform.crypto import Vault
@@ -93,3 +94,19 @@ def set_rule(
             " params = EXCLUDED.params",
             (institution_id, resident_id, rule, enabled, json.dumps(params)),
         )
+
+
+@pytest.fixture
+def mailbox(free_port: Callable[[], int]) -> Iterator[tuple[int, Mailbox]]:
+    port = free_port()
+    controller, box = start_smtp(port)
+    yield port, box
+    controller.stop()
+
+
+def on_shift_all_day(conn: psycopg.Connection[Any], home: SeededHome, user_id: int, tier: int) -> None:
+    conn.execute(
+        "INSERT INTO shift_roster (institution_id, user_id, tier, starts, ends, timezone)"
+        " VALUES (%s, %s, %s, '00:00', '00:00', 'UTC')",
+        (home.institution_id, user_id, tier),
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -19,6 +20,15 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 class Mailbox:
     messages: list[EmailMessage] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    refused: set[str] = field(default_factory=set)  # recipients answered "550 ... <address>: user unknown"
+
+    async def handle_RCPT(  # noqa: N802
+        self, _server: SMTP, _session: Session, envelope: Envelope, address: str, _options: list[str]
+    ) -> str:
+        if address in self.refused:
+            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"  # as Postfix says it
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, _server: SMTP, _session: Session, envelope: Envelope) -> str:  # noqa: N802
         raw = envelope.content if isinstance(envelope.content, bytes) else str(envelope.content).encode()
@@ -73,7 +83,10 @@ class WebhookServer:
                     self.send_response(500)
                     self.end_headers()
                     return
-                body = b'{"errcode":0,"errmsg":"ok"}' if path in ("/wecom", "/dingtalk") else b"{}"
+                if path.startswith("/reply/"):  # /reply/<url-encoded JSON>: answers 200 with exactly that body
+                    body = urllib.parse.unquote(path.removeprefix("/reply/")).encode()
+                else:
+                    body = b'{"errcode":0,"errmsg":"ok"}' if path in ("/wecom", "/dingtalk") else b"{}"
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))

@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import psycopg
 import pytest
-from tests.alerting.conftest import alarms_of, put_event, run, set_rule, with_conn
-from tests.alerting.receivers import Mailbox, WebhookServer, start_smtp
+from tests.alerting.conftest import alarms_of, on_shift_all_day, put_event, run, set_rule, with_conn
+from tests.alerting.receivers import Mailbox, WebhookServer
 
 from eldercare.platform.alarms import engine, ticker
 from eldercare.platform.auth.scope import Role
@@ -26,14 +26,6 @@ from eldercare.platform.notify.settings import NotifySettings, build_channels
 from eldercare.simulators.seed import SeededHome
 
 NO_WAIT = sender.SenderPolicy(min_interval_s=30, backoff_base_s=0.01)
-
-
-@pytest.fixture
-def mailbox(free_port: Callable[[], int]) -> Iterator[tuple[int, Mailbox]]:
-    port = free_port()
-    controller, box = start_smtp(port)
-    yield port, box
-    controller.stop()
 
 
 @pytest.fixture
@@ -233,11 +225,7 @@ def test_an_unacknowledged_alarm_escalates_over_the_roster_then_the_head(
     for user_id, path in ((tier2, "tier2"), (head, "head"), (off_shift, "off")):
         _channel(db, vault, user_id, "webhook_json", f"{webhooks.url}/{path}", 1)
     with psycopg.connect(db, autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO shift_roster (institution_id, user_id, tier, starts, ends, timezone)"
-            " VALUES (%s, %s, 2, '00:00', '00:00', 'UTC')",
-            (home.institution_id, tier2),
-        )  # all day
+        on_shift_all_day(conn, home, tier2, 2)
         conn.execute(
             "INSERT INTO shift_roster (institution_id, user_id, tier, starts, ends, weekdays)"
             " VALUES (%s, %s, 2, '00:00', '00:00', '{}')",
