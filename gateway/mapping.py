@@ -112,7 +112,7 @@ def _finite(value: Any) -> float:  # noqa: ANN401 - a JSON number or text
 
 def _cast(value: Any, cast: str | None, scale: float | None) -> Any:  # noqa: ANN401 - JSON in, JSON out
     if cast == "xyz_text":  # "x,y,z|x,y,z|..."
-        value = [str(triple).split(",") for triple in str(value).strip().split("|") if triple]
+        value = [triple.split(",") for triple in str(value).strip().split("|") if triple]
         cast = "xyz"
     if cast == "xyz":
         if not isinstance(value, list):

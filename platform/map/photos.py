@@ -63,9 +63,8 @@ async def read_body(chunks: AsyncIterator[bytes], *, content_length: str | None)
     return bytes(data)
 
 
-def check_image(content_type: str, data: bytes) -> str:
-    """The media type (without parameters) if ``data`` is an image of that type; 415/413/422 otherwise."""
-    media = check_media(content_type)
+def check_image(media: str, data: bytes) -> None:
+    """422/413 unless ``data`` is an image of ``media`` (a type :func:`check_media` let through)."""
     if not data:
         raise Problem(422, "the request is not valid", [FieldError(field="body", reason="empty")])
     if len(data) > MAX_BYTES:
@@ -74,7 +73,6 @@ def check_image(content_type: str, data: bytes) -> str:
         raise Problem(
             422, "the request is not valid", [FieldError(field="body", reason=f"the bytes are not a {media} image")]
         )
-    return media
 
 
 async def institution_id(conn: AsyncConn, *, code: str) -> int:
@@ -97,15 +95,14 @@ async def add(
     conn: AsyncConn,
     *,
     principal: Principal,
-    code: str,
-    content_type: str,
+    home: int,
+    media: str,
     data: bytes,
     caption: str,
     position: int,
 ) -> int:
-    """Store a photo of the home ``code``; its id."""
-    home = await may_add(conn, principal=principal, code=code)
-    media = check_image(content_type, data)
+    """Store a photo of ``home`` (from :func:`may_add`) whose type ``media`` passed :func:`check_media`; its id."""
+    check_image(media, data)
     async with conn.transaction():
         # Serialise adders of one home so the count check holds.
         await conn.execute("SELECT 1 FROM institutions WHERE id = %s FOR UPDATE", (home,))

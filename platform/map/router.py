@@ -216,15 +216,14 @@ async def add_photo(
 ) -> dict[str, Any]:
     """Add a photo of the home (heads of the home, admins): the body is the image, the Content-Type its type."""
     # Who may, and what type, before a byte of the body is read; then at most MAX_BYTES + 1 of it.
-    await photos.may_add(conn, principal=principal, code=code)
-    content_type = request.headers.get("content-type", "")
-    photos.check_media(content_type)
+    home = await photos.may_add(conn, principal=principal, code=code)
+    media = photos.check_media(request.headers.get("content-type", ""))
     data = await photos.read_body(request.stream(), content_length=request.headers.get("content-length"))
     photo_id = await photos.add(
         conn,
         principal=principal,
-        code=code,
-        content_type=content_type,
+        home=home,
+        media=media,
         data=data,
         caption=caption,
         position=position,

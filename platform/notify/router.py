@@ -26,6 +26,7 @@ router = APIRouter(prefix="/api/v1/me/notifications", tags=["notifications"], re
 ChannelKind = Literal["email", "sms", "webhook_wecom", "webhook_dingtalk", "webhook_json"]
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{2,}$")
 _PHONE = re.compile(r"^(\+?86)?1[3-9]\d{9}$")
+_CONTACTS = {"email": (_EMAIL, "e-mail address"), "sms": (_PHONE, "mobile number")}
 _HOSTNAME = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 
 
@@ -87,9 +88,9 @@ class NewChannel(BaseModel):
         if kind is None:  # the kind itself was refused; that error is reported on its own field
             return value
         address = value.strip()
-        if kind in ("email", "sms"):
-            if not {"email": _EMAIL, "sms": _PHONE}[kind].match(address):
-                expected = {"email": "e-mail address", "sms": "mobile number"}[kind]
+        if kind in _CONTACTS:
+            pattern, expected = _CONTACTS[kind]
+            if not pattern.match(address):
                 raise ValueError(f"address is not a valid {expected}")
         elif (problem := url_problem(address)) is not None:
             raise ValueError(f"address is not a valid http(s) URL: {problem}")

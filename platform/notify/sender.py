@@ -42,7 +42,7 @@ class SenderPolicy:
 
 # Due rows whose recipient may no longer be told are suppressed, not sent. Whether they may was checked
 # when they were enqueued, but a family link can be removed or a user deactivated while a row waits (quiet
-# hours, a retry's backoff, the rate limit); so it is checked again here, and the claim below skips such rows.
+# hours, a retry's backoff, the rate limit); so it is checked again here, just before each claim of due rows.
 _SUPPRESS = """
 UPDATE notifications n SET state = 'suppressed', lease_until = NULL,
        last_error = CASE WHEN u.active THEN 'family link removed' ELSE 'user deactivated' END
@@ -59,13 +59,10 @@ _CLAIM = """
 UPDATE notifications n SET state = 'sending', lease_until = clock_timestamp() + make_interval(secs => %(lease)s),
        attempts = attempts + 1
 WHERE n.id IN (
-    SELECT n.id FROM notifications n JOIN users u ON u.id = n.user_id
-    WHERE ((n.state = 'pending' AND n.not_before <= clock_timestamp())
-           OR (n.state = 'sending' AND n.lease_until < clock_timestamp()))
-      AND u.active AND (u.role <> 'family' OR EXISTS (
-          SELECT 1 FROM family_links f JOIN alarms a ON a.resident_id = f.resident_id
-          WHERE a.id = n.alarm_id AND f.user_id = n.user_id))
-    ORDER BY n.not_before LIMIT %(batch)s FOR UPDATE OF n SKIP LOCKED)
+    SELECT id FROM notifications
+    WHERE (state = 'pending' AND not_before <= clock_timestamp())
+       OR (state = 'sending' AND lease_until < clock_timestamp())
+    ORDER BY not_before LIMIT %(batch)s FOR UPDATE SKIP LOCKED)
 RETURNING n.id, n.alarm_id, n.user_id, n.event, n.attempts
 """
 
@@ -167,24 +164,22 @@ async def _deliver_to(
             secret = vault.decrypt(secret_enc, column="notification_channels.secret") if secret_enc else None
             receipt = await channel.send(address=address, secret=secret, message=message)
         except (DeliveryError, DecryptionError) as exc:
-            errors.append(str(exc))
-            await _attempt(conn, ids, channel_id, ok=False, detail=str(exc))
-            continue
+            detail = str(exc)
         except Exception as exc:
             # Anything else (a bug, a library's surprise) fails this channel only: the next one is tried.
             # Only the class is kept: the message may repeat the address.
             log.exception("notification %s: channel %s (%s) failed unexpectedly", ids, channel_id, kind)
             detail = f"{kind}: unexpected {exc.__class__.__name__}"
-            errors.append(detail)
-            await _attempt(conn, ids, channel_id, ok=False, detail=detail)
-            continue
-        await _attempt(conn, ids, channel_id, ok=True, detail=receipt)
-        await conn.execute(
-            "UPDATE notifications SET state = 'sent', delivered_at = clock_timestamp(), channel_id = %s,"
-            " lease_until = NULL, last_error = NULL WHERE id = ANY(%s)",
-            (channel_id, ids),
-        )
-        return len(ids)
+        else:
+            await _attempt(conn, ids, channel_id, ok=True, detail=receipt)
+            await conn.execute(
+                "UPDATE notifications SET state = 'sent', delivered_at = clock_timestamp(), channel_id = %s,"
+                " lease_until = NULL, last_error = NULL WHERE id = ANY(%s)",
+                (channel_id, ids),
+            )
+            return len(ids)
+        errors.append(detail)
+        await _attempt(conn, ids, channel_id, ok=False, detail=detail)
     error = "; ".join(errors) or "no active channel"
     outcome = await (
         await conn.execute(

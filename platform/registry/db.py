@@ -45,10 +45,13 @@ _CONSTRAINTS: dict[str, tuple[str, str]] = {
 }
 
 
-def before_start(field: str, what: str, began: datetime) -> Problem:
-    """409 for a change dated before the current ``what`` (binding, stay) began: it would end before it starts."""
+def ends_after_start(field: str, what: str, at: datetime | None, began: datetime | None) -> None:
+    """409 on ``field`` when the current ``what`` (binding, stay) that ``at`` ends began after ``at``: it would
+    end before it started. Nothing to check without either time (``at`` None ends it now)."""
+    if at is None or began is None or at >= began:
+        return
     reason = f"before the current {what} began ({began.isoformat()})"
-    return Problem(409, f"{field.rsplit('.', 1)[-1]} is {reason}", [FieldError(field=field, reason=reason)])
+    raise Problem(409, f"{field.rsplit('.', 1)[-1]} is {reason}", [FieldError(field=field, reason=reason)])
 
 
 def translate(exc: pg.Error) -> Problem:

@@ -16,7 +16,7 @@ from eldercare.platform.audit import log as audit
 from eldercare.platform.auth import scope
 from eldercare.platform.auth.scope import Action, Obj, Principal
 from eldercare.platform.auth.service import AsyncConn
-from eldercare.platform.registry.db import atomic, before_start
+from eldercare.platform.registry.db import atomic, ends_after_start
 from eldercare.platform.registry.types import RESPONSES, DeviceKind, Id, Limit, Offset, PathId, When
 
 router = APIRouter(prefix="/api/v1", tags=["devices"], responses=RESPONSES)
@@ -193,8 +193,7 @@ async def _end_binding(conn: AsyncConn, *, device_id: int, at: datetime | None) 
     ).fetchone()
     if row is None:
         return False
-    if at is not None and row[0] is not None and at < row[0]:
-        raise before_start("body.at", "binding", row[0])
+    ends_after_start("body.at", "binding", at, row[0])
     await conn.execute(
         "UPDATE device_bindings SET during = tstzrange(lower(during), coalesce(%s, greatest(lower(during), now())))"
         " WHERE device_id = %s AND upper_inf(during)",

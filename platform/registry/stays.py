@@ -18,7 +18,7 @@ from eldercare.platform.audit import log as audit
 from eldercare.platform.auth import scope
 from eldercare.platform.auth.scope import Action, Obj, Principal
 from eldercare.platform.auth.service import AsyncConn
-from eldercare.platform.registry.db import atomic, before_start
+from eldercare.platform.registry.db import atomic, ends_after_start
 from eldercare.platform.registry.types import RESPONSES, Id, Name, Note, PathId, When
 
 router = APIRouter(prefix="/api/v1", tags=["stays"], responses=RESPONSES)
@@ -128,8 +128,7 @@ async def _close_stay(
             (resident_id,),
         )
     ).fetchone()
-    if began is not None and at is not None and began[0] is not None and at < began[0]:
-        raise before_start(field, "stay in a bed", began[0])
+    ends_after_start(field, "stay in a bed", at, began[0] if began else None)
     row = await (
         await conn.execute(
             "UPDATE bed_assignments SET during = tstzrange(lower(during),"
@@ -240,8 +239,7 @@ async def _unbind_worn(conn: AsyncConn, *, resident_id: int, at: datetime | None
             (resident_id,),
         )
     ).fetchone()
-    if began is not None and at is not None and began[0] is not None and at < began[0]:
-        raise before_start(field, "binding of a device the resident wears", began[0])
+    ends_after_start(field, "binding of a device the resident wears", at, began[0] if began else None)
     await conn.execute(
         "UPDATE device_bindings SET during = tstzrange(lower(during), coalesce(%s, greatest(lower(during), now())))"
         " WHERE resident_id = %s AND upper_inf(during)",
