@@ -354,9 +354,10 @@ class BatchStore:
                 [(ts, d, g, k, detail) for ts, d, g, _, k, detail, _ in events],
             )
             cur.executemany(
-                "INSERT INTO alarm_inbox (event_time, device_id, institution_id, kind, detail, published_at)"
-                " VALUES (to_timestamp(%s / 1000.0), %s, %s, %s, %s::jsonb, to_timestamp(%s / 1000.0))",
-                [(ts, d, i, k, detail, sent) for ts, d, _, i, k, detail, sent in events],
+                "INSERT INTO alarm_inbox"
+                " (event_time, device_id, gateway_pk, institution_id, kind, detail, published_at) VALUES"
+                " (to_timestamp(%s / 1000.0), %s, %s, %s, %s, %s::jsonb, to_timestamp(%s / 1000.0))",
+                [(ts, d, g, i, k, detail, sent) for ts, d, g, i, k, detail, sent in events],
             )
         conn.execute("NOTIFY alarm_inbox")
 

@@ -71,6 +71,12 @@ async def raise_alarm(
     return alarm_id
 
 
+async def released(conn: AsyncConn, *, alarm_id: int, note: str) -> None:
+    """An alarm held back under a gateway's outage is now an alarm like any other (``held_by`` cleared)."""
+    await record(conn, alarm_id=alarm_id, actor="system", old=State.RAISED, new=State.RAISED, note=note)
+    await outbox.enqueue(conn, alarm_id=alarm_id, event=Event.RAISED)
+
+
 async def close(
     conn: AsyncConn,
     *,
@@ -88,3 +94,31 @@ async def close(
     )
     await record(conn, alarm_id=alarm_id, actor=actor, old=old, new=new, note=note or outcome, user_id=user_id)
     await outbox.enqueue(conn, alarm_id=alarm_id, event=Event.RESOLVED)
+
+
+# One tier up, or the top tier again (its people told again), as the alarm's escalation rule allows.
+_ESCALATE = """
+UPDATE alarms a SET escalation_level = least(a.escalation_level + 1, (r.p->>'tiers')::int),
+                    escalated_at = clock_timestamp()
+FROM (SELECT rule_params('escalation', institution_id, resident_id) AS p FROM alarms WHERE id = %(alarm)s) r
+WHERE a.id = %(alarm)s AND r.p IS NOT NULL AND (r.p->>'tiers')::int > 0
+RETURNING a.escalation_level
+"""
+
+
+async def escalate(conn: AsyncConn, *, alarm_id: int, state: State, why: str) -> int | None:
+    """Escalate an open alarm now; returns the new level (None when its rule has no tiers)."""
+    row = await (await conn.execute(_ESCALATE, {"alarm": alarm_id})).fetchone()
+    if row is None:
+        return None
+    level: int = row[0]
+    await escalated(conn, alarm_id=alarm_id, state=state, level=level, why=why)
+    return level
+
+
+async def escalated(conn: AsyncConn, *, alarm_id: int, state: State, level: int, why: str) -> None:
+    """The history entry and the outbox rows of an escalation already written to the alarm."""
+    await record(
+        conn, alarm_id=alarm_id, actor="system", old=state, new=state, note=f"{why}: escalated to level {level}"
+    )
+    await outbox.enqueue(conn, alarm_id=alarm_id, event=Event.ESCALATED, level=level)

@@ -48,6 +48,7 @@ class InboxEvent:
     kind: str
     detail: dict[str, Any]
     published_at: datetime | None
+    gateway_pk: int | None  # the gateway that delivered it (None: from before the inbox carried it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,23 +58,35 @@ class Placement:
     fall_risk: str | None
 
 
-async def _open_alarm(conn: AsyncConn, device_id: int, kind: str) -> tuple[int, str, datetime] | None:
+@dataclass(frozen=True, slots=True)
+class OpenAlarm:
+    id: int
+    state: State
+    last_event_at: datetime
+    waiting_since: datetime | None  # acknowledged: the later of the acknowledgement and the last escalation
+
+
+async def _open_alarm(conn: AsyncConn, device_id: int, kind: str) -> OpenAlarm | None:
     row = await (
         await conn.execute(
-            "SELECT id, state::text, last_event_at FROM alarms WHERE device_id = %s AND kind = %s"
-            " AND state IN ('raised', 'acknowledged', 'attending') ORDER BY raised_at DESC LIMIT 1 FOR UPDATE",
+            "SELECT id, state::text, last_event_at, greatest(acknowledged_at, escalated_at) FROM alarms"
+            " WHERE device_id = %s AND kind = %s AND state IN ('raised', 'acknowledged', 'attending')"
+            " ORDER BY raised_at DESC LIMIT 1 FOR UPDATE",
             (device_id, kind),
         )
     ).fetchone()
-    return (row[0], row[1], row[2]) if row is not None else None
+    return OpenAlarm(row[0], State(row[1]), row[2], row[3]) if row is not None else None
 
 
-async def _gateway_outage(conn: AsyncConn, institution_id: int) -> int | None:
+async def _gateway_outage(conn: AsyncConn, gateway_pk: int | None) -> int | None:
+    """The open offline alarm of the gateway that delivered an event, if it has one."""
+    if gateway_pk is None:
+        return None
     row = await (
         await conn.execute(
-            "SELECT id FROM alarms WHERE institution_id = %s AND kind = 'gateway_offline'"
+            "SELECT id FROM alarms WHERE gateway_pk = %s AND kind = 'gateway_offline'"
             " AND state IN ('raised', 'acknowledged', 'attending') ORDER BY raised_at LIMIT 1",
-            (institution_id,),
+            (gateway_pk,),
         )
     ).fetchone()
     return row[0] if row is not None else None
@@ -117,9 +130,8 @@ async def _close(conn: AsyncConn, event: InboxEvent, kind: str, state: State, ou
     open_alarm = await _open_alarm(conn, event.device_id, kind)
     if open_alarm is None:
         return None
-    alarm_id, old, _ = open_alarm
-    await changes.close(conn, alarm_id=alarm_id, old=State(old), new=state, outcome=outcome, actor="device")
-    return alarm_id
+    await changes.close(conn, alarm_id=open_alarm.id, old=open_alarm.state, new=state, outcome=outcome, actor="device")
+    return open_alarm.id
 
 
 async def _raise(
@@ -128,15 +140,26 @@ async def _raise(
     assert event.device_id is not None
     open_alarm = await _open_alarm(conn, event.device_id, kind)
     window = timedelta(seconds=float(params.get("repeat_window_s", 60)))
-    if open_alarm is not None and (priority is Priority.TECHNICAL or event.event_time - open_alarm[2] <= window):
+    if open_alarm is not None and (
+        priority is Priority.TECHNICAL or event.event_time - open_alarm.last_event_at <= window
+    ):
         await conn.execute(
             "UPDATE alarms SET repeat_count = repeat_count + 1, last_event_at = greatest(last_event_at, %s)"
             " WHERE id = %s",
-            (event.event_time, open_alarm[0]),
+            (event.event_time, open_alarm.id),
         )
-        await conn.execute("SELECT pg_notify('alarms', %s)", (str(open_alarm[0]),))  # the board shows the count
-        return open_alarm[0]
-    held_by = await _gateway_outage(conn, event.institution_id) if priority is Priority.TECHNICAL else None
+        await conn.execute("SELECT pg_notify('alarms', %s)", (str(open_alarm.id),))  # the board shows the count
+        waited = _waited_since_acknowledged(open_alarm, event.event_time)
+        if priority is not Priority.TECHNICAL and waited is not None and waited >= window:
+            # Pressed again long after someone said they had seen it, and nobody is there yet.
+            await changes.escalate(
+                conn,
+                alarm_id=open_alarm.id,
+                state=open_alarm.state,
+                why=f"{event.kind} again {waited.total_seconds():.0f} s after it was acknowledged, nobody attending",
+            )
+        return open_alarm.id
+    held_by = await _gateway_outage(conn, event.gateway_pk) if priority is Priority.TECHNICAL else None
     return await changes.raise_alarm(
         conn,
         institution_id=event.institution_id,
@@ -150,7 +173,14 @@ async def _raise(
         detail=event.detail,
         held_by=held_by,
         note=f"{event.kind} from device",
+        gateway_pk=event.gateway_pk,
     )
+
+
+def _waited_since_acknowledged(alarm: OpenAlarm, at: datetime) -> timedelta | None:
+    if alarm.state is not State.ACKNOWLEDGED or alarm.waiting_since is None:
+        return None
+    return at - alarm.waiting_since
 
 
 def _is_night(at: datetime, params: dict[str, Any]) -> bool:
@@ -248,7 +278,7 @@ async def process_pending(conn: AsyncConn, *, limit: int = 200) -> int:
     async with conn.transaction():
         rows = await (
             await conn.execute(
-                "SELECT id, event_time, device_id, institution_id, kind, detail, published_at"
+                "SELECT id, event_time, device_id, institution_id, kind, detail, published_at, gateway_pk"
                 " FROM alarm_inbox ORDER BY kind = ANY(%s) DESC, id LIMIT %s FOR UPDATE SKIP LOCKED",
                 (_URGENT, limit),
             )

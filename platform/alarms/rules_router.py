@@ -94,6 +94,7 @@ class GatewayParams(_Params):
 
 class EscalationParams(_Params):
     ack_timeout_s: int | None = Field(default=None, ge=10, le=3600)
+    attend_timeout_s: int | None = Field(default=None, ge=30, le=3600)
     tiers: int | None = Field(default=None, ge=0, le=3)
 
 

@@ -6,9 +6,12 @@
 - a wander-risk resident's wristband seen beyond ``radius_m`` of the home raises an emergency (走失),
   with the last location;
 - a resident's bed sensor reporting but never presence for ``hours`` raises a technical alarm;
-- a gateway silent for ``silence_s`` (or dead by its last will) raises one technical alarm for the home,
-  under which its devices' fault alarms are held back; it resolves itself when the gateway returns;
-- an alarm not acknowledged within ``ack_timeout_s`` escalates a tier each time the timeout passes.
+- a gateway silent for ``silence_s`` (or dead by its last will) raises one technical alarm, under which the
+  fault alarms it delivers are held back; it resolves itself when the gateway returns, and the held faults
+  its devices have not cleared by then are released to staff;
+- an alarm not acknowledged within ``ack_timeout_s`` escalates a tier each time the timeout passes, and an
+  acknowledged one that nobody is attending does the same every ``attend_timeout_s`` (the engine escalates it
+  at once when the resident presses again after the repeat window).
 """
 
 from __future__ import annotations
@@ -25,8 +28,6 @@ from eldercare.platform.alarms import changes
 from eldercare.platform.alarms.models import Priority, State
 from eldercare.platform.alarms.retry import Retry
 from eldercare.platform.auth.service import AsyncConn
-from eldercare.platform.notify import outbox
-from eldercare.platform.notify.outbox import Event
 
 log = logging.getLogger(__name__)
 
@@ -279,39 +280,54 @@ async def gateways(conn: AsyncConn) -> int:
                 outcome="gateway back online",
                 actor="system",
             )
-            await conn.execute(
-                "UPDATE alarms SET state = 'resolved', closed_at = clock_timestamp(),"
-                " outcome = 'held back during a gateway outage' WHERE held_by = %s AND state = 'raised'",
-                (alarm_id,),
-            )
-            done += 1
+            done += 1 + await _release_held(conn, alarm_id)
     return done
+
+
+_ESCALATIONS = """
+WITH due AS (
+    SELECT a.id, (r.p->>'tiers')::int AS tiers FROM alarms a
+    CROSS JOIN LATERAL (SELECT rule_params('escalation', a.institution_id, a.resident_id) AS p) r
+    WHERE a.held_by IS NULL AND r.p IS NOT NULL AND (
+        -- nobody has said they saw it: a tier up each time the timeout passes, up to the last tier
+        (a.state = 'raised' AND a.escalation_level < (r.p->>'tiers')::int
+         AND a.raised_at + (a.escalation_level + 1) * make_interval(secs => (r.p->>'ack_timeout_s')::float) <= now())
+        -- seen but nobody at the bedside: a tier up (at the last tier, its people told again) each time it passes
+        OR (a.state = 'acknowledged' AND a.priority <> 'technical' AND (r.p->>'tiers')::int > 0
+            AND greatest(a.acknowledged_at, a.escalated_at)
+                + make_interval(secs => (r.p->>'attend_timeout_s')::float) <= now()))
+    FOR UPDATE OF a SKIP LOCKED)
+UPDATE alarms SET escalation_level = least(escalation_level + 1, due.tiers), escalated_at = clock_timestamp()
+FROM due WHERE alarms.id = due.id
+RETURNING alarms.id, alarms.state::text, alarms.escalation_level
+"""
+
+
+async def _release_held(conn: AsyncConn, gateway_alarm: int) -> int:
+    """Faults held back under a gateway's outage that are still open when it returns: its devices did not
+    clear them, so they are real, and staff are told now (from now: the outage's time was nobody's delay)."""
+    released = await (
+        await conn.execute(
+            "UPDATE alarms SET held_by = NULL, raised_at = clock_timestamp()"
+            " WHERE held_by = %s AND state = 'raised' RETURNING id",
+            (gateway_alarm,),
+        )
+    ).fetchall()
+    for (alarm_id,) in released:
+        await changes.released(
+            conn,
+            alarm_id=alarm_id,
+            note=f"gateway back and the fault not cleared: released from gateway alarm {gateway_alarm}",
+        )
+    return len(released)
 
 
 async def escalations(conn: AsyncConn) -> int:
     async with conn.transaction():
-        rows = await (
-            await conn.execute(
-                "WITH due AS (SELECT a.id FROM alarms a"
-                " CROSS JOIN LATERAL (SELECT rule_params('escalation', a.institution_id, a.resident_id) AS p) r"
-                " WHERE a.state = 'raised' AND a.held_by IS NULL AND r.p IS NOT NULL"
-                " AND a.escalation_level < (r.p->>'tiers')::int"
-                " AND a.raised_at + (a.escalation_level + 1) * make_interval(secs => (r.p->>'ack_timeout_s')::float)"
-                " <= now() FOR UPDATE OF a SKIP LOCKED)"
-                " UPDATE alarms SET escalation_level = escalation_level + 1, escalated_at = clock_timestamp()"
-                " FROM due WHERE alarms.id = due.id RETURNING alarms.id, alarms.escalation_level"
-            )
-        ).fetchall()
-        for alarm_id, level in rows:
-            await changes.record(
-                conn,
-                alarm_id=alarm_id,
-                actor="system",
-                old=State.RAISED,
-                new=State.RAISED,
-                note=f"not acknowledged: escalated to level {level}",
-            )
-            await outbox.enqueue(conn, alarm_id=alarm_id, event=Event.ESCALATED, level=level)
+        rows = await (await conn.execute(_ESCALATIONS)).fetchall()
+        for alarm_id, state, level in rows:
+            why = "not acknowledged" if state == State.RAISED else "acknowledged, but nobody is attending"
+            await changes.escalated(conn, alarm_id=alarm_id, state=State(state), level=level, why=why)
     return len(rows)
 
 

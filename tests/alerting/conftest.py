@@ -56,13 +56,31 @@ def device_id(db: str, code: str) -> int:
     return int(row[0])
 
 
-def put_event(db: str, home: SeededHome, code: str, kind: str, detail: dict[str, Any], at: datetime) -> None:
-    """What ingest writes for an alarm-class message: an inbox row (the device event itself is not needed)."""
+def put_event(
+    db: str,
+    home: SeededHome,
+    code: str,
+    kind: str,
+    detail: dict[str, Any],
+    at: datetime,
+    *,
+    gateway: str | None = None,
+) -> None:
+    """What ingest writes for an alarm-class message: an inbox row (the device event itself is not needed),
+    delivered by the home's gateway unless another is named."""
     with psycopg.connect(db, autocommit=True) as conn:
         conn.execute(
-            "INSERT INTO alarm_inbox (event_time, device_id, institution_id, kind, detail, published_at)"
-            " VALUES (%s, %s, %s, %s, %s::jsonb, %s)",
-            (at, device_id(db, code), home.institution_id, kind, json.dumps(detail), at),
+            "INSERT INTO alarm_inbox (event_time, device_id, gateway_pk, institution_id, kind, detail, published_at)"
+            " VALUES (%s, %s, (SELECT id FROM gateways WHERE gateway_id = %s), %s, %s, %s::jsonb, %s)",
+            (
+                at,
+                device_id(db, code),
+                gateway or home.gateway.gateway_id,
+                home.institution_id,
+                kind,
+                json.dumps(detail),
+                at,
+            ),
         )
 
 

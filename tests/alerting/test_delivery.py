@@ -255,3 +255,99 @@ def test_an_unacknowledged_alarm_escalates_over_the_roster_then_the_head(
     assert alarms_of(db, home)[0]["escalation_level"] == 2
     _deliver(db, vault, None)
     assert [h.path for h in webhooks.hits] == ["/tier2", "/head"]
+
+
+def _acknowledge(db: str, home: SeededHome, *, ago_s: int) -> None:
+    """A nurse tapped "acknowledge" ``ago_s`` seconds ago, and nobody has said they are at the bedside."""
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE alarms SET state = 'acknowledged', acknowledged_at = now() - make_interval(secs => %s)"
+            " WHERE institution_id = %s",
+            (ago_s, home.institution_id),
+        )
+
+
+def _wait(db: str, home: SeededHome, seconds: int) -> None:
+    """Move the alarm's clock back instead of sleeping."""
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE alarms SET acknowledged_at = acknowledged_at - make_interval(secs => %(s)s),"
+            " escalated_at = escalated_at - make_interval(secs => %(s)s) WHERE institution_id = %(i)s",
+            {"s": seconds, "i": home.institution_id},
+        )
+
+
+def test_an_acknowledged_alarm_nobody_attends_escalates_and_the_top_tier_is_told_again(
+    db: str, vault: Vault, home: SeededHome, webhooks: WebhookServer
+) -> None:
+    button, _ = _button(home)
+    tier2 = _user(db, home, "tier2", Role.STAFF)
+    head = _user(db, home, "head", Role.HEAD)
+    for user_id, path in ((tier2, "tier2"), (head, "head")):
+        _channel(db, vault, user_id, "webhook_json", f"{webhooks.url}/{path}", 1)
+    with psycopg.connect(db, autocommit=True) as conn:
+        on_shift_all_day(conn, home, tier2, 2)
+    set_rule(db, rule="escalation", params={"tiers": 2, "attend_timeout_s": 120}, institution_id=home.institution_id)
+    put_event(db, home, button, "button", {"action": "press"}, datetime.now(UTC))
+    run(with_conn(db, engine.process_pending))
+    _acknowledge(db, home, ago_s=100)
+    run(with_conn(db, ticker.tick))
+    assert alarms_of(db, home)[0]["escalation_level"] == 0  # seen 100 s ago: still within the 120 s
+
+    _wait(db, home, 30)
+    run(with_conn(db, ticker.tick))
+    [alarm] = alarms_of(db, home)
+    assert (alarm["state"], alarm["escalation_level"]) == ("acknowledged", 1)
+    _deliver(db, vault, None)
+    assert [h.path for h in webhooks.hits] == ["/tier2"]
+    run(with_conn(db, ticker.tick))
+    assert alarms_of(db, home)[0]["escalation_level"] == 1  # the next step waits its own timeout
+
+    _wait(db, home, 121)
+    run(with_conn(db, ticker.tick))
+    _deliver(db, vault, None)
+    assert alarms_of(db, home)[0]["escalation_level"] == 2
+    assert [h.path for h in webhooks.hits] == ["/tier2", "/head"]
+
+    _wait(db, home, 121)
+    run(with_conn(db, ticker.tick))  # at the last tier: its people are told again while nobody attends
+    _deliver(db, vault, None)
+    assert alarms_of(db, home)[0]["escalation_level"] == 2
+    assert [h.path for h in webhooks.hits] == ["/tier2", "/head", "/head"]
+
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE alarms SET state = 'attending', attending_at = now() WHERE institution_id = %s",
+            (home.institution_id,),
+        )
+    _wait(db, home, 600)
+    run(with_conn(db, ticker.tick))  # someone is there: nothing more
+    assert alarms_of(db, home)[0]["escalation_level"] == 2
+
+
+def test_pressing_again_long_after_the_acknowledgement_escalates_at_once(
+    db: str, vault: Vault, home: SeededHome, webhooks: WebhookServer
+) -> None:
+    button, _ = _button(home)
+    tier2 = _user(db, home, "tier2", Role.STAFF)
+    _channel(db, vault, tier2, "webhook_json", f"{webhooks.url}/tier2", 1)
+    with psycopg.connect(db, autocommit=True) as conn:
+        on_shift_all_day(conn, home, tier2, 2)
+    now = datetime.now(UTC)
+    put_event(db, home, button, "button", {"action": "press"}, now - timedelta(seconds=90))
+    run(with_conn(db, engine.process_pending))
+    _acknowledge(db, home, ago_s=85)
+    put_event(db, home, button, "button", {"action": "press"}, now - timedelta(seconds=50))
+    run(with_conn(db, engine.process_pending))
+    assert alarms_of(db, home)[0]["escalation_level"] == 0  # 35 s after it was seen: within the repeat window
+
+    put_event(db, home, button, "button", {"action": "press"}, now)
+    run(with_conn(db, engine.process_pending))  # 85 s after it was seen, and still pressing: nobody came
+    [alarm] = alarms_of(db, home)
+    assert (alarm["state"], alarm["repeat_count"], alarm["escalation_level"]) == ("acknowledged", 3, 1)
+    _deliver(db, vault, None)
+    assert [h.path for h in webhooks.hits] == ["/tier2"]
+
+    put_event(db, home, button, "button", {"action": "press"}, now + timedelta(seconds=20))
+    run(with_conn(db, engine.process_pending))  # the next press waits a repeat window from the escalation
+    assert alarms_of(db, home)[0]["escalation_level"] == 1

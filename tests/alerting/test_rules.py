@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import psycopg
-from tests.alerting.conftest import alarms_of, device_id, put_event, run, set_rule, with_conn
+from tests.alerting.conftest import alarms_of, device_id, on_shift_all_day, put_event, run, set_rule, with_conn
 
 from eldercare.platform.alarms import engine, ticker
 from eldercare.simulators.seed import SeededHome
@@ -186,6 +186,7 @@ def test_a_clean_goodbye_raises_nothing_until_the_gateway_stays_silent(db: str, 
 
 
 def test_a_gateway_outage_is_one_alarm_that_holds_back_device_faults(db: str, home: SeededHome) -> None:
+    _nurse_on_shift(db, home)
     with psycopg.connect(db, autocommit=True) as conn:
         conn.execute(
             "UPDATE gateways SET last_seen_at = now() - interval '5 minutes', last_status = 'heartbeat'"
@@ -194,20 +195,76 @@ def test_a_gateway_outage_is_one_alarm_that_holds_back_device_faults(db: str, ho
         )
     _tick(db)
     now = datetime.now(UTC)
-    for code in _codes(home, "bed_sensor"):
+    sensors = _codes(home, "bed_sensor")
+    for code in sensors:
         put_event(db, home, code, "fault", {"fault": "offline", "active": True}, now)
     _process(db)
     alarms = alarms_of(db, home)
     gateway = [a for a in alarms if a["kind"] == "gateway_offline"]
     held = [a for a in alarms if a["kind"] == "device_offline"]
     assert len(gateway) == 1 and gateway[0]["priority"] == "technical"
-    assert len(held) == len(_codes(home, "bed_sensor")) and all(a["held_by"] == gateway[0]["id"] for a in held)
+    assert len(held) == len(sensors) and all(a["held_by"] == gateway[0]["id"] for a in held)
+    assert _told(db, [a["id"] for a in held]) == 0  # nobody is told of each device while the gateway is out
 
+    put_event(db, home, sensors[0], "fault", {"fault": "offline", "active": False}, now + timedelta(seconds=1))
+    _process(db)  # the gateway's replay: the first sensor was heard again
     with psycopg.connect(db, autocommit=True) as conn:
         conn.execute(
             "UPDATE gateways SET last_seen_at = now(), last_status = 'birth' WHERE institution_id = %s",
             (home.institution_id,),
         )
     _tick(db)
-    states = {a["kind"]: a["state"] for a in alarms_of(db, home)}
-    assert states == {"gateway_offline": "resolved", "device_offline": "resolved"}
+    by_device = {a["device"]: a for a in alarms_of(db, home) if a["kind"] == "device_offline"}
+    assert [a["state"] for a in alarms_of(db, home) if a["kind"] == "gateway_offline"] == ["resolved"]
+    assert by_device[sensors[0]]["state"] == "resolved"  # cleared by the device: gone
+    still = [by_device[code] for code in sensors[1:]]
+    # the faults the gateway did not clear are real: released to staff, and they are told now
+    assert [(a["state"], a["held_by"]) for a in still] == [("raised", None)] * len(still)
+    assert _told(db, [a["id"] for a in still]) > 0
+    assert _history(db, still[0]["id"])[-1].startswith("gateway back and the fault not cleared")
+
+
+def test_only_the_gateway_that_delivers_a_fault_can_hold_it_back(db: str, home: SeededHome) -> None:
+    """A home with two gateways: one out does not hide the faults the other one reports."""
+    _nurse_on_shift(db, home)
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO gateways (institution_id, gateway_id, last_seen_at, last_status)"
+            " VALUES (%s, %s, now() - interval '5 minutes', 'heartbeat')",
+            (home.institution_id, f"GW2-{home.institution_code[-6:]}"),
+        )
+    _tick(db)
+    [outage] = alarms_of(db, home)
+    assert outage["kind"] == "gateway_offline"
+    button = _codes(home, "button")[0]
+    put_event(db, home, button, "fault", {"fault": "low_battery", "active": True}, datetime.now(UTC))
+    _process(db)
+    [fault] = [a for a in alarms_of(db, home) if a["kind"] == "device_low_battery"]
+    assert (fault["state"], fault["held_by"]) == ("raised", None)
+    assert _told(db, [fault["id"]]) > 0
+
+
+def _nurse_on_shift(db: str, home: SeededHome) -> None:
+    """The home's nurse on shift at tier 1 with a channel, so that the outbox has someone to tell."""
+    with psycopg.connect(db, autocommit=True) as conn:
+        row = conn.execute("SELECT id FROM users WHERE username = %s", (home.staff_username,)).fetchone()
+        assert row is not None
+        on_shift_all_day(conn, home, row[0], 1)
+        conn.execute(
+            "INSERT INTO notification_channels (user_id, kind, address_enc, position) VALUES (%s, 'email', %s, 1)",
+            (row[0], b"sealed"),
+        )
+
+
+def _told(db: str, alarm_ids: list[int]) -> int:
+    with psycopg.connect(db) as conn:
+        row = conn.execute("SELECT count(*) FROM notifications WHERE alarm_id = ANY(%s)", (alarm_ids,)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _history(db: str, alarm_id: int) -> list[str]:
+    with psycopg.connect(db) as conn:
+        return [
+            r[0] for r in conn.execute("SELECT note FROM alarm_changes WHERE alarm_id = %s ORDER BY id", (alarm_id,))
+        ]
