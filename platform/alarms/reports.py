@@ -1,4 +1,7 @@
-"""Response times: per alarm (the ``alarm_response`` view), per institution and per shift, in scope."""
+"""Response times: per alarm (the ``alarm_response`` view), per institution and per shift, in scope.
+
+A report counts every alarm of a home, whoever it was about, so it is for the home's staff and for its
+regulators, never for families (they see their own residents' alarms): ``Action.READ_ALARM_REPORTS``."""
 
 from __future__ import annotations
 
@@ -9,8 +12,10 @@ from psycopg import sql
 from psycopg.rows import class_row
 from pydantic import BaseModel
 
-from eldercare.platform.auth.scope import Principal, institution_filter
+from eldercare.platform.auth.scope import Action, Principal, institution_filter, require
 from eldercare.platform.auth.service import AsyncConn
+
+By = Literal["institution", "shift"]
 
 
 class ResponseRow(BaseModel):
@@ -27,9 +32,10 @@ class ResponseRow(BaseModel):
 
 
 async def response_times(
-    conn: AsyncConn, *, principal: Principal, since: datetime, until: datetime, by: Literal["institution", "shift"]
+    conn: AsyncConn, *, principal: Principal, since: datetime, until: datetime, by: By
 ) -> list[ResponseRow]:
-    """Technical alarms are left out: response targets are about people calling for help."""
+    """Technical alarms are left out: response targets are about people calling for help. 403 for families."""
+    require(principal, Action.READ_ALARM_REPORTS)
     shift = (
         sql.SQL(
             "(SELECT string_agg(DISTINCT coalesce(nullif(s.name, ''), to_char(s.starts, 'HH24:MI') || '-'"

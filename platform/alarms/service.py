@@ -11,7 +11,7 @@ from eldercare.platform.alarms import changes
 from eldercare.platform.alarms.models import OPEN_STATES, Alarm, AlarmChange, State
 from eldercare.platform.api.errors import NotFound, Problem
 from eldercare.platform.audit import log as audit
-from eldercare.platform.auth.scope import Principal, resident_filter
+from eldercare.platform.auth.scope import Action, Principal, require, resident_filter
 from eldercare.platform.auth.service import AsyncConn
 from eldercare.platform.notify import outbox
 from eldercare.platform.notify.outbox import Event
@@ -122,9 +122,8 @@ _STAMP = {
 async def transition(
     conn: AsyncConn, *, principal: Principal, alarm_id: int, to: State, outcome: str | None, note: str
 ) -> Alarm:
-    """Move an alarm on; staff only (families and regulators read). Every change is kept."""
-    if principal.role.value not in ("staff", "head", "admin"):
-        raise Problem(403, "only the home's staff act on alarms")
+    """Move an alarm on; the home's staff only (families and regulators read). Every change is kept."""
+    require(principal, Action.HANDLE_ALARMS)
     if to in (State.RESOLVED, State.CANCELLED) and not (outcome or "").strip():
         raise Problem(422, "an outcome is required", [])
     current = await get_alarm(conn, principal=principal, alarm_id=alarm_id)

@@ -14,6 +14,14 @@ A stream serves only a live session: before pushing a batch of changes (and at e
 the session again, at most once per ``SESSION_RECHECK_S`` (one indexed query), and ends when the session
 has ended (logout, password change, expiry) or its user was deactivated or given another scope. So a change
 may still reach a session ended less than ``SESSION_RECHECK_S`` ago; nothing later than that does.
+
+Alarms are health data, and a stream is a read like ``GET /alarms``, audited the same way (one ``read_health``
+entry naming the alarms and residents shown, written before they are sent; nothing shown, nothing logged):
+the snapshot is one entry, and each later batch of changes is one entry naming the alarms this stream has
+not shown yet. An alarm already shown is not logged again at each change (acknowledged, attended, pressed
+again): that would multiply the log by the changes without naming anything new, whereas one entry per alarm
+first shown keeps every alarm (its kind, its resident) a user was shown on the record. A stream that cannot
+write its entry ends, without sending what it could not log.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 import psycopg
 from fastapi import APIRouter, Depends, Query, Request
@@ -90,6 +98,48 @@ class AlarmHub:
         async with self._pool.connection() as conn:
             return await auth_service.principal_for(conn, token=token)
 
+    async def open_stream(self, token: str) -> tuple[Subscriber, list[Alarm]] | None:
+        """Subscribe the session's principal and read its snapshot (logged as read), or None for an unknown
+        session. On a connection of its own, given back at once: a request's connection (``Conn``) would be
+        held until the response ends, and a stream does not end, so open pages would drain the pool."""
+        async with self._pool.connection() as conn:
+            principal = await auth_service.principal_for(conn, token=token)
+            if principal is None:
+                return None
+            # Subscribe first: a change made while the snapshot is read is then queued, not lost.
+            sub = self.subscribe(principal)
+            try:
+                async with conn.transaction():
+                    snapshot = await service.list_alarms(
+                        conn, principal=principal, open_only=True, since=None, limit=1000
+                    )
+                    await service.audit_read(
+                        conn, principal=principal, alarm_ids=[a.id for a in snapshot], shown_as="stream_snapshot"
+                    )
+            except BaseException:
+                self.unsubscribe(sub)
+                raise
+        return sub, snapshot
+
+    async def audit(self, principal: Principal, *, alarm_ids: list[int], shown_as: str) -> None:
+        """Log that ``principal`` is shown these alarms (see :func:`service.audit_read`), in its own transaction."""
+        async with self._pool.connection() as conn, conn.transaction():
+            await service.audit_read(conn, principal=principal, alarm_ids=alarm_ids, shown_as=shown_as)
+
+    async def audit_shown(self, principal: Principal, batch: list[Alarm], shown: set[int]) -> bool:
+        """Log the alarms of ``batch`` not in ``shown`` as shown on a stream and add them to ``shown``; False
+        when the log cannot be written (the stream must then end without sending them)."""
+        unlogged = sorted({a.id for a in batch} - shown)
+        if not unlogged:
+            return True
+        try:
+            await self.audit(principal, alarm_ids=unlogged, shown_as="stream")
+        except psycopg.OperationalError as exc:
+            log.warning("alarm stream: cannot log the read (%s); ending the stream", exc)
+            return False
+        shown.update(unlogged)
+        return True
+
     async def _publish(self, alarm_id: int) -> None:
         groups: dict[tuple[object, ...], list[Subscriber]] = {}
         for sub in self._subscribers:
@@ -131,6 +181,17 @@ class AlarmHub:
             self._resync_all()
 
 
+def _take_queued(sub: Subscriber, first: Alarm) -> tuple[list[Alarm], bool]:
+    """``first`` and the changes queued behind it now; and whether the stream's end was queued too."""
+    batch = [first]
+    while not sub.queue.empty():
+        queued = sub.queue.get_nowait()
+        if queued is None:
+            return batch, True
+        batch.append(queued)
+    return batch, False
+
+
 router = APIRouter(prefix="/api/v1/alarms", tags=["alarms"], responses=RESPONSES)
 _bearer = HTTPBearer(auto_error=False)
 
@@ -146,9 +207,10 @@ async def report(
     principal: CurrentPrincipal,
     since: Annotated[datetime, Query(description="from (ISO 8601 with zone)")],
     until: Annotated[datetime, Query(description="until, exclusive")],
-    by: Annotated[Literal["institution", "shift"], Query()] = "institution",
+    by: Annotated[reports.By, Query()] = "institution",
 ) -> list[ResponseRow]:
-    """Time to acknowledge and to attend, per institution or per shift, for the supervision view."""
+    """Time to acknowledge and to attend, per institution or per shift, for the home's staff and its
+    regulators; families get 403 (a report counts every resident's alarms)."""
     if until <= since:
         raise Problem(422, "until must be after since", [FieldError(field="query.until", reason="not after since")])
     return await reports.response_times(conn, principal=principal, since=since, until=until, by=by)
@@ -161,7 +223,6 @@ async def report(
 )
 async def stream(
     request: Request,
-    conn: Conn,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     token: Annotated[str | None, Query(description="the session token, for EventSource (no headers)")] = None,
 ) -> StreamingResponse:
@@ -169,19 +230,15 @@ async def stream(
     ``alarm`` event per change, and a comment every 15 s to keep proxies from closing the stream. The stream
     ends (the browser reconnects and gets a fresh snapshot) after the server lost changes, and for good
     (the reconnect is refused with 401) once the session has ended or its user was deactivated."""
-    secret = credentials.credentials if credentials is not None else token
-    principal = await auth_service.principal_for(conn, token=secret) if secret else None
-    if secret is None or principal is None:
-        raise Problem(401, "log in first: send Authorization: Bearer <token> or ?token=")
     hub: AlarmHub = request.app.state.alarm_hub
-    # Subscribe first: a change made while the snapshot is read is then queued, not lost.
-    sub = hub.subscribe(principal)
-    try:
-        snapshot = await service.list_alarms(conn, principal=principal, open_only=True, since=None, limit=1000)
-    except BaseException:
-        hub.unsubscribe(sub)
-        raise
+    secret = credentials.credentials if credentials is not None else token
+    opened = await hub.open_stream(secret) if secret else None
+    if secret is None or opened is None:
+        raise Problem(401, "log in first: send Authorization: Bearer <token> or ?token=")
+    sub, snapshot = opened
+    principal = sub.principal
     checked = asyncio.get_running_loop().time()
+    shown = {a.id for a in snapshot}  # alarms this stream has shown, so logged
 
     async def still_allowed() -> bool:
         """The session is still live and has the same scope (checked at most once per SESSION_RECHECK_S)."""
@@ -211,7 +268,14 @@ async def stream(
                     continue
                 if alarm is None or not await still_allowed():
                     return
-                yield _event("alarm", alarm.model_dump_json(), f"{alarm.id}")
+                # What else is queued goes out under the same check and the same audit entry.
+                batch, ended = _take_queued(sub, alarm)
+                if not await hub.audit_shown(principal, batch, shown):
+                    return
+                for change in batch:
+                    yield _event("alarm", change.model_dump_json(), f"{change.id}")
+                if ended:
+                    return
         finally:
             hub.unsubscribe(sub)
 

@@ -55,6 +55,8 @@ class Action(StrEnum):
     HANDLE_APPLICATIONS = "handle_applications"
     READ_ALARM_RULES = "read_alarm_rules"  # a home's alarm rules (residents' overrides) and staff rosters
     WRITE_ALARM_RULES = "write_alarm_rules"
+    HANDLE_ALARMS = "handle_alarms"  # acknowledge, attend, resolve, cancel
+    READ_ALARM_REPORTS = "read_alarm_reports"  # response times per home or shift: all its residents' alarms
 
 
 _ALL = frozenset(Role)
@@ -78,6 +80,9 @@ PERMISSIONS: dict[Action, frozenset[Role]] = {
     Action.HANDLE_APPLICATIONS: _HOME,
     Action.READ_ALARM_RULES: _HOME | {Role.REGULATOR},
     Action.WRITE_ALARM_RULES: _HEADS,
+    Action.HANDLE_ALARMS: _HOME,
+    # Families see their own residents' alarms, not figures made of the other residents' alarms.
+    Action.READ_ALARM_REPORTS: _HOME | {Role.REGULATOR},
 }
 
 # Roles a creator may give: an admin any, a head staff and family of the own institution.

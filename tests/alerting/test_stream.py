@@ -20,6 +20,8 @@ from tests.conftest import free_ports
 
 from eldercare.platform.alarms import engine, stream
 from eldercare.platform.api.app import create_app
+from eldercare.platform.auth.scope import Role
+from eldercare.platform.auth.service import create_user
 from eldercare.platform.crypto import Vault
 from eldercare.simulators.seed import SeededHome
 
@@ -211,5 +213,144 @@ def test_a_stream_stops_once_its_session_ended_or_its_user_was_deactivated(
         again, reader = live.open(kept_token)
         assert await next_event(again) == (END, 401)
         await reader
+
+    go(db, vault, work)
+
+
+def _read_health(db: str, username: str, after_seq: int) -> list[dict[str, Any]]:
+    """The ``read_health`` entries of a user after ``after_seq``: their detail, oldest first."""
+    with psycopg.connect(db) as conn:
+        rows = conn.execute(
+            "SELECT object_type, detail FROM audit_log WHERE seq > %s AND actor = %s AND action = 'read_health'"
+            " ORDER BY seq",
+            (after_seq, username),
+        ).fetchall()
+    assert all(kind == "alarm" for kind, _ in rows), rows
+    return [detail for _, detail in rows]
+
+
+def _last_seq(db: str) -> int:
+    with psycopg.connect(db) as conn:
+        row = conn.execute("SELECT coalesce(max(seq), 0) FROM audit_log").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _resident_of(db: str, person_code: str | None) -> int:
+    with psycopg.connect(db) as conn:
+        row = conn.execute("SELECT id FROM residents WHERE person_code = %s", (person_code,)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _family_of(db: str, username: str, person_code: str | None) -> None:
+    """A family user linked to the resident ``person_code``."""
+
+    async def make() -> None:
+        async with await psycopg.AsyncConnection.connect(db, autocommit=True) as conn:
+            await create_user(conn, username=username, password="password-123", role=Role.FAMILY)
+            await conn.execute(
+                "INSERT INTO family_links (user_id, resident_id) SELECT u.id, r.id FROM users u, residents r"
+                " WHERE u.username = %s AND r.person_code = %s",
+                (username, person_code),
+            )
+
+    asyncio.run(make())
+
+
+def test_a_stream_audits_its_snapshot_and_each_alarm_it_shows_first(db: str, vault: Vault, home: SeededHome) -> None:
+    """Alarms are health data: a stream is audited as ``GET /alarms`` is. Its snapshot is one read_health entry
+    naming the alarms and residents in it (none when it is empty); a pushed alarm the stream has not shown yet
+    is one entry; a change of an alarm it has shown (acknowledged, pressed again) writes none. Each entry names
+    only what that user was shown: a family user's stream logs its own resident, never the others'."""
+    presses = [d for d in home.devices if d.kind == "button"]
+    first, second, elsewhere = presses[0], presses[1], presses[2]
+    family = f"famstream-{home.institution_code[-6:].lower()}"
+    _family_of(db, family, first.person_code)
+
+    async def work(live: Live) -> None:
+        token = await live.token(home)
+        headers = {"Authorization": f"Bearer {token}"}
+        start = _last_seq(db)
+        events, reader = live.open(token)
+        assert await next_event(events) == ("snapshot", [])
+        assert _read_health(db, home.staff_username, start) == [], "an empty snapshot showed nothing"
+
+        await raise_alarm(db, home, first.code, "button", {"action": "press"})
+        name, alarm = await next_event(events)
+        assert name == "alarm"
+        one = alarm["id"]
+        assert _read_health(db, home.staff_username, start) == [
+            {
+                "as": "stream",
+                "fields": ["alarms"],
+                "alarms": [one],
+                "residents": [_resident_of(db, first.person_code)],
+                "kinds": ["button"],
+            }
+        ]
+        # the same alarm again, acknowledged: shown already, so logged already
+        acknowledged = await live.http.post(f"{live.base}/api/v1/alarms/{one}/acknowledge", headers=headers, json={})
+        assert acknowledged.status_code == 200, acknowledged.text
+        name, alarm = await next_event(events)
+        assert (name, alarm["id"], alarm["state"]) == ("alarm", one, "acknowledged")
+        assert len(_read_health(db, home.staff_username, start)) == 1
+        reader.cancel()
+
+        # a new stream (the page reloaded): its snapshot is logged, then only the alarms it shows first
+        start = _last_seq(db)
+        events, reader = live.open(token)
+        name, snapshot = await next_event(events)
+        assert (name, [a["id"] for a in snapshot]) == ("snapshot", [one])
+        await raise_alarm(db, home, second.code, "fall", {"source": "radar"})
+        name, alarm = await next_event(events)
+        assert name == "alarm"
+        two = alarm["id"]
+        logged = _read_health(db, home.staff_username, start)
+        assert [(e["as"], e["alarms"]) for e in logged] == [("stream_snapshot", [one]), ("stream", [two])]
+        assert logged[0]["residents"] == [_resident_of(db, first.person_code)]
+        reader.cancel()
+
+        # a family user: its snapshot and pushes name its own resident only
+        reply = await live.http.post(
+            f"{live.base}/api/v1/auth/login", json={"username": family, "password": "password-123"}
+        )
+        assert reply.status_code == 200, reply.text
+        start = _last_seq(db)
+        events, reader = live.open(reply.json()["token"])
+        name, snapshot = await next_event(events)
+        assert (name, [a["id"] for a in snapshot]) == ("snapshot", [one])
+        await raise_alarm(db, home, elsewhere.code, "button", {"action": "press"})  # another resident's
+        await raise_alarm(db, home, first.code, "fall", {"source": "radar"})  # the family's own resident
+        name, alarm = await next_event(events)
+        assert (name, alarm["kind"]) == ("alarm", "fall")
+        own = _resident_of(db, first.person_code)
+        logged = _read_health(db, family, start)
+        assert [(e["as"], e["alarms"], e["residents"]) for e in logged] == [
+            ("stream_snapshot", [one], [own]),
+            ("stream", [alarm["id"]], [own]),
+        ]
+        reader.cancel()
+
+    go(db, vault, work)
+
+
+def test_open_streams_hold_no_database_connection(db: str, vault: Vault, home: SeededHome) -> None:
+    """A stream does not end, so one holding a pooled connection for its life would let a few more open pages
+    than the pool has connections stop the whole API; each stream gives its connection back after the snapshot."""
+
+    async def work(live: Live) -> None:
+        token = await live.token(home)
+        readers = []
+        for _ in range(live.hub._pool.max_size + 5):
+            events, reader = live.open(token)
+            assert (await next_event(events))[0] == "snapshot"
+            readers.append(reader)
+        reply = await asyncio.wait_for(
+            live.http.get(f"{live.base}/api/v1/alarms", headers={"Authorization": f"Bearer {token}"}), 5.0
+        )
+        assert reply.status_code == 200, reply.text
+        for reader in readers:
+            reader.cancel()
 
     go(db, vault, work)
