@@ -18,6 +18,8 @@ from eldercare.platform.subsidy.errors import forbidden
 READ = frozenset({Role.HEAD, Role.REGULATOR, Role.ADMIN})  # claims, verdicts, totals, lists
 SUBMIT = frozenset({Role.HEAD, Role.ADMIN})  # a home's claim for money is its head's act
 SUPERVISE = frozenset({Role.REGULATOR, Role.ADMIN})  # runs, registers, schedules, decisions, enrolments
+# what other homes and the death register recorded of a person a home claims for (disclosure.py)
+SEE_ELSEWHERE = SUPERVISE
 
 
 def require(principal: Principal, roles: frozenset[Role], what: str) -> None:

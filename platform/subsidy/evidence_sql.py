@@ -13,7 +13,9 @@ v_lines     the claim lines in force for the month of the run's homes, resolved 
             lines of other homes naming the same person (same keyed ID hash), for the duplicate check
 v_people    the residents concerned: claimed, or enrolled in an allowance (the liveness check)
 v_death     per resident, the earliest death known: the registry's deaths of any resident with the same ID
-            hash, and the death register (a date: dead from the end of that day)
+            hash, and the death register (a date: dead from the end of that day); whether the earliest was
+            recorded by the resident's own home (``died_here``), and each record with ``elsewhere`` (another
+            home's or the death register's: its details are for supervisors only, see ``disclosure.py``)
 v_rn        resident-nights: the bed each resident held at the middle of each night
 v_hosp      resident-nights in hospital
 v_devnights bed sensors bound to each bed at the middle of each night
@@ -102,16 +104,20 @@ WHERE r.institution_id IN (SELECT institution_id FROM v_homes)
     """
 CREATE TEMP TABLE v_death ON COMMIT DROP AS
 SELECT p.resident_id, min(x.died_at) AS died_at, (array_agg(x.died_on ORDER BY x.died_at))[1] AS died_on,
+       (array_agg(x.here ORDER BY x.died_at, x.here DESC))[1] AS died_here,
        jsonb_agg(jsonb_build_object('kind', 'death', 'register', x.register, 'source', x.source,
-                                    'died_on', x.died_on) ORDER BY x.died_at) AS records
+                                    'died_on', x.died_on, 'home_code', x.home_code, 'home_name', x.home_name,
+                                    'elsewhere', NOT x.here) ORDER BY x.died_at) AS records
 FROM v_people p
 JOIN residents r ON r.id = p.resident_id
 CROSS JOIN LATERAL (
-    SELECT d.died_at, (d.died_at AT TIME ZONE %(tz)s)::date AS died_on, d.source, 'registry' AS register
-    FROM residents r2 JOIN deaths d ON d.resident_id = r2.id
+    SELECT d.died_at, (d.died_at AT TIME ZONE %(tz)s)::date AS died_on, d.source, 'registry' AS register,
+           r2.institution_id = r.institution_id AS here, i.code AS home_code, i.name AS home_name
+    FROM residents r2 JOIN deaths d ON d.resident_id = r2.id JOIN institutions i ON i.id = r2.institution_id
     WHERE r2.id_number_hash = r.id_number_hash
     UNION ALL
-    SELECT (dr.died_on + 1)::timestamp AT TIME ZONE %(tz)s, dr.died_on, dr.source, 'death_register'
+    SELECT (dr.died_on + 1)::timestamp AT TIME ZONE %(tz)s, dr.died_on, dr.source, 'death_register', false, NULL,
+           NULL
     FROM death_register dr WHERE dr.id_number_hash = r.id_number_hash
 ) x
 GROUP BY p.resident_id

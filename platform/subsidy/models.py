@@ -50,6 +50,11 @@ class Reason(BaseModel):
     text_zh: str | None = Field(
         default=None, description="the reason in Chinese, filled from code and args (the English text without them)"
     )
+    elsewhere: bool | None = Field(
+        default=None,
+        description="true: the reason rests on another home's records or the death register, whose details only"
+        " supervisors see (a home reads it without them); false: on the home's own records; null: not said",
+    )
 
 
 class Decision(BaseModel):

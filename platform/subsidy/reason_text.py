@@ -6,7 +6,8 @@ show it) and the exports in the language asked, so both say the same. Lists of d
 lists of names with the language's separator; a programme, capability or bed kind is named in Chinese by the
 catalogue (``programme.<code>`` ...), while the English text names the code, as the verdict's ``text`` does.
 A reason whose template is missing, or names a value the reason lacks, is given in its English ``text``: a
-reader never sees a half-filled sentence.
+reader never sees a half-filled sentence. The variant ``elsewhere`` (a reason said to a home without what another
+home or the death register recorded, ``disclosure.py``) is worded here, under the pages' catalogue.
 """
 
 from __future__ import annotations
@@ -28,10 +29,36 @@ _PLACEHOLDER: Final = re.compile(r"\{(\w+)\}")
 NAMED_VALUES: Final = ("programme", "capability", "bed_kind")  # args whose value is a code with a name
 
 
+# A reason said to a home without what another home or the death register recorded (``disclosure.py``): the
+# variant ``elsewhere`` of the codes that can rest on them. The pages' catalogue, read over these, may say them.
+_ASK_EN, _ASK_ZH = "ask the regulator", "详情请询问民政部门"
+_WITHHELD: Final[dict[str, dict[str, str]]] = {
+    "en": {
+        "died_before_month": f"a death before the month is recorded for this person elsewhere; {_ASK_EN}",
+        "claims_after_death": f"claims days after a death recorded for this person elsewhere; {_ASK_EN}",
+        "duplicate_claim": (
+            f"also claimed by another home for the same month; the bed sensors show the person there, not here; "
+            f"{_ASK_EN}"
+        ),
+        "duplicate_unresolved": (
+            f"also claimed by another home for the same month; the sensors do not tell which home is right; {_ASK_EN}"
+        ),
+        "duplicate_resolved": "also claimed by another home for the same month; the bed sensor shows the person here",
+    },
+    "zh-CN": {
+        "died_before_month": f"别处记录此人已于本月之前死亡；{_ASK_ZH}",
+        "claims_after_death": f"申领了别处记录的此人死亡之后的天数；{_ASK_ZH}",
+        "duplicate_claim": f"另一家机构同月也申领了此人，床位传感器显示此人在那里，不在本机构；{_ASK_ZH}",
+        "duplicate_unresolved": f"另一家机构同月也申领了此人；传感器无法判定哪家机构属实；{_ASK_ZH}",
+        "duplicate_resolved": "另一家机构同月也申领了此人；床位传感器显示此人在本机构",
+    },
+}
+
+
 @cache
 def catalogue(lang: Lang) -> dict[str, str]:
     texts: dict[str, str] = json.loads((CATALOGUE / f"{lang}.json").read_text(encoding="utf-8"))
-    return texts
+    return {**{f"reason_text.{code}.elsewhere": text for code, text in _WITHHELD[lang].items()}, **texts}
 
 
 def named(kind: str, code: str, lang: Lang) -> str:

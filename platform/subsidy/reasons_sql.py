@@ -1,5 +1,9 @@
 """The reasons and the evidence of a line's verdict, as SQL expressions over ``calc c`` (``verdict_sql``):
-``REASONS`` builds the ``reasons`` array (``{code, text}``), ``EVIDENCE`` the ``evidence`` object."""
+``REASONS`` builds the ``reasons`` array (``{code, text}``), ``EVIDENCE`` the ``evidence`` object.
+
+What rests on another home's records or on the death register is marked ``elsewhere: true`` (a reason, a death
+record, the death, the duplicate): it is stored in full, for supervisors, and ``disclosure.py`` withholds its
+details from the home when a head reads the line."""
 
 from __future__ import annotations
 
@@ -35,12 +39,13 @@ to_jsonb(array_remove(ARRAY[
         'args', jsonb_build_object('month', to_char(%(month)s::date, 'YYYY-MM'))) END,
     CASE WHEN c.r_dead_before THEN jsonb_build_object('code', 'died_before_month',
         'text', format('died on %%s, before the month', c.died_on),
-        'args', jsonb_build_object('died_on', c.died_on::text)) END,
+        'args', jsonb_build_object('died_on', c.died_on::text), 'elsewhere', NOT c.died_here) END,
     CASE WHEN NOT c.r_dead_before AND NOT c.rejected
               AND ((c.per_bed AND c.over_death > 0) OR (NOT c.per_bed AND c.over_death > %(leeway)s))
          THEN jsonb_build_object('code', 'claims_after_death',
         'text', format('claims %%s day(s) after the death on %%s', c.over_death, c.died_on),
-        'args', jsonb_build_object('days', c.over_death, 'died_on', c.died_on::text)) END,
+        'args', jsonb_build_object('days', c.over_death, 'died_on', c.died_on::text),
+        'elsewhere', NOT c.died_here) END,
     CASE WHEN c.r_not_eligible THEN jsonb_build_object('code', 'not_eligible',
         'text', format('not eligible: age %%s, capability %%s, %%s the hardship register (schedule %%s of %%s)',
                        c.age, c.capability, CASE WHEN c.hardship THEN 'on' ELSE 'not on' END,
@@ -62,11 +67,11 @@ to_jsonb(array_remove(ARRAY[
     CASE WHEN c.r_dup THEN jsonb_build_object('code', 'duplicate_claim',
         'text', format('also claimed by %%s, where the bed sensor shows the person; not here',
                        array_to_string(c.other_homes, ', ')),
-        'args', jsonb_build_object('homes', to_jsonb(c.other_homes))) END,
+        'args', jsonb_build_object('homes', to_jsonb(c.other_homes)), 'elsewhere', true) END,
     CASE WHEN c.m_dup THEN jsonb_build_object('code', 'duplicate_unresolved',
         'text', format('also claimed by %%s for the same month; the sensors do not tell which home is right',
                        array_to_string(c.other_homes, ', ')),
-        'args', jsonb_build_object('homes', to_jsonb(c.other_homes))) END,
+        'args', jsonb_build_object('homes', to_jsonb(c.other_homes)), 'elsewhere', true) END,
     CASE WHEN c.r_empty_sensor THEN jsonb_build_object('code', 'bed_empty',
         'text', format('the bed sensor saw no one in the bed on any of the %%s night(s) it watched', c.absent_n),
         'args', jsonb_build_object('count', c.absent_n)) END,
@@ -105,7 +110,7 @@ to_jsonb(array_remove(ARRAY[
     CASE WHEN c.dup AND NOT c.r_dup AND NOT c.m_dup THEN jsonb_build_object('code', 'duplicate_resolved',
         'text', format('also claimed by %%s; the bed sensor shows the person here',
                        array_to_string(c.other_homes, ', ')),
-        'args', jsonb_build_object('homes', to_jsonb(c.other_homes))) END,
+        'args', jsonb_build_object('homes', to_jsonb(c.other_homes)), 'elsewhere', true) END,
     CASE WHEN c.per_bed AND NOT c.rejected AND c.noev_n > 0 AND c.offline_ok
          THEN jsonb_build_object('code', 'offline_tolerated',
         'text', format('no sensor data on %%s night(s) (%%s), paid: the sensor showed the person on the other nights',
@@ -136,8 +141,10 @@ jsonb_build_object(
     'schedule', CASE WHEN c.schedule_id IS NULL THEN NULL ELSE jsonb_build_object('id', c.schedule_id,
         'region_code', c.schedule_region, 'effective_from', c.effective_from, 'rate_position', c.rate_position,
         'monthly_yuan', c.monthly_yuan) END,
+    'death', CASE WHEN c.died_at IS NULL THEN NULL ELSE jsonb_build_object('died_on', c.died_on,
+        'elsewhere', NOT c.died_here) END,
     'duplicate', CASE WHEN c.dup THEN jsonb_build_object('other_homes', c.other_homes,
-        'lines_with_presence', c.lines_present) END,
+        'lines_with_presence', c.lines_present, 'elsewhere', true) END,
     'liveness', CASE WHEN c.per_bed THEN NULL ELSE jsonb_build_object('vital_nights', c.vital_nights,
         'worn_days', c.worn_days) END
 )

@@ -13,8 +13,9 @@ from typing import Any
 from openpyxl import Workbook
 from psycopg.rows import dict_row
 
+from eldercare.platform.auth.scope import Principal
 from eldercare.platform.auth.service import AsyncConn
-from eldercare.platform.subsidy import reason_text
+from eldercare.platform.subsidy import disclosure, reason_text
 from eldercare.platform.subsidy.models import (
     ClaimView,
     Decision,
@@ -63,8 +64,11 @@ def empty_totals() -> Totals:
                   claimed_yuan=zero, payable_yuan=zero, withheld_yuan=zero, pending_yuan=zero)  # fmt: skip
 
 
-async def claim_view(conn: AsyncConn, *, institution_id: int, month: date, evidence: bool = True) -> ClaimView:
-    """The home's claim in force for the month, each line with its verdict, reasons, evidence and decision."""
+async def claim_view(
+    conn: AsyncConn, *, reader: Principal, institution_id: int, month: date, evidence: bool = True
+) -> ClaimView:
+    """The home's claim in force for the month, each line with its verdict, reasons, evidence and decision, as
+    ``reader`` may see it (``disclosure.py``: what other homes recorded is for supervisors)."""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             "SELECT id, submitted_at, source FROM subsidy_claims WHERE institution_id = %s AND month = %s"
@@ -89,7 +93,7 @@ async def claim_view(conn: AsyncConn, *, institution_id: int, month: date, evide
         await cur.execute(f"SELECT {_TOTALS} {_FROM} WHERE c.id = %s", (claim["id"],))
         totals = await cur.fetchone()
     assert totals is not None
-    return ClaimView(
+    view = ClaimView(
         institution_id=institution_id,
         month=f"{month:%Y-%m}",
         claim_id=claim["id"],
@@ -98,6 +102,7 @@ async def claim_view(conn: AsyncConn, *, institution_id: int, month: date, evide
         totals=Totals.model_validate(_totals(totals)),
         lines=lines,
     )
+    return disclosure.for_reader(view, reader)
 
 
 def _line(row: dict[str, Any]) -> LineVerdict:

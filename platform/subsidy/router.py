@@ -213,7 +213,7 @@ async def get_claim(
     await _home(conn, principal, institution_id, READ, "read subsidy claims")
     async with conn.transaction():
         view = await reports.claim_view(
-            conn, institution_id=institution_id, month=month_query(month), evidence=evidence
+            conn, reader=principal, institution_id=institution_id, month=month_query(month), evidence=evidence
         )
         await _audit_claim_read(conn, principal, view, evidence=evidence)
     return view
@@ -249,7 +249,7 @@ async def export_claim(
     await _home(conn, principal, institution_id, READ, "read subsidy claims")
     when = month_query(month)
     async with conn.transaction():
-        view = await reports.claim_view(conn, institution_id=institution_id, month=when)
+        view = await reports.claim_view(conn, reader=principal, institution_id=institution_id, month=when)
         await _audit_claim_read(conn, principal, view, evidence=True, export=format)
     rows = reports.line_rows(view, lang)
     name = f"subsidy-{institution_id}-{when:%Y-%m}"

@@ -61,7 +61,7 @@ LEFT JOIN LATERAL subsidy_schedule(x.programme, x.home_region, %(month)s) s ON t
     """
 CREATE TEMP TABLE v_info ON COMMIT DROP AS
 SELECT l.line_id, coalesce(pe.ever_admitted, false) AS ever_admitted,
-       d.died_at, d.died_on, d.records AS death_records,
+       d.died_at, d.died_on, coalesce(d.died_here, false) AS died_here, d.records AS death_records,
        (SELECT count(*) FROM v_nights n WHERE n.mid >= d.died_at)::int AS nights_after_death,
        coalesce(bo.occupied_n, 0) AS occupied_n,
        CASE WHEN bo.occupants IS NOT NULL THEN array_remove(bo.occupants, l.person_code) END AS others,
@@ -152,9 +152,9 @@ WITH base AS (
            l.resident_id, l.bed_id, l.bed_kind, l.home_care_bed,
            f.nights, f.nights_claimed_bed, f.dead_n, f.hosp_n, f.elig_n, f.present_n, f.absent_n, f.noev_n,
            f.nosensor_n, f.vital_n, f.present_d, f.absent_d, f.noev_d, f.hosp_d, f.dead_d,
-           i.ever_admitted, i.died_at, i.died_on, i.death_records, i.nights_after_death, i.occupied_n, i.others,
-           i.age, i.capability, i.hardship, i.schedule_id, i.schedule_region, i.effective_from, i.rate_position,
-           i.monthly_yuan, i.stays, i.hospital, h.flagged,
+           i.ever_admitted, i.died_at, i.died_on, i.died_here, i.death_records, i.nights_after_death,
+           i.occupied_n, i.others, i.age, i.capability, i.hardship, i.schedule_id, i.schedule_region,
+           i.effective_from, i.rate_position, i.monthly_yuan, i.stays, i.hospital, h.flagged,
            dp.line_id IS NOT NULL AS dup, dp.lines_present, dp.other_homes,
            lv.vital_nights, lv.worn_days,
            coalesce(l.days, %(dim)s) AS claimed_d
