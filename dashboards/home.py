@@ -1,4 +1,9 @@
-"""A home: its beds now, its alarms, and how fast they were answered (variable ``institution``)."""
+"""A home: its beds now, its alarms, and how fast they were answered (variable ``institution``).
+
+Beds are shown by label, occupied or not: the board names no resident (no person code), and Grafana's login
+cannot read who is in a bed (migration 0011). Any viewer of this dashboard can pick any home: restrict who sees
+it with Grafana's folder permissions (docs/supervision.md).
+"""
 
 from __future__ import annotations
 
@@ -9,35 +14,34 @@ from eldercare.dashboards.panels import grid, number, series, variable
 UID = "eldercare-home"
 HOURS = "make_interval(secs => greatest($__interval_ms, 3600000) / 1000.0)"  # at least an hour
 
-INSTITUTIONS = "SELECT id AS __value, name || ' (' || code || ')' AS __text FROM institutions ORDER BY name"
+INSTITUTIONS = "SELECT id AS __value, name || ' (' || code || ')' AS __text FROM grafana.institutions ORDER BY name"
 
 BEDS_NOW = """
 SELECT count(*) AS beds,
-       count(*) FILTER (WHERE EXISTS (SELECT 1 FROM bed_assignments ba WHERE ba.bed_id = b.id
+       count(*) FILTER (WHERE EXISTS (SELECT 1 FROM grafana.bed_assignments ba WHERE ba.bed_id = b.id
                                       AND ba.during @> now())) AS occupied,
        count(*) FILTER (WHERE b.kind = 'nursing') AS "nursing beds"
-FROM beds b WHERE b.institution_id = $institution AND b.retired_at IS NULL
+FROM grafana.beds b WHERE b.institution_id = $institution AND b.retired_at IS NULL
 """
 
 OPEN_COUNTS = """
 SELECT count(*) FILTER (WHERE priority = 'emergency') AS emergency,
        count(*) FILTER (WHERE priority = 'urgent') AS urgent,
        count(*) FILTER (WHERE priority IN ('routine', 'technical')) AS "routine and technical"
-FROM alarms
+FROM grafana.alarms
 WHERE institution_id = $institution AND state IN ('raised', 'acknowledged', 'attending') AND held_by IS NULL
 """
 
 BEDS = """
-SELECT bed.label AS bed, bed.kind::text AS kind, r.person_code AS resident, d.code AS sensor,
+SELECT bed.label AS bed, bed.kind::text AS kind, ba.bed_id IS NOT NULL AS occupied, d.code AS sensor,
        last.time AS "last reading", last.presence AS "in bed", last.heart_rate AS "heart rate",
        last.resp_rate AS "resp. rate"
-FROM beds bed
-LEFT JOIN bed_assignments ba ON ba.bed_id = bed.id AND ba.during @> now()
-LEFT JOIN residents r ON r.id = ba.resident_id
-LEFT JOIN device_bindings db ON db.bed_id = bed.id AND db.during @> now()
-     AND db.device_id IN (SELECT id FROM devices WHERE kind = 'bed_sensor')
-LEFT JOIN devices d ON d.id = db.device_id
-LEFT JOIN LATERAL (SELECT x.time, x.presence, x.heart_rate, x.resp_rate FROM bed_readings x
+FROM grafana.beds bed
+LEFT JOIN grafana.bed_assignments ba ON ba.bed_id = bed.id AND ba.during @> now()
+LEFT JOIN grafana.device_bindings db ON db.bed_id = bed.id AND db.during @> now()
+     AND db.device_id IN (SELECT id FROM grafana.devices WHERE kind = 'bed_sensor')
+LEFT JOIN grafana.devices d ON d.id = db.device_id
+LEFT JOIN LATERAL (SELECT x.time, x.presence, x.heart_rate, x.resp_rate FROM grafana.bed_readings x
                    WHERE x.device_id = d.id ORDER BY x.time DESC LIMIT 1) last ON true
 WHERE bed.institution_id = $institution AND bed.retired_at IS NULL
 ORDER BY bed.label
@@ -46,14 +50,14 @@ ORDER BY bed.label
 OPEN_ALARMS = """
 SELECT a.raised_at AS raised, a.kind, a.priority::text AS priority, a.state::text AS state, bed.label AS bed,
        round(extract(epoch FROM now() - a.raised_at) / 60) AS "minutes open"
-FROM alarms a LEFT JOIN beds bed ON bed.id = a.bed_id
+FROM grafana.alarms a LEFT JOIN grafana.beds bed ON bed.id = a.bed_id
 WHERE a.institution_id = $institution AND a.state IN ('raised', 'acknowledged', 'attending') AND a.held_by IS NULL
 ORDER BY a.priority, a.raised_at
 """
 
 ALARMS = f"""
 SELECT time_bucket({HOURS}, raised_at) AS time, priority::text AS metric, count(*)::float8 AS value
-FROM alarms WHERE institution_id = $institution AND $__timeFilter(raised_at) AND held_by IS NULL
+FROM grafana.alarms WHERE institution_id = $institution AND $__timeFilter(raised_at) AND held_by IS NULL
 GROUP BY 1, 2 ORDER BY 1
 """  # noqa: S608 - a Grafana panel query made of this module's constants
 
@@ -62,14 +66,14 @@ SELECT time_bucket('1 day', raised_at, 'Asia/Shanghai') AS time,
        percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds_to_acknowledge::float8) AS "median to acknowledge (s)",
        percentile_cont(0.9) WITHIN GROUP (ORDER BY seconds_to_acknowledge::float8) AS "p90 to acknowledge (s)",
        percentile_cont(0.9) WITHIN GROUP (ORDER BY seconds_to_attend::float8) AS "p90 to attend (s)"
-FROM alarm_response
+FROM grafana.alarm_response
 WHERE institution_id = $institution AND priority <> 'technical' AND $__timeFilter(raised_at)
 GROUP BY 1 ORDER BY 1
 """
 
 IN_BED = """
 SELECT h.bucket AS time, sum(h.occupied_minutes)::float8 / nullif(sum(h.observed_minutes), 0) AS "in bed"
-FROM bed_hourly h JOIN devices d ON d.id = h.device_id
+FROM grafana.bed_hourly h JOIN grafana.devices d ON d.id = h.device_id
 WHERE d.institution_id = $institution AND $__timeFilter(h.bucket)
 GROUP BY 1 ORDER BY 1
 """
@@ -77,7 +81,7 @@ GROUP BY 1 ORDER BY 1
 HEART = """
 SELECT h.bucket AS time, sum(h.hr_sum) / nullif(sum(h.hr_count), 0) AS "heart rate (mean)",
        min(h.hr_min)::float8 AS "lowest", max(h.hr_max)::float8 AS "highest"
-FROM bed_hourly h JOIN devices d ON d.id = h.device_id
+FROM grafana.bed_hourly h JOIN grafana.devices d ON d.id = h.device_id
 WHERE d.institution_id = $institution AND $__timeFilter(h.bucket)
 GROUP BY 1 ORDER BY 1
 """

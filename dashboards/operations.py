@@ -12,13 +12,13 @@ BUCKET = "make_interval(secs => greatest($__interval_ms, 60000) / 1000.0)"  # at
 FRAMES = f"""
 SELECT time_bucket({BUCKET}, received_at) AS time, lane AS metric,
        sum(n_msgs)::float8 / extract(epoch FROM {BUCKET}) AS value
-FROM uplink_frames WHERE $__timeFilter(received_at)
+FROM grafana.uplink_frames WHERE $__timeFilter(received_at)
 GROUP BY 1, 2 ORDER BY 1
 """  # noqa: S608 - a Grafana panel query made of this module's constants
 
 HOURLY = """
 SELECT bucket AS time, sum(messages)::float8 / 3600 AS "device messages/s (hourly roll-up)"
-FROM device_hourly WHERE $__timeFilter(bucket)
+FROM grafana.device_hourly WHERE $__timeFilter(bucket)
 GROUP BY 1 ORDER BY 1
 """
 
@@ -26,7 +26,7 @@ LAG = f"""
 SELECT time_bucket({BUCKET}, received_at) AS time,
        avg(extract(epoch FROM received_at - sent_at))::float8 AS "average (s)",
        max(extract(epoch FROM received_at - sent_at))::float8 AS "max (s)"
-FROM uplink_frames WHERE $__timeFilter(received_at)
+FROM grafana.uplink_frames WHERE $__timeFilter(received_at)
 GROUP BY 1 ORDER BY 1
 """  # noqa: S608 - a Grafana panel query made of this module's constants
 
@@ -34,19 +34,19 @@ ALARM_LATENCY = f"""
 SELECT time_bucket({BUCKET}, raised_at) AS time,
        percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM raised_at - published_at)::float8) AS "p50 (s)",
        percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM raised_at - published_at)::float8) AS "p99 (s)"
-FROM alarms WHERE $__timeFilter(raised_at) AND published_at IS NOT NULL
+FROM grafana.alarms WHERE $__timeFilter(raised_at) AND published_at IS NOT NULL
 GROUP BY 1 ORDER BY 1
 """  # noqa: S608 - a Grafana panel query made of this module's constants
 
 PARKED_OPEN = """
 SELECT count(*) FILTER (WHERE kind = 'dead_letter') AS "dead letters",
        count(*) FILTER (WHERE kind = 'quarantine') AS "quarantined"
-FROM parked_messages WHERE replayed_at IS NULL
+FROM grafana.parked_messages WHERE replayed_at IS NULL
 """
 
 PARKED = f"""
 SELECT time_bucket({BUCKET}, received_at) AS time, kind::text AS metric, count(*)::float8 AS value
-FROM parked_messages WHERE $__timeFilter(received_at)
+FROM grafana.parked_messages WHERE $__timeFilter(received_at)
 GROUP BY 1, 2 ORDER BY 1
 """  # noqa: S608 - a Grafana panel query made of this module's constants
 
@@ -54,26 +54,24 @@ GATEWAYS_OFFLINE = """
 SELECT count(*) FILTER (WHERE last_seen_at IS NULL OR last_status IN ('death', 'goodbye')
                         OR now() - last_seen_at > interval '2 minutes') AS "gateways offline",
        count(*) AS "gateways"
-FROM gateways WHERE revoked_at IS NULL
+FROM grafana.gateways WHERE revoked_at IS NULL
 """
 
 ROLLUP_BEHIND = """
 SELECT extract(epoch FROM now() - watermark)::float8 AS "roll-ups behind (s)"
-FROM ingest_jobs WHERE job = 'rollups'
+FROM grafana.ingest_jobs WHERE job = 'rollups'
 """
 
 GAPS = """
 SELECT count(*) AS "open sequence gaps", coalesce(sum(missing), 0) AS "frames missing"
-FROM uplink_gaps WHERE filled_at IS NULL
+FROM grafana.uplink_gaps WHERE filled_at IS NULL
 """
 
 GATEWAY_TABLE = """
 SELECT i.code AS institution, g.gateway_id AS gateway, g.last_status AS status, g.last_seen_at AS "last seen",
        round(extract(epoch FROM now() - g.last_seen_at)) AS "silent (s)",
-       (g.last_heartbeat -> 'queue' ->> 'alarm')::bigint AS "alarm queue",
-       (g.last_heartbeat -> 'queue' ->> 'telemetry')::bigint AS "telemetry queue",
-       (g.last_heartbeat ->> 'dropped')::bigint AS "dropped"
-FROM gateways g JOIN institutions i ON i.id = g.institution_id
+       g.alarm_queue AS "alarm queue", g.telemetry_queue AS "telemetry queue", g.dropped
+FROM grafana.gateways g JOIN grafana.institutions i ON i.id = g.institution_id
 WHERE g.revoked_at IS NULL
 ORDER BY g.last_seen_at NULLS FIRST
 LIMIT 500

@@ -1,8 +1,8 @@
 """A regulator's region (variable ``region``): the supervision figures, credit scores and inspections.
 
-Every figure comes from ``supervision_figures`` (migration 0006), the function the API serves, over the
-local days the dashboard's time range touches (a range ending at midnight does not take the next day);
-the row with institution_id 0 is the region as a whole.
+Every figure comes from ``grafana.supervision_figures`` (migration 0011: the columns of ``supervision_figures``
+this dashboard shows), the function the API serves, over the local days the dashboard's time range touches (a
+range ending at midnight does not take the next day); the row with institution_id 0 is the region as a whole.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from eldercare.dashboards.panels import grid, number, series, variable
 
 UID = "eldercare-regulator"
 
-REGIONS = "SELECT code AS __value, code || ' ' || name AS __text FROM regions WHERE level <= 3 ORDER BY code"
+REGIONS = "SELECT code AS __value, code || ' ' || name AS __text FROM grafana.regions WHERE level <= 3 ORDER BY code"
 
 FIGURES = (
-    "supervision_figures(ARRAY(SELECT id FROM institutions WHERE starts_with(region_code, '$region')),"
+    "grafana.supervision_figures(ARRAY(SELECT id FROM grafana.institutions WHERE starts_with(region_code, '$region')),"
     " ($__timeFrom()::timestamptz AT TIME ZONE 'Asia/Shanghai')::date,"
     " (($__timeTo()::timestamptz - interval '1 millisecond') AT TIME ZONE 'Asia/Shanghai')::date)"
 )
@@ -39,7 +39,7 @@ ORDER BY unacknowledged_over_5_min DESC, institution_code
 ALARMS = """
 SELECT time_bucket('1 day', a.raised_at, 'Asia/Shanghai') AS time, a.priority::text AS metric,
        count(*)::float8 AS value
-FROM alarms a JOIN institutions i ON i.id = a.institution_id
+FROM grafana.alarms a JOIN grafana.institutions i ON i.id = a.institution_id
 WHERE starts_with(i.region_code, '$region') AND $__timeFilter(a.raised_at) AND a.held_by IS NULL
 GROUP BY 1, 2 ORDER BY 1
 """
@@ -47,7 +47,7 @@ GROUP BY 1, 2 ORDER BY 1
 CREDIT = """
 SELECT DISTINCT ON (s.institution_id) i.code, i.name AS home, s.period_start AS "from", s.period_end AS "to",
        s.score::float8 AS score, s.blacklisted
-FROM credit_scores_latest s JOIN institutions i ON i.id = s.institution_id
+FROM grafana.credit_scores_latest s JOIN grafana.institutions i ON i.id = s.institution_id
 WHERE starts_with(i.region_code, '$region')
 ORDER BY s.institution_id, s.period_end DESC
 """
@@ -55,7 +55,8 @@ ORDER BY s.institution_id, s.period_end DESC
 INSPECTIONS = """
 SELECT d.drawn_at AS drawn, d.id AS draw, i.code, i.name AS home, x.inspected_at AS inspected, x.outcome,
        x.summary
-FROM inspections x JOIN inspection_draws d ON d.id = x.draw_id JOIN institutions i ON i.id = x.institution_id
+FROM grafana.inspections x JOIN grafana.inspection_draws d ON d.id = x.draw_id
+     JOIN grafana.institutions i ON i.id = x.institution_id
 WHERE starts_with(d.region_code, '$region')
 ORDER BY d.drawn_at DESC, x.position
 LIMIT 200

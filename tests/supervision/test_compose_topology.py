@@ -1,23 +1,15 @@
-"""The production topology of docker-compose.yml, as `docker-compose config` resolves it, and the read-only
-role Grafana logs in with, tried against the test cluster."""
+"""The production topology of docker-compose.yml, as `docker-compose config` resolves it. (The role Grafana logs in
+with is tried against the test cluster in test_grafana_reader.py.)"""
 
 from __future__ import annotations
 
 import re
-import secrets
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 import yaml
-from psycopg import sql
-from tests.registry.support import create_database, drop_database
 from tests.test_compose import REPO, SECRETS, _config
-
-from eldercare.platform.stack.model import StackInfo
 
 
 @pytest.fixture(scope="module")
@@ -138,33 +130,3 @@ def test_grafana_secrets_are_required() -> None:
     result = _config({k: v for k, v in SECRETS.items() if not k.startswith("GRAFANA_")}, "-q")
     assert result.returncode != 0
     assert "GRAFANA_" in result.stderr
-
-
-def test_grafana_reader_reads_and_cannot_write(stack: StackInfo) -> None:
-    """The init script's SQL, run as the container would (psql with its variables) on a fresh database."""
-    psql = shutil.which("psql") or "/usr/lib/postgresql/15/bin/psql"
-    assert Path(psql).exists(), "psql (postgresql-client) is needed"
-    db = create_database(stack, "reader")
-    reader, password = f"grafana_reader_{secrets.token_hex(3)}", secrets.token_urlsafe(12)
-    try:
-        subprocess.run(
-            [psql, "-v", "ON_ERROR_STOP=1", "-v", f"reader={reader}", "-v", f"password={password}", "-v",
-             "owner=eldercare", "-q", "-d", db.admin_url, "-f",
-             str(REPO / "deploy/timescaledb/initdb/grafana_reader.sql.in")],
-            check=True, capture_output=True, text=True,
-        )  # fmt: skip
-        with psycopg.connect(db.url, autocommit=True) as owner:
-            owner.execute("CREATE TABLE made_later (x int)")  # created by the application role after the init
-        reader_url = f"postgresql://{reader}:{password}@{db.url.split('@', 1)[1]}"
-        with psycopg.connect(reader_url, autocommit=True) as conn:
-            row = conn.execute(
-                "SELECT count(*) FROM supervision_figures(ARRAY[]::bigint[], '2026-10-01', '2026-10-30')"
-            ).fetchone()
-            assert row == (1,)
-            assert conn.execute("SELECT count(*) FROM made_later").fetchone() == (0,)
-            with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
-                conn.execute("INSERT INTO made_later VALUES (1)")
-    finally:
-        drop_database(stack, db)
-        with psycopg.connect(stack.admin_database_url, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(reader)))

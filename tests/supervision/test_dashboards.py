@@ -1,6 +1,7 @@
-"""Every panel's SQL, run against a database with data in it (the hand-worked world, raw readings rolled up by
-ingest's roll-up code, frames, parked messages, gateways, scores, a draw), must return rows of the shape its
-panel type needs; and the built JSON in the repository is what the code builds."""
+"""Every panel's SQL, run as Grafana's login (made by the production reader script) against a database with data
+in it (the hand-worked world, raw readings rolled up by ingest's roll-up code, frames, parked messages, gateways,
+scores, a draw), must return rows of the shape its panel type needs; and the built JSON in the repository is what
+the code builds."""
 
 from __future__ import annotations
 
@@ -8,21 +9,22 @@ import asyncio
 import json
 import subprocess
 import sys
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Iterator
+from datetime import UTC, date, timedelta
 from typing import Any
 
 import psycopg
 import pytest
 from tests.registry.support import Database
+from tests.supervision.grafana_reader import END, START, Reader, queries, reader_of
 from tests.supervision.world import TZ, World, local
 
 from eldercare.dashboards import build, home, operations, regulator
 from eldercare.dashboards.sql import DATASOURCE_TYPE, DATASOURCE_UID, expand
 from eldercare.ingest import rollups
+from eldercare.platform.stack.model import StackInfo
 from eldercare.platform.supervision import credit
 
-START = datetime(2026, 10, 1, tzinfo=UTC) - timedelta(hours=8)  # the local month, in UTC
-END = datetime(2026, 11, 1, tzinfo=UTC) - timedelta(hours=8)
 NUMERIC = {"int2", "int4", "int8", "float4", "float8", "numeric"}
 TIMESTAMP = {"timestamptz"}
 
@@ -100,12 +102,15 @@ def filled(sup_db: Database, world: World) -> World:
     return world
 
 
-def _targets(model: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
-    return [(p["title"], p["type"], t) for p in model["panels"] for t in p.get("targets", [])]
+@pytest.fixture(scope="module")
+def reader(stack: StackInfo, sup_db: Database) -> Iterator[Reader]:
+    """Grafana's login, made after the migrations (as on a database migrated before the script ran)."""
+    with reader_of(stack, sup_db) as made:
+        yield made
 
 
-def _run(db: Database, sql_text: str) -> tuple[list[tuple[str, str]], list[tuple[Any, ...]]]:
-    with psycopg.connect(db.url) as conn:
+def _run(reader: Reader, sql_text: str) -> tuple[list[tuple[str, str]], list[tuple[Any, ...]]]:
+    with psycopg.connect(reader.url) as conn:
         conn.execute("SET TIME ZONE 'UTC'")
         cur = conn.execute(sql_text.encode())
         columns = [(c.name, conn.adapters.types.get(c.type_code).name) for c in cur.description or []]  # type: ignore[union-attr]
@@ -129,51 +134,48 @@ def test_built_json_in_the_repository_is_current() -> None:
         assert on_disk["uid"] == uid and on_disk["panels"]
 
 
-def test_every_panel_returns_rows_of_its_shape(sup_db: Database, filled: World) -> None:
-    models = build.build_all()
-    variables = _variables(filled)
-    checked = 0
-    for uid, model in models.items():
-        for title, kind, target in _targets(model):
-            assert target["datasource"] == {"type": DATASOURCE_TYPE, "uid": DATASOURCE_UID}, title
-            text = expand(target["rawSql"], start=START, end=END, interval_ms=3_600_000, variables=variables[uid])
-            assert "$" not in text, f"{uid} / {title}: unexpanded macro or variable"
-            columns, rows = _run(sup_db, text)
-            assert rows, f"{uid} / {title}: no rows"
-            names, types = [c[0] for c in columns], [c[1] for c in columns]
-            if kind == "timeseries":
-                assert target["format"] == "time_series", title
-                assert names[0] == "time" and types[0] in TIMESTAMP, f"{title}: {columns}"
-                rest = columns[1:]
-                text_columns = [n for n, t in rest if t == "text"]
-                assert text_columns in ([], ["metric"]), f"{title}: {columns}"
-                assert any(t in NUMERIC for _, t in rest), f"{title}: {columns}"
-                assert all(t in NUMERIC or n == "metric" for n, t in rest), f"{title}: {columns}"
-                times = [r[0] for r in rows]
-                assert times == sorted(times), f"{title}: not in time order"
-            elif kind == "stat":
-                assert target["format"] == "table" and len(rows) == 1, f"{title}: {rows}"
-                assert all(t in NUMERIC for t in types), f"{title}: {columns}"
-            else:
-                assert kind == "table" and target["format"] == "table", title
-                assert len(set(names)) == len(names), f"{title}: duplicate column names {names}"
-            checked += 1
-    assert checked == sum(len(_targets(m)) for m in models.values()) >= 25
+def test_every_panel_returns_rows_of_its_shape(reader: Reader, filled: World) -> None:
+    panels = [q for q in queries(_variables(filled)) if q.kind != "variable"]
+    for query in panels:
+        target, title, kind = query.target, query.name, query.kind
+        assert target["datasource"] == {"type": DATASOURCE_TYPE, "uid": DATASOURCE_UID}, title
+        assert "$" not in query.sql, f"{title}: unexpanded macro or variable"
+        columns, rows = _run(reader, query.sql)
+        assert rows, f"{title}: no rows"
+        names, types = [c[0] for c in columns], [c[1] for c in columns]
+        if kind == "timeseries":
+            assert target["format"] == "time_series", title
+            assert names[0] == "time" and types[0] in TIMESTAMP, f"{title}: {columns}"
+            rest = columns[1:]
+            text_columns = [n for n, t in rest if t == "text"]
+            assert text_columns in ([], ["metric"]), f"{title}: {columns}"
+            assert any(t in NUMERIC for _, t in rest), f"{title}: {columns}"
+            assert all(t in NUMERIC or n == "metric" for n, t in rest), f"{title}: {columns}"
+            times = [r[0] for r in rows]
+            assert times == sorted(times), f"{title}: not in time order"
+        elif kind == "stat":
+            assert target["format"] == "table" and len(rows) == 1, f"{title}: {rows}"
+            assert all(t in NUMERIC for t in types), f"{title}: {columns}"
+        else:
+            assert kind == "table" and target["format"] == "table", title
+            assert len(set(names)) == len(names), f"{title}: duplicate column names {names}"
+    models = build.build_all().values()
+    assert len(panels) == sum(len(p.get("targets", [])) for m in models for p in m["panels"]) >= 25
 
 
-def test_variables_list_their_values(sup_db: Database, filled: World) -> None:
-    for uid, model in build.build_all().items():
-        for variable in model.get("templating", {}).get("list", []):
-            columns, rows = _run(sup_db, variable["query"])
-            assert [c[0] for c in columns] == ["__value", "__text"] and rows, uid
-    _, homes = _run(sup_db, home.INSTITUTIONS)
+def test_variables_list_their_values(reader: Reader, filled: World) -> None:
+    for query in queries(_variables(filled)):
+        if query.kind == "variable":
+            columns, rows = _run(reader, query.sql)
+            assert [c[0] for c in columns] == ["__value", "__text"] and rows, query.name
+    _, homes = _run(reader, home.INSTITUTIONS)
     assert (filled.a.id,) in [(r[0],) for r in homes]
 
 
-def test_regulator_panels_show_the_api_figures(sup_db: Database, filled: World) -> None:
+def test_regulator_panels_show_the_api_figures(reader: Reader, filled: World) -> None:
     """The dashboard and the API read the same function: the home table agrees with the hand-worked values."""
     text = expand(regulator.HOMES, start=START, end=END, interval_ms=3_600_000, variables={"region": "420502"})
-    columns, rows = _run(sup_db, text)
+    columns, rows = _run(reader, text)
     table = {r[0]: dict(zip([c[0] for c in columns], r, strict=True)) for r in rows}
     a = table[filled.a.code]
     assert a["unacknowledged > 5 min"] == 2 and a["beds"] == 10
