@@ -3,6 +3,10 @@
 Each ``migrations/NNNN_name.sql`` runs in its own transaction under an advisory lock, so two processes
 migrating at once do not race. An applied migration whose file has changed since is an error: history is
 never rewritten, a change is a new file.
+
+After the SQL, personal data that an older version stored in clear is encrypted: only the application holds the
+data key, so SQL cannot (``platform/registry/health_text.py``). The key is read only when there is something to
+encrypt.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from importlib.resources.abc import Traversable
 from typing import Any
 
 import psycopg
+
+from eldercare.platform.crypto import Vault
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +67,9 @@ def available() -> list[Migration]:
     return found
 
 
-def migrate(conninfo: str) -> list[Migration]:
-    """Apply what is missing; return the migrations applied now."""
+def migrate(conninfo: str, *, data_key: bytes | None = None) -> list[Migration]:
+    """Apply what is missing; return the migrations applied now. ``data_key`` (default: the settings'
+    ``ELDERCARE_DATA_KEY``) encrypts what is still in clear."""
     applied_now: list[Migration] = []
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute(
@@ -88,7 +95,33 @@ def migrate(conninfo: str) -> list[Migration]:
                 )
                 applied_now.append(migration)
         _load_regions(conn)
+        _seal_in_clear(conn, data_key)
     return applied_now
+
+
+def _seal_in_clear(conn: psycopg.Connection[tuple[Any, ...]], data_key: bytes | None) -> None:
+    from eldercare.platform.registry import health_text  # the registry's columns (the registry sits above db)
+
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        if not health_text.in_clear(conn):
+            return
+        sealed = health_text.seal(conn, Vault(data_key or _settings_key(health_text.SINCE)))
+    health_text.compact(conn)
+    log.info("encrypted the health text of %d rows that were stored in clear", sealed)
+
+
+def _settings_key(version: int) -> bytes:
+    from pydantic import ValidationError
+
+    from eldercare.platform.config import SecuritySettings
+
+    try:
+        return SecuritySettings().key_bytes()
+    except ValidationError:  # its text may quote the settings' values: neither repeated nor chained
+        raise MigrationError(
+            version, "personal data is stored in clear; set ELDERCARE_DATA_KEY (a valid key) to encrypt it"
+        ) from None
 
 
 def _load_regions(conn: psycopg.Connection[tuple[Any, ...]]) -> None:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from psycopg import errors as pg
 
-from eldercare.platform.api.errors import FieldError, Problem
+from eldercare.platform.api.errors import FieldError, Problem, invalid
 from eldercare.platform.auth.service import AsyncConn
 
 # constraint name -> (field, reason) for the constraints a client can run into.
@@ -43,6 +43,17 @@ _CONSTRAINTS: dict[str, tuple[str, str]] = {
     # the death and hardship register uploads name the region in the query
     "subsidy_register_imports_region_code_fkey": ("query.region", "no such administrative division code"),
 }
+
+
+# Clocks of phones and PCs drift: a time this far ahead of the server's is still taken as "now".
+LEEWAY = timedelta(minutes=5)
+
+
+def not_in_future(field: str, when: datetime | None) -> None:
+    """422 on ``field`` when ``when`` has not happened yet (beyond :data:`LEEWAY`): the registry records what
+    happened (an admission, a binding, a death), not what is planned. None is "now"."""
+    if when is not None and when > datetime.now(UTC) + LEEWAY:
+        raise invalid(field, "in the future")
 
 
 def ends_after_start(field: str, what: str, at: datetime | None, began: datetime | None) -> None:

@@ -16,7 +16,7 @@ from eldercare.platform.audit import log as audit
 from eldercare.platform.auth import scope
 from eldercare.platform.auth.scope import Action, Obj, Principal
 from eldercare.platform.auth.service import AsyncConn
-from eldercare.platform.registry.db import atomic, ends_after_start
+from eldercare.platform.registry.db import atomic, ends_after_start, not_in_future
 from eldercare.platform.registry.types import RESPONSES, DeviceKind, Id, Limit, Offset, PathId, When
 
 router = APIRouter(prefix="/api/v1", tags=["devices"], responses=RESPONSES)
@@ -221,6 +221,7 @@ async def _belongs(conn: AsyncConn, table: str, object_id: int | None, instituti
 async def bind(device_id: PathId, body: BindIn, conn: Conn, principal: CurrentPrincipal) -> Binding:
     """Bind the device to a bed or a resident from ``at``; a current binding ends at that moment."""
     institution_id = await scope.resolve(conn, principal, Obj.DEVICE, device_id, Action.WRITE_REGISTRY)
+    not_in_future("body.at", body.at)
     await _belongs(conn, "beds", body.bed_id, institution_id, "bed_id")
     await _belongs(conn, "residents", body.resident_id, institution_id, "resident_id")
     at = body.at or datetime.now(UTC)
@@ -255,6 +256,7 @@ async def bind(device_id: PathId, body: BindIn, conn: Conn, principal: CurrentPr
 @router.post("/devices/{device_id}/unbind", status_code=204)
 async def unbind(device_id: PathId, body: Unbind, conn: Conn, principal: CurrentPrincipal) -> None:
     institution_id = await scope.resolve(conn, principal, Obj.DEVICE, device_id, Action.WRITE_REGISTRY)
+    not_in_future("body.at", body.at)
     async with atomic(conn):
         if not await _end_binding(conn, device_id=device_id, at=body.at):
             raise Problem(409, "the device is not bound", [FieldError(field="device_id", reason="not bound")])

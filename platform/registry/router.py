@@ -7,7 +7,16 @@ from fastapi import APIRouter
 from eldercare.platform.audit.router import router as audit_router
 from eldercare.platform.auth.users import router as users_router
 from eldercare.platform.labels.router import router as labels_router
-from eldercare.platform.registry import contacts, devices, gateways, institutions, places, residents, stays
+from eldercare.platform.registry import (
+    contacts,
+    devices,
+    gateways,
+    hospital,
+    institutions,
+    places,
+    residents,
+    stays,
+)
 from eldercare.platform.registry.imports.router import router as imports_router
 from eldercare.platform.services_apply.router import public as public_router
 from eldercare.platform.services_apply.router import router as applications_router
@@ -19,6 +28,7 @@ for part in (
     residents.router,
     contacts.router,
     stays.router,
+    hospital.router,
     devices.router,
     gateways.router,
     imports_router,

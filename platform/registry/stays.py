@@ -1,8 +1,8 @@
-"""Admissions, transfers and discharges (who was in which bed when), hospital stays and deaths."""
+"""Admissions, transfers and discharges (who was in which bed when), and deaths (hospital stays: ``hospital.py``)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated
 from zoneinfo import ZoneInfo
@@ -18,7 +18,9 @@ from eldercare.platform.audit import log as audit
 from eldercare.platform.auth import scope
 from eldercare.platform.auth.scope import Action, Obj, Principal
 from eldercare.platform.auth.service import AsyncConn
-from eldercare.platform.registry.db import atomic, ends_after_start
+from eldercare.platform.registry import health_text
+from eldercare.platform.registry.db import atomic, ends_after_start, not_in_future
+from eldercare.platform.registry.deps import VaultDep
 from eldercare.platform.registry.types import RESPONSES, Id, Name, Note, PathId, When
 
 router = APIRouter(prefix="/api/v1", tags=["stays"], responses=RESPONSES)
@@ -45,22 +47,6 @@ class Assignment(BaseModel):
     end_reason: str | None
 
 
-class HospitalStayIn(BaseModel):
-    hospital: Name
-    start: When
-    end: When | None = None
-    note: Note = ""
-
-
-class HospitalStay(BaseModel):
-    id: int
-    resident_id: int
-    hospital: str
-    start: datetime
-    end: datetime | None
-    note: str
-
-
 class DeathSource(StrEnum):
     INSTITUTION = "institution"
     HOSPITAL = "hospital"
@@ -74,11 +60,11 @@ class DeathIn(BaseModel):
     source: DeathSource
 
 
-def _conflict(field: str, reason: str) -> Problem:
+def conflict(field: str, reason: str) -> Problem:
     return Problem(409, reason, [FieldError(field=field, reason=reason)])
 
 
-async def _status(conn: AsyncConn, resident_id: int) -> str:
+async def resident_status(conn: AsyncConn, resident_id: int) -> str:
     row = await (
         await conn.execute("SELECT status::text FROM residents WHERE id = %s FOR UPDATE", (resident_id,))
     ).fetchone()
@@ -98,20 +84,17 @@ async def _usable_bed(conn: AsyncConn, *, bed_id: int, institution_id: int) -> N
             422, "no such bed in the resident's institution", [FieldError(field="bed_id", reason="unknown bed")]
         )
     if not row[0]:
-        raise _conflict("bed_id", "the bed is retired")
+        raise conflict("bed_id", "the bed is retired")
 
 
-# Clocks of phones and PCs drift: a time this far ahead of the server's is still taken as "now".
-_LEEWAY = timedelta(minutes=5)
 # Birth dates (from the ID number) are dates in China.
 _LOCAL = ZoneInfo("Asia/Shanghai")
 
 
-async def _plausible(conn: AsyncConn, *, resident_id: int, when: datetime, field: str) -> None:
-    """422 on ``field`` unless ``when`` has happened (give or take :data:`_LEEWAY`) and is not before the
+async def plausible(conn: AsyncConn, *, resident_id: int, when: datetime, field: str) -> None:
+    """422 on ``field`` unless ``when`` has happened (give or take :data:`~.db.LEEWAY`) and is not before the
     resident's birth date."""
-    if when > datetime.now(UTC) + _LEEWAY:
-        raise invalid(field, "in the future")
+    not_in_future(field, when)
     row = await (await conn.execute("SELECT birth_date FROM residents WHERE id = %s", (resident_id,))).fetchone()
     if row is not None and when.astimezone(_LOCAL).date() < row[0]:
         raise invalid(field, f"before the resident was born ({row[0].isoformat()})")
@@ -165,9 +148,11 @@ async def admit(resident_id: PathId, body: Move, conn: Conn, principal: CurrentP
     """Give a registered (or discharged) resident a bed."""
     institution_id = await scope.resolve(conn, principal, Obj.RESIDENT, resident_id, Action.WRITE_RESIDENT)
     async with atomic(conn):
-        status = await _status(conn, resident_id)
+        if body.at is not None:
+            await plausible(conn, resident_id=resident_id, when=body.at, field="body.at")
+        status = await resident_status(conn, resident_id)
         if status not in ("registered", "discharged"):
-            raise _conflict("resident_id", f"a resident who is {status} cannot be admitted")
+            raise conflict("resident_id", f"a resident who is {status} cannot be admitted")
         await _usable_bed(conn, bed_id=body.bed_id, institution_id=institution_id)
         await conn.execute(
             "INSERT INTO bed_assignments (bed_id, resident_id, during) VALUES (%s, %s, tstzrange(coalesce(%s, now()),"
@@ -189,14 +174,15 @@ async def admit(resident_id: PathId, body: Move, conn: Conn, principal: CurrentP
 async def transfer(resident_id: PathId, body: Move, conn: Conn, principal: CurrentPrincipal) -> None:
     """Move an admitted resident to another bed of the home at one instant."""
     institution_id = await scope.resolve(conn, principal, Obj.RESIDENT, resident_id, Action.WRITE_RESIDENT)
+    not_in_future("body.at", body.at)
     async with atomic(conn):
-        if await _status(conn, resident_id) != "admitted":
-            raise _conflict("resident_id", "only an admitted resident can be transferred")
+        if await resident_status(conn, resident_id) != "admitted":
+            raise conflict("resident_id", "only an admitted resident can be transferred")
         await _usable_bed(conn, bed_id=body.bed_id, institution_id=institution_id)
         at = body.at or datetime.now(UTC)
         old = await _close_stay(conn, resident_id=resident_id, at=at, reason="transfer")
         if old == body.bed_id:
-            raise _conflict("bed_id", "the resident is in this bed already")
+            raise conflict("bed_id", "the resident is in this bed already")
         await conn.execute(
             "INSERT INTO bed_assignments (bed_id, resident_id, during) VALUES (%s, %s, tstzrange(%s, NULL))",
             (body.bed_id, resident_id, at),
@@ -215,9 +201,10 @@ async def transfer(resident_id: PathId, body: Move, conn: Conn, principal: Curre
 async def discharge(resident_id: PathId, body: Leave, conn: Conn, principal: CurrentPrincipal) -> None:
     """The resident leaves the home: the bed is freed and devices worn by the resident are unbound."""
     institution_id = await scope.resolve(conn, principal, Obj.RESIDENT, resident_id, Action.WRITE_RESIDENT)
+    not_in_future("body.at", body.at)
     async with atomic(conn):
-        if await _status(conn, resident_id) != "admitted":
-            raise _conflict("resident_id", "only an admitted resident can be discharged")
+        if await resident_status(conn, resident_id) != "admitted":
+            raise conflict("resident_id", "only an admitted resident can be discharged")
         await _close_stay(conn, resident_id=resident_id, at=body.at, reason="discharge")
         await _unbind_worn(conn, resident_id=resident_id, at=body.at)
         await conn.execute("UPDATE residents SET status = 'discharged' WHERE id = %s", (resident_id,))
@@ -275,94 +262,26 @@ async def _assignments(conn: AsyncConn, column: str, value: int) -> list[Assignm
         return [Assignment.model_validate(r) for r in await cur.fetchall()]
 
 
-@router.get("/residents/{resident_id}/hospital-stays")
-async def list_hospital_stays(resident_id: PathId, conn: Conn, principal: CurrentPrincipal) -> list[HospitalStay]:
-    """The resident's stays in hospital. Health data: the read is audited."""
-    institution_id = await scope.resolve(conn, principal, Obj.RESIDENT, resident_id, Action.READ_RESIDENT)
-    async with atomic(conn), conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            "SELECT id, resident_id, hospital, lower(during) AS start, upper(during) AS end, note"
-            " FROM hospital_stays WHERE resident_id = %s ORDER BY lower(during)",
-            (resident_id,),
-        )
-        stays = [HospitalStay.model_validate(r) for r in await cur.fetchall()]
-        await audit.read_health(
-            conn, principal=principal, object_type="resident", object_id=resident_id, institution_id=institution_id,
-            detail={"fields": ["hospital_stays"], "count": len(stays)},
-        )  # fmt: skip
-    return stays
-
-
-@router.post("/residents/{resident_id}/hospital-stays", status_code=201)
-async def add_hospital_stay(
-    resident_id: PathId, body: HospitalStayIn, conn: Conn, principal: CurrentPrincipal
-) -> HospitalStay:
-    """A stay in hospital (the bed is kept); an open one has no end yet."""
-    institution_id = await scope.resolve(conn, principal, Obj.RESIDENT, resident_id, Action.WRITE_RESIDENT)
-    if body.end is not None and body.end <= body.start:
-        raise Problem(422, "the stay must end after it starts", [FieldError(field="end", reason="not after start")])
-    async with atomic(conn):
-        if await _status(conn, resident_id) == "deceased":
-            raise _conflict("resident_id", "the resident is deceased")
-        await _plausible(conn, resident_id=resident_id, when=body.start, field="body.start")
-        row = await (
-            await conn.execute(
-                "INSERT INTO hospital_stays (resident_id, hospital, during, note) VALUES (%s, %s, tstzrange(%s, %s),"
-                " %s) RETURNING id",
-                (resident_id, body.hospital, body.start, body.end, body.note),
-            )
-        ).fetchone()
-        assert row is not None
-        await audit.record(
-            conn,
-            principal=principal,
-            action="create",
-            object_type="hospital_stay",
-            object_id=row[0],
-            institution_id=institution_id,
-            detail={"resident_id": resident_id},
-        )
-    return HospitalStay(id=row[0], resident_id=resident_id, **body.model_dump())
-
-
-@router.post("/hospital-stays/{stay_id}/end")
-async def end_hospital_stay(stay_id: PathId, body: Leave, conn: Conn, principal: CurrentPrincipal) -> HospitalStay:
-    """The resident came back from hospital."""
-    institution_id = await scope.resolve(conn, principal, Obj.HOSPITAL_STAY, stay_id, Action.WRITE_RESIDENT)
-    async with atomic(conn):
-        async with conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(
-                "UPDATE hospital_stays SET during = tstzrange(lower(during), coalesce(%s, now()))"
-                " WHERE id = %s AND upper_inf(during) AND lower(during) < coalesce(%s, now())"
-                " RETURNING id, resident_id, hospital, lower(during) AS start, upper(during) AS end, note",
-                (body.at, stay_id, body.at),
-            )
-            row = await cur.fetchone()
-        if row is None:
-            raise _conflict("at", "the stay has ended already, or would end before it started")
-        await audit.record(
-            conn,
-            principal=principal,
-            action="update",
-            object_type="hospital_stay",
-            object_id=stay_id,
-            institution_id=institution_id,
-            detail={"ended": row["end"].isoformat()},
-        )
-    return HospitalStay.model_validate(row)
-
-
 @router.post("/residents/{resident_id}/death", status_code=204)
-async def record_death(resident_id: PathId, body: DeathIn, conn: Conn, principal: CurrentPrincipal) -> None:
-    """Record a death: the bed is freed, worn devices unbound, an open hospital stay ended."""
+async def record_death(
+    resident_id: PathId, body: DeathIn, conn: Conn, principal: CurrentPrincipal, vault: VaultDep
+) -> None:
+    """Record a death: the bed is freed, worn devices unbound, an open hospital stay ended. The place is health
+    data: stored encrypted, and the audit log says only whether one was given."""
     institution_id = await scope.resolve(conn, principal, Obj.RESIDENT, resident_id, Action.WRITE_RESIDENT)
     async with atomic(conn):
-        if await _status(conn, resident_id) == "deceased":
-            raise _conflict("resident_id", "a death is already recorded for this resident")
-        await _plausible(conn, resident_id=resident_id, when=body.died_at, field="body.died_at")
+        if await resident_status(conn, resident_id) == "deceased":
+            raise conflict("resident_id", "a death is already recorded for this resident")
+        await plausible(conn, resident_id=resident_id, when=body.died_at, field="body.died_at")
         await conn.execute(
-            "INSERT INTO deaths (resident_id, died_at, place, source, recorded_by) VALUES (%s, %s, %s, %s, %s)",
-            (resident_id, body.died_at, body.place or "", body.source.value, principal.user_id),
+            "INSERT INTO deaths (resident_id, died_at, place_enc, source, recorded_by) VALUES (%s, %s, %s, %s, %s)",
+            (
+                resident_id,
+                body.died_at,
+                health_text.seal_text(vault, body.place or "", column=health_text.PLACE),
+                body.source.value,
+                principal.user_id,
+            ),
         )
         await _close_stay(conn, resident_id=resident_id, at=body.died_at, reason="death", field="body.died_at")
         await _unbind_worn(conn, resident_id=resident_id, at=body.died_at, field="body.died_at")
@@ -378,5 +297,5 @@ async def record_death(resident_id: PathId, body: DeathIn, conn: Conn, principal
             action="death",
             resident_id=resident_id,
             institution_id=institution_id,
-            detail=body.model_dump(mode="json"),
+            detail={**body.model_dump(mode="json", exclude={"place"}), "place_given": bool(body.place)},
         )

@@ -101,13 +101,11 @@ def _people(conn: Conn, scenario: Scenario, vault: Vault, out: Written) -> None:
                 bed = scenario.homes[p.home].beds[p.bed].code
                 span = f"[{p.admitted.isoformat()},{p.left.isoformat() if p.left else ''})"
                 cp.write_row((out.beds[bed], out.residents[p.person_code], span, p.left_reason))
-    with conn.cursor().copy("COPY hospital_stays (resident_id, hospital, during) FROM STDIN") as cp:
+    with conn.cursor().copy("COPY hospital_stays (resident_id, during) FROM STDIN") as cp:  # no text: only dates count
         for p in scenario.people:
             for start, end, recorded in p.hospital:
                 if recorded:
-                    cp.write_row(
-                        (out.residents[p.person_code], "宜昌市中心人民医院", f"[{start.isoformat()},{end.isoformat()})")
-                    )
+                    cp.write_row((out.residents[p.person_code], f"[{start.isoformat()},{end.isoformat()})"))
     with conn.cursor().copy("COPY deaths (resident_id, died_at, source) FROM STDIN") as cp:
         for p in scenario.people:
             if p.death_recorded and p.died is not None:

@@ -248,8 +248,8 @@ def _shape(db: str, home: SeededHome, others: list[SeededHome], beds: list[Bed],
                 (bed.resident_id, username),
             )
         conn.execute(
-            "INSERT INTO hospital_stays (resident_id, hospital, during) VALUES (%s, %s, tstzrange(%s, NULL))",
-            (beds[4].resident_id, "远安县人民医院", now - timedelta(days=2)),
+            "INSERT INTO hospital_stays (resident_id, during) VALUES (%s, tstzrange(%s, NULL))",
+            (beds[4].resident_id, now - timedelta(days=2)),
         )
         conn.execute(
             "UPDATE bed_assignments SET during = tstzrange(lower(during), %s), end_reason = 'discharge'"
