@@ -301,8 +301,14 @@ def _last_month(
                 hold=hold,
             )
         except (SimError, httpx.HTTPError, psycopg.Error, rollups.RawDataGoneError) as exc:  # the demo goes on
-            print(f"eldercare demo: last month not made ({exc}); it is tried again at the next start",
-                  file=sys.stderr, flush=True)  # fmt: skip
+            # A month whose raw data retention dropped cannot be made again from this state: trying it at the
+            # next start would fail the same way.
+            after = (
+                f"it cannot be made from this state: stop the demo and remove {base_dir} to start afresh"
+                if isinstance(exc, rollups.RawDataGoneError)
+                else "it is tried again at the next start"
+            )
+            print(f"eldercare demo: last month not made ({exc}); {after}", file=sys.stderr, flush=True)
             return None, stop.is_set()  # the lock stays until the demo ends: what is stored of the month is kept
         if hold is not None and not stop.is_set():
             hold.release()  # made (released already), or nothing to make
