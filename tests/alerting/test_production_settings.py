@@ -100,3 +100,15 @@ def test_compose_sends_sms_through_the_provider_and_email_only_with_a_server() -
     sms = mailed["sms"]
     assert isinstance(sms, SmsChannel) and isinstance(sms.provider, HttpSmsProvider)
     assert sms.provider.api_key == "k" * 24
+
+
+def test_sms_can_be_switched_off_explicitly_and_only_so() -> None:
+    """A deployment without an SMS contract says so (``ELDERCARE_SMS_URL=off``): no SMS channel, so SMS is not
+    offered and existing SMS channels are shown as not sent; anything else that is not an address is refused."""
+    off = NotifySettings(environment=Environment.PRODUCTION, sms_url="off")
+    assert "sms" not in _channels(off) and "webhook_json" in _channels(off)
+    assert "sms" not in _channels(NotifySettings(environment=Environment.DEVELOPMENT, sms_url="off"))
+    with pytest.raises(ValidationError, match="neither an http"):
+        NotifySettings(environment=Environment.PRODUCTION, sms_url="no")
+    compose = _settings(_platform_env({"ELDERCARE_SMS_URL": "off"}))
+    assert compose.environment is Environment.PRODUCTION and "sms" not in _channels(compose)
