@@ -14,7 +14,7 @@ from eldercare.platform.api.deps import Conn, CurrentPrincipal
 from eldercare.platform.audit import log as audit
 from eldercare.platform.auth import scope
 from eldercare.platform.auth.scope import Action, Obj
-from eldercare.platform.registry.db import atomic
+from eldercare.platform.registry.db import atomic, not_in_future
 from eldercare.platform.registry.deps import VaultDep
 from eldercare.platform.registry.types import RESPONSES, Name, Note, PathId, Phone, When, mask_name, mask_phone
 
@@ -90,6 +90,7 @@ async def add_contact(
     resident_id: PathId, body: ContactIn, conn: Conn, principal: CurrentPrincipal, vault: VaultDep
 ) -> Contact:
     institution_id = await scope.resolve(conn, principal, Obj.RESIDENT, resident_id, Action.WRITE_RESIDENT)
+    not_in_future("body.consent_at", body.consent_at)
     async with atomic(conn):
         row = await (
             await conn.execute(

@@ -15,31 +15,36 @@ from psycopg import errors as pg
 from eldercare.platform.api.errors import FieldError, Problem, invalid
 from eldercare.platform.auth.service import AsyncConn
 
-# constraint name -> (field, reason) for the constraints a client can run into.
+# constraint name -> (field, reason) for the constraints a client can run into. The field is named where the client
+# sent it, as FastAPI's own validation errors are: ``body.code``, ``path.resident_id``, ``query.region``. (Bed and
+# person codes are issued by the platform, not sent: those two keep the bare column name.)
 _CONSTRAINTS: dict[str, tuple[str, str]] = {
-    "institutions_code_key": ("code", "an institution with this code is already registered"),
-    "institutions_region_code_fkey": ("region_code", "no such administrative division code"),
-    "institutions_check": ("lon", "give both coordinates or neither"),
-    "institutions_check1": ("price_max", "must not be below price_min"),
-    "institutions_price_max_check": ("price_max", "must not be below price_min"),
-    "buildings_institution_id_name_key": ("name", "a building of this name exists in the institution"),
-    "floors_building_id_name_key": ("name", "a floor of this name exists in the building"),
-    "rooms_floor_id_name_key": ("name", "a room of this name exists on the floor"),
+    "institutions_code_key": ("body.code", "an institution with this code is already registered"),
+    "institutions_region_code_fkey": ("body.region_code", "no such administrative division code"),
+    "institutions_check": ("body.lon", "give both coordinates or neither"),
+    "institutions_check1": ("body.price_max", "must not be below price_min"),
+    "institutions_price_max_check": ("body.price_max", "must not be below price_min"),
+    "buildings_institution_id_name_key": ("body.name", "a building of this name exists in the institution"),
+    "floors_building_id_name_key": ("body.name", "a floor of this name exists in the building"),
+    "rooms_floor_id_name_key": ("body.name", "a room of this name exists on the floor"),
     "beds_code_key": ("code", "bed code already issued"),
-    "beds_room_label": ("label", "a bed with this label exists in the room"),
-    "residents_institution_id_id_number_hash_key": ("id_number", "a resident with this ID number is registered here"),
+    "beds_room_label": ("body.label", "a bed with this label exists in the room"),
+    "residents_institution_id_id_number_hash_key": (
+        "body.id_number",
+        "a resident with this ID number is registered here",
+    ),
     "residents_person_code_key": ("person_code", "person code already issued"),
-    "bed_assignments_bed_id_during_excl": ("bed_id", "the bed is occupied at that time"),
-    "bed_assignments_resident_id_during_excl": ("resident_id", "the resident has a bed at that time"),
-    "devices_institution_id_code_key": ("code", "a device with this code is registered in the institution"),
-    "device_bindings_device_id_during_excl": ("device_id", "the device is bound at that time"),
-    "gateways_gateway_id_key": ("gateway_id", "a gateway with this id is registered"),
-    "users_username_key": ("username", "the username is taken"),
-    "users_region_code_fkey": ("region_code", "no such administrative division code"),
-    "family_links_pkey": ("resident_id", "the user is already linked to this resident"),
-    "hospital_stays_resident_id_during_excl": ("start", "overlaps another hospital stay of the resident"),
-    "deaths_pkey": ("resident_id", "a death is already recorded for this resident"),
-    "service_applications_open": ("service", "an application for this service is already open"),
+    "bed_assignments_bed_id_during_excl": ("body.bed_id", "the bed is occupied at that time"),
+    "bed_assignments_resident_id_during_excl": ("path.resident_id", "the resident has a bed at that time"),
+    "devices_institution_id_code_key": ("body.code", "a device with this code is registered in the institution"),
+    "device_bindings_device_id_during_excl": ("path.device_id", "the device is bound at that time"),
+    "gateways_gateway_id_key": ("body.gateway_id", "a gateway with this id is registered"),
+    "users_username_key": ("body.username", "the username is taken"),
+    "users_region_code_fkey": ("body.region_code", "no such administrative division code"),
+    "family_links_pkey": ("body.resident_id", "the user is already linked to this resident"),
+    "hospital_stays_resident_id_during_excl": ("body.start", "overlaps another hospital stay of the resident"),
+    "deaths_pkey": ("path.resident_id", "a death is already recorded for this resident"),
+    "service_applications_open": ("body.service", "an application for this service is already open"),
     # the death and hardship register uploads name the region in the query
     "subsidy_register_imports_region_code_fkey": ("query.region", "no such administrative division code"),
 }

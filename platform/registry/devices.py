@@ -202,7 +202,8 @@ async def _end_binding(conn: AsyncConn, *, device_id: int, at: datetime | None) 
     return True
 
 
-async def _belongs(conn: AsyncConn, table: str, object_id: int | None, institution_id: int, field: str) -> None:
+async def _belongs(conn: AsyncConn, table: str, object_id: int | None, institution_id: int, what: str) -> None:
+    """422 on ``body.<what>_id`` unless the bed or resident ``object_id`` (if given) is of the institution."""
     if object_id is None:
         return
     row = await (
@@ -213,7 +214,9 @@ async def _belongs(conn: AsyncConn, table: str, object_id: int | None, instituti
     ).fetchone()
     if row is None:
         raise Problem(
-            422, f"no such {field[:-3]} in the device's institution", [FieldError(field=field, reason="unknown")]
+            422,
+            f"no such {what} in the device's institution",
+            [FieldError(field=f"body.{what}_id", reason="unknown")],
         )
 
 
@@ -222,15 +225,15 @@ async def bind(device_id: PathId, body: BindIn, conn: Conn, principal: CurrentPr
     """Bind the device to a bed or a resident from ``at``; a current binding ends at that moment."""
     institution_id = await scope.resolve(conn, principal, Obj.DEVICE, device_id, Action.WRITE_REGISTRY)
     not_in_future("body.at", body.at)
-    await _belongs(conn, "beds", body.bed_id, institution_id, "bed_id")
-    await _belongs(conn, "residents", body.resident_id, institution_id, "resident_id")
+    await _belongs(conn, "beds", body.bed_id, institution_id, "bed")
+    await _belongs(conn, "residents", body.resident_id, institution_id, "resident")
     at = body.at or datetime.now(UTC)
     async with atomic(conn):
         retired = await (
             await conn.execute("SELECT retired_at FROM devices WHERE id = %s FOR UPDATE", (device_id,))
         ).fetchone()
         if retired is not None and retired[0] is not None:
-            raise Problem(409, "the device is retired", [FieldError(field="device_id", reason="retired")])
+            raise Problem(409, "the device is retired", [FieldError(field="path.device_id", reason="retired")])
         await _end_binding(conn, device_id=device_id, at=at)
         row = await (
             await conn.execute(
@@ -259,7 +262,7 @@ async def unbind(device_id: PathId, body: Unbind, conn: Conn, principal: Current
     not_in_future("body.at", body.at)
     async with atomic(conn):
         if not await _end_binding(conn, device_id=device_id, at=body.at):
-            raise Problem(409, "the device is not bound", [FieldError(field="device_id", reason="not bound")])
+            raise Problem(409, "the device is not bound", [FieldError(field="path.device_id", reason="not bound")])
         await audit.record(
             conn,
             principal=principal,

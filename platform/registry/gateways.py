@@ -164,7 +164,7 @@ async def revoke_gateway(gateway_pk: PathId, conn: Conn, principal: CurrentPrinc
     institution_id = await scope.resolve(conn, principal, Obj.GATEWAY, gateway_pk, Action.MANAGE_GATEWAYS)
     gateway = await fetch(conn, gateway_pk)
     if gateway.revoked_at is not None:
-        raise Problem(409, "the gateway is revoked already", [FieldError(field="gateway_pk", reason="revoked")])
+        raise Problem(409, "the gateway is revoked already", [FieldError(field="path.gateway_pk", reason="revoked")])
     async with atomic(conn):
         await conn.execute("UPDATE gateways SET password_hash = NULL, revoked_at = now() WHERE id = %s", (gateway_pk,))
         await service.revoke(broker, gateway=gateway.gateway_id)

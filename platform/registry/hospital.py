@@ -16,6 +16,7 @@ from eldercare.platform.api.errors import FieldError, Problem
 from eldercare.platform.audit import log as audit
 from eldercare.platform.auth import scope
 from eldercare.platform.auth.scope import Action, Obj
+from eldercare.platform.auth.service import AsyncConn
 from eldercare.platform.crypto import Vault
 from eldercare.platform.registry import health_text
 from eldercare.platform.registry.db import atomic, not_in_future
@@ -79,7 +80,9 @@ async def add_hospital_stay(
     """A stay in hospital (the bed is kept); an open one has no end yet."""
     institution_id = await scope.resolve(conn, principal, Obj.RESIDENT, resident_id, Action.WRITE_RESIDENT)
     if body.end is not None and body.end <= body.start:
-        raise Problem(422, "the stay must end after it starts", [FieldError(field="end", reason="not after start")])
+        raise Problem(
+            422, "the stay must end after it starts", [FieldError(field="body.end", reason="not after start")]
+        )
     not_in_future("body.end", body.end)
     async with atomic(conn):
         if await resident_status(conn, resident_id) == "deceased":
@@ -111,25 +114,40 @@ async def add_hospital_stay(
     return HospitalStay(id=row[0], resident_id=resident_id, **body.model_dump())
 
 
+async def _noted(conn: AsyncConn, *, vault: Vault, stay_id: int, note: str) -> bytes | None:
+    """The stay's note with ``note`` appended on a line of its own, sealed; None when no note is given (the stay's
+    note is kept). Locks the stay's row, so that no other end adds to the same note meanwhile."""
+    if not note:
+        return None
+    row = await (
+        await conn.execute("SELECT note_enc FROM hospital_stays WHERE id = %s FOR UPDATE", (stay_id,))
+    ).fetchone()
+    before = "" if row is None else health_text.open_text(vault, row[0], column=health_text.NOTE)
+    return health_text.seal_text(vault, f"{before}\n{note}" if before else note, column=health_text.NOTE)
+
+
 @router.post("/hospital-stays/{stay_id}/end")
 async def end_hospital_stay(
     stay_id: PathId, body: Leave, conn: Conn, principal: CurrentPrincipal, vault: VaultDep
 ) -> HospitalStay:
-    """The resident came back from hospital. The answer shows the stay's hospital and note: a read of health data,
-    audited as such."""
+    """The resident came back from hospital. A note given (say, the hospital's discharge advice) is added to the
+    stay's note on a line of its own: the note written when the stay began is kept. The answer shows the stay's
+    hospital and note: a read of health data, audited as such."""
     institution_id = await scope.resolve(conn, principal, Obj.HOSPITAL_STAY, stay_id, Action.WRITE_RESIDENT)
     not_in_future("body.at", body.at)
     async with atomic(conn):
+        note_enc = await _noted(conn, vault=vault, stay_id=stay_id, note=body.note)
         async with conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(
-                "UPDATE hospital_stays SET during = tstzrange(lower(during), coalesce(%s, now()))"
+                "UPDATE hospital_stays SET during = tstzrange(lower(during), coalesce(%s, now())),"
+                " note_enc = coalesce(%s::bytea, note_enc)"
                 " WHERE id = %s AND upper_inf(during) AND lower(during) < coalesce(%s, now())"
                 " RETURNING id, resident_id, hospital_enc, lower(during) AS start, upper(during) AS end, note_enc",
-                (body.at, stay_id, body.at),
+                (body.at, note_enc, stay_id, body.at),
             )
             row = await cur.fetchone()
         if row is None:
-            raise conflict("at", "the stay has ended already, or would end before it started")
+            raise conflict("body.at", "the stay has ended already, or would end before it started")
         stay = _open(row, vault=vault, clear=True)  # only the home may end a stay
         await audit.record(
             conn,
@@ -138,7 +156,7 @@ async def end_hospital_stay(
             object_type="hospital_stay",
             object_id=stay_id,
             institution_id=institution_id,
-            detail={"ended": row["end"].isoformat()},
+            detail={"ended": row["end"].isoformat(), "note_given": bool(body.note)},
         )
         await audit.read_health(
             conn, principal=principal, object_type="resident", object_id=stay.resident_id,

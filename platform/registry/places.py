@@ -230,7 +230,7 @@ async def check_room(conn: AsyncConn, *, room_id: int | None, institution_id: in
         )
     ).fetchone()
     if row is None:
-        raise Problem(422, "no such room in the institution", [FieldError(field="room_id", reason="unknown room")])
+        raise Problem(422, "no such room in the institution", [FieldError(field="body.room_id", reason="unknown room")])
 
 
 async def insert_bed(
@@ -318,7 +318,7 @@ async def update_bed(bed_id: PathId, body: BedUpdate, conn: Conn, principal: Cur
     current = await fetch_bed(conn, bed_id)
     async with atomic(conn):
         if body.retired and current.occupied:
-            raise Problem(409, "the bed is occupied", [FieldError(field="retired", reason="discharge first")])
+            raise Problem(409, "the bed is occupied", [FieldError(field="body.retired", reason="discharge first")])
         await conn.execute(
             "UPDATE beds SET label = coalesce(%s, label), kind = coalesce(%s::bed_kind, kind),"
             " retired_at = CASE WHEN %s::boolean IS NULL THEN retired_at WHEN %s THEN coalesce(retired_at, now())"

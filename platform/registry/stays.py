@@ -25,6 +25,10 @@ from eldercare.platform.registry.types import RESPONSES, Id, Name, Note, PathId,
 
 router = APIRouter(prefix="/api/v1", tags=["stays"], responses=RESPONSES)
 
+# The note given at a discharge, kept on the bed stay it ended: health text (``health_text.py``), encrypted with the
+# Vault bound to this column since it was added (migration 0014), so there is nothing in clear to seal.
+END_NOTE = "bed_assignments.end_note"
+
 
 class Move(BaseModel):
     bed_id: Id
@@ -33,7 +37,7 @@ class Move(BaseModel):
 
 class Leave(BaseModel):
     at: When | None = Field(default=None, description="when; default now")
-    note: Note = ""
+    note: Note = Field(default="", description="health data: stored encrypted, never copied into the audit log")
 
 
 class Assignment(BaseModel):
@@ -45,6 +49,14 @@ class Assignment(BaseModel):
     start: datetime
     end: datetime | None
     end_reason: str | None
+
+
+class BedStay(Assignment):
+    """A bed stay as the resident's record shows it: with the note given when it ended."""
+
+    note: str = Field(
+        description="the discharge note: health data, in clear for the home and the family, *** for regulators"
+    )
 
 
 class DeathSource(StrEnum):
@@ -81,10 +93,10 @@ async def _usable_bed(conn: AsyncConn, *, bed_id: int, institution_id: int) -> N
     ).fetchone()
     if row is None:
         raise Problem(
-            422, "no such bed in the resident's institution", [FieldError(field="bed_id", reason="unknown bed")]
+            422, "no such bed in the resident's institution", [FieldError(field="body.bed_id", reason="unknown bed")]
         )
     if not row[0]:
-        raise conflict("bed_id", "the bed is retired")
+        raise conflict("body.bed_id", "the bed is retired")
 
 
 # Birth dates (from the ID number) are dates in China.
@@ -101,10 +113,16 @@ async def plausible(conn: AsyncConn, *, resident_id: int, when: datetime, field:
 
 
 async def _close_stay(
-    conn: AsyncConn, *, resident_id: int, at: datetime | None, reason: str, field: str = "body.at"
+    conn: AsyncConn,
+    *,
+    resident_id: int,
+    at: datetime | None,
+    reason: str,
+    field: str = "body.at",
+    note_enc: bytes | None = None,
 ) -> int | None:
-    """End the resident's open bed assignment at ``at``; the bed it was in, or None. 409 on ``field`` if
-    ``at`` is before the assignment began."""
+    """End the resident's open bed assignment at ``at``, with the (encrypted) note given; the bed it was in, or None.
+    409 on ``field`` if ``at`` is before the assignment began."""
     began = await (
         await conn.execute(
             "SELECT lower(during) FROM bed_assignments WHERE resident_id = %s AND upper_inf(during) FOR UPDATE",
@@ -115,9 +133,9 @@ async def _close_stay(
     row = await (
         await conn.execute(
             "UPDATE bed_assignments SET during = tstzrange(lower(during),"
-            " coalesce(%s, greatest(lower(during), now()))), end_reason = %s"
+            " coalesce(%s, greatest(lower(during), now()))), end_reason = %s, end_note_enc = %s"
             " WHERE resident_id = %s AND upper_inf(during) RETURNING bed_id",
-            (at, reason, resident_id),
+            (at, reason, note_enc, resident_id),
         )
     ).fetchone()
     return None if row is None else int(row[0])
@@ -152,7 +170,7 @@ async def admit(resident_id: PathId, body: Move, conn: Conn, principal: CurrentP
             await plausible(conn, resident_id=resident_id, when=body.at, field="body.at")
         status = await resident_status(conn, resident_id)
         if status not in ("registered", "discharged"):
-            raise conflict("resident_id", f"a resident who is {status} cannot be admitted")
+            raise conflict("path.resident_id", f"a resident who is {status} cannot be admitted")
         await _usable_bed(conn, bed_id=body.bed_id, institution_id=institution_id)
         await conn.execute(
             "INSERT INTO bed_assignments (bed_id, resident_id, during) VALUES (%s, %s, tstzrange(coalesce(%s, now()),"
@@ -177,12 +195,12 @@ async def transfer(resident_id: PathId, body: Move, conn: Conn, principal: Curre
     not_in_future("body.at", body.at)
     async with atomic(conn):
         if await resident_status(conn, resident_id) != "admitted":
-            raise conflict("resident_id", "only an admitted resident can be transferred")
+            raise conflict("path.resident_id", "only an admitted resident can be transferred")
         await _usable_bed(conn, bed_id=body.bed_id, institution_id=institution_id)
         at = body.at or datetime.now(UTC)
         old = await _close_stay(conn, resident_id=resident_id, at=at, reason="transfer")
         if old == body.bed_id:
-            raise conflict("bed_id", "the resident is in this bed already")
+            raise conflict("body.bed_id", "the resident is in this bed already")
         await conn.execute(
             "INSERT INTO bed_assignments (bed_id, resident_id, during) VALUES (%s, %s, tstzrange(%s, NULL))",
             (body.bed_id, resident_id, at),
@@ -198,14 +216,17 @@ async def transfer(resident_id: PathId, body: Move, conn: Conn, principal: Curre
 
 
 @router.post("/residents/{resident_id}/discharge", status_code=204)
-async def discharge(resident_id: PathId, body: Leave, conn: Conn, principal: CurrentPrincipal) -> None:
-    """The resident leaves the home: the bed is freed and devices worn by the resident are unbound."""
+async def discharge(resident_id: PathId, body: Leave, conn: Conn, principal: CurrentPrincipal, vault: VaultDep) -> None:
+    """The resident leaves the home: the bed is freed and devices worn by the resident are unbound. The note is
+    health data: kept encrypted on the stay that ended (shown with the resident's beds), and the audit log says only
+    whether one was given."""
     institution_id = await scope.resolve(conn, principal, Obj.RESIDENT, resident_id, Action.WRITE_RESIDENT)
     not_in_future("body.at", body.at)
+    note_enc = health_text.seal_text(vault, body.note, column=END_NOTE)
     async with atomic(conn):
         if await resident_status(conn, resident_id) != "admitted":
-            raise conflict("resident_id", "only an admitted resident can be discharged")
-        await _close_stay(conn, resident_id=resident_id, at=body.at, reason="discharge")
+            raise conflict("path.resident_id", "only an admitted resident can be discharged")
+        await _close_stay(conn, resident_id=resident_id, at=body.at, reason="discharge", note_enc=note_enc)
         await _unbind_worn(conn, resident_id=resident_id, at=body.at)
         await conn.execute("UPDATE residents SET status = 'discharged' WHERE id = %s", (resident_id,))
         await _record(
@@ -214,7 +235,7 @@ async def discharge(resident_id: PathId, body: Leave, conn: Conn, principal: Cur
             action="discharge",
             resident_id=resident_id,
             institution_id=institution_id,
-            detail=body.model_dump(mode="json"),
+            detail={**body.model_dump(mode="json", exclude={"note"}), "note_given": bool(body.note)},
         )
 
 
@@ -235,31 +256,44 @@ async def _unbind_worn(conn: AsyncConn, *, resident_id: int, at: datetime | None
 
 
 @router.get("/residents/{resident_id}/beds")
-async def resident_beds(resident_id: PathId, conn: Conn, principal: CurrentPrincipal) -> list[Assignment]:
-    """Every bed the resident had, oldest first."""
-    await scope.resolve(conn, principal, Obj.RESIDENT, resident_id, Action.READ_RESIDENT)
-    return await _assignments(conn, "resident_id", resident_id)
+async def resident_beds(resident_id: PathId, conn: Conn, principal: CurrentPrincipal, vault: VaultDep) -> list[BedStay]:
+    """Every bed the resident had, oldest first, with the note given at a discharge: in clear for the home and the
+    family, *** for regulators. A read that shows a note is a read of health data: audited."""
+    institution_id = await scope.resolve(conn, principal, Obj.RESIDENT, resident_id, Action.READ_RESIDENT)
+    clear = scope.sees_names(principal)
+    async with atomic(conn), conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            _ASSIGNMENTS.format(sql.SQL(", a.end_note_enc"), sql.Identifier("a", "resident_id")), (resident_id,)
+        )
+        stays = []
+        for row in await cur.fetchall():
+            note = health_text.open_text(vault, row.pop("end_note_enc"), column=END_NOTE)
+            stays.append(BedStay.model_validate({**row, "note": note if clear else health_text.mask_note(note)}))
+        if any(s.note for s in stays):
+            await audit.read_health(
+                conn, principal=principal, object_type="resident", object_id=resident_id,
+                institution_id=institution_id,
+                detail={"fields": ["discharge_note"], "count": sum(1 for s in stays if s.note), "clear": clear},
+            )  # fmt: skip
+    return stays
 
 
 @router.get("/beds/{bed_id}/history")
 async def bed_history(bed_id: PathId, conn: Conn, principal: CurrentPrincipal) -> list[Assignment]:
     """Who was in the bed when (by person code), oldest first."""
     await scope.resolve(conn, principal, Obj.BED, bed_id, Action.READ_REGISTRY)
-    return await _assignments(conn, "bed_id", bed_id)
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(_ASSIGNMENTS.format(sql.SQL(""), sql.Identifier("a", "bed_id")), (bed_id,))
+        return [Assignment.model_validate(r) for r in await cur.fetchall()]
 
 
+# {} extra columns, {} the column to filter on
 _ASSIGNMENTS = sql.SQL(
     "SELECT a.bed_id, b.code AS bed_code, b.label AS bed_label, a.resident_id, r.person_code,"
-    " lower(a.during) AS start, upper(a.during) AS end, a.end_reason FROM bed_assignments a"
+    " lower(a.during) AS start, upper(a.during) AS end, a.end_reason{} FROM bed_assignments a"
     " JOIN beds b ON b.id = a.bed_id JOIN residents r ON r.id = a.resident_id"
     " WHERE {} = %s ORDER BY lower(a.during)"
 )
-
-
-async def _assignments(conn: AsyncConn, column: str, value: int) -> list[Assignment]:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(_ASSIGNMENTS.format(sql.Identifier("a", column)), (value,))
-        return [Assignment.model_validate(r) for r in await cur.fetchall()]
 
 
 @router.post("/residents/{resident_id}/death", status_code=204)
@@ -271,7 +305,7 @@ async def record_death(
     institution_id = await scope.resolve(conn, principal, Obj.RESIDENT, resident_id, Action.WRITE_RESIDENT)
     async with atomic(conn):
         if await resident_status(conn, resident_id) == "deceased":
-            raise conflict("resident_id", "a death is already recorded for this resident")
+            raise conflict("path.resident_id", "a death is already recorded for this resident")
         await plausible(conn, resident_id=resident_id, when=body.died_at, field="body.died_at")
         await conn.execute(
             "INSERT INTO deaths (resident_id, died_at, place_enc, source, recorded_by) VALUES (%s, %s, %s, %s, %s)",

@@ -16,7 +16,7 @@ def test_devices_bind_rebind_unbind_and_retire(world: World) -> None:
         json={"code": "WB-A-7", "kind": "wristband", "vendor": "某厂", "heartbeat_s": 300},
     )
     again = staff.post(f"/api/v1/institutions/{world.a.id}/devices", json={"code": "WB-A-7", "kind": "button"})
-    assert again.status_code == 409 and again.json()["errors"][0]["field"] == "code"
+    assert again.status_code == 409 and again.json()["errors"][0]["field"] == "body.code"
     bad = staff.post(f"/api/v1/institutions/{world.a.id}/devices", json={"code": "bad code/1", "kind": "button"})
     assert bad.status_code == 422
     resident = world.a.residents[0]["id"]
@@ -24,7 +24,7 @@ def test_devices_bind_rebind_unbind_and_retire(world: World) -> None:
     assert first["person_code"] == world.a.residents[0]["person_code"] and first["end"] is None
     assert staff.ok("GET", f"/api/v1/devices/{device['id']}")["resident_id"] == resident
     foreign = staff.post(f"/api/v1/devices/{device['id']}/bind", json={"bed_id": world.b.beds[0]["id"]})
-    assert foreign.status_code == 422 and foreign.json()["errors"][0]["field"] == "bed_id"
+    assert foreign.status_code == 422 and foreign.json()["errors"][0]["field"] == "body.bed_id"
     assert staff.post(f"/api/v1/devices/{device['id']}/bind", json={}).status_code == 422
     staff.ok("POST", f"/api/v1/devices/{device['id']}/bind", 201, json={"bed_id": world.a.beds[1]["id"]})
     bindings = staff.ok("GET", f"/api/v1/devices/{device['id']}/bindings")

@@ -90,7 +90,8 @@ def test_issue_use_revoke_and_reissue(world: World, stack: StackInfo) -> None:
     again = retry.connect()
     again.loop_stop()
     assert not retry.connected.is_set() and retry.refused, "a revoked gateway could log in again"
-    assert head.post(f"/api/v1/gateways/{creds['gateway']['id']}/revoke").status_code == 409
+    twice = head.post(f"/api/v1/gateways/{creds['gateway']['id']}/revoke")
+    assert twice.status_code == 409 and twice.json()["errors"][0]["field"] == "path.gateway_pk"
 
     fresh = head.ok("POST", f"/api/v1/gateways/{creds['gateway']['id']}/credentials", 201)
     assert fresh["password"] != creds["password"] and fresh["gateway"]["revoked_at"] is None

@@ -30,11 +30,11 @@ def test_create_validates_each_field(world: World) -> None:
     reply = admin.post("/api/v1/institutions", json=good | {"contact_phone": "12345"})
     assert reply.status_code == 422 and "body.contact_phone" in _errors(reply)
     reply = admin.post("/api/v1/institutions", json=good | {"region_code": "420599"})  # no such county
-    assert reply.status_code == 422 and _errors(reply) == {"region_code": "no such administrative division code"}
+    assert reply.status_code == 422 and _errors(reply) == {"body.region_code": "no such administrative division code"}
     created = admin.ok("POST", "/api/v1/institutions", 201, json=good)
     assert created["code"] == good["code"] and created["services"] == []
     reply = admin.post("/api/v1/institutions", json=good | {"name": "同码"})
-    assert reply.status_code == 409 and "code" in _errors(reply)
+    assert reply.status_code == 409 and "body.code" in _errors(reply)
 
 
 def test_heads_update_their_own_home_and_staff_may_not(world: World) -> None:

@@ -24,11 +24,11 @@ def test_bed_codes_are_issued_and_valid(world: World) -> None:
     again = staff.post(
         f"/api/v1/institutions/{world.a.id}/beds", json={"room_id": world.a.room, "label": "9", "kind": "ordinary"}
     )
-    assert again.status_code == 409 and again.json()["errors"][0]["field"] == "label"
+    assert again.status_code == 409 and again.json()["errors"][0]["field"] == "body.label"
     foreign_room = staff.post(
         f"/api/v1/institutions/{world.a.id}/beds", json={"room_id": world.b.room, "label": "x", "kind": "ordinary"}
     )
-    assert foreign_room.status_code == 422 and foreign_room.json()["errors"][0]["field"] == "room_id"
+    assert foreign_room.status_code == 422 and foreign_room.json()["errors"][0]["field"] == "body.room_id"
     listed = staff.ok(
         "GET", f"/api/v1/institutions/{world.a.id}/beds", params={"room_id": world.a.room, "kind": "nursing"}
     )
@@ -40,7 +40,8 @@ def test_places_are_listed_and_named_once(world: World) -> None:
     building = head.ok("POST", f"/api/v1/institutions/{world.a.id}/buildings", 201, json={"name": "2号楼"})
     floor = head.ok("POST", f"/api/v1/buildings/{building['id']}/floors", 201, json={"name": "2层", "level": 2})
     room = head.ok("POST", f"/api/v1/floors/{floor['id']}/rooms", 201, json={"name": "201"})
-    assert head.post(f"/api/v1/floors/{floor['id']}/rooms", json={"name": "201"}).status_code == 409
+    again = head.post(f"/api/v1/floors/{floor['id']}/rooms", json={"name": "201"})
+    assert again.status_code == 409 and again.json()["errors"][0]["field"] == "body.name"
     assert [r["id"] for r in head.ok("GET", f"/api/v1/floors/{floor['id']}/rooms")] == [room["id"]]
     assert [f["level"] for f in head.ok("GET", f"/api/v1/buildings/{building['id']}/floors")] == [2]
     assert "2号楼" in {b["name"] for b in head.ok("GET", f"/api/v1/institutions/{world.a.id}/buildings")}

@@ -4,7 +4,7 @@ the audited endpoint for heads; contacts with consent, encrypted, masked for reg
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 from tests.registry.support import World, new_id_number
@@ -47,7 +47,7 @@ def test_register_masks_and_encrypts(world: World) -> None:
     assert "赵德明".encode() not in bytes(row[0]) and number.encode() not in bytes(row[1])
     assert world.vault.decrypt(bytes(row[1]), column="residents.id_number") == number
     again = staff.post(f"/api/v1/institutions/{world.a.id}/residents", json={"name": "赵德明", "id_number": number})
-    assert again.status_code == 409 and again.json()["errors"][0]["field"] == "id_number"
+    assert again.status_code == 409 and again.json()["errors"][0]["field"] == "body.id_number"
 
 
 def test_bad_id_numbers_are_refused_without_echoing_them(world: World) -> None:
@@ -125,3 +125,20 @@ def test_contacts_need_consent_are_encrypted_and_masked_for_regulators(world: Wo
             "SELECT name_enc, phone_enc FROM resident_contacts WHERE id = %s", (contact["id"],)
         ).fetchone()
     assert row is not None and bytes(row[0]) == b"" and bytes(row[1]) == b""  # erased
+
+
+def test_a_consent_in_the_future_is_refused(world: World) -> None:
+    """A contact's consent is recorded when it was given: a time more than the clock leeway (5 minutes) ahead of the
+    server is a 422 on ``body.consent_at`` and no contact is kept; a minute ahead is taken (the control)."""
+    resident = world.a.residents[1]["id"]
+    staff = world.users["staff_a"]
+    body = {"kind": "family", "name": "沈建国", "phone": "13512345678", "relation": "儿子", "consent": True}
+    before = {c["id"] for c in staff.ok("GET", f"/api/v1/residents/{resident}/contacts")}
+    for later in (datetime.now(UTC) + timedelta(minutes=30), datetime(2199, 1, 1, tzinfo=UTC)):
+        reply = staff.post(f"/api/v1/residents/{resident}/contacts", json=body | {"consent_at": later.isoformat()})
+        assert reply.status_code == 422, reply.text
+        assert [(e["field"], e["reason"]) for e in reply.json()["errors"]] == [("body.consent_at", "in the future")]
+    assert {c["id"] for c in staff.ok("GET", f"/api/v1/residents/{resident}/contacts")} == before
+    soon = datetime.now(UTC) + timedelta(minutes=1)
+    made = staff.ok("POST", f"/api/v1/residents/{resident}/contacts", 201, json=body | {"consent_at": soon.isoformat()})
+    assert datetime.fromisoformat(made["consent_at"]) == soon

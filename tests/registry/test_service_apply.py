@@ -75,7 +75,7 @@ def test_apply_route_follow_and_handle(world: World) -> None:
     assert application["status"] == "routed" and application["provider_name"] == "西陵居家服务中心"
     assert application["applicant"] == "黄*英" and number not in applied.text
     twice = httpx.post(world.base + PUBLIC, json={"name": name, "id_number": number, "service": "home_care_visit"})
-    assert twice.status_code == 409
+    assert twice.status_code == 409 and twice.json()["errors"][0]["field"] == "body.service"
     tracking = application["tracking_code"]
     followed = httpx.get(f"{world.base}{PUBLIC}/{tracking}").json()
     assert [e["status"] for e in followed["events"]] == ["submitted", "routed"]

@@ -70,7 +70,7 @@ def test_who_may_create_whom(world: World) -> None:
     taken = admin.post(
         "/api/v1/users", json={"username": nurse, "password": PASSWORD, "role": "staff", "institution_id": world.a.id}
     )
-    assert taken.status_code == 409 and taken.json()["errors"][0]["field"] == "username"
+    assert taken.status_code == 409 and taken.json()["errors"][0]["field"] == "body.username"
     seen = {u["username"] for u in head.ok("GET", "/api/v1/users", params={"limit": 500})}
     assert nurse in seen and world.users["staff_b"].username not in seen
     assert head.get(f"/api/v1/users/{world.users['staff_b'].user_id}").status_code == 404
@@ -84,7 +84,8 @@ def test_family_links_need_consent_and_scope_the_family(world: World) -> None:
     assert head.post(f"/api/v1/users/{user['id']}/family-links", json=link | {"consent": False}).status_code == 422
     made = head.ok("POST", f"/api/v1/users/{user['id']}/family-links", 201, json=link | {"consent": True})
     assert made["person_code"] == world.a.residents[1]["person_code"]
-    assert head.post(f"/api/v1/users/{user['id']}/family-links", json=link | {"consent": True}).status_code == 409
+    twice = head.post(f"/api/v1/users/{user['id']}/family-links", json=link | {"consent": True})
+    assert twice.status_code == 409 and twice.json()["errors"][0]["field"] == "body.resident_id"
     foreign = {"resident_id": world.b.residents[0]["id"], "relation": "儿子", "consent": True}
     assert head.post(f"/api/v1/users/{user['id']}/family-links", json=foreign).status_code == 404
     family = login(world.base, relative, PASSWORD)
