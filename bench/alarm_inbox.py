@@ -92,12 +92,12 @@ def _fill(url: str, rows: list[tuple[Any, ...]]) -> None:
                 copy.write_row(row)
 
 
-async def _drain(url: str, *, watch: int | None = None) -> tuple[float, float | None]:
+async def _drain(url: str, vault: Vault, *, watch: int | None = None) -> tuple[float, float | None]:
     """Seconds to empty the inbox; and, if ``watch`` is a device, seconds until its first alarm existed."""
     seen: float | None = None
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         started = time.perf_counter()
-        while await engine.process_pending(conn):
+        while await engine.process_pending(conn, vault=vault):
             if watch is not None and seen is None:
                 row = await (await conn.execute("SELECT 1 FROM alarms WHERE device_id = %s", (watch,))).fetchone()
                 if row is not None:
@@ -136,7 +136,7 @@ def main() -> None:
         for name, context in (("per-event look-ups (baseline)", _per_event_context), ("batched look-ups", batched)):
             engine._context = context
             _fill(info.database_url, rows)
-            seconds, _ = asyncio.run(_drain(info.database_url))
+            seconds, _ = asyncio.run(_drain(info.database_url, vault))
             figures[name] = args.events / seconds
             print(f"{name:32} {args.events:,} events in {seconds:6.2f} s = {args.events / seconds:8,.0f} events/s")
         engine._context = batched
@@ -149,7 +149,7 @@ def main() -> None:
         for name, urgent in (("oldest first (baseline)", []), ("urgent kinds first", engine._URGENT)):
             engine._URGENT = urgent
             _fill(info.database_url, [*quiet, press])
-            seconds, seen = asyncio.run(_drain(info.database_url, watch=button))
+            seconds, seen = asyncio.run(_drain(info.database_url, vault, watch=button))
             print(
                 f"press behind {len(quiet):,} events, {name:24} alarm after {seen or float('nan'):6.3f} s"
                 f" (inbox empty after {seconds:.2f} s)"

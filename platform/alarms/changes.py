@@ -1,24 +1,34 @@
-"""Every change of an alarm goes through here: the row, its history entry, the outbox, the announcement."""
+"""Every change of an alarm goes through here: the row, its history entry, the outbox, the announcement. The
+detail, the outcome and the notes are written encrypted (``text.py``)."""
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
+from eldercare.platform.alarms import text
 from eldercare.platform.alarms.models import Priority, State
 from eldercare.platform.auth.service import AsyncConn
+from eldercare.platform.crypto import Vault
 from eldercare.platform.notify import outbox
 from eldercare.platform.notify.outbox import Event
 
 
 async def record(
-    conn: AsyncConn, *, alarm_id: int, actor: str, old: State | None, new: State, note: str, user_id: int | None = None
+    conn: AsyncConn,
+    *,
+    vault: Vault,
+    alarm_id: int,
+    actor: str,
+    old: State | None,
+    new: State,
+    note: str,
+    user_id: int | None = None,
 ) -> None:
     await conn.execute(
-        "INSERT INTO alarm_changes (alarm_id, user_id, actor, from_state, to_state, note)"
+        "INSERT INTO alarm_changes (alarm_id, user_id, actor, from_state, to_state, note_enc)"
         " VALUES (%s, %s, %s, %s, %s, %s)",
-        (alarm_id, user_id, actor, old.value if old else None, new.value, note),
+        (alarm_id, user_id, actor, old.value if old else None, new.value, text.seal(vault, note, column=text.NOTE)),
     )
     await conn.execute("SELECT pg_notify('alarms', %s)", (str(alarm_id),))
 
@@ -26,6 +36,7 @@ async def record(
 async def raise_alarm(
     conn: AsyncConn,
     *,
+    vault: Vault,
     institution_id: int,
     kind: str,
     priority: Priority,
@@ -42,8 +53,8 @@ async def raise_alarm(
     row = await (
         await conn.execute(
             "INSERT INTO alarms (institution_id, kind, priority, device_id, bed_id, resident_id, gateway_pk,"
-            " occurred_at, published_at, last_event_at, detail, held_by)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s) RETURNING id",
+            " occurred_at, published_at, last_event_at, detail_enc, held_by)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
             (
                 institution_id,
                 kind,
@@ -55,7 +66,7 @@ async def raise_alarm(
                 occurred_at,
                 published_at,
                 occurred_at,
-                json.dumps(detail),
+                text.seal_detail(vault, detail),
                 held_by,
             ),
         )
@@ -65,21 +76,22 @@ async def raise_alarm(
     if held_by is not None:
         await conn.execute("UPDATE alarms SET repeat_count = repeat_count + 1 WHERE id = %s", (held_by,))
         note = f"{note}; held back by gateway alarm {held_by}"
-    await record(conn, alarm_id=alarm_id, actor="system", old=None, new=State.RAISED, note=note)
+    await record(conn, vault=vault, alarm_id=alarm_id, actor="system", old=None, new=State.RAISED, note=note)
     if held_by is None:
         await outbox.enqueue(conn, alarm_id=alarm_id, event=Event.RAISED)
     return alarm_id
 
 
-async def released(conn: AsyncConn, *, alarm_id: int, note: str) -> None:
+async def released(conn: AsyncConn, *, vault: Vault, alarm_id: int, note: str) -> None:
     """An alarm held back under a gateway's outage is now an alarm like any other (``held_by`` cleared)."""
-    await record(conn, alarm_id=alarm_id, actor="system", old=State.RAISED, new=State.RAISED, note=note)
+    await record(conn, vault=vault, alarm_id=alarm_id, actor="system", old=State.RAISED, new=State.RAISED, note=note)
     await outbox.enqueue(conn, alarm_id=alarm_id, event=Event.RAISED)
 
 
 async def close(
     conn: AsyncConn,
     *,
+    vault: Vault,
     alarm_id: int,
     old: State,
     new: State,
@@ -89,10 +101,13 @@ async def close(
     note: str | None = None,
 ) -> None:
     await conn.execute(
-        "UPDATE alarms SET state = %s, closed_at = coalesce(closed_at, clock_timestamp()), outcome = %s WHERE id = %s",
-        (new.value, outcome, alarm_id),
+        "UPDATE alarms SET state = %s, closed_at = coalesce(closed_at, clock_timestamp()), outcome_enc = %s"
+        " WHERE id = %s",
+        (new.value, text.seal(vault, outcome, column=text.OUTCOME), alarm_id),
     )
-    await record(conn, alarm_id=alarm_id, actor=actor, old=old, new=new, note=note or outcome, user_id=user_id)
+    await record(
+        conn, vault=vault, alarm_id=alarm_id, actor=actor, old=old, new=new, note=note or outcome, user_id=user_id
+    )
     await outbox.enqueue(conn, alarm_id=alarm_id, event=Event.RESOLVED)
 
 
@@ -106,19 +121,25 @@ RETURNING a.escalation_level
 """
 
 
-async def escalate(conn: AsyncConn, *, alarm_id: int, state: State, why: str) -> int | None:
+async def escalate(conn: AsyncConn, *, vault: Vault, alarm_id: int, state: State, why: str) -> int | None:
     """Escalate an open alarm now; returns the new level (None when its rule has no tiers)."""
     row = await (await conn.execute(_ESCALATE, {"alarm": alarm_id})).fetchone()
     if row is None:
         return None
     level: int = row[0]
-    await escalated(conn, alarm_id=alarm_id, state=state, level=level, why=why)
+    await escalated(conn, vault=vault, alarm_id=alarm_id, state=state, level=level, why=why)
     return level
 
 
-async def escalated(conn: AsyncConn, *, alarm_id: int, state: State, level: int, why: str) -> None:
+async def escalated(conn: AsyncConn, *, vault: Vault, alarm_id: int, state: State, level: int, why: str) -> None:
     """The history entry and the outbox rows of an escalation already written to the alarm."""
     await record(
-        conn, alarm_id=alarm_id, actor="system", old=state, new=state, note=f"{why}: escalated to level {level}"
+        conn,
+        vault=vault,
+        alarm_id=alarm_id,
+        actor="system",
+        old=state,
+        new=state,
+        note=f"{why}: escalated to level {level}",
     )
     await outbox.enqueue(conn, alarm_id=alarm_id, event=Event.ESCALATED, level=level)

@@ -25,6 +25,7 @@ from eldercare.platform.alarms import changes
 from eldercare.platform.alarms.models import Priority, State
 from eldercare.platform.alarms.retry import Retry
 from eldercare.platform.auth.service import AsyncConn
+from eldercare.platform.crypto import Vault
 
 log = logging.getLogger(__name__)
 
@@ -92,31 +93,40 @@ async def _gateway_outage(conn: AsyncConn, gateway_pk: int | None) -> int | None
     return row[0] if row is not None else None
 
 
-async def _apply(conn: AsyncConn, event: InboxEvent, place: Placement, params: dict[str, Any] | None) -> int | None:
+async def _apply(
+    conn: AsyncConn, vault: Vault, event: InboxEvent, place: Placement, params: dict[str, Any] | None
+) -> int | None:
     """One event, its placement and the parameters of its rule (None: no rule, or the rule is disabled)."""
     if params is None or event.device_id is None:
         return None
     d = event.detail
     match event.kind:
         case "button" if d.get("action") == "cancel":
-            return await _close(conn, event, "button", State.CANCELLED, "cancelled at the bedside")
+            return await _close(conn, event, "button", State.CANCELLED, "cancelled at the bedside", vault=vault)
         case "bed_exit":
-            return await _bed_exit(conn, event, place, params)
+            return await _bed_exit(conn, vault, event, place, params)
         case "env_alarm":
             kind = str(d.get("kind"))
             if not d.get("active"):
-                return await _close(conn, event, kind, State.RESOLVED, "cleared by the sensor")
+                return await _close(conn, event, kind, State.RESOLVED, "cleared by the sensor", vault=vault)
             return await _raise(
-                conn, event, place, kind=kind, priority=Priority(params.get("priority", "emergency")), params=params
+                conn,
+                vault,
+                event,
+                place,
+                kind=kind,
+                priority=Priority(params.get("priority", "emergency")),
+                params=params,
             )
         case "fault":
             kind = f"device_{d.get('fault')}"
             if not d.get("active"):
-                return await _close(conn, event, kind, State.RESOLVED, "cleared by the device")
-            return await _raise(conn, event, place, kind=kind, priority=Priority.TECHNICAL, params=params)
+                return await _close(conn, event, kind, State.RESOLVED, "cleared by the device", vault=vault)
+            return await _raise(conn, vault, event, place, kind=kind, priority=Priority.TECHNICAL, params=params)
         case _:
             return await _raise(
                 conn,
+                vault,
                 event,
                 place,
                 kind=event.kind,
@@ -125,17 +135,28 @@ async def _apply(conn: AsyncConn, event: InboxEvent, place: Placement, params: d
             )
 
 
-async def _close(conn: AsyncConn, event: InboxEvent, kind: str, state: State, outcome: str) -> int | None:
+async def _close(
+    conn: AsyncConn, event: InboxEvent, kind: str, state: State, outcome: str, *, vault: Vault
+) -> int | None:
     assert event.device_id is not None
     open_alarm = await _open_alarm(conn, event.device_id, kind)
     if open_alarm is None:
         return None
-    await changes.close(conn, alarm_id=open_alarm.id, old=open_alarm.state, new=state, outcome=outcome, actor="device")
+    await changes.close(
+        conn, vault=vault, alarm_id=open_alarm.id, old=open_alarm.state, new=state, outcome=outcome, actor="device"
+    )
     return open_alarm.id
 
 
 async def _raise(
-    conn: AsyncConn, event: InboxEvent, place: Placement, *, kind: str, priority: Priority, params: dict[str, Any]
+    conn: AsyncConn,
+    vault: Vault,
+    event: InboxEvent,
+    place: Placement,
+    *,
+    kind: str,
+    priority: Priority,
+    params: dict[str, Any],
 ) -> int:
     assert event.device_id is not None
     open_alarm = await _open_alarm(conn, event.device_id, kind)
@@ -154,6 +175,7 @@ async def _raise(
             # Pressed again long after someone said they had seen it, and nobody is there yet.
             await changes.escalate(
                 conn,
+                vault=vault,
                 alarm_id=open_alarm.id,
                 state=open_alarm.state,
                 why=f"{event.kind} again {waited.total_seconds():.0f} s after it was acknowledged, nobody attending",
@@ -162,6 +184,7 @@ async def _raise(
     held_by = await _gateway_outage(conn, event.gateway_pk) if priority is Priority.TECHNICAL else None
     return await changes.raise_alarm(
         conn,
+        vault=vault,
         institution_id=event.institution_id,
         kind=kind,
         priority=priority,
@@ -190,7 +213,9 @@ def _is_night(at: datetime, params: dict[str, Any]) -> bool:
     return start <= local < end if start <= end else (local >= start or local < end)
 
 
-async def _bed_exit(conn: AsyncConn, event: InboxEvent, place: Placement, params: dict[str, Any]) -> int | None:
+async def _bed_exit(
+    conn: AsyncConn, vault: Vault, event: InboxEvent, place: Placement, params: dict[str, Any]
+) -> int | None:
     """Leaving bed opens a watch (the ticker raises it after the delay); returning closes it."""
     assert event.device_id is not None
     if event.detail.get("back"):
@@ -202,7 +227,7 @@ async def _bed_exit(conn: AsyncConn, event: InboxEvent, place: Placement, params
             )
         ).fetchone()
         if row is not None and row[0] is not None:
-            return await _close(conn, event, "bed_exit", State.RESOLVED, "back in bed")
+            return await _close(conn, event, "bed_exit", State.RESOLVED, "back in bed", vault=vault)
         return None
     risk_needed = _RISK_ORDER.get(str(params.get("min_fall_risk", "high")), 2)
     if place.resident_id is None or _RISK_ORDER.get(place.fall_risk or "low", 0) < risk_needed:
@@ -273,8 +298,9 @@ async def _context(conn: AsyncConn, events: list[InboxEvent]) -> list[tuple[Plac
     return context
 
 
-async def process_pending(conn: AsyncConn, *, limit: int = 200) -> int:
-    """Handle up to ``limit`` inbox events in one transaction, urgent kinds first; return how many were taken."""
+async def process_pending(conn: AsyncConn, *, vault: Vault, limit: int = 200) -> int:
+    """Handle up to ``limit`` inbox events in one transaction, urgent kinds first; return how many were taken.
+    ``vault`` seals the alarms' text (``text.py``)."""
     async with conn.transaction():
         rows = await (
             await conn.execute(
@@ -287,12 +313,12 @@ async def process_pending(conn: AsyncConn, *, limit: int = 200) -> int:
             return 0
         events = [InboxEvent(*row) for row in rows]
         for event, (place, params) in zip(events, await _context(conn, events), strict=True):
-            await _apply(conn, event, place, params)
+            await _apply(conn, vault, event, place, params)
         await conn.execute("DELETE FROM alarm_inbox WHERE id = ANY(%s)", ([r[0] for r in rows],))
     return len(rows)
 
 
-async def run(database_url: str, *, poll_s: float = 1.0) -> None:
+async def run(database_url: str, *, vault: Vault, poll_s: float = 1.0) -> None:
     """Process the inbox until cancelled.
 
     Any error (the database going away, a read-only moment during a fail-over, a bug) is logged with its
@@ -308,7 +334,7 @@ async def run(database_url: str, *, poll_s: float = 1.0) -> None:
                 await listener.execute("LISTEN alarm_inbox")
                 log.info("alarm engine: listening")
                 while True:
-                    while await process_pending(worker) > 0:
+                    while await process_pending(worker, vault=vault) > 0:
                         pass
                     retry.ok()
                     async for _ in listener.notifies(timeout=poll_s, stop_after=1):

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class Priority(StrEnum):
@@ -41,14 +41,18 @@ class Alarm(BaseModel):
     acknowledged_at: datetime | None
     attending_at: datetime | None
     closed_at: datetime | None
-    outcome: str | None
+    outcome: str | None = Field(
+        description="how it ended, as staff or the device said; health data: *** for regulators"
+    )
     repeat_count: int
-    detail: dict[str, Any]
+    detail: dict[str, Any] = Field(
+        description="what the device or the rule saw; health data: values *** for regulators"
+    )
 
 
 class AlarmChange(BaseModel):
     at: datetime
-    actor: str
+    actor: str = Field(description="system, device, or the user's name; a family sees staff instead of the name")
     from_state: State | None
     to_state: State
-    note: str
+    note: str = Field(description="health data: *** for regulators; a family is shown none")

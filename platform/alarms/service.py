@@ -1,29 +1,54 @@
-"""Reading alarms within a principal's scope, and moving them through their states."""
+"""Reading alarms within a principal's scope, and moving them through their states.
+
+What each role is shown is decided here, for the API, the live stream and the resident's page alike. The detail,
+the outcome and the notes are health data, encrypted at rest (``text.py``): the home's staff and the resident's family
+read the alarm in clear; regulators supervise homes, not persons, and see that an alarm has a detail or an outcome,
+not what it says. An alarm's history is the home's working record: its staff see who did what and their notes,
+regulators the same with the notes masked, and a family the story of the alarm (each change of state, when, and
+whether a device, the system or the staff made it), without the staff's names or their internal notes.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from psycopg import sql
-from psycopg.rows import class_row
+from psycopg.rows import dict_row
 
-from eldercare.platform.alarms import changes
+from eldercare.platform.alarms import changes, text
 from eldercare.platform.alarms.models import OPEN_STATES, Alarm, AlarmChange, State
 from eldercare.platform.api.errors import NotFound, Problem
 from eldercare.platform.audit import log as audit
-from eldercare.platform.auth.scope import Action, Principal, require, resident_filter
+from eldercare.platform.auth.scope import Action, Principal, Role, require, resident_filter, sees_names
 from eldercare.platform.auth.service import AsyncConn
+from eldercare.platform.crypto import Vault
 from eldercare.platform.notify import outbox
 from eldercare.platform.notify.outbox import Event
 
-_SELECT = sql.SQL(
+SELECT = sql.SQL(
     "SELECT a.id, i.code AS institution_code, a.kind, a.priority::text AS priority, a.state::text AS state,"
     " d.code AS device_code, b.code AS bed_code, r.person_code, a.occurred_at, a.raised_at,"
-    " a.acknowledged_at, a.attending_at, a.closed_at, a.outcome, a.repeat_count, a.detail"
+    " a.acknowledged_at, a.attending_at, a.closed_at, a.outcome, a.outcome_enc, a.repeat_count, a.detail,"
+    " a.detail_enc"
     " FROM alarms a JOIN institutions i ON i.id = a.institution_id"
     " LEFT JOIN devices d ON d.id = a.device_id LEFT JOIN beds b ON b.id = a.bed_id"
     " LEFT JOIN residents r ON r.id = a.resident_id"
 )
+"""The columns :func:`shown` takes; callers add their WHERE (with the principal's scope) and ORDER BY."""
+
+# Who made a change without being a user; every other actor is a user's name.
+_NOT_USERS = ("system", "device")
+
+
+def shown(row: dict[str, Any], *, vault: Vault, principal: Principal) -> Alarm:
+    """A row of :data:`SELECT` as ``principal`` may see it: its text decrypted, masked for regulators."""
+    alarm_id = row["id"]
+    detail = text.open_detail(vault, row.pop("detail_enc"), row.pop("detail"), row=alarm_id)
+    outcome = text.open_text(vault, row.pop("outcome_enc"), row.pop("outcome"), column=text.OUTCOME, row=alarm_id)
+    if not sees_names(principal):
+        detail, outcome = text.mask_detail(detail), text.mask_text(outcome)
+    return Alarm.model_validate({**row, "detail": detail, "outcome": outcome})
 
 
 def _scope(principal: Principal) -> sql.Composable:
@@ -34,6 +59,7 @@ async def list_alarms(
     conn: AsyncConn,
     *,
     principal: Principal,
+    vault: Vault,
     open_only: bool,
     since: datetime | None,
     limit: int,
@@ -42,37 +68,64 @@ async def list_alarms(
         "{select} WHERE {scope} AND (NOT %(open)s OR a.state = ANY(%(open_states)s::alarm_state[]))"
         " AND (%(since)s::timestamptz IS NULL OR a.raised_at >= %(since)s)"
         " ORDER BY a.priority, a.raised_at DESC LIMIT %(limit)s"
-    ).format(select=_SELECT, scope=_scope(principal))
+    ).format(select=SELECT, scope=_scope(principal))
     params = {
         "open": open_only,
         "open_states": [s.value for s in OPEN_STATES],
         "since": since,
         "limit": limit,
     }
-    async with conn.cursor(row_factory=class_row(Alarm)) as cur:
+    async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(query, params)
-        return await cur.fetchall()
+        rows = await cur.fetchall()
+    return [shown(row, vault=vault, principal=principal) for row in rows]
 
 
-async def get_alarm(conn: AsyncConn, *, principal: Principal, alarm_id: int) -> Alarm:
-    query = sql.SQL("{select} WHERE a.id = %s AND {scope}").format(select=_SELECT, scope=_scope(principal))
-    async with conn.cursor(row_factory=class_row(Alarm)) as cur:
+async def get_alarm(conn: AsyncConn, *, principal: Principal, vault: Vault, alarm_id: int) -> Alarm:
+    query = sql.SQL("{select} WHERE a.id = %s AND {scope}").format(select=SELECT, scope=_scope(principal))
+    async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(query, (alarm_id,))
-        alarm = await cur.fetchone()
-    if alarm is None:
+        row = await cur.fetchone()
+    if row is None:
         raise NotFound("alarm")
-    return alarm
+    return shown(row, vault=vault, principal=principal)
 
 
-async def history(conn: AsyncConn, *, principal: Principal, alarm_id: int) -> list[AlarmChange]:
-    await get_alarm(conn, principal=principal, alarm_id=alarm_id)  # scope check
-    async with conn.cursor(row_factory=class_row(AlarmChange)) as cur:
+async def history(conn: AsyncConn, *, principal: Principal, vault: Vault, alarm_id: int) -> list[AlarmChange]:
+    """The alarm's changes as ``principal`` may see them (see the module's docstring)."""
+    in_scope = await (
+        await conn.execute(
+            sql.SQL("SELECT 1 FROM alarms a WHERE a.id = %s AND {}").format(_scope(principal)), (alarm_id,)
+        )
+    ).fetchone()
+    if in_scope is None:
+        raise NotFound("alarm")
+    family = principal.role is Role.FAMILY
+    async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            "SELECT at, actor, from_state::text AS from_state, to_state::text AS to_state, note"
-            " FROM alarm_changes WHERE alarm_id = %s ORDER BY at, id",
+            sql.SQL(
+                "SELECT id, at, actor, user_id, from_state::text AS from_state, to_state::text AS to_state,"
+                " {note} FROM alarm_changes WHERE alarm_id = %s {changes} ORDER BY at, id"
+            ).format(
+                # a family's answer never holds a note, not even encrypted in memory
+                note=sql.SQL("NULL::text AS note, NULL::bytea AS note_enc" if family else "note, note_enc"),
+                changes=sql.SQL("AND from_state IS DISTINCT FROM to_state" if family else ""),
+            ),
             (alarm_id,),
         )
-        return await cur.fetchall()
+        rows = await cur.fetchall()
+    found: list[AlarmChange] = []
+    for row in rows:
+        actor = row["actor"]
+        note = text.open_text(vault, row["note_enc"], row["note"], column=text.NOTE, row=row["id"]) or ""
+        if family:
+            actor = "staff" if row["user_id"] is not None or actor not in _NOT_USERS else actor
+        elif not sees_names(principal):
+            note = text.mask_text(note) or ""
+        found.append(
+            AlarmChange(at=row["at"], actor=actor, from_state=row["from_state"], to_state=row["to_state"], note=note)
+        )
+    return found
 
 
 async def audit_read(conn: AsyncConn, *, principal: Principal, alarm_ids: list[int], shown_as: str) -> None:
@@ -120,13 +173,20 @@ _STAMP = {
 
 
 async def transition(
-    conn: AsyncConn, *, principal: Principal, alarm_id: int, to: State, outcome: str | None, note: str
+    conn: AsyncConn,
+    *,
+    principal: Principal,
+    vault: Vault,
+    alarm_id: int,
+    to: State,
+    outcome: str | None,
+    note: str,
 ) -> Alarm:
     """Move an alarm on; the home's staff only (families and regulators read). Every change is kept."""
     require(principal, Action.HANDLE_ALARMS)
     if to in (State.RESOLVED, State.CANCELLED) and not (outcome or "").strip():
         raise Problem(422, "an outcome is required", [])
-    current = await get_alarm(conn, principal=principal, alarm_id=alarm_id)
+    current = await get_alarm(conn, principal=principal, vault=vault, alarm_id=alarm_id)
     if current.state not in _ALLOWED[to]:
         raise Problem(409, f"an alarm that is {current.state.value} cannot become {to.value}")
     stamp = sql.Identifier(_STAMP[to])
@@ -134,14 +194,15 @@ async def transition(
         updated = await conn.execute(
             sql.SQL(
                 "UPDATE alarms SET state = %s, {stamp} = coalesce({stamp}, clock_timestamp()),"
-                " outcome = coalesce(%s, outcome) WHERE id = %s AND state = %s"
+                " outcome_enc = coalesce(%s, outcome_enc) WHERE id = %s AND state = %s"
             ).format(stamp=stamp),
-            (to.value, outcome, alarm_id, current.state.value),
+            (to.value, text.seal(vault, outcome, column=text.OUTCOME), alarm_id, current.state.value),
         )
         if updated.rowcount != 1:
             raise Problem(409, "the alarm changed meanwhile; reload it")
         await changes.record(
             conn,
+            vault=vault,
             alarm_id=alarm_id,
             actor=principal.username,
             old=current.state,
@@ -151,4 +212,4 @@ async def transition(
         )
         if to in (State.RESOLVED, State.CANCELLED):
             await outbox.enqueue(conn, alarm_id=alarm_id, event=Event.RESOLVED)
-    return await get_alarm(conn, principal=principal, alarm_id=alarm_id)
+    return await get_alarm(conn, principal=principal, vault=vault, alarm_id=alarm_id)

@@ -49,6 +49,7 @@ from eldercare.platform.api.errors import RESPONSES, FieldError, NotFound, Probl
 from eldercare.platform.auth import service as auth_service
 from eldercare.platform.auth.scope import Principal
 from eldercare.platform.auth.service import AsyncConn
+from eldercare.platform.crypto import Vault
 
 log = logging.getLogger(__name__)
 KEEPALIVE_S = 15.0
@@ -67,9 +68,10 @@ class Subscriber:
 
 
 class AlarmHub:
-    def __init__(self, *, database_url: str, pool: AsyncConnectionPool[AsyncConn]) -> None:
+    def __init__(self, *, database_url: str, pool: AsyncConnectionPool[AsyncConn], vault: Vault) -> None:
         self._database_url = database_url
         self._pool = pool
+        self._vault = vault  # opens the alarms' text, as the API does (``service.shown``)
         self._subscribers: set[Subscriber] = set()
         self.ready = asyncio.Event()
 
@@ -111,7 +113,7 @@ class AlarmHub:
             try:
                 async with conn.transaction():
                     snapshot = await service.list_alarms(
-                        conn, principal=principal, open_only=True, since=None, limit=1000
+                        conn, principal=principal, vault=self._vault, open_only=True, since=None, limit=1000
                     )
                     await service.audit_read(
                         conn, principal=principal, alarm_ids=[a.id for a in snapshot], shown_as="stream_snapshot"
@@ -149,7 +151,9 @@ class AlarmHub:
         async with self._pool.connection() as conn:
             for members in groups.values():
                 try:
-                    alarm = await service.get_alarm(conn, principal=members[0].principal, alarm_id=alarm_id)
+                    alarm = await service.get_alarm(
+                        conn, principal=members[0].principal, vault=self._vault, alarm_id=alarm_id
+                    )
                 except NotFound:
                     continue
                 for sub in members:

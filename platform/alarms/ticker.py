@@ -28,11 +28,12 @@ from eldercare.platform.alarms import changes
 from eldercare.platform.alarms.models import Priority, State
 from eldercare.platform.alarms.retry import Retry
 from eldercare.platform.auth.service import AsyncConn
+from eldercare.platform.crypto import Vault
 
 log = logging.getLogger(__name__)
 
 
-async def bed_exits(conn: AsyncConn) -> int:
+async def bed_exits(conn: AsyncConn, vault: Vault) -> int:
     """Raise watched bed exits whose delay has passed; make long ones emergencies."""
     done = 0
     async with conn.transaction():
@@ -49,6 +50,7 @@ async def bed_exits(conn: AsyncConn) -> int:
         for watch_id, device_id, resident_id, exited_at, institution_id, bed_id in due:
             alarm_id = await changes.raise_alarm(
                 conn,
+                vault=vault,
                 institution_id=institution_id,
                 kind="bed_exit",
                 priority=Priority.URGENT,
@@ -75,6 +77,7 @@ async def bed_exits(conn: AsyncConn) -> int:
         for alarm_id, state in longer:
             await changes.record(
                 conn,
+                vault=vault,
                 alarm_id=alarm_id,
                 actor="system",
                 old=State(state),
@@ -116,13 +119,14 @@ WHERE (hr_out OR rr_out) AND NOT EXISTS (
 """
 
 
-async def vitals(conn: AsyncConn) -> int:
+async def vitals(conn: AsyncConn, vault: Vault) -> int:
     async with conn.transaction():
         rows = await (await conn.execute(_VITALS)).fetchall()
         for device_id, institution_id, bed_id, resident_id, hr_out, rr_out, last_hr, last_rr in rows:
             what = [name for name, out in (("heart_rate", hr_out), ("resp_rate", rr_out)) if out]
             await changes.raise_alarm(
                 conn,
+                vault=vault,
                 institution_id=institution_id,
                 kind="vitals",
                 priority=Priority.URGENT,
@@ -164,12 +168,13 @@ WHERE metres > (p->>'radius_m')::float AND NOT EXISTS (
 """
 
 
-async def wander(conn: AsyncConn) -> int:
+async def wander(conn: AsyncConn, vault: Vault) -> int:
     async with conn.transaction():
         rows = await (await conn.execute(_WANDER)).fetchall()
         for device_id, institution_id, resident_id, at, lat, lon, metres in rows:
             await changes.raise_alarm(
                 conn,
+                vault=vault,
                 institution_id=institution_id,
                 kind="wander",
                 priority=Priority.EMERGENCY,
@@ -208,12 +213,13 @@ WHERE d.kind = 'bed_sensor' AND r.p IS NOT NULL
 """
 
 
-async def no_presence(conn: AsyncConn) -> int:
+async def no_presence(conn: AsyncConn, vault: Vault) -> int:
     async with conn.transaction():
         rows = await (await conn.execute(_NO_PRESENCE)).fetchall()
         for device_id, institution_id, bed_id, resident_id in rows:
             await changes.raise_alarm(
                 conn,
+                vault=vault,
                 institution_id=institution_id,
                 kind="no_presence",
                 priority=Priority.TECHNICAL,
@@ -229,7 +235,7 @@ async def no_presence(conn: AsyncConn) -> int:
     return len(rows)
 
 
-async def gateways(conn: AsyncConn) -> int:
+async def gateways(conn: AsyncConn, vault: Vault) -> int:
     """One technical alarm per silent gateway; resolved (with what it held back) when it returns."""
     done = 0
     async with conn.transaction():
@@ -247,6 +253,7 @@ async def gateways(conn: AsyncConn) -> int:
         for gateway_pk, institution_id, gateway_id, last_seen, last_status in silent:
             await changes.raise_alarm(
                 conn,
+                vault=vault,
                 institution_id=institution_id,
                 kind="gateway_offline",
                 priority=Priority.TECHNICAL,
@@ -274,13 +281,14 @@ async def gateways(conn: AsyncConn) -> int:
         for alarm_id, state in back:
             await changes.close(
                 conn,
+                vault=vault,
                 alarm_id=alarm_id,
                 old=State(state),
                 new=State.RESOLVED,
                 outcome="gateway back online",
                 actor="system",
             )
-            done += 1 + await _release_held(conn, alarm_id)
+            done += 1 + await _release_held(conn, vault, alarm_id)
     return done
 
 
@@ -303,7 +311,7 @@ RETURNING alarms.id, alarms.state::text, alarms.escalation_level
 """
 
 
-async def _release_held(conn: AsyncConn, gateway_alarm: int) -> int:
+async def _release_held(conn: AsyncConn, vault: Vault, gateway_alarm: int) -> int:
     """Faults held back under a gateway's outage that are still open when it returns: its devices did not
     clear them, so they are real, and staff are told now (from now: the outage's time was nobody's delay)."""
     released = await (
@@ -316,18 +324,19 @@ async def _release_held(conn: AsyncConn, gateway_alarm: int) -> int:
     for (alarm_id,) in released:
         await changes.released(
             conn,
+            vault=vault,
             alarm_id=alarm_id,
             note=f"gateway back and the fault not cleared: released from gateway alarm {gateway_alarm}",
         )
     return len(released)
 
 
-async def escalations(conn: AsyncConn) -> int:
+async def escalations(conn: AsyncConn, vault: Vault) -> int:
     async with conn.transaction():
         rows = await (await conn.execute(_ESCALATIONS)).fetchall()
         for alarm_id, state, level in rows:
             why = "not acknowledged" if state == State.RAISED else "acknowledged, but nobody is attending"
-            await changes.escalated(conn, alarm_id=alarm_id, state=State(state), level=level, why=why)
+            await changes.escalated(conn, vault=vault, alarm_id=alarm_id, state=State(state), level=level, why=why)
     return len(rows)
 
 
@@ -338,7 +347,7 @@ async def _now(conn: AsyncConn) -> datetime:
     return moment
 
 
-JOBS: tuple[tuple[str, Callable[[AsyncConn], Awaitable[int]]], ...] = (
+JOBS: tuple[tuple[str, Callable[[AsyncConn, Vault], Awaitable[int]]], ...] = (
     ("bed_exits", bed_exits),
     ("vitals", vitals),
     ("wander", wander),
@@ -348,12 +357,12 @@ JOBS: tuple[tuple[str, Callable[[AsyncConn], Awaitable[int]]], ...] = (
 )
 
 
-async def tick(conn: AsyncConn) -> dict[str, int]:
-    """Run every job once; a failing job is logged and the others still run."""
+async def tick(conn: AsyncConn, *, vault: Vault) -> dict[str, int]:
+    """Run every job once; a failing job is logged and the others still run. ``vault`` seals the alarms' text."""
     results: dict[str, int] = {}
     for name, job in JOBS:
         try:
-            results[name] = await job(conn)
+            results[name] = await job(conn, vault)
         except psycopg.DatabaseError as exc:
             if isinstance(exc, psycopg.OperationalError):
                 raise
@@ -362,14 +371,14 @@ async def tick(conn: AsyncConn) -> dict[str, int]:
     return results
 
 
-async def run(database_url: str, *, period_s: float = 5.0) -> None:
+async def run(database_url: str, *, vault: Vault, period_s: float = 5.0) -> None:
     """Tick every ``period_s`` until cancelled; any error is logged and the loop reconnects after a pause."""
     retry = Retry("alarm ticker")
     while True:
         try:
             async with await AsyncConnection.connect(database_url, autocommit=True) as conn:
                 while True:
-                    await tick(conn)
+                    await tick(conn, vault=vault)
                     retry.ok()
                     await asyncio.sleep(period_s)
         except Exception as exc:  # noqa: BLE001 - logged by Retry, with the traceback when not the database

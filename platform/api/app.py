@@ -117,8 +117,8 @@ def create_app(
         )
         await pool.open(wait=True, timeout=30)
         app.state.pool = pool
-        app.state.vault = Vault(data_key)
-        hub = AlarmHub(database_url=database_url, pool=pool)
+        app.state.vault = vault = Vault(data_key)
+        hub = AlarmHub(database_url=database_url, pool=pool, vault=vault)
         app.state.alarm_hub = hub
         settings = notify or NotifySettings()
         async with httpx.AsyncClient(timeout=settings.webhook_timeout_s) as http:
@@ -128,13 +128,15 @@ def create_app(
             app.state.supervisor = supervisor
             if run_background:
                 supervisor.start("alarm-stream", hub.run)
-                supervisor.start("alarm-engine", lambda: engine.run(database_url))
-                supervisor.start("alarm-ticker", lambda: ticker.run(database_url, period_s=ticker_period_s))
+                supervisor.start("alarm-engine", lambda: engine.run(database_url, vault=vault))
+                supervisor.start(
+                    "alarm-ticker", lambda: ticker.run(database_url, vault=vault, period_s=ticker_period_s)
+                )
                 supervisor.start(
                     "notification-sender",
                     lambda: sender.run(
                         database_url,
-                        vault=app.state.vault,
+                        vault=vault,
                         channels=channels,
                         policy=sender_policy or sender.SenderPolicy(),
                     ),

@@ -21,6 +21,7 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
+from eldercare.platform.alarms import text as alarm_text
 from eldercare.platform.alarms.retry import Retry
 from eldercare.platform.auth.service import AsyncConn
 from eldercare.platform.crypto import DecryptionError, Vault
@@ -76,13 +77,25 @@ WHERE id = ANY(%(ids)s)
 RETURNING id, state
 """
 
+# The outcome is encrypted at rest (``alarms/text.py``): opened by :func:`_alarm_rows`.
 _ALARMS = """
 SELECT a.id, a.kind, a.priority::text, a.state::text, a.occurred_at, a.outcome, i.name, b.label, b.code,
-       r.person_code
+       r.person_code, a.outcome_enc
 FROM alarms a JOIN institutions i ON i.id = a.institution_id
 LEFT JOIN beds b ON b.id = a.bed_id LEFT JOIN residents r ON r.id = a.resident_id
 WHERE a.id = ANY(%s)
 """
+
+
+async def _alarm_rows(conn: AsyncConn, vault: Vault, alarm_ids: list[int]) -> dict[int, tuple[Any, ...]]:
+    """The alarms of the claimed rows as ``texts.compose`` takes them, their outcome in clear (a family is told how
+    its elder's alarm ended)."""
+    rows = await (await conn.execute(_ALARMS, (alarm_ids,))).fetchall()
+    found: dict[int, tuple[Any, ...]] = {}
+    for *row, outcome_enc in rows:
+        row[5] = alarm_text.open_text(vault, outcome_enc, row[5], column=alarm_text.OUTCOME, row=row[0])
+        found[row[0]] = tuple(row)
+    return found
 
 
 async def _recently_told(conn: AsyncConn, user_id: int, min_interval_s: float) -> bool:
@@ -109,8 +122,7 @@ async def deliver_due(
     by_user: dict[int, list[tuple[int, int, str, int]]] = defaultdict(list)
     for nid, alarm_id, user_id, event, attempts in claimed:
         by_user[user_id].append((nid, alarm_id, event, attempts))
-    alarm_rows = await (await conn.execute(_ALARMS, ([c[1] for c in claimed],))).fetchall()
-    alarms = {row[0]: row for row in alarm_rows}
+    alarms = await _alarm_rows(conn, vault, [c[1] for c in claimed])
     delivered = 0
     for user_id, rows in by_user.items():
         ids = [r[0] for r in rows]

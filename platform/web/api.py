@@ -71,9 +71,11 @@ async def get_vitals(
 
 @router.get("/residents/{resident_id}/alarms")
 async def get_resident_alarms(
+    *,
     resident_id: PathId,
     conn: Conn,
     principal: CurrentPrincipal,
+    vault: VaultDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     before: Annotated[Id | None, Query(description="alarms older than this alarm id (the next page)")] = None,
 ) -> list[Alarm]:
@@ -81,7 +83,9 @@ async def get_resident_alarms(
     vital signs out of range and the like are health data: the read is audited, with the kinds it showed."""
     institution_id = await scope.resolve(conn, principal, Obj.RESIDENT, resident_id, Action.READ_RESIDENT)
     async with conn.transaction():
-        found = await residents.alarms(conn, resident_id=resident_id, limit=limit, before=before)
+        found = await residents.alarms(
+            conn, principal=principal, vault=vault, resident_id=resident_id, limit=limit, before=before
+        )
         await audit.read_health(
             conn, principal=principal, object_type="resident", object_id=resident_id, institution_id=institution_id,
             detail={"fields": ["alarms"], "alarms": len(found), "kinds": sorted({a.kind for a in found})},

@@ -7,9 +7,10 @@ from datetime import datetime
 from typing import Any, Literal
 
 from psycopg import sql
-from psycopg.rows import class_row, dict_row
+from psycopg.rows import dict_row
 from pydantic import BaseModel
 
+from eldercare.platform.alarms import service as alarm_service
 from eldercare.platform.alarms.models import Alarm
 from eldercare.platform.audit import log as audit
 from eldercare.platform.auth import scope
@@ -87,23 +88,21 @@ async def status(conn: AsyncConn, *, resident_id: int) -> ResidentStatus:
     )
 
 
-_ALARMS = """
-SELECT a.id, i.code AS institution_code, a.kind, a.priority::text AS priority, a.state::text AS state,
-       d.code AS device_code, b.code AS bed_code, r.person_code, a.occurred_at, a.raised_at,
-       a.acknowledged_at, a.attending_at, a.closed_at, a.outcome, a.repeat_count, a.detail
-FROM alarms a JOIN institutions i ON i.id = a.institution_id
-LEFT JOIN devices d ON d.id = a.device_id LEFT JOIN beds b ON b.id = a.bed_id
-LEFT JOIN residents r ON r.id = a.resident_id
-WHERE a.resident_id = %(r)s AND (%(before)s::bigint IS NULL OR a.id < %(before)s)
-ORDER BY a.id DESC LIMIT %(limit)s
-"""
+_ALARMS = sql.SQL(
+    "{select} WHERE a.resident_id = %(r)s AND (%(before)s::bigint IS NULL OR a.id < %(before)s)"
+    " ORDER BY a.id DESC LIMIT %(limit)s"
+).format(select=alarm_service.SELECT)
 
 
-async def alarms(conn: AsyncConn, *, resident_id: int, limit: int, before: int | None) -> list[Alarm]:
-    """The resident's alarms, newest first (``before``: an alarm id, for the next page)."""
-    async with conn.cursor(row_factory=class_row(Alarm)) as cur:
+async def alarms(
+    conn: AsyncConn, *, principal: Principal, vault: Vault, resident_id: int, limit: int, before: int | None
+) -> list[Alarm]:
+    """The resident's alarms, newest first (``before``: an alarm id, for the next page), as the alarms API shows them
+    to ``principal`` (``alarms/service.py``); the caller has checked scope."""
+    async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(_ALARMS, {"r": resident_id, "limit": limit, "before": before})
-        return await cur.fetchall()
+        rows = await cur.fetchall()
+    return [alarm_service.shown(row, vault=vault, principal=principal) for row in rows]
 
 
 class MyResident(BaseModel):

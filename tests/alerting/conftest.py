@@ -7,6 +7,7 @@ import itertools
 import json
 import random
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -14,6 +15,7 @@ import psycopg
 import pytest
 from tests.alerting.receivers import Mailbox, start_smtp
 
+from eldercare.platform.alarms import engine, ticker
 from eldercare.platform.auth.service import AsyncConn
 from eldercare.platform.crypto import Vault
 from eldercare.platform.registry.broker import LocalBroker
@@ -31,6 +33,16 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 async def with_conn(url: str, work: Callable[[AsyncConn], Awaitable[T]]) -> T:
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         return await work(conn)
+
+
+def process(db: str, vault: Vault, *, limit: int = 200) -> int:
+    """One pass of the alarm engine over its inbox, as ``eldercare serve`` runs it (the vault seals the text)."""
+    return run(with_conn(db, lambda conn: engine.process_pending(conn, vault=vault, limit=limit)))
+
+
+def tick(db: str, vault: Vault) -> dict[str, int]:
+    """Every time-based rule once, as ``eldercare serve`` runs them."""
+    return run(with_conn(db, lambda conn: ticker.tick(conn, vault=vault)))
 
 
 @pytest.fixture
@@ -87,13 +99,35 @@ def put_event(
 def alarms_of(db: str, home: SeededHome) -> list[dict[str, Any]]:
     with psycopg.connect(db) as conn:
         cur = conn.execute(
-            "SELECT a.id, a.kind, a.priority::text, a.state::text, a.repeat_count, a.outcome, a.held_by,"
+            "SELECT a.id, a.kind, a.priority::text, a.state::text, a.repeat_count, a.held_by,"
             " a.escalation_level, d.code AS device FROM alarms a LEFT JOIN devices d ON d.id = a.device_id"
             " WHERE a.institution_id = %s ORDER BY a.id",
             (home.institution_id,),
         )
         names = [c.name for c in cur.description or []]
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmText:
+    detail: dict[str, Any]
+    outcome: str | None
+    notes: list[str]  # of its changes, oldest first
+
+
+def alarm_text(db: str, vault: Vault, alarm_id: int) -> AlarmText:
+    """An alarm's detail, outcome and notes as stored: encrypted, so opened with the vault."""
+    with psycopg.connect(db) as conn:
+        row = conn.execute("SELECT detail_enc, outcome_enc FROM alarms WHERE id = %s", (alarm_id,)).fetchone()
+        notes = conn.execute("SELECT note_enc FROM alarm_changes WHERE alarm_id = %s ORDER BY id", (alarm_id,))
+        sealed = [n for (n,) in notes.fetchall()]
+    assert row is not None
+    detail, outcome = row
+    return AlarmText(
+        detail=json.loads(vault.decrypt(detail, column="alarms.detail")) if detail else {},
+        outcome=vault.decrypt(outcome, column="alarms.outcome") if outcome else None,
+        notes=[vault.decrypt(n, column="alarm_changes.note") if n else "" for n in sealed],
+    )
 
 
 def set_rule(

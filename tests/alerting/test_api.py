@@ -9,9 +9,8 @@ from typing import Any
 
 import httpx
 import psycopg
-from tests.alerting.conftest import put_event, run, with_conn
+from tests.alerting.conftest import process, put_event, run, with_conn
 
-from eldercare.platform.alarms import engine
 from eldercare.platform.api.app import create_app
 from eldercare.platform.auth.scope import Role
 from eldercare.platform.auth.service import AsyncConn, create_user
@@ -150,7 +149,7 @@ def test_response_times_per_institution_and_shift_in_scope(db: str, vault: Vault
     button = next(d.code for d in home.devices if d.kind == "button")
     now = datetime.now(UTC)
     put_event(db, home, button, "button", {"action": "press"}, now)
-    run(with_conn(db, engine.process_pending))
+    process(db, vault)
     with psycopg.connect(db, autocommit=True) as conn:
         conn.execute(
             "UPDATE alarms SET acknowledged_at = raised_at + interval '20 seconds',"
@@ -197,7 +196,7 @@ def test_families_are_not_told_of_technical_alarms_unless_they_ask(db: str, vaul
             (vault.encrypt("13800000000", column="notification_channels.address"), user),
         )
     put_event(db, home, sensor.code, "fault", {"fault": "low_battery", "active": True}, datetime.now(UTC))
-    run(with_conn(db, engine.process_pending))
+    process(db, vault)
     with psycopg.connect(db) as conn:
         told = conn.execute(
             "SELECT count(*) FROM notifications n JOIN users u ON u.id = n.user_id WHERE u.username = %s", (user,)

@@ -17,7 +17,7 @@ import httpx
 import psycopg
 import pytest
 from pydantic import SecretStr
-from tests.alerting.conftest import put_event, run, with_conn
+from tests.alerting.conftest import process, put_event, run, with_conn
 from tests.alerting.receivers import WebhookServer
 from tests.alerting.test_api import _auth, _client, _family_user
 from tests.alerting.test_delivery import _button, _channel, _family, _user
@@ -63,9 +63,9 @@ def _attempts(db: str, user_id: int) -> list[tuple[bool, str]]:
     return [(bool(r[0]), str(r[1])) for r in rows]
 
 
-def _raise(db: str, home: SeededHome, button: str) -> None:
+def _raise(db: str, vault: Vault, home: SeededHome, button: str) -> None:
     put_event(db, home, button, "button", {"action": "press"}, datetime.now(UTC))
-    run(with_conn(db, engine.process_pending))
+    process(db, vault)
 
 
 def test_a_mistyped_robot_url_fails_that_channel_only(
@@ -75,7 +75,7 @@ def test_a_mistyped_robot_url_fails_that_channel_only(
     family = _family(db, home, bed)
     _channel(db, vault, family, "webhook_wecom", MISTYPED, 1)
     _channel(db, vault, family, "webhook_json", f"{webhooks.url}/json", 2)
-    _raise(db, home, button)
+    _raise(db, vault, home, button)
 
     assert _deliver(db, vault, NotifySettings(), lambda _: {}) == 1
     assert [h.path for h in webhooks.hits] == ["/json"]
@@ -93,7 +93,7 @@ def test_a_reply_that_is_not_a_json_object_is_a_failed_robot_and_a_fine_sms(
     path = f"/reply/{urllib.parse.quote(reply)}"
     _channel(db, vault, family, "webhook_wecom", f"{webhooks.url}{path}", 1)
     _channel(db, vault, family, "sms", "13800138000", 2)
-    _raise(db, home, button)
+    _raise(db, vault, home, button)
     settings = NotifySettings(sms_url=f"{webhooks.url}{path}", sms_api_key=SecretStr("provider-key"))
 
     assert _deliver(db, vault, settings, lambda _: {}) == 1, _attempts(db, family)
@@ -117,7 +117,7 @@ def test_any_exception_from_a_channel_is_a_failed_attempt_and_the_next_channel_i
     family = _family(db, home, bed)
     _channel(db, vault, family, "sms", "13800138000", 1)
     _channel(db, vault, family, "webhook_json", f"{webhooks.url}/json", 2)
-    _raise(db, home, button)
+    _raise(db, vault, home, button)
 
     def exploding(_: httpx.AsyncClient) -> dict[str, Channel]:
         return {"sms": SmsChannel(_ExplodingProvider())}
@@ -150,9 +150,9 @@ def test_the_sender_task_lives_on_and_tells_the_other_families(
         async with httpx.AsyncClient(timeout=5) as client:
             channels = build_channels(NotifySettings(), client)
             task = asyncio.create_task(sender.run(db, vault=vault, channels=channels, policy=POLICY, poll_s=0.2))
-            await with_conn(db, _press(home, button))
+            await with_conn(db, _press(home, button, vault))
             await asyncio.sleep(1.0)
-            await with_conn(db, _press(home, other.code))
+            await with_conn(db, _press(home, other.code, vault))
             for _ in range(100):
                 if webhooks.hits:
                     break
@@ -166,14 +166,14 @@ def test_the_sender_task_lives_on_and_tells_the_other_families(
     assert [h.path for h in webhooks.hits] == ["/json"]
 
 
-def _press(home: SeededHome, code: str) -> Callable[[AsyncConn], Any]:
+def _press(home: SeededHome, code: str, vault: Vault) -> Callable[[AsyncConn], Any]:
     async def press(conn: AsyncConn) -> int:
         await conn.execute(
             "INSERT INTO alarm_inbox (event_time, device_id, institution_id, kind, detail)"
             " SELECT now(), id, institution_id, 'button', '{\"action\":\"press\"}' FROM devices WHERE code = %s",
             (code,),
         )
-        return await engine.process_pending(conn)
+        return await engine.process_pending(conn, vault=vault)
 
     return press
 

@@ -13,10 +13,9 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import psycopg
 import pytest
-from tests.alerting.conftest import alarms_of, on_shift_all_day, put_event, run, set_rule, with_conn
+from tests.alerting.conftest import alarms_of, on_shift_all_day, process, put_event, run, set_rule, tick, with_conn
 from tests.alerting.receivers import Mailbox, WebhookServer
 
-from eldercare.platform.alarms import engine, ticker
 from eldercare.platform.auth.scope import Role
 from eldercare.platform.auth.service import AsyncConn, create_user
 from eldercare.platform.crypto import Vault
@@ -109,7 +108,7 @@ def test_the_family_is_told_when_raised_and_when_handled_with_fallback(
     _channel(db, vault, family, "webhook_json", f"{webhooks.url}/broken", 1)
     _channel(db, vault, family, "email", "daughter@example.cn", 2)
     put_event(db, home, button, "button", {"action": "press"}, datetime.now(UTC))
-    run(with_conn(db, engine.process_pending))
+    process(db, vault)
 
     assert _deliver(db, vault, smtp_port) == 1
     [mail] = box.wait(1, 5)
@@ -126,7 +125,7 @@ def test_the_family_is_told_when_raised_and_when_handled_with_fallback(
     assert attempts == [(False,), (True,)]
 
     put_event(db, home, button, "button", {"action": "cancel"}, datetime.now(UTC))
-    run(with_conn(db, engine.process_pending))
+    process(db, vault)
     assert _deliver(db, vault, smtp_port, sender.SenderPolicy(min_interval_s=0)) == 1
     mails = box.wait(2, 5)
     assert "已处理" in mails[1]["Subject"]
@@ -152,7 +151,7 @@ def test_robots_and_signed_webhooks_in_their_formats(
     _channel(db, vault, ding, "webhook_dingtalk", f"{webhooks.url}/dingtalk?access_token=t", 1, secret="SECdemo")
     _channel(db, vault, generic, "webhook_json", f"{webhooks.url}/json", 1, secret="s3cret")
     put_event(db, home, button, "button", {"action": "press"}, datetime.now(UTC))
-    run(with_conn(db, engine.process_pending))
+    process(db, vault)
     assert _deliver(db, vault, None) == 3
 
     by_path = {h.path: h for h in webhooks.hits}
@@ -181,7 +180,7 @@ def test_a_storm_becomes_one_message_per_person(
     now = datetime.now(UTC)
     for i in range(20):
         put_event(db, home, button, "button", {"action": "press"}, now + timedelta(seconds=i))
-    run(with_conn(db, engine.process_pending))
+    process(db, vault)
     assert len(alarms_of(db, home)) == 20
     assert _deliver(db, vault, smtp_port) == 20
     mails = box.wait(2, 1.0)
@@ -206,11 +205,11 @@ def test_quiet_hours_hold_back_all_but_emergencies(
         )
     set_rule(db, rule="fall", params={"priority": "urgent"}, institution_id=home.institution_id)
     put_event(db, home, button, "fall", {"source": "radar"}, datetime.now(UTC))
-    run(with_conn(db, engine.process_pending))
+    process(db, vault)
     assert _deliver(db, vault, smtp_port) == 0
     assert _states(db, family) == [("raised", "pending")]
     put_event(db, home, button, "button", {"action": "press"}, datetime.now(UTC))
-    run(with_conn(db, engine.process_pending))
+    process(db, vault)
     assert _deliver(db, vault, smtp_port) == 1
     assert len(box.wait(1, 5)) == 1
 
@@ -232,8 +231,8 @@ def test_an_unacknowledged_alarm_escalates_over_the_roster_then_the_head(
             (home.institution_id, off_shift),
         )  # never
     put_event(db, home, button, "button", {"action": "press"}, datetime.now(UTC))
-    run(with_conn(db, engine.process_pending))
-    run(with_conn(db, ticker.tick))
+    process(db, vault)
+    tick(db, vault)
     assert alarms_of(db, home)[0]["escalation_level"] == 0
 
     with psycopg.connect(db, autocommit=True) as conn:
@@ -241,7 +240,7 @@ def test_an_unacknowledged_alarm_escalates_over_the_roster_then_the_head(
             "UPDATE alarms SET raised_at = raised_at - interval '65 seconds' WHERE institution_id = %s",
             (home.institution_id,),
         )
-    run(with_conn(db, ticker.tick))
+    tick(db, vault)
     assert alarms_of(db, home)[0]["escalation_level"] == 1
     _deliver(db, vault, None)
     assert [h.path for h in webhooks.hits] == ["/tier2"]
@@ -251,7 +250,7 @@ def test_an_unacknowledged_alarm_escalates_over_the_roster_then_the_head(
             "UPDATE alarms SET raised_at = raised_at - interval '60 seconds' WHERE institution_id = %s",
             (home.institution_id,),
         )
-    run(with_conn(db, ticker.tick))
+    tick(db, vault)
     assert alarms_of(db, home)[0]["escalation_level"] == 2
     _deliver(db, vault, None)
     assert [h.path for h in webhooks.hits] == ["/tier2", "/head"]
@@ -289,28 +288,28 @@ def test_an_acknowledged_alarm_nobody_attends_escalates_and_the_top_tier_is_told
         on_shift_all_day(conn, home, tier2, 2)
     set_rule(db, rule="escalation", params={"tiers": 2, "attend_timeout_s": 120}, institution_id=home.institution_id)
     put_event(db, home, button, "button", {"action": "press"}, datetime.now(UTC))
-    run(with_conn(db, engine.process_pending))
+    process(db, vault)
     _acknowledge(db, home, ago_s=100)
-    run(with_conn(db, ticker.tick))
+    tick(db, vault)
     assert alarms_of(db, home)[0]["escalation_level"] == 0  # seen 100 s ago: still within the 120 s
 
     _wait(db, home, 30)
-    run(with_conn(db, ticker.tick))
+    tick(db, vault)
     [alarm] = alarms_of(db, home)
     assert (alarm["state"], alarm["escalation_level"]) == ("acknowledged", 1)
     _deliver(db, vault, None)
     assert [h.path for h in webhooks.hits] == ["/tier2"]
-    run(with_conn(db, ticker.tick))
+    tick(db, vault)
     assert alarms_of(db, home)[0]["escalation_level"] == 1  # the next step waits its own timeout
 
     _wait(db, home, 121)
-    run(with_conn(db, ticker.tick))
+    tick(db, vault)
     _deliver(db, vault, None)
     assert alarms_of(db, home)[0]["escalation_level"] == 2
     assert [h.path for h in webhooks.hits] == ["/tier2", "/head"]
 
     _wait(db, home, 121)
-    run(with_conn(db, ticker.tick))  # at the last tier: its people are told again while nobody attends
+    tick(db, vault)  # at the last tier: its people are told again while nobody attends
     _deliver(db, vault, None)
     assert alarms_of(db, home)[0]["escalation_level"] == 2
     assert [h.path for h in webhooks.hits] == ["/tier2", "/head", "/head"]
@@ -321,7 +320,7 @@ def test_an_acknowledged_alarm_nobody_attends_escalates_and_the_top_tier_is_told
             (home.institution_id,),
         )
     _wait(db, home, 600)
-    run(with_conn(db, ticker.tick))  # someone is there: nothing more
+    tick(db, vault)  # someone is there: nothing more
     assert alarms_of(db, home)[0]["escalation_level"] == 2
 
 
@@ -335,19 +334,19 @@ def test_pressing_again_long_after_the_acknowledgement_escalates_at_once(
         on_shift_all_day(conn, home, tier2, 2)
     now = datetime.now(UTC)
     put_event(db, home, button, "button", {"action": "press"}, now - timedelta(seconds=90))
-    run(with_conn(db, engine.process_pending))
+    process(db, vault)
     _acknowledge(db, home, ago_s=85)
     put_event(db, home, button, "button", {"action": "press"}, now - timedelta(seconds=50))
-    run(with_conn(db, engine.process_pending))
+    process(db, vault)
     assert alarms_of(db, home)[0]["escalation_level"] == 0  # 35 s after it was seen: within the repeat window
 
     put_event(db, home, button, "button", {"action": "press"}, now)
-    run(with_conn(db, engine.process_pending))  # 85 s after it was seen, and still pressing: nobody came
+    process(db, vault)  # 85 s after it was seen, and still pressing: nobody came
     [alarm] = alarms_of(db, home)
     assert (alarm["state"], alarm["repeat_count"], alarm["escalation_level"]) == ("acknowledged", 3, 1)
     _deliver(db, vault, None)
     assert [h.path for h in webhooks.hits] == ["/tier2"]
 
     put_event(db, home, button, "button", {"action": "press"}, now + timedelta(seconds=20))
-    run(with_conn(db, engine.process_pending))  # the next press waits a repeat window from the escalation
+    process(db, vault)  # the next press waits a repeat window from the escalation
     assert alarms_of(db, home)[0]["escalation_level"] == 1

@@ -6,11 +6,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import psycopg
-from tests.alerting.conftest import put_event, run, with_conn
+from tests.alerting.conftest import process, put_event
 from tests.alerting.receivers import Mailbox
 from tests.alerting.test_delivery import _button, _channel, _deliver, _family
 
-from eldercare.platform.alarms import engine
 from eldercare.platform.crypto import Vault
 from eldercare.platform.notify import sender
 from eldercare.simulators.seed import SeededHome
@@ -27,7 +26,7 @@ def test_a_refused_address_is_not_stored_in_the_error_texts(
     family = _family(db, home, bed)
     _channel(db, vault, family, "email", ADDRESS, 1)
     put_event(db, home, button, "button", {"action": "press"}, datetime.now(UTC))
-    run(with_conn(db, engine.process_pending))
+    process(db, vault)
 
     assert _deliver(db, vault, port, sender.SenderPolicy(min_interval_s=0)) == 0
     with psycopg.connect(db) as conn:

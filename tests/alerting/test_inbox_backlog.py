@@ -6,9 +6,9 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import psycopg
-from tests.alerting.conftest import alarms_of, device_id, run, with_conn
+from tests.alerting.conftest import alarms_of, device_id, process
 
-from eldercare.platform.alarms import engine
+from eldercare.platform.crypto import Vault
 from eldercare.simulators.seed import SeededHome
 
 
@@ -25,7 +25,7 @@ def _backlog(db: str, home: SeededHome, code: str, kind: str, details: list[dict
 
 
 def test_a_press_behind_a_backlog_is_raised_in_the_first_batch_and_its_cancel_after_it(
-    db: str, home: SeededHome
+    db: str, vault: Vault, home: SeededHome
 ) -> None:
     sensor = next(d.code for d in home.devices if d.kind == "bed_sensor")
     button = next(d.code for d in home.devices if d.kind == "button")
@@ -33,11 +33,11 @@ def test_a_press_behind_a_backlog_is_raised_in_the_first_batch_and_its_cancel_af
     _backlog(db, home, sensor, "bed_exit", [{"back": n % 2 == 1} for n in range(300)], noon)
     _backlog(db, home, button, "button", [{"action": "press"}, {"action": "cancel"}], noon + timedelta(seconds=1))
 
-    run(with_conn(db, lambda conn: engine.process_pending(conn, limit=200)))
+    process(db, vault, limit=200)
 
     [alarm] = alarms_of(db, home)
     assert (alarm["kind"], alarm["device"], alarm["state"]) == ("button", button, "cancelled")
-    while run(with_conn(db, engine.process_pending)):
+    while process(db, vault):
         pass
     with psycopg.connect(db) as conn:
         left = conn.execute(

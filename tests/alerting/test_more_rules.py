@@ -7,11 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
-from tests.alerting.conftest import alarms_of, put_event, run, with_conn
+from tests.alerting.conftest import alarm_text, alarms_of, process, put_event, run, tick, with_conn
 from tests.alerting.receivers import WebhookServer
 from tests.alerting.test_delivery import _channel, _deliver, _family
 
-from eldercare.platform.alarms import engine, ticker
 from eldercare.platform.auth.service import AsyncConn
 from eldercare.platform.crypto import Vault
 from eldercare.platform.notify import sender
@@ -52,21 +51,20 @@ def _where(db: str, home: SeededHome, code: str, metres_north: float) -> None:
 
 
 def test_a_wanderer_beyond_the_homes_area_raises_one_emergency_with_the_last_location(
-    db: str, home: SeededHome
+    db: str, vault: Vault, home: SeededHome
 ) -> None:
     person = next(d.person_code for d in home.devices if d.person_code)
     band = _wristband(db, home, person or "")
     _where(db, home, band, 60)  # in the garden
-    run(with_conn(db, ticker.tick))
+    tick(db, vault)
     assert alarms_of(db, home) == []
     _where(db, home, band, 400)  # out on the road
-    run(with_conn(db, ticker.tick))
-    run(with_conn(db, ticker.tick))
+    tick(db, vault)
+    tick(db, vault)
     [alarm] = alarms_of(db, home)
     assert (alarm["kind"], alarm["priority"], alarm["device"]) == ("wander", "emergency", band)
-    with psycopg.connect(db) as conn:
-        detail = conn.execute("SELECT detail FROM alarms WHERE id = %s", (alarm["id"],)).fetchone()
-    assert detail is not None and 390 <= detail[0]["metres_from_home"] <= 410 and "lat" in detail[0]
+    detail = alarm_text(db, vault, alarm["id"]).detail
+    assert 390 <= detail["metres_from_home"] <= 410 and "lat" in detail
 
 
 def _empty_bed_readings(db: str, home: SeededHome, minutes_ago: tuple[int, ...]) -> str:
@@ -86,22 +84,26 @@ def _empty_bed_readings(db: str, home: SeededHome, minutes_ago: tuple[int, ...])
     return sensor
 
 
-def test_a_bed_sensor_that_reports_but_never_sees_anyone_is_a_technical_alarm(db: str, home: SeededHome) -> None:
+def test_a_bed_sensor_that_reports_but_never_sees_anyone_is_a_technical_alarm(
+    db: str, vault: Vault, home: SeededHome
+) -> None:
     sensor = _empty_bed_readings(db, home, (0, 30, 70))
-    run(with_conn(db, ticker.tick))
+    tick(db, vault)
     kinds = [(a["kind"], a["priority"], a["device"]) for a in alarms_of(db, home)]
     assert kinds == [("no_presence", "technical", sensor)]
 
 
 def test_a_sensor_that_has_only_just_started_reporting_is_no_evidence_of_an_empty_bed(
-    db: str, home: SeededHome
+    db: str, vault: Vault, home: SeededHome
 ) -> None:
     _empty_bed_readings(db, home, (0, 5, 20))  # a new sensor (or one back from an outage): 20 minutes of data
-    run(with_conn(db, ticker.tick))
+    tick(db, vault)
     assert alarms_of(db, home) == []
 
 
-def test_a_resident_in_hospital_during_the_window_leaves_the_bed_empty_for_a_reason(db: str, home: SeededHome) -> None:
+def test_a_resident_in_hospital_during_the_window_leaves_the_bed_empty_for_a_reason(
+    db: str, vault: Vault, home: SeededHome
+) -> None:
     sensor = _empty_bed_readings(db, home, (0, 30, 70))
     with psycopg.connect(db, autocommit=True) as conn:
         conn.execute(
@@ -111,7 +113,7 @@ def test_a_resident_in_hospital_during_the_window_leaves_the_bed_empty_for_a_rea
             " JOIN bed_assignments ba ON ba.bed_id = db.bed_id AND ba.during @> now() WHERE d.code = %s",
             (sensor,),
         )
-    run(with_conn(db, ticker.tick))
+    tick(db, vault)
     assert alarms_of(db, home) == []
 
 
@@ -124,7 +126,7 @@ def test_sms_goes_through_the_providers_http_api(
     monkeypatch.setenv("ELDERCARE_SMS_URL", f"{webhooks.url}/sms")
     monkeypatch.setenv("ELDERCARE_SMS_API_KEY", "provider-key")
     put_event(db, home, button.code, "button", {"action": "press"}, datetime.now(UTC))
-    run(with_conn(db, engine.process_pending))
+    process(db, vault)
     assert _deliver(db, vault, None) == 1
     [hit] = webhooks.hits
     assert hit.path == "/sms" and hit.headers["authorization"] == "Bearer provider-key"
@@ -138,7 +140,7 @@ def test_when_every_channel_fails_the_row_waits_and_is_retried(
     family = _family(db, home, button.bed_code or "")
     _channel(db, vault, family, "webhook_json", f"{webhooks.url}/broken", 1)
     put_event(db, home, button.code, "button", {"action": "press"}, datetime.now(UTC))
-    run(with_conn(db, engine.process_pending))
+    process(db, vault)
     slow = sender.SenderPolicy(backoff_base_s=30)
     assert _deliver(db, vault, None, slow) == 0
     with psycopg.connect(db) as conn:

@@ -5,18 +5,19 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import psycopg
-from tests.alerting.conftest import alarms_of, device_id, on_shift_all_day, put_event, run, set_rule, with_conn
+from tests.alerting.conftest import (
+    alarm_text,
+    alarms_of,
+    device_id,
+    on_shift_all_day,
+    process,
+    put_event,
+    set_rule,
+    tick,
+)
 
-from eldercare.platform.alarms import engine, ticker
+from eldercare.platform.crypto import Vault
 from eldercare.simulators.seed import SeededHome
-
-
-def _process(db: str) -> int:
-    return run(with_conn(db, engine.process_pending))
-
-
-def _tick(db: str) -> dict[str, int]:
-    return run(with_conn(db, ticker.tick))
 
 
 def _codes(home: SeededHome, kind: str) -> list[str]:
@@ -33,12 +34,14 @@ def _resident_of(db: str, bed_code: str) -> int:
     return int(row[0])
 
 
-def test_each_press_is_one_alarm_repeats_are_counted_and_cancel_is_at_the_bedside(db: str, home: SeededHome) -> None:
+def test_each_press_is_one_alarm_repeats_are_counted_and_cancel_is_at_the_bedside(
+    db: str, vault: Vault, home: SeededHome
+) -> None:
     button = _codes(home, "button")[0]
     now = datetime.now(UTC)
     put_event(db, home, button, "button", {"action": "press"}, now)
     put_event(db, home, button, "button", {"action": "press"}, now + timedelta(seconds=20))
-    assert _process(db) == 2
+    assert process(db, vault) == 2
     [alarm] = alarms_of(db, home)
     assert (alarm["kind"], alarm["priority"], alarm["state"], alarm["repeat_count"]) == (
         "button",
@@ -48,25 +51,25 @@ def test_each_press_is_one_alarm_repeats_are_counted_and_cancel_is_at_the_bedsid
     )
 
     put_event(db, home, button, "button", {"action": "cancel"}, now + timedelta(seconds=30))
-    _process(db)
+    process(db, vault)
     [alarm] = alarms_of(db, home)
-    assert (alarm["state"], alarm["outcome"]) == ("cancelled", "cancelled at the bedside")
+    assert (alarm["state"], alarm_text(db, vault, alarm["id"]).outcome) == ("cancelled", "cancelled at the bedside")
 
     put_event(db, home, button, "button", {"action": "press"}, now + timedelta(seconds=40))
-    _process(db)
+    process(db, vault)
     assert [a["state"] for a in alarms_of(db, home)] == ["cancelled", "raised"]  # a new happening, a new alarm
 
 
-def test_a_press_after_the_repeat_window_is_a_new_alarm(db: str, home: SeededHome) -> None:
+def test_a_press_after_the_repeat_window_is_a_new_alarm(db: str, vault: Vault, home: SeededHome) -> None:
     button = _codes(home, "button")[0]
     now = datetime.now(UTC)
     put_event(db, home, button, "button", {"action": "press"}, now - timedelta(seconds=120))
     put_event(db, home, button, "button", {"action": "press"}, now)
-    _process(db)
+    process(db, vault)
     assert [a["repeat_count"] for a in alarms_of(db, home)] == [1, 1]
 
 
-def test_rules_are_data_per_resident(db: str, home: SeededHome) -> None:
+def test_rules_are_data_per_resident(db: str, vault: Vault, home: SeededHome) -> None:
     first, second = home.devices[1], home.devices[3]  # buttons of two beds
     assert first.kind == second.kind == "button"
     resident = _resident_of(db, first.bed_code or "")
@@ -75,7 +78,7 @@ def test_rules_are_data_per_resident(db: str, home: SeededHome) -> None:
     now = datetime.now(UTC)
     put_event(db, home, first.code, "button", {"action": "press"}, now)
     put_event(db, home, second.code, "button", {"action": "press"}, now)
-    _process(db)
+    process(db, vault)
     assert [(a["device"], a["priority"]) for a in alarms_of(db, home)] == [(second.code, "urgent")]
 
 
@@ -84,13 +87,15 @@ def _night_everywhere(db: str, home: SeededHome, **params: object) -> None:
     set_rule(db, rule="bed_exit_night", params={**base, **params}, institution_id=home.institution_id)
 
 
-def test_a_night_bed_exit_becomes_urgent_after_the_delay_then_an_emergency(db: str, home: SeededHome) -> None:
+def test_a_night_bed_exit_becomes_urgent_after_the_delay_then_an_emergency(
+    db: str, vault: Vault, home: SeededHome
+) -> None:
     _night_everywhere(db, home)
     sensor = _codes(home, "bed_sensor")[0]
     now = datetime.now(UTC)
     put_event(db, home, sensor, "bed_exit", {"back": False}, now - timedelta(seconds=30))
-    _process(db)
-    _tick(db)
+    process(db, vault)
+    tick(db, vault)
     assert alarms_of(db, home) == []  # still within the delay: the resident may be back at once
 
     with psycopg.connect(db, autocommit=True) as conn:
@@ -98,7 +103,7 @@ def test_a_night_bed_exit_becomes_urgent_after_the_delay_then_an_emergency(db: s
             "UPDATE bed_exit_watches SET exited_at = exited_at - interval '2 minutes' WHERE device_id = %s",
             (device_id(db, sensor),),
         )
-    _tick(db)
+    tick(db, vault)
     [alarm] = alarms_of(db, home)
     assert (alarm["kind"], alarm["priority"]) == ("bed_exit", "urgent")
 
@@ -107,36 +112,40 @@ def test_a_night_bed_exit_becomes_urgent_after_the_delay_then_an_emergency(db: s
             "UPDATE bed_exit_watches SET exited_at = exited_at - interval '20 minutes' WHERE device_id = %s",
             (device_id(db, sensor),),
         )
-    _tick(db)
+    tick(db, vault)
     [alarm] = alarms_of(db, home)
     assert alarm["priority"] == "emergency"
 
     put_event(db, home, sensor, "bed_exit", {"back": True}, now)
-    _process(db)
+    process(db, vault)
     [alarm] = alarms_of(db, home)
-    assert (alarm["state"], alarm["outcome"]) == ("resolved", "back in bed")
+    assert (alarm["state"], alarm_text(db, vault, alarm["id"]).outcome) == ("resolved", "back in bed")
 
 
-def test_a_quick_return_raises_nothing_and_low_risk_or_daytime_exits_are_ignored(db: str, home: SeededHome) -> None:
+def test_a_quick_return_raises_nothing_and_low_risk_or_daytime_exits_are_ignored(
+    db: str, vault: Vault, home: SeededHome
+) -> None:
     sensor = _codes(home, "bed_sensor")[0]
     now = datetime.now(UTC)
     _night_everywhere(db, home)
     put_event(db, home, sensor, "bed_exit", {"back": False}, now - timedelta(seconds=200))
     put_event(db, home, sensor, "bed_exit", {"back": True}, now - timedelta(seconds=170))
-    _process(db)
-    _tick(db)
+    process(db, vault)
+    tick(db, vault)
     assert alarms_of(db, home) == []
 
     _night_everywhere(db, home, min_fall_risk="high")
     with psycopg.connect(db, autocommit=True) as conn:
         conn.execute("UPDATE residents SET fall_risk = 'low' WHERE institution_id = %s", (home.institution_id,))
     put_event(db, home, sensor, "bed_exit", {"back": False}, now - timedelta(minutes=5))
-    _process(db)
-    _tick(db)
+    process(db, vault)
+    tick(db, vault)
     assert alarms_of(db, home) == []
 
 
-def test_vitals_out_of_range_for_the_sustain_time_raise_one_urgent_alarm(db: str, home: SeededHome) -> None:
+def test_vitals_out_of_range_for_the_sustain_time_raise_one_urgent_alarm(
+    db: str, vault: Vault, home: SeededHome
+) -> None:
     sensor = _codes(home, "bed_sensor")[0]
     dev = device_id(db, sensor)
     now = datetime.now(UTC)
@@ -147,13 +156,13 @@ def test_vitals_out_of_range_for_the_sustain_time_raise_one_urgent_alarm(db: str
                 " VALUES (%s, %s, true, 140, 16)",
                 (now - timedelta(seconds=s), dev),
             )
-    _tick(db)
-    _tick(db)
+    tick(db, vault)
+    tick(db, vault)
     [alarm] = alarms_of(db, home)
     assert (alarm["kind"], alarm["priority"], alarm["device"]) == ("vitals", "urgent", sensor)
 
 
-def test_vitals_back_in_range_within_the_window_raise_nothing(db: str, home: SeededHome) -> None:
+def test_vitals_back_in_range_within_the_window_raise_nothing(db: str, vault: Vault, home: SeededHome) -> None:
     dev = device_id(db, _codes(home, "bed_sensor")[0])
     now = datetime.now(UTC)
     with psycopg.connect(db, autocommit=True) as conn:
@@ -163,11 +172,11 @@ def test_vitals_back_in_range_within_the_window_raise_nothing(db: str, home: See
                 " VALUES (%s, %s, true, %s, 16)",
                 (now - timedelta(seconds=s), dev, hr),
             )
-    _tick(db)
+    tick(db, vault)
     assert alarms_of(db, home) == []
 
 
-def test_a_clean_goodbye_raises_nothing_until_the_gateway_stays_silent(db: str, home: SeededHome) -> None:
+def test_a_clean_goodbye_raises_nothing_until_the_gateway_stays_silent(db: str, vault: Vault, home: SeededHome) -> None:
     def said(status: str, seconds_ago: int) -> list[str]:
         with psycopg.connect(db, autocommit=True) as conn:
             conn.execute(
@@ -175,7 +184,7 @@ def test_a_clean_goodbye_raises_nothing_until_the_gateway_stays_silent(db: str, 
                 " WHERE institution_id = %s",
                 (seconds_ago, status, home.institution_id),
             )
-        _tick(db)
+        tick(db, vault)
         return [a["kind"] for a in alarms_of(db, home)]
 
     assert said("goodbye", 5) == []  # a planned restart: back before anyone needs to know
@@ -185,7 +194,7 @@ def test_a_clean_goodbye_raises_nothing_until_the_gateway_stays_silent(db: str, 
     assert said("death", 0) == ["gateway_offline", "gateway_offline"]  # a last will: at once
 
 
-def test_a_gateway_outage_is_one_alarm_that_holds_back_device_faults(db: str, home: SeededHome) -> None:
+def test_a_gateway_outage_is_one_alarm_that_holds_back_device_faults(db: str, vault: Vault, home: SeededHome) -> None:
     _nurse_on_shift(db, home)
     with psycopg.connect(db, autocommit=True) as conn:
         conn.execute(
@@ -193,12 +202,12 @@ def test_a_gateway_outage_is_one_alarm_that_holds_back_device_faults(db: str, ho
             " WHERE institution_id = %s",
             (home.institution_id,),
         )
-    _tick(db)
+    tick(db, vault)
     now = datetime.now(UTC)
     sensors = _codes(home, "bed_sensor")
     for code in sensors:
         put_event(db, home, code, "fault", {"fault": "offline", "active": True}, now)
-    _process(db)
+    process(db, vault)
     alarms = alarms_of(db, home)
     gateway = [a for a in alarms if a["kind"] == "gateway_offline"]
     held = [a for a in alarms if a["kind"] == "device_offline"]
@@ -207,13 +216,13 @@ def test_a_gateway_outage_is_one_alarm_that_holds_back_device_faults(db: str, ho
     assert _told(db, [a["id"] for a in held]) == 0  # nobody is told of each device while the gateway is out
 
     put_event(db, home, sensors[0], "fault", {"fault": "offline", "active": False}, now + timedelta(seconds=1))
-    _process(db)  # the gateway's replay: the first sensor was heard again
+    process(db, vault)  # the gateway's replay: the first sensor was heard again
     with psycopg.connect(db, autocommit=True) as conn:
         conn.execute(
             "UPDATE gateways SET last_seen_at = now(), last_status = 'birth' WHERE institution_id = %s",
             (home.institution_id,),
         )
-    _tick(db)
+    tick(db, vault)
     by_device = {a["device"]: a for a in alarms_of(db, home) if a["kind"] == "device_offline"}
     assert [a["state"] for a in alarms_of(db, home) if a["kind"] == "gateway_offline"] == ["resolved"]
     assert by_device[sensors[0]]["state"] == "resolved"  # cleared by the device: gone
@@ -221,10 +230,10 @@ def test_a_gateway_outage_is_one_alarm_that_holds_back_device_faults(db: str, ho
     # the faults the gateway did not clear are real: released to staff, and they are told now
     assert [(a["state"], a["held_by"]) for a in still] == [("raised", None)] * len(still)
     assert _told(db, [a["id"] for a in still]) > 0
-    assert _history(db, still[0]["id"])[-1].startswith("gateway back and the fault not cleared")
+    assert alarm_text(db, vault, still[0]["id"]).notes[-1].startswith("gateway back and the fault not cleared")
 
 
-def test_only_the_gateway_that_delivers_a_fault_can_hold_it_back(db: str, home: SeededHome) -> None:
+def test_only_the_gateway_that_delivers_a_fault_can_hold_it_back(db: str, vault: Vault, home: SeededHome) -> None:
     """A home with two gateways: one out does not hide the faults the other one reports."""
     _nurse_on_shift(db, home)
     with psycopg.connect(db, autocommit=True) as conn:
@@ -233,12 +242,12 @@ def test_only_the_gateway_that_delivers_a_fault_can_hold_it_back(db: str, home: 
             " VALUES (%s, %s, now() - interval '5 minutes', 'heartbeat')",
             (home.institution_id, f"GW2-{home.institution_code[-6:]}"),
         )
-    _tick(db)
+    tick(db, vault)
     [outage] = alarms_of(db, home)
     assert outage["kind"] == "gateway_offline"
     button = _codes(home, "button")[0]
     put_event(db, home, button, "fault", {"fault": "low_battery", "active": True}, datetime.now(UTC))
-    _process(db)
+    process(db, vault)
     [fault] = [a for a in alarms_of(db, home) if a["kind"] == "device_low_battery"]
     assert (fault["state"], fault["held_by"]) == ("raised", None)
     assert _told(db, [fault["id"]]) > 0
@@ -261,10 +270,3 @@ def _told(db: str, alarm_ids: list[int]) -> int:
         row = conn.execute("SELECT count(*) FROM notifications WHERE alarm_id = ANY(%s)", (alarm_ids,)).fetchone()
     assert row is not None
     return int(row[0])
-
-
-def _history(db: str, alarm_id: int) -> list[str]:
-    with psycopg.connect(db) as conn:
-        return [
-            r[0] for r in conn.execute("SELECT note FROM alarm_changes WHERE alarm_id = %s ORDER BY id", (alarm_id,))
-        ]

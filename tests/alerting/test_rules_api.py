@@ -5,10 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import httpx
-from tests.alerting.conftest import alarms_of, put_event, run, with_conn
+from tests.alerting.conftest import alarms_of, process, put_event, run, with_conn
 from tests.alerting.test_api import _auth, _client
 
-from eldercare.platform.alarms import engine
 from eldercare.platform.auth.scope import Role
 from eldercare.platform.auth.service import AsyncConn, create_user
 from eldercare.platform.crypto import Vault
@@ -68,7 +67,7 @@ def test_a_head_sets_a_residents_rule_and_the_engine_follows_it(db: str, vault: 
 
     _client(db, vault)(work)
     put_event(db, home, button.code, "button", {"action": "press"}, datetime.now(UTC))
-    run(with_conn(db, engine.process_pending))
+    process(db, vault)
     assert [a["priority"] for a in alarms_of(db, home)] == ["urgent"]
 
 

@@ -9,11 +9,10 @@ from datetime import UTC, datetime
 
 import psycopg
 import pytest
-from tests.alerting.conftest import alarms_of, on_shift_all_day, put_event, run, with_conn
+from tests.alerting.conftest import alarms_of, on_shift_all_day, process, put_event, run, with_conn
 from tests.alerting.receivers import WebhookServer
 from tests.alerting.test_delivery import _button, _channel, _deliver, _family, _user
 
-from eldercare.platform.alarms import engine
 from eldercare.platform.auth.scope import Role
 from eldercare.platform.auth.service import AsyncConn
 from eldercare.platform.crypto import Vault
@@ -45,7 +44,7 @@ def test_a_new_alarm_is_not_given_up_because_an_older_one_for_the_same_person_fa
     family = _family(db, home, bed)
     _channel(db, vault, family, "webhook_json", f"{webhooks.url}/broken", 1)  # the provider is down
     put_event(db, home, button, "button", {"action": "press"}, datetime.now(UTC))
-    run(with_conn(db, engine.process_pending))
+    process(db, vault)
     for _ in range(3):
         _deliver(db, vault, None, policy)
         time.sleep(0.08)
@@ -53,7 +52,7 @@ def test_a_new_alarm_is_not_given_up_because_an_older_one_for_the_same_person_fa
     assert (state, attempts) == ("pending", 3)
 
     put_event(db, home, button, "fall", {"source": "radar"}, datetime.now(UTC))  # a new, different alarm
-    run(with_conn(db, engine.process_pending))
+    process(db, vault)
     time.sleep(0.08)
     _deliver(db, vault, None, policy)  # one message for both rows; it fails again
     [old, new] = _rows(db, family)
@@ -84,7 +83,7 @@ def test_every_event_of_an_emergency_skips_the_rate_limit(
         on_shift_all_day(conn, home, tier2, 2)
     for device in buttons:
         put_event(db, home, device.code, "button", {"action": "press"}, datetime.now(UTC))
-    run(with_conn(db, engine.process_pending))
+    process(db, vault)
     first, second = (a["id"] for a in alarms_of(db, home))
     assert all(a["priority"] == "emergency" for a in alarms_of(db, home))
     policy = sender.SenderPolicy(min_interval_s=600)
@@ -113,7 +112,7 @@ def test_a_family_that_may_no_longer_be_told_is_not_told(
     family = _family(db, home, bed)
     _channel(db, vault, family, "webhook_json", f"{webhooks.url}/json", 1)
     put_event(db, home, button, "button", {"action": "press"}, datetime.now(UTC))
-    run(with_conn(db, engine.process_pending))
+    process(db, vault)
     assert [r[1] for r in _rows(db, family)] == ["pending"]
     with psycopg.connect(db, autocommit=True) as conn:
         if change == "unlink":
@@ -136,7 +135,7 @@ def test_a_lapsed_lease_is_rechecked_too(db: str, vault: Vault, home: SeededHome
     family = _family(db, home, bed)
     _channel(db, vault, family, "webhook_json", f"{webhooks.url}/json", 1)
     put_event(db, home, button, "button", {"action": "press"}, datetime.now(UTC))
-    run(with_conn(db, engine.process_pending))
+    process(db, vault)
     with psycopg.connect(db, autocommit=True) as conn:
         conn.execute(
             "UPDATE notifications SET state = 'sending', lease_until = clock_timestamp() - interval '1 second',"

@@ -95,10 +95,10 @@ async def next_event(events: asyncio.Queue[tuple[str, Any]], within_s: float = 5
     return await asyncio.wait_for(events.get(), within_s)
 
 
-async def raise_alarm(db: str, home: SeededHome, code: str, kind: str, detail: dict[str, Any]) -> None:
+async def raise_alarm(db: str, vault: Vault, home: SeededHome, code: str, kind: str, detail: dict[str, Any]) -> None:
     put_event(db, home, code, kind, detail, datetime.now(UTC))
     async with await psycopg.AsyncConnection.connect(db, autocommit=True) as conn:
-        await engine.process_pending(conn)
+        await engine.process_pending(conn, vault=vault)
 
 
 def buttons(home: SeededHome) -> list[str]:
@@ -114,7 +114,7 @@ def test_a_lost_listen_connection_ends_every_stream_and_the_next_snapshot_has_th
         token = await live.token(home)
         events, reader = live.open(token)
         assert (await next_event(events))[0] == "snapshot"
-        await raise_alarm(db, home, first_button, "button", {"action": "press"})
+        await raise_alarm(db, vault, home, first_button, "button", {"action": "press"})
         name, first = await next_event(events)
         assert (name, first["kind"]) == ("alarm", "button")
 
@@ -125,7 +125,7 @@ def test_a_lost_listen_connection_ends_every_stream_and_the_next_snapshot_has_th
                 "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
                 " WHERE datname = current_database() AND query = 'LISTEN alarms' AND pid <> pg_backend_pid()"
             )
-        await raise_alarm(db, home, other_button, "fall", {"source": "radar"})
+        await raise_alarm(db, vault, home, other_button, "fall", {"source": "radar"})
 
         # The open stream must not carry on as if nothing happened: it ends once the hub listens again ...
         seen: list[tuple[str, Any]] = []
@@ -194,7 +194,7 @@ def test_a_stream_stops_once_its_session_ended_or_its_user_was_deactivated(
         )
         assert reply.status_code == 204, reply.text
         await asyncio.sleep(stream.SESSION_RECHECK_S + 0.5)
-        await raise_alarm(db, home, next(presses), "button", {"action": "press"})
+        await raise_alarm(db, vault, home, next(presses), "button", {"action": "press"})
         name, alarm = await next_event(kept)
         assert name == "alarm"
         assert await next_event(gone) == (END, 200), "a change went out on a logged-out session's stream"
@@ -204,7 +204,7 @@ def test_a_stream_stops_once_its_session_ended_or_its_user_was_deactivated(
         with psycopg.connect(db, autocommit=True) as conn:
             conn.execute("UPDATE users SET active = false WHERE username = %s", (home.staff_username,))
         await asyncio.sleep(stream.SESSION_RECHECK_S + 0.5)
-        await raise_alarm(db, home, next(presses), "button", {"action": "press"})
+        await raise_alarm(db, vault, home, next(presses), "button", {"action": "press"})
         assert await next_event(kept) == (END, 200), "a change went out to a deactivated user"
         await kept_reader
         assert alarm["kind"] == "button"
@@ -276,7 +276,7 @@ def test_a_stream_audits_its_snapshot_and_each_alarm_it_shows_first(db: str, vau
         assert await next_event(events) == ("snapshot", [])
         assert _read_health(db, home.staff_username, start) == [], "an empty snapshot showed nothing"
 
-        await raise_alarm(db, home, first.code, "button", {"action": "press"})
+        await raise_alarm(db, vault, home, first.code, "button", {"action": "press"})
         name, alarm = await next_event(events)
         assert name == "alarm"
         one = alarm["id"]
@@ -302,7 +302,7 @@ def test_a_stream_audits_its_snapshot_and_each_alarm_it_shows_first(db: str, vau
         events, reader = live.open(token)
         name, snapshot = await next_event(events)
         assert (name, [a["id"] for a in snapshot]) == ("snapshot", [one])
-        await raise_alarm(db, home, second.code, "fall", {"source": "radar"})
+        await raise_alarm(db, vault, home, second.code, "fall", {"source": "radar"})
         name, alarm = await next_event(events)
         assert name == "alarm"
         two = alarm["id"]
@@ -320,8 +320,8 @@ def test_a_stream_audits_its_snapshot_and_each_alarm_it_shows_first(db: str, vau
         events, reader = live.open(reply.json()["token"])
         name, snapshot = await next_event(events)
         assert (name, [a["id"] for a in snapshot]) == ("snapshot", [one])
-        await raise_alarm(db, home, elsewhere.code, "button", {"action": "press"})  # another resident's
-        await raise_alarm(db, home, first.code, "fall", {"source": "radar"})  # the family's own resident
+        await raise_alarm(db, vault, home, elsewhere.code, "button", {"action": "press"})  # another resident's
+        await raise_alarm(db, vault, home, first.code, "fall", {"source": "radar"})  # the family's own resident
         name, alarm = await next_event(events)
         assert (name, alarm["kind"]) == ("alarm", "fall")
         own = _resident_of(db, first.person_code)

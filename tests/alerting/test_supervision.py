@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import httpx
 import psycopg
 import pytest
-from tests.alerting.conftest import alarms_of, put_event, run, with_conn
+from tests.alerting.conftest import alarms_of, process, put_event, run
 from tests.alerting.receivers import WebhookServer
 from tests.alerting.test_delivery import _button, _channel, _family
 
@@ -64,12 +64,12 @@ async def _until(check: Callable[[], bool], timeout_s: float) -> bool:
     return check()
 
 
-def test_the_engine_carries_on_after_a_read_only_moment(db: str, home: SeededHome) -> None:
+def test_the_engine_carries_on_after_a_read_only_moment(db: str, vault: Vault, home: SeededHome) -> None:
     button, _ = _button(home)
 
     async def scenario() -> bool:
         with _read_only(db) as writable:
-            task = asyncio.create_task(engine.run(db, poll_s=0.2))
+            task = asyncio.create_task(engine.run(db, vault=vault, poll_s=0.2))
             await asyncio.sleep(0.5)
             with psycopg.connect(db, autocommit=True, options=WRITABLE) as conn:  # ingest stays writable
                 conn.execute(
@@ -98,7 +98,7 @@ def test_the_sender_carries_on_after_a_read_only_moment(
     family = _family(db, home, bed)
     _channel(db, vault, family, "webhook_json", f"{webhooks.url}/json", 1)
     put_event(db, home, button, "button", {"action": "press"}, datetime.now(UTC))
-    run(with_conn(db, engine.process_pending))
+    process(db, vault)
 
     async def scenario() -> bool:
         async with httpx.AsyncClient(timeout=5) as client:

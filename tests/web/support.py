@@ -26,6 +26,7 @@ import psycopg
 
 from eldercare.devices import messages as m
 from eldercare.devices import topics
+from eldercare.platform.alarms import text as alarm_text
 from eldercare.platform.auth.scope import Role
 from eldercare.platform.auth.service import create_user
 from eldercare.platform.crypto import Vault
@@ -236,7 +237,7 @@ def _beds(db: str, home: SeededHome, vault: Vault) -> list[Bed]:
     return beds
 
 
-def _shape(db: str, home: SeededHome, others: list[SeededHome], beds: list[Bed], users: Users) -> int:
+def _shape(db: str, home: SeededHome, others: list[SeededHome], beds: list[Bed], users: Users, vault: Vault) -> int:
     """Links, a hospital stay, an ended stay, and past alarms for the family story and the regulator's figures.
     The id of a past alarm of family A's elder."""
     now = datetime.now(UTC)
@@ -259,11 +260,12 @@ def _shape(db: str, home: SeededHome, others: list[SeededHome], beds: list[Bed],
         conn.execute("UPDATE residents SET status = 'discharged' WHERE id = %s", (beds[5].resident_id,))
         row = conn.execute(
             "INSERT INTO alarms (institution_id, kind, priority, state, bed_id, resident_id, occurred_at, raised_at,"
-            " acknowledged_at, attending_at, closed_at, outcome, last_event_at)"
+            " acknowledged_at, attending_at, closed_at, outcome_enc, last_event_at)"
             " SELECT %(i)s, 'button', 'emergency', 'resolved', b.id, %(r)s, %(t)s, %(t)s, %(t)s + interval '40 s',"
-            " %(t)s + interval '3 min', %(t)s + interval '9 min', 'accidental_press', %(t)s FROM beds b"
+            " %(t)s + interval '3 min', %(t)s + interval '9 min', %(o)s, %(t)s FROM beds b"
             " WHERE b.code = %(b)s RETURNING id",
             {
+                "o": alarm_text.seal(vault, "accidental_press", column=alarm_text.OUTCOME),
                 "i": home.institution_id,
                 "r": beds[0].resident_id,
                 "t": now - timedelta(days=2, hours=3),
@@ -277,8 +279,8 @@ def _shape(db: str, home: SeededHome, others: list[SeededHome], beds: list[Bed],
                 at = now - timedelta(days=day, hours=2)
                 conn.execute(
                     "INSERT INTO alarms (institution_id, kind, priority, state, occurred_at, raised_at,"
-                    " acknowledged_at, attending_at, closed_at, outcome, last_event_at) VALUES (%s, 'button',"
-                    " 'emergency', 'resolved', %s, %s, %s, %s, %s, 'real_event', %s)",
+                    " acknowledged_at, attending_at, closed_at, outcome_enc, last_event_at) VALUES (%s, 'button',"
+                    " 'emergency', 'resolved', %s, %s, %s, %s, %s, %s, %s)",
                     (
                         home_x.institution_id,
                         at,
@@ -286,6 +288,7 @@ def _shape(db: str, home: SeededHome, others: list[SeededHome], beds: list[Bed],
                         at + timedelta(seconds=ack_s),
                         at + timedelta(seconds=ack_s + 120),
                         at + timedelta(minutes=20),
+                        alarm_text.seal(vault, "real_event", column=alarm_text.OUTCOME),
                         at,
                     ),
                 )
@@ -296,7 +299,7 @@ def build(stack: StackInfo, vault: Vault, base: str) -> World:
     home, others, users = asyncio.run(_seed(stack, vault))
     beds = _beds(stack.database_url, home, vault)
     assert len(beds) == 8, beds
-    past = _shape(stack.database_url, home, others, beds, users)
+    past = _shape(stack.database_url, home, others, beds, users, vault)
     uplink = SimUplink(
         institution=home.institution_code,
         gateway=home.gateway.gateway_id,

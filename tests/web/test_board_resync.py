@@ -22,8 +22,8 @@ def _raise_while_the_hub_is_not_listening(world: World, bed_index: int) -> int:
         assert cut is not None and cut[0] >= 1, "no hub was listening"
         row = conn.execute(
             "INSERT INTO alarms (institution_id, kind, priority, device_id, bed_id, resident_id, occurred_at,"
-            " last_event_at, detail) SELECT %s, 'button', 'emergency', d.id, b.id, %s, now(), now(),"
-            ' \'{"action": "press"}\' FROM devices d, beds b WHERE d.code = %s AND b.code = %s RETURNING id',
+            " last_event_at) SELECT %s, 'button', 'emergency', d.id, b.id, %s, now(), now()"
+            " FROM devices d, beds b WHERE d.code = %s AND b.code = %s RETURNING id",
             (world.home.institution_id, bed.resident_id, bed.button, bed.bed_code),
         ).fetchone()
         assert row is not None
