@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Container, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Final
@@ -68,6 +68,8 @@ class FallService:
     its last chunk or from the gateway's start). Data time alone would let one wearable with a clock far ahead
     reset every other detector; running time alone would forget, after a long outage of the gateway or of a
     home broker, the detectors of wearables whose backlog is still to come and continues their streams.
+    A stored detector is forgotten at start when it cannot be restored, or when its wearable is not among the
+    ``served`` devices (no longer configured): nothing would ever feed it.
     """
 
     def __init__(
@@ -77,6 +79,7 @@ class FallService:
         suppress_s: float,
         forget_after_s: float = 86_400.0,
         saved: Mapping[str, tuple[bytes, list[SavedSamples]]] | None = None,
+        served: Container[str] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.model = model
@@ -90,6 +93,10 @@ class FallService:
         self._next_prune = started = clock()
         self.restored = 0
         for dev, (state, rows) in (saved or {}).items():
+            if served is not None and dev not in served:
+                log.info("fall detector of %s forgotten: the gateway no longer serves it", dev)
+                self._forget.add(dev)
+                continue
             samples = [(r.stream, r.first, np.frombuffer(r.samples, dtype=SAMPLE_DTYPE).reshape(-1, 3)) for r in rows]
             detector = FallDetector.restore(model, state, samples, suppress_s=suppress_s)
             if detector is None:
@@ -130,6 +137,12 @@ class FallService:
             self._prune(now)
         return falls
 
+    def tick(self) -> None:
+        """Forget the detectors due (see the class) without waiting for a chunk: no wearable may send again."""
+        now = self._clock()
+        if now >= self._next_prune:
+            self._prune(now)
+
     def _prune(self, now: float) -> None:
         """Forget the detectors of wearables silent for ``forget_after_s`` in data time and in running time."""
         self._next_prune = now + PRUNE_EVERY_S
@@ -142,7 +155,8 @@ class FallService:
                 log.info("fall detector of %s forgotten: nothing from it for %.0f s", dev, self._forget_after_s)
 
     def take_forgotten(self) -> list[str]:
-        """Wearables whose stored detector state is to be deleted, in the commit of the chunk just fed."""
+        """Wearables whose stored detector state is to be deleted: in the commit of the chunk just fed, or in one of
+        its own (:meth:`Pipeline.forget_detectors`)."""
         gone = sorted(dev for dev in self._forget if dev not in self._detectors)  # a new detector replaces it
         self._forget.clear()
         return gone
@@ -178,9 +192,9 @@ class FallService:
         )
 
 
-def _item(message: m.DeviceMessage, *, made: bool) -> Item:
+def _item(message: m.DeviceMessage, *, made: bool, spare: bool = False) -> Item:
     lane = Lane.ALARM if m.is_alarm_class(message) else Lane.TELEMETRY
-    return Item(lane, m.encode(message), message, made)
+    return Item(lane, m.encode(message), message, made, spare)
 
 
 class Pipeline:
@@ -255,11 +269,15 @@ class Pipeline:
             self._add(batch, self._take_carried(message.dev), made=True)  # older than what this message makes
             own: list[m.DeviceMessage] = [message]
             made: list[m.DeviceMessage] = []
+            spare = False
             if isinstance(message, m.AccelSamples):
                 own = [message] if self._forward_samples else []
                 made = self._accel(message, device_class, batch)
+                # Forwarded, the samples are a copy: a store full of alarms drops it rather than refuse the chunk,
+                # or the wearable would send it again and again, its detector's checkpoint held back with it.
+                spare = self._falls is not None
             made.extend(self._supervisor.observe(message, device_class, source=delivery.source, now=now))
-            self._add(batch, own, made=False)
+            self._add(batch, own, made=False, spare=spare)
             self._add(batch, made, made=True)
         self._count(problems)
         return batch, problems
@@ -281,9 +299,9 @@ class Pipeline:
         return list(falls)
 
     @staticmethod
-    def _add(batch: Batch, messages: list[m.DeviceMessage], *, made: bool) -> None:
+    def _add(batch: Batch, messages: list[m.DeviceMessage], *, made: bool, spare: bool = False) -> None:
         for message in messages:
-            batch.items.append(_item(message, made=made))
+            batch.items.append(_item(message, made=made, spare=spare))
             if isinstance(message, m.DeviceFault):
                 batch.faults.append((message.dev, message.fault.value, message.active))
 
@@ -338,6 +356,18 @@ class Pipeline:
         if stale:
             self._save_carried()
         return taken
+
+    def forget_detectors(self, gone: Collection[str] = ()) -> asyncio.Future[Stored] | None:
+        """Delete, in a commit of its own, the stored state of fall detectors no longer held: ``gone`` (at start, with
+        fall detection off) and those the fall service has forgotten (at start: those it could not restore or whose
+        wearable is no longer served; then, once a second, those silent past its horizon). Left for the next
+        accelerometer chunk of any wearable, which may never come, their rows kept taking room alarms need, and
+        came back at the next start. None when there is nothing to delete."""
+        forget = set(gone)
+        if self._falls is not None:
+            self._falls.tick()
+            forget.update(self._falls.take_forgotten())
+        return self.submit_batch(Batch(forget=sorted(forget))) if forget else None
 
     def resume_carried(self) -> None:
         """At start, with the store worker running: take back what the carried file held when the gateway
@@ -420,7 +450,9 @@ class Pipeline:
             self._retry = asyncio.get_running_loop().call_later(CARRIED_RETRY_S, self.store_carried)
         if exc is not None:
             self._stats.refused += 1
-            if isinstance(exc, GatewayError | OSError):
+            if isinstance(exc, GatewayError | OSError) and not (batch.items or batch.detectors):
+                self._stats.error(f"not stored (detector state of {len(batch.forget)} wearable(s) to delete): {exc}")
+            elif isinstance(exc, GatewayError | OSError):
                 left = ["left with the device to send again"] if len(batch.items) > len(made) or not made else []
                 if made:
                     left.append(f"{len(made)} message(s) the gateway made carried to store again")

@@ -71,6 +71,23 @@ class Gateway:
         finally:
             store.close()
 
+    def _fall_service(self, store: Store, book: DeviceBook) -> tuple[FallService | None, list[str]]:
+        """The fall service, its detectors resumed from the store, and the wearables whose stored detectors are
+        to be deleted besides those it forgets: every one when fall detection is off (none will be resumed)."""
+        saved = store.detector_states()
+        if self.model is None:
+            return None, sorted(saved)
+        falls = FallService(
+            self.model,
+            suppress_s=self.config.fall.suppress_s,
+            forget_after_s=self.config.fall.forget_after_s,
+            saved=saved,
+            served=book.classes,
+        )
+        if falls.restored:
+            log.info("fall detection: %d wearable stream(s) resumed from the store", falls.restored)
+        return falls, []
+
     async def _run(self, store: Store, stop: asyncio.Event, on_ready: Callable[[], None] | None) -> None:
         config = self.config
         worker = StoreWorker(store)
@@ -86,16 +103,7 @@ class Gateway:
         uplink = Uplink(
             config=config, worker=worker, stats=self.stats, hub=hub, devices=lambda: sorted(book.classes)[:10_000]
         )
-        falls = None
-        if self.model is not None:
-            falls = FallService(
-                self.model,
-                suppress_s=config.fall.suppress_s,
-                forget_after_s=config.fall.forget_after_s,
-                saved=store.detector_states(),
-            )
-            if falls.restored:
-                log.info("fall detection: %d wearable stream(s) resumed from the store", falls.restored)
+        falls, gone = self._fall_service(store, book)
         pipeline = Pipeline(
             mappings=self.mappings,
             book=book,
@@ -157,9 +165,10 @@ class Gateway:
                 faults = supervisor.tick(time.monotonic())
                 if faults:
                     pipeline.submit_own(list(faults))
+                pipeline.forget_detectors()
 
         async with asyncio.TaskGroup() as group:
-            store_task = group.create_task(_store(worker, pipeline), name="store")  # runs before the sources
+            store_task = group.create_task(_store(worker, pipeline, gone), name="store")  # runs before the sources
             inputs = [group.create_task(s.run(), name=f"source-{s.config.name}") for s in sources]
             serving = [group.create_task(s.run_bound(), name=f"http-{s.config.port}") for s in servers]
             uplink_task = group.create_task(uplink.run(), name="uplink")
@@ -191,7 +200,9 @@ class Gateway:
         log.info("gateway: stopped; %d message(s) wait in the store", sum(asdict(store.depth()).values()))
 
 
-async def _store(worker: StoreWorker, pipeline: Pipeline) -> None:
-    """The store worker, given first what the carried file held when the gateway stopped."""
+async def _store(worker: StoreWorker, pipeline: Pipeline, gone: list[str]) -> None:
+    """The store worker, given first what the carried file held when the gateway stopped, then the deletion of
+    the stored fall detectors that will not be resumed (``gone``, and those the fall service did not restore)."""
     pipeline.resume_carried()
+    pipeline.forget_detectors(gone)
     await worker.run()

@@ -16,16 +16,18 @@ Bounds. ``max_bytes`` caps the database file (``PRAGMA max_page_count``) and its
 (checkpointed and truncated well below the cap). Before that cap is reached, the oldest telemetry is
 dropped to make room, and counted (``dropped``, stored). Alarms are never dropped: when only alarms are
 left and the store is full, new messages are refused (:class:`StoreFullError`) and not acknowledged, so the
-device keeps them and sends again.
+device keeps them and sends again. A message marked ``spare`` (the accelerometer samples a fall detector has
+taken, forwarded as a copy) is dropped and counted instead, so that it never holds back what came with it.
 
 Fall detectors. Each wearable's detector state (a few numbers and the last seconds of its 50 Hz samples,
 4.4 KiB a wearable by ``bench/gateway_fall_state.py``) is kept in ``fall_state`` and ``fall_samples``,
 written in the same commit as the chunk that changed it, so a restart resumes every detector where the
 acknowledged stream left it (see :mod:`eldercare.gateway.fall.detector`). It is bounded per wearable and
-counted in ``max_bytes``' data share like an alarm: telemetry is dropped to make room for it, and a commit that
-brings it is refused when alarms and detector state leave no room (the detectors are needed for fall alarms).
-A wearable's rows are deleted when the gateway forgets its detector (``Batch.forget``, see
-:class:`eldercare.gateway.pipeline.FallService`).
+counted in ``max_bytes``' data share like an alarm: telemetry is dropped to make room for it. It is what fall
+alarms are made from, so it is not refused where alarms start to be: a checkpoint mostly replaces the rows
+of the one before, and a commit is refused for its detector state only when that state grows the store past
+:data:`DETECTOR_SHARE`, a little above the alarms' limit. A wearable's rows are deleted when the gateway forgets
+its detector (``Batch.forget``, see :class:`eldercare.gateway.pipeline.FallService`).
 
 Repeats. A message whose exact bytes were stored recently (the last ``dedup_keys`` messages) is a repeat
 (a device or the home broker sending again what was already stored) and is not stored twice.
@@ -50,9 +52,14 @@ ROW_OVERHEAD: Final = 48  # bytes a queued row costs beyond its body (b-tree cel
 KEY_BYTES: Final = 80  # bytes a repeat-detection key costs (two b-trees)
 DATA_SHARE: Final = 0.6  # of max_bytes, what queued data may use before telemetry is dropped
 # Alarms are never dropped, so past the data share they may still come in, but only up to this share of the
-# pages: the rest stays free for cutting them into frames (a frame is written before its rows are deleted),
-# or a store full of alarms could never send them.
+# pages: the rest stays free for cutting them into frames, and for what SQLite's pages hold beyond the
+# estimate (b-tree slack), or a store full of alarms could never send them. (A frame's rows are deleted before
+# it is written, in the same transaction, so that it reuses their pages.)
 ALARM_SHARE: Final = 0.8
+# Fall detector state is refused only when it grows the store past this share: with alarms at their limit (an
+# outage), detection goes on. Its checkpoints mostly replace the rows before them, so it grows only when a
+# detector's window does (a candidate pending) or a new wearable starts; the rest stays free for framing alarms.
+DETECTOR_SHARE: Final = 0.85
 WAL_SHARE: Final = 16  # the write-ahead log is checkpointed at max_bytes / WAL_SHARE
 
 
@@ -93,6 +100,9 @@ class Item:
     body: bytes
     message: m.DeviceMessage | None = field(default=None, compare=False)  # the decoded form, not stored
     made: bool = field(default=False, compare=False)  # made by the gateway (a fall, a fault): no device resends it
+    # A copy nothing waits for (the accelerometer samples a fall detector took, forwarded): where a telemetry
+    # message would make the store refuse its batch (only alarms left, at their limit), it is dropped and counted.
+    spare: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +156,11 @@ class Depth:
     telemetry: int
 
 
+def _cost(item: Item) -> int:
+    """Bytes a queued message takes by the store's measure: its body, its row, its repeat-detection key."""
+    return len(item.body) + ROW_OVERHEAD + KEY_BYTES
+
+
 def _key(body: bytes) -> bytes:
     return hashlib.blake2b(body, digest_size=16).digest()
 
@@ -165,6 +180,7 @@ class Store:
         page_limit = (max_bytes - 2 * wal_pages * PAGE_SIZE) // PAGE_SIZE  # the WAL, and its -shm, besides
         self._data_limit = int(page_limit * PAGE_SIZE * DATA_SHARE)
         self._alarm_limit = int(page_limit * PAGE_SIZE * ALARM_SHARE)
+        self._detector_limit = int(page_limit * PAGE_SIZE * DETECTOR_SHARE)
         self._dedup_keys = max(1000, min(dedup_keys, max_bytes // 8 // KEY_BYTES))
         try:
             fresh = not path.exists()
@@ -268,39 +284,46 @@ class Store:
 
     def commit(self, batches: Sequence[Batch], *, acked: Sequence[int] = ()) -> list[Stored]:
         """Store ``batches`` and forget the frames ``acked``, in one fsynced transaction."""
-        incoming = sum(len(i.body) + ROW_OVERHEAD + KEY_BYTES for b in batches for i in b.items)
-        # Fall detector state, needed for fall alarms, takes room as alarms do (the rows it replaces not subtracted).
-        incoming += sum(len(d.state) + len(d.samples) + 2 * ROW_OVERHEAD for b in batches for d in b.detectors)
+        messages = sum(_cost(i) for b in batches for i in b.items)
+        spare = sum(_cost(i) for b in batches for i in b.items if i.spare)
+        # Fall detector state takes room as alarms do; telemetry makes room for all of it (the rows it replaces
+        # are not subtracted here: what it really adds is known once it is written, see _room_for_detectors).
+        detectors = sum(len(d.state) + len(d.samples) + 2 * ROW_OVERHEAD for b in batches for d in b.detectors)
         at_least = 0  # bytes of telemetry to drop whatever the estimate says (the pages ran out first)
         while True:
             try:
                 with self._tx():
                     self._delete_frames(acked)
-                    self._make_room(incoming, at_least=at_least)
-                    self._keep_room_for_frames(incoming)
-                    results = [self._add(batch) for batch in batches]
+                    self._make_room(messages + detectors, at_least=at_least)
+                    keep_spare = self._room_for_messages(messages, spare)
+                    before = self._bytes
+                    results = [self._add(batch, keep_spare=keep_spare) for batch in batches]
+                    self._room_for_detectors(before, messages if keep_spare else messages - spare)
                     self._trim_keys()
             except _AlarmsFullError as exc:
                 self._load_counters()  # the transaction was rolled back
-                raise StoreFullError(f"alarms fill {exc.args[0]:,} bytes: the rest is kept for sending them") from exc
+                raise StoreFullError(f"{exc.args[0]}: the rest is kept for sending them") from exc
             except sqlite3.Error as exc:
                 self._load_counters()  # the transaction was rolled back
                 if not (isinstance(exc, sqlite3.OperationalError) and "full" in str(exc)):
                     raise StoreError(self.path, str(exc)) from exc
                 if self._queued[Lane.TELEMETRY] == 0:
                     raise StoreFullError(f"{exc}, and no telemetry left to drop") from exc
-                at_least += max(incoming, self.max_bytes // 32)
+                at_least += max(messages + detectors, self.max_bytes // 32)
                 continue
             for stored in results:
                 for item in stored.accepted:
                     self._queued[item.lane] += 1
-                    self._bytes += len(item.body) + ROW_OVERHEAD + KEY_BYTES
+                    self._bytes += _cost(item)
             return results
 
-    def _add(self, batch: Batch) -> Stored:
+    def _add(self, batch: Batch, *, keep_spare: bool = True) -> Stored:
         accepted: list[Item] = []
-        repeats = 0
+        repeats = left_out = 0
         for item in batch.items:
+            if item.spare and not keep_spare:
+                left_out += 1
+                continue
             cursor = self._db.execute("INSERT OR IGNORE INTO recent (key) VALUES (?)", (_key(item.body),))
             if cursor.rowcount == 0:
                 repeats += 1
@@ -334,6 +357,9 @@ class Store:
                 self._bytes += len(d.samples) + ROW_OVERHEAD
             self._db.execute("INSERT INTO fall_state VALUES (?, ?)", (d.dev, d.state))
             self._bytes += len(d.state) + ROW_OVERHEAD
+        if left_out:
+            self._db.execute("UPDATE meta SET value = value + ? WHERE key = 'dropped'", (left_out,))
+            self.dropped += left_out
         return Stored(accepted, repeats)
 
     def _free(self, delete: str, *params: str | int) -> None:
@@ -346,11 +372,22 @@ class Store:
         )
         self._bytes -= max(0, cursor.rowcount) * KEY_BYTES
 
-    def _keep_room_for_frames(self, incoming: int) -> None:
+    def _room_for_messages(self, incoming: int, spare: int) -> bool:
         """After :meth:`_make_room`: what is left is alarms (and frames, and fall detector state), which are never
-        dropped; past :data:`ALARM_SHARE` of the pages they are refused, so that they can still be cut into frames."""
-        if incoming and self._bytes + incoming > self._alarm_limit:
-            raise _AlarmsFullError(self._bytes)
+        dropped; messages that would take them past :data:`ALARM_SHARE` of the pages are refused, so that they
+        can still be cut into frames. Whether the ``spare`` ones fit too (if not, they are left out)."""
+        if self._bytes + incoming <= self._alarm_limit:
+            return True
+        if incoming > spare:
+            raise _AlarmsFullError(f"alarms fill {self._bytes:,} bytes")
+        return False
+
+    def _room_for_detectors(self, before: int, messages: int) -> None:
+        """After the batches' rows are written (the messages not yet counted): refuse detector state that grows
+        the store past :data:`DETECTOR_SHARE`. State that replaces as much as it adds always fits."""
+        grown = self._bytes - before
+        if grown > 0 and before + messages + grown > self._detector_limit:
+            raise _AlarmsFullError(f"alarms and fall detector state fill {before:,} bytes")
 
     def _make_room(self, incoming: int, *, at_least: int = 0) -> None:
         """Drop the oldest telemetry until ``incoming`` more bytes fit under the data limit (and ``at_least``)."""
@@ -400,8 +437,8 @@ class Store:
             with self._tx():
                 seq = self._meta("next_seq")
                 body = frame_bytes(epoch=self.epoch, seq=seq, sent=sent, bodies=bodies)
-                self._db.execute("INSERT INTO frames VALUES (?, ?, ?, ?)", (seq, int(lane), len(bodies), body))
                 self._db.execute(f"DELETE FROM {table} WHERE id <= ?", (last_id,))  # noqa: S608
+                self._db.execute("INSERT INTO frames VALUES (?, ?, ?, ?)", (seq, int(lane), len(bodies), body))
                 self._db.execute("UPDATE meta SET value = ? WHERE key = 'next_seq'", (seq + 1,))
         except sqlite3.Error as exc:
             raise StoreError(self.path, str(exc)) from exc
@@ -419,7 +456,8 @@ class Store:
 
 
 class _AlarmsFullError(Exception):
-    """Inside a commit: no telemetry left to drop, and the alarms would pass :data:`ALARM_SHARE`."""
+    """Inside a commit: no telemetry left to drop, and the alarms would pass :data:`ALARM_SHARE` (or the fall
+    detector state :data:`DETECTOR_SHARE`); its argument says which."""
 
 
 class _Transaction:

@@ -549,7 +549,8 @@ def pipeline_over(
 
 
 def fill_with_alarms(store: Store) -> None:
-    """Alarms, which are never dropped, until the store refuses more: by fifties, then to the last one."""
+    """Alarms, which are never dropped, until the store refuses more: by fifties, then to the last one. (Fall
+    detector state still has room: see ``store.DETECTOR_SHARE``.)"""
     t0 = 1_763_775_000_000
     for size in (50, 1):
         for n in itertools.count():
@@ -558,6 +559,11 @@ def fill_with_alarms(store: Store) -> None:
                 store.commit([Batch(items=[Item(Lane.ALARM, m.encode(p) + b" " * 500, p) for p in presses])])
             except StoreFullError:
                 break
+
+
+def disk_fails(store: Store, *, failing: bool) -> None:
+    """The store's disk refuses writes (``failing``), or takes them again: every commit fails meanwhile."""
+    store._db.execute(f"PRAGMA query_only = {'ON' if failing else 'OFF'}")
 
 
 def send_alarms(store: Store) -> None:

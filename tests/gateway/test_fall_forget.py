@@ -3,12 +3,21 @@ enough (in data time and in the gateway's running time) that its state can no lo
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.gateway.support import pipeline_over
+import certifi
+import pytest
+from tests.gateway.support import free_port, pipeline_over
+from tests.gateway.test_store import fall_state_bytes
 
 from eldercare.devices import messages as m
+from eldercare.gateway import config as gateway_config
+from eldercare.gateway import service
+from eldercare.gateway.config import GatewayConfig
 from eldercare.gateway.fall import model
 from eldercare.gateway.pipeline import Delivery, FallService
 from eldercare.gateway.stats import Stats
@@ -38,7 +47,8 @@ class Gateway:
         self.store = Store(path, max_bytes=8 * MIB)
         saved = self.store.detector_states()
         self.falls = FallService(shipped, suppress_s=10, forget_after_s=HOUR, saved=saved, clock=clock)
-        self.pipeline = pipeline_over(self.store, StoreWorker(self.store), Stats(), self.falls)
+        self.worker = StoreWorker(self.store)
+        self.pipeline = pipeline_over(self.store, self.worker, Stats(), self.falls)
 
     def send(self, dev: str, ts: int, n: int = 1) -> None:
         """``n`` chunks of ``dev``'s stream from ``ts`` (ms), each stored with its detector's checkpoint."""
@@ -155,3 +165,85 @@ def test_a_stored_state_that_cannot_be_restored_is_deleted(shipped: model.FallMo
     assert gateway.falls.restored == 0
     gateway.send("WR-1", T0)
     assert set(gateway.streams()) == {"WR-1"}
+
+
+async def _forget_on_its_own(gateway: Gateway) -> None:
+    """What the gateway does once a second, with the store worker running: no chunk comes meanwhile."""
+    task = asyncio.create_task(gateway.worker.run())
+    future = gateway.pipeline.forget_detectors()
+    assert future is not None
+    await future
+    gateway.worker.stop()
+    await task
+
+
+def test_a_wearable_forgotten_while_no_chunk_comes_has_its_rows_deleted_without_one(
+    shipped: model.FallModel, tmp_path: Path
+) -> None:
+    """WR-NEW sent two hours in a burst (its backlog), then nothing more came from any wearable: WR-OLD is due to
+    be forgotten an hour later, and its rows go then, not at some next chunk that may never come."""
+    clock = Clock()
+    gateway = Gateway(tmp_path / "store.db", shipped, clock)
+    gateway.send("WR-OLD", T0, 4)
+    gateway.send("WR-NEW", T0 + 2 * 3_600_000, 4)
+    assert set(gateway.streams()) == {"WR-OLD", "WR-NEW"}
+    clock.now += HOUR + 60
+    asyncio.run(_forget_on_its_own(gateway))
+    assert set(gateway.streams()) == {"WR-NEW"}
+    assert gateway.falls.wearables == {"WR-NEW"}
+    assert gateway.store.data_bytes == fall_state_bytes(gateway.store.path)
+    gateway.store.close()
+
+
+def _stored_detectors(path: Path) -> set[str]:
+    with sqlite3.connect(path) as db:
+        return {str(dev) for (dev,) in db.execute("SELECT dev FROM fall_state UNION SELECT dev FROM fall_samples")}
+
+
+async def _gateway_starts(config: GatewayConfig, path: Path, expected: set[str]) -> set[str]:
+    """The gateway process's service, started and left alone (no source, its uplink unreachable): the wearables
+    with stored detector state, once it is ``expected`` or after 5 s."""
+    stop = asyncio.Event()
+    ready = asyncio.Event()
+    task = asyncio.create_task(
+        service.Gateway(config, config_path=path.parent / "gw.toml").run(stop, on_ready=ready.set)
+    )
+    await asyncio.wait_for(ready.wait(), 30)
+    deadline = time.monotonic() + 5
+    while (stored := _stored_detectors(path)) != expected and time.monotonic() < deadline:  # noqa: ASYNC110 - a file
+        await asyncio.sleep(0.05)
+    stop.set()
+    await task
+    return stored
+
+
+@pytest.mark.parametrize("fall_enabled", [True, False])
+def test_at_start_stored_detectors_that_will_not_be_resumed_are_deleted(
+    shipped: model.FallModel, tmp_path: Path, fall_enabled: bool
+) -> None:
+    """WR-GONE was taken out of the configuration, WR-OLDMODEL's state is of another detector window, and (or)
+    fall detection was switched off: nothing will resume those detectors, so their rows go at start, before any
+    chunk comes (before, they waited for the next chunk of a wearable, and with detection off, forever, taking
+    room from alarms)."""
+    path = tmp_path / "store.db"
+    gateway = Gateway(path, shipped, Clock())
+    for dev in ("WR-KEPT", "WR-GONE", "WR-OLDMODEL"):
+        gateway.send(dev, T0, 4)
+    (state,) = gateway.store._db.execute("SELECT state FROM fall_state WHERE dev = 'WR-OLDMODEL'").fetchone()
+    other_window = state.replace(b'"post": 60', b'"post": 50')
+    gateway.store._db.execute("UPDATE fall_state SET state = ? WHERE dev = 'WR-OLDMODEL'", (other_window,))
+    gateway.store.close()
+    document = {
+        "institution": "524205024154895658",
+        "gateway": "GW-0001",
+        "uplink": {"host": "127.0.0.1", "port": free_port(), "ca_file": certifi.where(), "password": "x"},
+        "storage": {"path": str(path)},
+        "devices": {"known": [{"code": c, "class": "wearable"} for c in ("WR-KEPT", "WR-OLDMODEL")]},
+        "local": {"enabled": False},
+        "fall": {"enabled": fall_enabled},
+    }
+    config = gateway_config.parse(document, path=tmp_path / "gw.toml")
+    expected = {"WR-KEPT"} if fall_enabled else set()
+    assert asyncio.run(_gateway_starts(config, path, expected)) == expected
+    with sqlite3.connect(path) as db:  # and no row is left behind
+        assert db.execute("SELECT count(*) FROM fall_samples WHERE dev <> 'WR-KEPT'").fetchone() == (0,)

@@ -234,3 +234,60 @@ def test_telemetry_is_dropped_to_make_room_for_fall_detector_state(tmp_path: Pat
     assert freed >= fall_state_bytes(path) - room  # the oldest readings made room for them
     assert store.data_bytes <= store._data_limit
     store.close()
+
+
+def test_fall_detector_state_has_room_where_alarms_are_refused(tmp_path: Path) -> None:
+    """A store full of alarms (a long outage) still takes the fall detectors' checkpoints, which are what fall
+    alarms are made from: one that replaces as much as it adds, always; one that grows (a new wearable) up to
+    DETECTOR_SHARE. A spare copy coming with one (the samples forwarded) is dropped and counted; any other message
+    is refused. The room kept for framing the alarms is still there: the store empties."""
+    path = tmp_path / "s.db"
+    store = Store(path, max_bytes=1 * MIB)
+    for k in range(12):  # a wearable's window: 12 rows of 25 samples
+        store.commit([Batch(detectors=[checkpoint("WR-1", first=25 * k, n=25)])])
+    n = 0
+    with pytest.raises(StoreFullError):
+        while True:
+            store.commit([Batch(items=[press(n)])])
+            n += 1
+    with pytest.raises(StoreFullError):  # a reading is refused: the device keeps it
+        store.commit([Batch(items=[bed(0)], detectors=[checkpoint("WR-1", first=300, n=25, keep_from=25)])])
+    for k in range(12, 100):  # the window moves on, a copy of each chunk's samples with it
+        accel = m.AccelSamples(dev="WR-1", ts=T0 + 500 * k, hz=50, xyz=[(0, 0, 256)] * 25)
+        copy = Item(Lane.TELEMETRY, m.encode(accel), accel, spare=True)
+        stored = store.commit(
+            [Batch(items=[copy], detectors=[checkpoint("WR-1", first=25 * k, n=25, keep_from=25 * (k - 11))])]
+        )
+        assert stored[0].accepted == []
+    assert store.dropped == 88 and store.queued(Lane.TELEMETRY) == 0
+    new = 0
+    with pytest.raises(StoreFullError):  # new wearables, until their state would pass DETECTOR_SHARE
+        while True:
+            store.commit([Batch(detectors=[checkpoint(f"WR-N{new}")])])
+            new += 1
+    assert new > 0 and store._alarm_limit < store.data_bytes <= store._detector_limit
+    keys = store._db.execute("SELECT count(*) FROM recent").fetchone()[0] * KEY_BYTES
+    assert store.data_bytes == rows_bytes(path, "alarm_q", "fall_state", "fall_samples") + keys
+    while (frame := store.cut_frame(Lane.ALARM, max_msgs=1000, max_bytes=128 * 1024, sent=0)) is not None:
+        store.commit([], acked=[frame.seq])
+    assert store.depth().alarm == 0
+    store.commit([Batch(items=[press(n), bed(1)])])  # and it takes messages again
+    store.close()
+
+
+def test_alarms_are_cut_into_frames_even_when_no_page_is_left(tmp_path: Path) -> None:
+    """A frame takes the place of the rows it holds (they are deleted first, in the same transaction), so cutting
+    one needs no free page: a store whose pages ran out before its estimate said (alarms only, nothing to drop)
+    still sends its alarms. Before, the frame was written first, the cut failed, and the uplink with it."""
+    store = Store(tmp_path / "s.db", max_bytes=1 * MIB)
+    store._alarm_limit = store._detector_limit = 2 * MIB  # no room kept: alarms until SQLite has no page left
+    n = 0
+    with pytest.raises(StoreFullError, match="full"):
+        while True:
+            batch = [Item(Lane.ALARM, press(n + k).body + b" " * 500) for k in range(10)]
+            store.commit([Batch(items=batch)])
+            n += 10
+    while (frame := store.cut_frame(Lane.ALARM, max_msgs=200, max_bytes=64 * 1024, sent=0)) is not None:
+        store.commit([], acked=[frame.seq])
+    assert store.depth().alarm == 0
+    store.close()
