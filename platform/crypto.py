@@ -49,6 +49,10 @@ class Vault:
         sealed = self._aead.encrypt(nonce, plaintext.encode("utf-8"), column.encode())
         return bytes([_VERSION]) + nonce + sealed
 
+    def encrypt_text(self, text: str | None, *, column: str) -> bytes | None:
+        """Free text (a note, a place) for a nullable column: None for no text, which has nothing to hide."""
+        return self.encrypt(text, column=column) if text else None
+
     def decrypt(self, blob: bytes, *, column: str) -> str:
         if len(blob) < 1 + _NONCE + 16 or blob[0] != _VERSION:
             raise DecryptionError(f"not a version-{_VERSION} ciphertext")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 import sys
@@ -87,3 +88,20 @@ def wait_http(url: str, timeout: float) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"{url} did not answer within {timeout} s")
         time.sleep(0.1)
+
+
+def migrate_command(url: str, key: bytes | None) -> subprocess.CompletedProcess[str]:
+    """``eldercare db migrate`` as an operator runs it, with the data key in the environment or without one."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ELDERCARE_")}
+    env["ELDERCARE_ENV_FILE"] = "/nonexistent/eldercare.env"
+    if key is not None:
+        env["ELDERCARE_DATA_KEY"] = base64.b64encode(key).decode()
+    exe = Path(sys.executable).with_name("eldercare")
+    return subprocess.run(
+        [str(exe), "db", "migrate", "--database-url", url],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        check=False,
+    )

@@ -28,7 +28,7 @@ async def record(
     await conn.execute(
         "INSERT INTO alarm_changes (alarm_id, user_id, actor, from_state, to_state, note_enc)"
         " VALUES (%s, %s, %s, %s, %s, %s)",
-        (alarm_id, user_id, actor, old.value if old else None, new.value, text.seal(vault, note, column=text.NOTE)),
+        (alarm_id, user_id, actor, old.value if old else None, new.value, vault.encrypt_text(note, column=text.NOTE)),
     )
     await conn.execute("SELECT pg_notify('alarms', %s)", (str(alarm_id),))
 
@@ -103,7 +103,7 @@ async def close(
     await conn.execute(
         "UPDATE alarms SET state = %s, closed_at = coalesce(closed_at, clock_timestamp()), outcome_enc = %s"
         " WHERE id = %s",
-        (new.value, text.seal(vault, outcome, column=text.OUTCOME), alarm_id),
+        (new.value, vault.encrypt_text(outcome, column=text.OUTCOME), alarm_id),
     )
     await record(
         conn, vault=vault, alarm_id=alarm_id, actor=actor, old=old, new=new, note=note or outcome, user_id=user_id

@@ -196,7 +196,7 @@ async def transition(
                 "UPDATE alarms SET state = %s, {stamp} = coalesce({stamp}, clock_timestamp()),"
                 " outcome_enc = coalesce(%s, outcome_enc) WHERE id = %s AND state = %s"
             ).format(stamp=stamp),
-            (to.value, text.seal(vault, outcome, column=text.OUTCOME), alarm_id, current.state.value),
+            (to.value, vault.encrypt_text(outcome, column=text.OUTCOME), alarm_id, current.state.value),
         )
         if updated.rowcount != 1:
             raise Problem(409, "the alarm changed meanwhile; reload it")

@@ -48,13 +48,10 @@ SEALING = Sealing(
 )
 
 
-def seal(vault: Vault, text: str | None, *, column: str) -> bytes | None:
-    """The ciphertext of ``text`` for ``column``; None for no text (nothing to hide)."""
-    return vault.encrypt(text, column=column) if text else None
-
-
 def seal_detail(vault: Vault, detail: Mapping[str, Any]) -> bytes | None:
-    return seal(vault, json.dumps(detail, ensure_ascii=False, separators=(",", ":")) if detail else None, column=DETAIL)
+    return vault.encrypt_text(
+        json.dumps(detail, ensure_ascii=False, separators=(",", ":")) if detail else None, column=DETAIL
+    )
 
 
 def open_text(vault: Vault, blob: bytes | None, clear: str | None, *, column: str, row: int) -> str | None:

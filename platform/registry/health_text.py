@@ -32,11 +32,6 @@ SEALING = Sealing(
 )
 
 
-def seal_text(vault: Vault, text: str, *, column: str) -> bytes | None:
-    """The ciphertext of ``text`` for ``column``; None for an empty text (nothing to hide)."""
-    return vault.encrypt(text, column=column) if text else None
-
-
 def open_text(vault: Vault, blob: bytes | None, *, column: str) -> str:
     return "" if blob is None else vault.decrypt(bytes(blob), column=column)
 

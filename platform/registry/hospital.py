@@ -94,10 +94,10 @@ async def add_hospital_stay(
                 " VALUES (%s, %s, tstzrange(%s, %s), %s) RETURNING id",
                 (
                     resident_id,
-                    health_text.seal_text(vault, body.hospital, column=health_text.HOSPITAL),
+                    vault.encrypt_text(body.hospital, column=health_text.HOSPITAL),
                     body.start,
                     body.end,
-                    health_text.seal_text(vault, body.note, column=health_text.NOTE),
+                    vault.encrypt_text(body.note, column=health_text.NOTE),
                 ),
             )
         ).fetchone()
@@ -123,7 +123,7 @@ async def _noted(conn: AsyncConn, *, vault: Vault, stay_id: int, note: str) -> b
         await conn.execute("SELECT note_enc FROM hospital_stays WHERE id = %s FOR UPDATE", (stay_id,))
     ).fetchone()
     before = "" if row is None else health_text.open_text(vault, row[0], column=health_text.NOTE)
-    return health_text.seal_text(vault, f"{before}\n{note}" if before else note, column=health_text.NOTE)
+    return vault.encrypt_text(f"{before}\n{note}" if before else note, column=health_text.NOTE)
 
 
 @router.post("/hospital-stays/{stay_id}/end")

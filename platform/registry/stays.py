@@ -222,7 +222,7 @@ async def discharge(resident_id: PathId, body: Leave, conn: Conn, principal: Cur
     whether one was given."""
     institution_id = await scope.resolve(conn, principal, Obj.RESIDENT, resident_id, Action.WRITE_RESIDENT)
     not_in_future("body.at", body.at)
-    note_enc = health_text.seal_text(vault, body.note, column=END_NOTE)
+    note_enc = vault.encrypt_text(body.note, column=END_NOTE)
     async with atomic(conn):
         if await resident_status(conn, resident_id) != "admitted":
             raise conflict("path.resident_id", "only an admitted resident can be discharged")
@@ -312,7 +312,7 @@ async def record_death(
             (
                 resident_id,
                 body.died_at,
-                health_text.seal_text(vault, body.place or "", column=health_text.PLACE),
+                vault.encrypt_text(body.place or "", column=health_text.PLACE),
                 body.source.value,
                 principal.user_id,
             ),

@@ -5,16 +5,13 @@ platform's HTTP API served by uvicorn, the real engine and ticker, and the real 
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import secrets
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -22,6 +19,7 @@ import pytest
 from tests.alerting.conftest import alarm_text, process, put_event, run, tick, with_conn
 from tests.alerting.receivers import WebhookServer
 from tests.alerting.test_delivery import _button, _channel, _deliver, _family
+from tests.platform_procs import migrate_command
 from tests.registry.support import (
     ADMIN_PASSWORD,
     Client,
@@ -298,28 +296,11 @@ def old_db(stack: StackInfo, monkeypatch: pytest.MonkeyPatch) -> Iterator[Databa
     drop_database(stack, db)
 
 
-def _migrate_command(url: str, key: bytes | None) -> subprocess.CompletedProcess[str]:
-    """``eldercare db migrate`` as an operator runs it, with the data key in the environment or without one."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ELDERCARE_")}
-    env["ELDERCARE_ENV_FILE"] = "/nonexistent/eldercare.env"
-    if key is not None:
-        env["ELDERCARE_DATA_KEY"] = base64.b64encode(key).decode()
-    exe = Path(sys.executable).with_name("eldercare")
-    return subprocess.run(
-        [str(exe), "db", "migrate", "--database-url", url],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-        check=False,
-    )
-
-
 def test_migrate_encrypts_the_alarm_text_an_older_version_stored_in_clear(stack: StackInfo, old_db: Database) -> None:
     key = data_key(stack)
-    refused = _migrate_command(old_db.url, None)
+    refused = migrate_command(old_db.url, None)
     assert refused.returncode != 0 and "ELDERCARE_DATA_KEY" in refused.stderr, refused.stderr
-    done = _migrate_command(old_db.url, key)
+    done = migrate_command(old_db.url, key)
     assert done.returncode == 0, done.stderr
 
     vault = Vault(key)
@@ -343,7 +324,7 @@ def test_migrate_encrypts_the_alarm_text_an_older_version_stored_in_clear(stack:
         assert str(secret).encode() not in dump, secret
 
     # Nothing is in clear any more: the next migrate needs no key.
-    again = _migrate_command(old_db.url, None)
+    again = migrate_command(old_db.url, None)
     assert again.returncode == 0 and "up to date" in again.stdout, again.stderr
 
     # The API reads the converted rows back.
