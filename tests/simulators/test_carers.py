@@ -18,10 +18,13 @@ from tests.registry.support import (
     Database,
     Server,
     create_database,
+    data_key,
     drop_database,
 )
 from tests.simulators.support import built_world, offline_world, small_plan
 
+from eldercare.platform.alarms import text as alarm_text
+from eldercare.platform.crypto import Vault
 from eldercare.platform.stack.model import StackInfo
 from eldercare.platform.supervision.attention import RULES
 from eldercare.simulators.run import carers as carers_mod
@@ -179,7 +182,7 @@ def _alarm(db: Database, alarm_id: int) -> tuple[str, list[tuple[str, str]]]:
 
 
 def test_the_carer_on_shift_answers_alarms_and_walks_rounds_through_the_api(
-    platform: tuple[World, Server, Database],
+    platform: tuple[World, Server, Database], stack: StackInfo
 ) -> None:
     world, server, db = platform
     clock = [_at(MONDAY, 1)]  # a Monday night, before its 01:30 round
@@ -238,7 +241,9 @@ def test_the_carer_on_shift_answers_alarms_and_walks_rounds_through_the_api(
     assert any(f"night round of {home.plan.name}" in line for line in said)
     assert any(f"alarm {fall} fall: resolved by {carer.username}" in line for line in said), said
     with psycopg.connect(db.url) as conn:
-        outcomes = conn.execute("SELECT id, outcome FROM alarms WHERE id IN (%s, %s)", (fall, other)).fetchall()
+        sealed = conn.execute("SELECT id, outcome_enc FROM alarms WHERE id IN (%s, %s)", (fall, other)).fetchall()
+    vault = Vault(data_key(stack))  # outcomes are health text, encrypted at rest
+    outcomes = [(i, vault.decrypt(bytes(blob), column=alarm_text.OUTCOME)) for i, blob in sealed]
     assert sorted(outcomes) == sorted([(fall, "real_event"), (other, "real_event")])
 
 

@@ -18,6 +18,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Route, sync_playwright
 from tests.conftest import free_ports
 from tests.platform_procs import run_eldercare, stack_env, wait_http
+from tests.registry.support import create_database, drop_database
 from tests.subsidy.support import set_amounts, user
 from tests.web.support import REGION, Feeder, World, build, history, wait_until
 
@@ -40,8 +41,18 @@ SHOTS = Path(__file__).resolve().parents[2] / "test-output" / "web"
 
 
 @pytest.fixture(scope="session")
-def web(stack: StackInfo, db: str, vault: Vault) -> Iterator[World]:
-    env = stack_env(stack)
+def web(stack: StackInfo, vault: Vault) -> Iterator[World]:
+    """The platform's processes on a database of their own: they run for the session, and a sender or an alarm
+    engine of theirs on the stack's database would take the outbox and inbox rows of any test run after these."""
+    database = create_database(stack, "ec_web")
+    try:
+        yield from _web(stack, database.url, vault)
+    finally:
+        drop_database(stack, database)
+
+
+def _web(stack: StackInfo, db: str, vault: Vault) -> Iterator[World]:
+    env = stack_env(stack, ELDERCARE_DATABASE_URL=db)
     port = free_ports(1)[0]
     with (
         run_eldercare("ingest", ["ingest", "--name", "web"], env) as ingest,
@@ -51,7 +62,7 @@ def web(stack: StackInfo, db: str, vault: Vault) -> Iterator[World]:
         wait_http(f"{base}/healthz", timeout=30)
         ingest.wait_for("subscribed, storing", timeout=30)
         serve.wait_for("alarm engine: listening", timeout=30)
-        world = build(stack, vault, base)
+        world = build(stack, db, vault, base)
         now = datetime.now(UTC)
         out_since = now - timedelta(minutes=25)
         history(world.gateway, world.beds, now=now, out_since=out_since)

@@ -172,8 +172,8 @@ def history(gateway: Gateway, beds: list[Bed], *, now: datetime, out_since: date
         gateway.send(batch, alarm=False)
 
 
-async def _seed(stack: StackInfo, vault: Vault) -> tuple[SeededHome, list[SeededHome], Users]:
-    async with await psycopg.AsyncConnection.connect(stack.database_url, autocommit=True) as conn:
+async def _seed(stack: StackInfo, db: str, vault: Vault) -> tuple[SeededHome, list[SeededHome], Users]:
+    async with await psycopg.AsyncConnection.connect(db, autocommit=True) as conn:
         broker = LocalBroker(stack.state_dir)
         rng = random.Random(secrets.randbits(32))
         home = await seed_home(
@@ -265,7 +265,7 @@ def _shape(db: str, home: SeededHome, others: list[SeededHome], beds: list[Bed],
             " %(t)s + interval '3 min', %(t)s + interval '9 min', %(o)s, %(t)s FROM beds b"
             " WHERE b.code = %(b)s RETURNING id",
             {
-                "o": alarm_text.seal(vault, "accidental_press", column=alarm_text.OUTCOME),
+                "o": vault.encrypt_text("accidental_press", column=alarm_text.OUTCOME),
                 "i": home.institution_id,
                 "r": beds[0].resident_id,
                 "t": now - timedelta(days=2, hours=3),
@@ -288,18 +288,19 @@ def _shape(db: str, home: SeededHome, others: list[SeededHome], beds: list[Bed],
                         at + timedelta(seconds=ack_s),
                         at + timedelta(seconds=ack_s + 120),
                         at + timedelta(minutes=20),
-                        alarm_text.seal(vault, "real_event", column=alarm_text.OUTCOME),
+                        vault.encrypt_text("real_event", column=alarm_text.OUTCOME),
                         at,
                     ),
                 )
     return int(row[0])
 
 
-def build(stack: StackInfo, vault: Vault, base: str) -> World:
-    home, others, users = asyncio.run(_seed(stack, vault))
-    beds = _beds(stack.database_url, home, vault)
+def build(stack: StackInfo, db: str, vault: Vault, base: str) -> World:
+    """The world in database ``db`` (the platform's processes run on it), reached at ``base``."""
+    home, others, users = asyncio.run(_seed(stack, db, vault))
+    beds = _beds(db, home, vault)
     assert len(beds) == 8, beds
-    past = _shape(stack.database_url, home, others, beds, users, vault)
+    past = _shape(db, home, others, beds, users, vault)
     uplink = SimUplink(
         institution=home.institution_code,
         gateway=home.gateway.gateway_id,
@@ -310,7 +311,7 @@ def build(stack: StackInfo, vault: Vault, base: str) -> World:
     )
     uplink.connect()
     gateway = Gateway(uplink)
-    return World(base, stack.database_url, home, beds, others, users, gateway, past)
+    return World(base, db, home, beds, others, users, gateway, past)
 
 
 def wait_until(check: Any, timeout: float, what: str) -> Any:
