@@ -53,6 +53,10 @@ class Vault:
         """Free text (a note, a place) for a nullable column: None for no text, which has nothing to hide."""
         return self.encrypt(text, column=column) if text else None
 
+    def decrypt_text(self, blob: bytes | None, *, column: str) -> str:
+        """What :meth:`encrypt_text` stored: the text, or "" for none."""
+        return "" if blob is None else self.decrypt(bytes(blob), column=column)
+
     def decrypt(self, blob: bytes, *, column: str) -> str:
         if len(blob) < 1 + _NONCE + 16 or blob[0] != _VERSION:
             raise DecryptionError(f"not a version-{_VERSION} ciphertext")

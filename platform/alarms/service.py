@@ -25,6 +25,7 @@ from eldercare.platform.auth.service import AsyncConn
 from eldercare.platform.crypto import Vault
 from eldercare.platform.notify import outbox
 from eldercare.platform.notify.outbox import Event
+from eldercare.platform.registry.types import mask_text
 
 SELECT = sql.SQL(
     "SELECT a.id, i.code AS institution_code, a.kind, a.priority::text AS priority, a.state::text AS state,"
@@ -47,7 +48,7 @@ def shown(row: dict[str, Any], *, vault: Vault, principal: Principal) -> Alarm:
     detail = text.open_detail(vault, row.pop("detail_enc"), row.pop("detail"), row=alarm_id)
     outcome = text.open_text(vault, row.pop("outcome_enc"), row.pop("outcome"), column=text.OUTCOME, row=alarm_id)
     if not sees_names(principal):
-        detail, outcome = text.mask_detail(detail), text.mask_text(outcome)
+        detail, outcome = text.mask_detail(detail), mask_text(outcome)
     return Alarm.model_validate({**row, "detail": detail, "outcome": outcome})
 
 
@@ -121,7 +122,7 @@ async def history(conn: AsyncConn, *, principal: Principal, vault: Vault, alarm_
         if family:
             actor = "staff" if row["user_id"] is not None or actor not in _NOT_USERS else actor
         elif not sees_names(principal):
-            note = text.mask_text(note) or ""
+            note = mask_text(note)
         found.append(
             AlarmChange(at=row["at"], actor=actor, from_state=row["from_state"], to_state=row["to_state"], note=note)
         )

@@ -76,11 +76,6 @@ def open_detail(vault: Vault, blob: bytes | None, clear: dict[str, Any], *, row:
     return found
 
 
-def mask_text(text: str | None) -> str | None:
-    """Regulators see that there is a text, not what it says (nor how long it is)."""
-    return MASK if text else text
-
-
 def mask_detail(detail: dict[str, Any]) -> dict[str, Any]:
     """Regulators see which facts an alarm carries (a position, a heart rate), not their values."""
     return dict.fromkeys(detail, MASK)

@@ -11,12 +11,12 @@ know the new columns inserts in clear is sealed by the next migrate.
 
 from __future__ import annotations
 
-from eldercare.platform.crypto import Vault
 from eldercare.platform.db.migrate import ClearColumn, ClearTable, Sealing
 
 HOSPITAL = "hospital_stays.hospital"
 NOTE = "hospital_stays.note"
 PLACE = "deaths.place"
+END_NOTE = "bed_assignments.end_note"  # a discharge's note (migration 0014: never stored in clear)
 
 SEALING = Sealing(
     since=12,  # the migration that added the encrypted columns
@@ -30,12 +30,3 @@ SEALING = Sealing(
         ClearTable("deaths", "resident_id", (ClearColumn("place", "place <> ''", "''"),)),
     ),
 )
-
-
-def open_text(vault: Vault, blob: bytes | None, *, column: str) -> str:
-    return "" if blob is None else vault.decrypt(bytes(blob), column=column)
-
-
-def mask_note(text: str) -> str:
-    """Regulators see that there is a note, not what it says (nor how long it is)."""
-    return "***" if text else ""

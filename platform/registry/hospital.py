@@ -22,7 +22,7 @@ from eldercare.platform.registry import health_text
 from eldercare.platform.registry.db import atomic, not_in_future
 from eldercare.platform.registry.deps import VaultDep
 from eldercare.platform.registry.stays import Leave, conflict, plausible, resident_status
-from eldercare.platform.registry.types import RESPONSES, Name, Note, PathId, When, mask_name
+from eldercare.platform.registry.types import RESPONSES, Name, Note, PathId, When, mask_name, mask_text
 
 router = APIRouter(prefix="/api/v1", tags=["stays"], responses=RESPONSES)
 
@@ -44,10 +44,10 @@ class HospitalStay(BaseModel):
 
 
 def _open(row: dict[str, Any], *, vault: Vault, clear: bool) -> HospitalStay:
-    hospital = health_text.open_text(vault, row.pop("hospital_enc"), column=health_text.HOSPITAL)
-    note = health_text.open_text(vault, row.pop("note_enc"), column=health_text.NOTE)
+    hospital = vault.decrypt_text(row.pop("hospital_enc"), column=health_text.HOSPITAL)
+    note = vault.decrypt_text(row.pop("note_enc"), column=health_text.NOTE)
     if not clear:
-        hospital, note = mask_name(hospital), health_text.mask_note(note)
+        hospital, note = mask_name(hospital), mask_text(note)
     return HospitalStay.model_validate({**row, "hospital": hospital, "note": note})
 
 
@@ -122,7 +122,7 @@ async def _noted(conn: AsyncConn, *, vault: Vault, stay_id: int, note: str) -> b
     row = await (
         await conn.execute("SELECT note_enc FROM hospital_stays WHERE id = %s FOR UPDATE", (stay_id,))
     ).fetchone()
-    before = "" if row is None else health_text.open_text(vault, row[0], column=health_text.NOTE)
+    before = vault.decrypt_text(row[0] if row else None, column=health_text.NOTE)
     return vault.encrypt_text(f"{before}\n{note}" if before else note, column=health_text.NOTE)
 
 

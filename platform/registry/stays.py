@@ -21,13 +21,9 @@ from eldercare.platform.auth.service import AsyncConn
 from eldercare.platform.registry import health_text
 from eldercare.platform.registry.db import atomic, ends_after_start, not_in_future
 from eldercare.platform.registry.deps import VaultDep
-from eldercare.platform.registry.types import RESPONSES, Id, Name, Note, PathId, When
+from eldercare.platform.registry.types import RESPONSES, Id, Name, Note, PathId, When, mask_text
 
 router = APIRouter(prefix="/api/v1", tags=["stays"], responses=RESPONSES)
-
-# The note given at a discharge, kept on the bed stay it ended: health text (``health_text.py``), encrypted with the
-# Vault bound to this column since it was added (migration 0014), so there is nothing in clear to seal.
-END_NOTE = "bed_assignments.end_note"
 
 
 class Move(BaseModel):
@@ -222,7 +218,7 @@ async def discharge(resident_id: PathId, body: Leave, conn: Conn, principal: Cur
     whether one was given."""
     institution_id = await scope.resolve(conn, principal, Obj.RESIDENT, resident_id, Action.WRITE_RESIDENT)
     not_in_future("body.at", body.at)
-    note_enc = vault.encrypt_text(body.note, column=END_NOTE)
+    note_enc = vault.encrypt_text(body.note, column=health_text.END_NOTE)
     async with atomic(conn):
         if await resident_status(conn, resident_id) != "admitted":
             raise conflict("path.resident_id", "only an admitted resident can be discharged")
@@ -267,8 +263,8 @@ async def resident_beds(resident_id: PathId, conn: Conn, principal: CurrentPrinc
         )
         stays = []
         for row in await cur.fetchall():
-            note = health_text.open_text(vault, row.pop("end_note_enc"), column=END_NOTE)
-            stays.append(BedStay.model_validate({**row, "note": note if clear else health_text.mask_note(note)}))
+            note = vault.decrypt_text(row.pop("end_note_enc"), column=health_text.END_NOTE)
+            stays.append(BedStay.model_validate({**row, "note": note if clear else mask_text(note)}))
         if any(s.note for s in stays):
             await audit.read_health(
                 conn, principal=principal, object_type="resident", object_id=resident_id,
@@ -312,7 +308,7 @@ async def record_death(
             (
                 resident_id,
                 body.died_at,
-                vault.encrypt_text(body.place or "", column=health_text.PLACE),
+                vault.encrypt_text(body.place, column=health_text.PLACE),
                 body.source.value,
                 principal.user_id,
             ),

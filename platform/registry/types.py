@@ -13,7 +13,7 @@ import re
 import unicodedata
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, overload
 
 from fastapi import Path, Query
 from pydantic import AfterValidator, Field, StringConstraints
@@ -92,6 +92,15 @@ When = Annotated[datetime, AfterValidator(_aware)]
 
 def mask_phone(phone: str) -> str:
     return phone[:3] + "*" * max(len(phone) - 7, 0) + phone[-4:] if len(phone) >= 7 else "*" * len(phone)
+
+
+@overload
+def mask_text(text: str) -> str: ...
+@overload
+def mask_text(text: str | None) -> str | None: ...
+def mask_text(text: str | None) -> str | None:
+    """Free text (a note, an outcome) for regulators: that there is one, not what it says nor how long it is."""
+    return "***" if text else text
 
 
 def mask_name(name: str) -> str:
