@@ -1,12 +1,20 @@
 """Local autonomy: alarms reach the nurse station in the home whether or not the platform can be reached.
 
-Every alarm-lane message the gateway stores (button, fall, SOS, bed exit, environment alarm, device fault)
+Every alarm-lane message the gateway takes in (button, fall, SOS, bed exit, environment alarm, device fault)
 goes, once it is on disk, to:
 
 - the local alarm page and its server-sent event stream (``GET /`` and ``GET /events`` on the local port),
   which show the newest alarms and whether the uplink is up;
 - the configured local command (a buzzer, a nurse-call relay), run once per alarm with the alarm as one
   JSON object on its standard input, always or only while the uplink is down (``local.command_on``).
+
+An alarm the store cannot take at once goes there too, before it is on disk: when the store refuses it (full of
+alarms after a long outage, or its disk failing), and when its commit has not finished within
+:data:`eldercare.gateway.pipeline.UNSTORED_AFTER_S` (a disk that hangs). The device keeps it and sends it again
+until the store takes it; the nurse station must not wait for that. So the hub shows each alarm once, whichever
+way it comes first: by its bytes (the same alarm sent again is the same message), and, while it is not stored yet,
+by the delivery it came in (a device that sends again a payload with no time of its own gets the time of receipt,
+so its message's bytes differ each time; see :class:`LocalAlarm`).
 """
 
 from __future__ import annotations
@@ -14,7 +22,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections import deque
+from collections import OrderedDict, deque
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 from eldercare.devices import messages as m
@@ -25,6 +35,22 @@ log = logging.getLogger(__name__)
 
 SUBSCRIBER_QUEUE: Final = 256
 MAX_COMMANDS: Final = 4  # at most this many local commands at once; more wait their turn
+SHOWN_KEYS: Final = 4096  # alarms remembered as shown, by their bytes, and unstored ones by their delivery
+
+
+@dataclass(frozen=True, slots=True)
+class LocalAlarm:
+    """An alarm to show, and what tells it apart from the same alarm sent again.
+
+    ``origin`` names the delivery and the alarm's place in it (a digest of source, topic, payload and position),
+    for an alarm a device sent; the gateway's own (a detected fall, a fault) have none. It matters only while the
+    alarm is not stored: a device's button with no clock sends the same payload for every press, so once the alarm
+    is stored, the same origin is a new press.
+    """
+
+    message: m.DeviceMessage
+    body: bytes  # the message as stored (``devices.messages.encode``)
+    origin: bytes | None = None
 
 
 def alarm_json(message: m.DeviceMessage, *, institution: str, gateway: str) -> dict[str, Any]:
@@ -40,6 +66,8 @@ class AlarmHub:
         self._gateway = gateway
         self._stats = stats
         self.recent: deque[dict[str, Any]] = deque(maxlen=config.keep_alarms)
+        self._shown: OrderedDict[bytes, None] = OrderedDict()  # bodies of the alarms shown, oldest first
+        self._unstored: OrderedDict[bytes, None] = OrderedDict()  # origins of those shown before they were stored
         self._subscribers: set[asyncio.Queue[tuple[str, dict[str, Any]]]] = set()
         self.uplink_up = False
         self._commands = asyncio.Semaphore(MAX_COMMANDS)
@@ -49,8 +77,14 @@ class AlarmHub:
 
     # --- fan-out ---------------------------------------------------------------------------------
 
-    def publish(self, alarms: list[m.DeviceMessage]) -> None:
-        for message in alarms:
+    def publish(self, alarms: Sequence[LocalAlarm], *, stored: bool = True) -> int:
+        """Show ``alarms`` that were not shown yet; how many were. ``stored`` false: they are not on disk (yet)."""
+        shown = 0
+        for alarm in alarms:
+            if not self._first_time(alarm, stored=stored):
+                continue
+            shown += 1
+            message = alarm.message
             document = alarm_json(message, institution=self._institution, gateway=self._gateway)
             self.recent.appendleft(document)
             self._broadcast("alarm", document)
@@ -58,6 +92,22 @@ class AlarmHub:
                 task = asyncio.create_task(self._run_command(document), name=f"local-command-{message.dev}")
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
+        return shown
+
+    def _first_time(self, alarm: LocalAlarm, *, stored: bool) -> bool:
+        """Whether ``alarm`` is to be shown; remembers it (see the module's text)."""
+        origin = alarm.origin
+        if origin is not None and origin in self._unstored:
+            if stored:  # it is on disk now: the next alarm from the same payload is a new one
+                del self._unstored[origin]
+            return False
+        if alarm.body in self._shown:
+            self._shown.move_to_end(alarm.body)
+            return False
+        _remember(self._shown, alarm.body)
+        if origin is not None and not stored:
+            _remember(self._unstored, origin)
+        return True
 
     def set_uplink(self, up: bool) -> None:
         if up != self.uplink_up:
@@ -116,3 +166,9 @@ class AlarmHub:
         """Wait for the local commands still running (at shutdown)."""
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=self._config.command_timeout_s)
+
+
+def _remember(keys: OrderedDict[bytes, None], key: bytes) -> None:
+    keys[key] = None
+    if len(keys) > SHOWN_KEYS:
+        keys.popitem(last=False)

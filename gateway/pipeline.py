@@ -3,7 +3,9 @@
 Sources hand each payload to :meth:`Pipeline.submit` and acknowledge the device only when the returned
 future completes (the commit holding the messages is on disk). Messages the gateway makes itself (falls
 detected on a wearable's stream, device faults) are stored in the same commit as the data that caused
-them. After the commit, alarms go to the local alarm page and command, and the uplink is woken.
+them. After the commit, alarms go to the local alarm page and command, and the uplink is woken. An alarm the
+store refuses, or has not taken within :data:`UNSTORED_AFTER_S`, goes to the local page and command at once, not
+stored yet (the device sends it again until it is; the hub shows it once, see :mod:`eldercare.gateway.local`).
 
 Bad input never stops good input: a payload that cannot be mapped, or a message from a device the gateway
 does not serve, is counted (``unmapped``) and reported, and the other messages of the same payload are
@@ -13,6 +15,7 @@ stored.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Collection, Container, Mapping
@@ -28,7 +31,7 @@ from eldercare.gateway.config import DeviceClass
 from eldercare.gateway.errors import GatewayError, MappingError, UnknownDeviceError
 from eldercare.gateway.fall.detector import FallDetector, UnsupportedRateError
 from eldercare.gateway.fall.model import FallModel
-from eldercare.gateway.local import AlarmHub
+from eldercare.gateway.local import AlarmHub, LocalAlarm
 from eldercare.gateway.mapping import VendorMapping
 from eldercare.gateway.stats import Stats
 from eldercare.gateway.store import Batch, DetectorState, Item, Lane, SavedSamples, Stored
@@ -57,6 +60,10 @@ Problem = MappingError | UnknownDeviceError
 SAMPLE_DTYPE = np.dtype("<f4")
 PRUNE_EVERY_S: Final = 60.0  # how often FallService looks for detectors to forget (a pass over them all)
 CARRIED_RETRY_S: Final = 1.0  # how soon what the gateway made in a refused commit is offered again on its own
+# An alarm whose commit takes longer than this is shown locally before it is on disk. Commits take milliseconds
+# on a good disk and up to a few hundred on a slow SD card (bench/gateway_load.py prints them); past this, the
+# disk is in trouble and the nurse station must not wait for it.
+UNSTORED_AFTER_S: Final = 0.5
 
 
 class FallService:
@@ -192,6 +199,31 @@ class FallService:
         )
 
 
+def _origin(delivery: Delivery) -> bytes:
+    """A digest naming the delivery's bytes and where they came from: the same for the same payload sent again."""
+    digest = hashlib.blake2b(digest_size=16)
+    for part in (delivery.source.encode(), (delivery.topic or "").encode(), delivery.payload):
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.digest()
+
+
+def _local_alarms(batch: Batch, origin: bytes | None) -> dict[int, LocalAlarm]:
+    """The batch's alarms as the local page shows them, by ``id`` of their item. The alarms a device sent are told
+    apart by ``origin`` and their place among them; those the gateway made, by their bytes alone."""
+    alarms: dict[int, LocalAlarm] = {}
+    place = 0
+    for item in batch.items:
+        if item.lane is not Lane.ALARM or item.message is None:
+            continue
+        own = None
+        if origin is not None and not item.made:
+            own = origin + place.to_bytes(4, "big")
+            place += 1
+        alarms[id(item)] = LocalAlarm(item.message, item.body, own)
+    return alarms
+
+
 def _item(message: m.DeviceMessage, *, made: bool, spare: bool = False) -> Item:
     lane = Lane.ALARM if m.is_alarm_class(message) else Lane.TELEMETRY
     return Item(lane, m.encode(message), message, made, spare)
@@ -310,10 +342,23 @@ class Pipeline:
             self._stats.unmapped += len(problems)
             self._stats.error(str(problems[-1]))
 
-    def submit_batch(self, batch: Batch) -> asyncio.Future[Stored]:
+    def submit_batch(self, batch: Batch, *, origin: bytes | None = None) -> asyncio.Future[Stored]:
+        """Commit ``batch``; ``origin`` names the delivery it holds (see :class:`eldercare.gateway.local.LocalAlarm`);
+        its alarms are shown locally when stored, or before (refused, or not stored within :data:`UNSTORED_AFTER_S`)."""
+        alarms = _local_alarms(batch, origin)
         future = self._worker.submit(batch)
-        future.add_done_callback(partial(self._after_commit, batch))
+        timer = None
+        if alarms and not future.done():
+            timer = asyncio.get_running_loop().call_later(UNSTORED_AFTER_S, self._show_unstored, alarms)
+        future.add_done_callback(partial(self._after_commit, batch, alarms, timer))
         return future
+
+    def _show_unstored(self, alarms: dict[int, LocalAlarm]) -> None:
+        """Show the alarms of a batch not on disk: refused, or its commit is slow (see the module's text)."""
+        shown = self._hub.publish(list(alarms.values()), stored=False)
+        if shown:
+            self._stats.shown_unstored += shown
+            log.warning("%d alarm(s) shown on the local page before they are stored", shown)
 
     def submit(self, delivery: Delivery) -> tuple[asyncio.Future[Stored], list[Problem]]:
         """Store what the delivery holds. Whatever goes wrong in preparing it is a problem of this delivery
@@ -326,7 +371,7 @@ class Pipeline:
             problems = [MappingError(delivery.vendor, f"gateway error: {type(exc).__name__}: {exc}")]
             self._count(problems)
             batch = Batch()
-        return self.submit_batch(batch), problems
+        return self.submit_batch(batch, origin=_origin(delivery)), problems
 
     def submit_own(self, messages: list[m.DeviceMessage]) -> asyncio.Future[Stored]:
         """Store messages the gateway made itself, from no delivery (supervision's faults, carried messages)."""
@@ -419,9 +464,19 @@ class Pipeline:
         self._closed = True
         self.store_carried()
 
-    def _after_commit(self, batch: Batch, future: asyncio.Future[Stored]) -> None:
+    def _after_commit(
+        self,
+        batch: Batch,
+        alarms: dict[int, LocalAlarm],
+        timer: asyncio.TimerHandle | None,
+        future: asyncio.Future[Stored],
+    ) -> None:
+        if timer is not None:
+            timer.cancel()
         exc = None if future.cancelled() else future.exception()
         if future.cancelled() or exc is not None:
+            if alarms:
+                self._show_unstored(alarms)
             self._refused(batch, exc)
             return
         stored = future.result()
@@ -430,9 +485,9 @@ class Pipeline:
             self._save_carried()
         self._stats.accepted += len(stored.accepted)
         self._stats.repeats += stored.repeats
-        alarms = [i.message for i in stored.accepted if i.lane is Lane.ALARM and i.message is not None]
-        if alarms:
-            self._hub.publish(alarms)
+        accepted = [alarms[id(i)] for i in stored.accepted if id(i) in alarms]  # repeats left out
+        if accepted:
+            self._hub.publish(accepted)
         if stored.accepted:
             self._on_stored()
 

@@ -203,6 +203,7 @@ class Store:
             raise StoreError(path, str(exc)) from exc
         self.created = fresh
         self.epoch = self._meta("epoch")
+        self._stale = False  # the counters in memory missed a rollback (the database could not be read)
         self._load_counters()
 
     def _load_counters(self) -> None:
@@ -226,6 +227,16 @@ class Store:
             ROW_OVERHEAD,
             ROW_OVERHEAD,
         )
+
+    def _rolled_back(self) -> None:
+        """After a transaction failed, or before the next one if the database could not be read then: the counters
+        from the database. A disk that fails reads too raises :class:`StoreError`, never a bare SQLite error."""
+        self._stale = True
+        try:
+            self._load_counters()
+        except sqlite3.Error as exc:
+            raise StoreError(self.path, f"cannot be read: {exc}") from exc
+        self._stale = False
 
     # --- helpers ---------------------------------------------------------------------------------
 
@@ -290,6 +301,8 @@ class Store:
         # are not subtracted here: what it really adds is known once it is written, see _room_for_detectors).
         detectors = sum(len(d.state) + len(d.samples) + 2 * ROW_OVERHEAD for b in batches for d in b.detectors)
         at_least = 0  # bytes of telemetry to drop whatever the estimate says (the pages ran out first)
+        if self._stale:
+            self._rolled_back()
         while True:
             try:
                 with self._tx():
@@ -301,10 +314,10 @@ class Store:
                     self._room_for_detectors(before, messages if keep_spare else messages - spare)
                     self._trim_keys()
             except _AlarmsFullError as exc:
-                self._load_counters()  # the transaction was rolled back
+                self._rolled_back()
                 raise StoreFullError(f"{exc.args[0]}: the rest is kept for sending them") from exc
             except sqlite3.Error as exc:
-                self._load_counters()  # the transaction was rolled back
+                self._rolled_back()
                 if not (isinstance(exc, sqlite3.OperationalError) and "full" in str(exc)):
                     raise StoreError(self.path, str(exc)) from exc
                 if self._queued[Lane.TELEMETRY] == 0:
@@ -422,7 +435,12 @@ class Store:
     def cut_frame(self, lane: Lane, *, max_msgs: int, max_bytes: int, sent: int) -> OutFrame | None:
         """Move the oldest messages of ``lane`` into a new numbered frame; None if the lane is empty."""
         table = _QUEUE[lane]
-        rows = self._db.execute(f"SELECT id, body FROM {table} ORDER BY id LIMIT ?", (max_msgs,)).fetchall()  # noqa: S608
+        if self._stale:
+            self._rolled_back()
+        try:
+            rows = self._db.execute(f"SELECT id, body FROM {table} ORDER BY id LIMIT ?", (max_msgs,)).fetchall()  # noqa: S608
+        except sqlite3.Error as exc:
+            raise StoreError(self.path, str(exc)) from exc
         if not rows:
             return None
         bodies: list[bytes] = []
@@ -449,10 +467,11 @@ class Store:
 
     def unacked(self) -> list[OutFrame]:
         """Frames cut but not acknowledged, alarm lane first, each lane in ``seq`` order."""
-        return [
-            OutFrame(int(seq), Lane(lane), int(n), bytes(body))
-            for seq, lane, n, body in self._db.execute("SELECT seq, lane, n_msgs, body FROM frames ORDER BY lane, seq")
-        ]
+        try:
+            rows = self._db.execute("SELECT seq, lane, n_msgs, body FROM frames ORDER BY lane, seq").fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(self.path, str(exc)) from exc
+        return [OutFrame(int(seq), Lane(lane), int(n), bytes(body)) for seq, lane, n, body in rows]
 
 
 class _AlarmsFullError(Exception):

@@ -13,6 +13,10 @@ subscribers", which Mosquitto sends when it dropped the message, e.g. right afte
 platform's ingest has subscribed again: Mosquitto 2.0 does not keep shared subscriptions over a restart)
 leaves the frame in the store; it is sent again, in order, a second later.
 
+A store that cannot be read or written (a failing disk) does not end the gateway: the uplink says so (the
+heartbeat's ``last_error``), keeps its connection, and tries again every :data:`STORE_RETRY_S`. Alarms that reach
+the gateway meanwhile are shown on the local page (:mod:`eldercare.gateway.local`) and wait with their devices.
+
 Telemetry is batched: a frame is cut when ``telemetry_frame_msgs`` messages are waiting or the oldest has
 waited ``telemetry_linger_ms``. A ``heartbeat`` with the gateway's statistics goes out every
 ``heartbeat_s``. After a lost connection the uplink reconnects after a random delay between
@@ -36,6 +40,7 @@ import paho.mqtt.client as mqtt
 from eldercare.devices import messages as m
 from eldercare.devices import topics
 from eldercare.gateway.config import GatewayConfig
+from eldercare.gateway.errors import StoreError
 from eldercare.gateway.local import AlarmHub
 from eldercare.gateway.mqtt import NO_MATCHING_SUBSCRIBERS, Endpoint, LinkError, MqttLink
 from eldercare.gateway.pipeline import now_ms
@@ -48,6 +53,7 @@ log = logging.getLogger(__name__)
 STABLE_S: Final = 30.0  # a connection that lasted this long resets the back-off
 GOODBYE_TIMEOUT_S: Final = 5.0
 NO_SUBSCRIBER_WAIT_S: Final = 1.0
+STORE_RETRY_S: Final = 1.0  # after the store failed to give frames, try again this soon
 
 
 class Backoff:
@@ -185,13 +191,21 @@ class Uplink:
         link.subscribe([(self._command_topic, 1)]).add_done_callback(self._subscribed)
         self._resend = {Lane.ALARM: [], Lane.TELEMETRY: []}
         self._hold_until = 0.0
-        for frame in await self._worker.call(self._store.unacked):
-            self._resend[frame.lane].append(frame)
         heartbeat = asyncio.create_task(self._heartbeats(link), name="uplink-heartbeat")
         try:
+            unacked = await self._from_store(link, self._store.unacked)  # sent again first, in order
+            if unacked is None:
+                return
+            for frame in unacked:
+                self._resend[frame.lane].append(frame)
             while not link.closed.done():
                 self._wake.clear()
-                await self._pump(link)
+                try:
+                    await self._pump(link)
+                except StoreError as exc:
+                    self._store_failed(exc)
+                    await asyncio.sleep(STORE_RETRY_S)
+                    continue
                 if link.closed.done():
                     break
                 with contextlib.suppress(TimeoutError):
@@ -200,6 +214,19 @@ class Uplink:
         finally:
             heartbeat.cancel()
             await asyncio.wait([heartbeat])  # (our own cancellation, if any, still propagates)
+
+    async def _from_store(self, link: MqttLink, read: Callable[[], list[OutFrame]]) -> list[OutFrame] | None:
+        """``read`` on the store's thread, tried again while the store fails; None if the link closes first."""
+        while not link.closed.done():
+            try:
+                return await self._worker.call(read)
+            except StoreError as exc:
+                self._store_failed(exc)
+                await asyncio.sleep(STORE_RETRY_S)
+        return None
+
+    def _store_failed(self, exc: StoreError) -> None:
+        self._stats.error(f"uplink: no frames from the store, trying again in {STORE_RETRY_S:g} s: {exc}")
 
     async def _pump(self, link: MqttLink) -> None:
         up = self._up

@@ -7,6 +7,11 @@ and not kept twice. Acknowledgements go out in the order the messages came, as M
 
 While the broker cannot be reached, supervision does not judge the devices behind it (a broker outage is
 not one offline alarm per device), and it gives them a full grace period when the broker is back.
+
+A message the store refuses (full of alarms, or failing) is not acknowledged, and MQTT has no other way to have it
+sent again than a new connection: the source disconnects and connects again after :data:`REFUSED_RETRY_S`. That
+is the store's trouble, not the broker's, so it does not grow the back-off: a button pressed meanwhile must not
+wait half a minute behind a broker that never failed. (The refused alarm is on the local page already.)
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import asyncio
 import logging
 import ssl
 import time
+from typing import Final
 
 import paho.mqtt.client as mqtt
 
@@ -27,6 +33,8 @@ from eldercare.gateway.supervision import Supervisor
 from eldercare.gateway.uplink import Backoff
 
 log = logging.getLogger(__name__)
+
+REFUSED_RETRY_S: Final = 1.0  # after disconnecting for a message the store refused, connect again this soon
 
 
 class MqttSource:
@@ -47,6 +55,8 @@ class MqttSource:
         self._backoff = Backoff(0.5, 30.0)
         self.connected = False
         self.received = 0
+        self.connects = 0
+        self._refused: MqttLink | None = None  # the link this source closed for a refused message
         supervisor.source_down(config.name)  # until the first connection
 
     def _vendor(self, topic: str) -> str | None:
@@ -89,15 +99,21 @@ class MqttSource:
                 "source %s: connected to %s:%d, subscribed to %d topic(s)", c.name, c.host, c.port, len(c.subscriptions)
             )
             self.connected = True
+            self.connects += 1
             self._supervisor.source_up(c.name, time.monotonic())
             started = time.monotonic()
             try:
                 reason = await asyncio.shield(link.closed)
             finally:
                 self.connected = False
-                self._supervisor.source_down(c.name)
+                if self._refused is not link:  # the devices' messages came; only the broker's silence is not theirs
+                    self._supervisor.source_down(c.name)
                 if not link.closed.done():
                     link.disconnect()
+            if self._refused is link:  # our own doing (see the module's text): the broker is fine
+                self._backoff.reset()
+                await asyncio.sleep(REFUSED_RETRY_S)
+                continue
             self._stats.error(f"source {c.name}: connection lost ({reason})")
             if time.monotonic() - started > 30:
                 self._backoff.reset()
@@ -115,6 +131,7 @@ class MqttSource:
         if future.cancelled() or future.exception() is not None:
             # Not on disk: do not acknowledge; reconnecting makes the broker deliver it again.
             if not link.closed.done():
+                self._refused = link
                 link.disconnect()
             return
         link.ack(mid, qos)
