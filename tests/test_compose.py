@@ -6,10 +6,15 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SECRETS = {
     "ELDERCARE_DB_PASSWORD": "x" * 16,
+    "ELDERCARE_DB_ADMIN_PASSWORD": "v" * 16,
     "ELDERCARE_MQTT_PASSWORD": "y" * 16,
     "ELDERCARE_DATA_KEY": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
     "GRAFANA_ADMIN_PASSWORD": "z" * 16,
@@ -52,3 +57,34 @@ def test_compose_refuses_to_run_without_secrets() -> None:
     result = _config({}, "-q")
     assert result.returncode != 0
     assert "ELDERCARE_DB_PASSWORD" in result.stderr
+
+
+def test_no_service_logs_in_as_the_database_superuser() -> None:
+    """The services' login owns the database and is no superuser (deploy/timescaledb/initdb/owner.sql.in); it was
+    the container's POSTGRES_USER, so an injected statement owned the whole cluster."""
+    result = _config(SECRETS)
+    assert result.returncode == 0, result.stderr
+    services: dict[str, Any] = yaml.safe_load(result.stdout)["services"]
+    database = services["timescaledb"]["environment"]
+    urls = {
+        name: urlsplit(service["environment"]["ELDERCARE_DATABASE_URL"])
+        for name, service in services.items()
+        if "ELDERCARE_DATABASE_URL" in service.get("environment", {})
+    }
+    assert {"migrate", "platform", "ingest-1", "ingest-2", "broker-setup", "simulated-home"} <= set(urls)
+    assert database["POSTGRES_USER"] != "eldercare"
+    for name, url in urls.items():
+        assert url.username == "eldercare" != database["POSTGRES_USER"], name
+        assert url.password == database["ELDERCARE_DB_PASSWORD"] != database["POSTGRES_PASSWORD"], name
+        assert url.path == f"/{database['POSTGRES_DB']}", name
+    assert "timescaledb.telemetry_level=off" in services["timescaledb"]["command"]  # the image's scripts are hidden
+    healthcheck = services["timescaledb"]["healthcheck"]["test"]
+    assert "-h 127.0.0.1" in " ".join(healthcheck), "not ready while the init scripts run on the socket"
+    mounts = [volume.split(":")[:2] for volume in services["timescaledb"]["volumes"] if isinstance(volume, str)]
+    assert [str(REPO / "deploy/timescaledb"), "/eldercare/timescaledb"] in mounts  # upgrade-owner.sh is there
+
+
+def test_compose_refuses_to_run_without_the_database_superusers_password() -> None:
+    result = _config({k: v for k, v in SECRETS.items() if k != "ELDERCARE_DB_ADMIN_PASSWORD"}, "-q")
+    assert result.returncode != 0
+    assert "ELDERCARE_DB_ADMIN_PASSWORD" in result.stderr

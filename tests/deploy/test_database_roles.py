@@ -1,0 +1,262 @@
+"""The database roles of docker-compose.yml, tried on a cluster made as the TimescaleDB container makes it: the
+services log in as eldercare, which owns the database and every object of the platform and is no superuser, so an
+injected statement cannot leave the database (COPY ... TO PROGRAM, server files, roles, other databases); the
+superuser is the administrator's alone. Both ways to get there: a first start (deploy/timescaledb/initdb/), and the
+upgrade of a deployment made by the earlier docker-compose.yml, whose superuser was eldercare itself
+(deploy/timescaledb/upgrade-owner.sh). On either, `eldercare db migrate` runs as eldercare, and so do the API, the
+maintenance jobs (roll-ups, retention's drop_chunks) and Grafana's read-only login."""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import errors
+from tests.deploy.container import UPGRADE, Container, container, resolved_compose
+from tests.platform_procs import migrate_command
+from tests.registry.support import Server, login, new_id_number, new_uscc
+from tests.supervision.grafana_reader import SCRIPT as GRAFANA_SCRIPT
+
+ADMIN = "site-admin"
+ADMIN_PASSWORD = "a-long-admin-password"
+OLD_READING = datetime.now(UTC) - timedelta(days=90)  # older than the raw retention (30 days)
+
+# Every object in the database that its owner column gives to a role (the :role parameter), outside PostgreSQL's
+# own (oids below FirstNormalObjectId, schemas pg_* and information_schema) and outside any extension. Indexes, a
+# relation's row type and array types are left out: their owner is always their table's or element type's.
+OWNED_BY = """
+SELECT c.kind || ' ' || c.name FROM (
+    SELECT 'schema' AS kind, nspname AS name, oid, nspowner AS owner, oid AS nsp, 'pg_namespace'::regclass AS cls
+      FROM pg_namespace
+    UNION ALL SELECT 'type', oid::regtype::text, oid, typowner, typnamespace, 'pg_type'::regclass FROM pg_type t
+      WHERE (t.typrelid = 0 OR (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c')
+        AND NOT EXISTS (SELECT FROM pg_type e WHERE e.typarray = t.oid)
+    UNION ALL SELECT 'relation', oid::regclass::text, oid, relowner, relnamespace, 'pg_class'::regclass FROM pg_class
+      WHERE relkind NOT IN ('i', 'I')
+    UNION ALL SELECT 'routine', oid::regprocedure::text, oid, proowner, pronamespace, 'pg_proc'::regclass FROM pg_proc
+    UNION ALL SELECT 'operator', oid::regoperator::text, oid, oprowner, oprnamespace, 'pg_operator'::regclass
+      FROM pg_operator
+    UNION ALL SELECT 'statistics', stxname, oid, stxowner, stxnamespace, 'pg_statistic_ext'::regclass
+      FROM pg_statistic_ext
+) c JOIN pg_namespace n ON n.oid = c.nsp
+WHERE c.owner = %(role)s::regrole AND c.oid >= 16384
+  AND n.nspname NOT LIKE 'pg\\_%%' AND n.nspname <> 'information_schema'
+  AND NOT EXISTS (SELECT FROM pg_depend e WHERE e.classid = c.cls AND e.objid = c.oid AND e.deptype = 'e')
+ORDER BY 1
+"""
+
+# What an injected statement would try, each refused to the platform's login.
+REFUSED = [
+    "COPY (SELECT 1) TO PROGRAM 'true'",
+    "COPY regions (name) FROM '/etc/passwd'",
+    "COPY regions TO '/tmp/regions.txt'",
+    "SELECT pg_read_file('PG_VERSION')",
+    "SELECT pg_ls_dir('.')",
+    "SELECT lo_import('/etc/passwd')",
+    "SELECT rolpassword FROM pg_authid",
+    "CREATE ROLE intruder LOGIN PASSWORD 'intruder'",
+    "ALTER ROLE eldercare SUPERUSER",
+    "CREATE DATABASE intruder",
+    "ALTER SYSTEM SET log_statement = 'none'",
+    "CREATE EXTENSION file_fdw",
+    "SET session_replication_role = replica",  # would switch the audit log's append-only trigger off
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    how: str  # "first start" or "upgraded"
+    container: Container
+    app_url: str  # the services' ELDERCARE_DATABASE_URL, pointed at the cluster
+    key: bytes  # ELDERCARE_DATA_KEY
+
+    @property
+    def grafana_url(self) -> str:
+        password = self.container.environment["GRAFANA_DB_PASSWORD"]
+        return f"postgresql://grafana_reader:{password}@127.0.0.1:{self.container.port}/{self.container.database}"
+
+    @property
+    def admin_url(self) -> str:
+        password = self.container.environment["POSTGRES_PASSWORD"]
+        user = self.container.superuser
+        return f"postgresql://{user}:{password}@127.0.0.1:{self.container.port}/{self.container.database}"
+
+
+def _compose() -> tuple[dict[str, str], str, bytes]:
+    """The timescaledb service's environment, the services' database URL, and the data key."""
+    services = resolved_compose()["services"]
+    environment: dict[str, str] = services["timescaledb"]["environment"]
+    app_env: dict[str, str] = services["migrate"]["environment"]
+    return environment, app_env["ELDERCARE_DATABASE_URL"], base64.b64decode(app_env["ELDERCARE_DATA_KEY"])
+
+
+def _migrate(url: str, key: bytes) -> None:
+    done = migrate_command(url, key)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _eldercare(*args: str, url: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ELDERCARE_")}
+    env |= {"ELDERCARE_ENV_FILE": "/nonexistent/eldercare.env", "ELDERCARE_DATABASE_URL": url}
+    env["ELDERCARE_NEW_PASSWORD"] = ADMIN_PASSWORD
+    exe = Path(sys.executable).with_name("eldercare")
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=120, env=env, check=False)
+
+
+def _store_old_reading(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO bed_readings (time, device_id, presence, heart_rate) VALUES (%s, 1, true, 70)", (OLD_READING,)
+        )
+
+
+def _first_start() -> Iterator[Deployment]:
+    environment, url, key = _compose()
+    with container(environment) as made:
+        made.run_entrypoint_scripts()
+        app_url = made.tcp_url(url)
+        _migrate(app_url, key)  # the migrate service, after the container's first start
+        done = _eldercare("users", "add", ADMIN, "--role", "admin", url=app_url)
+        assert done.returncode == 0, done.stderr
+        _store_old_reading(app_url)
+        yield Deployment("first start", made, app_url, key)
+
+
+def _upgraded() -> Iterator[Deployment]:
+    """A deployment of the earlier docker-compose.yml (the container made with POSTGRES_USER=eldercare, the services
+    logging in as that superuser), with data, then upgraded as the README says."""
+    environment, url, key = _compose()
+    old = {
+        "POSTGRES_USER": "eldercare",
+        "POSTGRES_PASSWORD": environment["ELDERCARE_DB_PASSWORD"],
+        "POSTGRES_DB": "eldercare",
+        "GRAFANA_DB_PASSWORD": environment["GRAFANA_DB_PASSWORD"],
+    }
+    with container(old) as before:
+        with psycopg.connect(before.socket_url("eldercare", "postgres"), autocommit=True) as conn:
+            conn.execute("CREATE DATABASE eldercare")
+        # the earlier 10-grafana-reader.sh: the reader script with the superuser as the owner
+        grafana = subprocess.run(
+            ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-v", "reader=grafana_reader", "-v",
+             f"password={old['GRAFANA_DB_PASSWORD']}", "-v", "owner=eldercare", "-d", before.socket_url("eldercare"),
+             "-f", str(GRAFANA_SCRIPT)],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert grafana.returncode == 0, grafana.stderr
+        app_url = before.tcp_url(url)
+        _migrate(app_url, key)
+        with psycopg.connect(app_url) as conn:
+            row = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+        assert row == (True,), "the earlier layout: the services' login is the superuser"
+        done = _eldercare("users", "add", ADMIN, "--role", "admin", url=app_url)
+        assert done.returncode == 0, done.stderr
+        _store_old_reading(app_url)
+
+        after = Container(folder=before.folder, port=before.port, environment=environment)  # the new compose file
+        upgrade = after.sh(UPGRADE)
+        assert upgrade.returncode == 0, upgrade.stdout + upgrade.stderr
+        again = after.sh(UPGRADE)
+        assert again.returncode == 0, again.stdout + again.stderr
+        yield Deployment("upgraded", after, app_url, key)
+
+
+@pytest.fixture(scope="module", params=["first start", "upgraded"])
+def deployment(request: pytest.FixtureRequest) -> Iterator[Deployment]:
+    yield from (_first_start() if request.param == "first start" else _upgraded())
+
+
+def test_the_services_log_in_as_the_owner_which_is_no_superuser(deployment: Deployment) -> None:
+    with psycopg.connect(deployment.app_url) as conn:
+        me = conn.execute(
+            "SELECT rolname, rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls"
+            " FROM pg_roles WHERE rolname = current_user"
+        ).fetchone()
+        memberships = conn.execute(
+            "SELECT roleid::regrole::text FROM pg_auth_members WHERE member = current_user::regrole"
+        ).fetchall()
+        owner = conn.execute(
+            "SELECT datdba::regrole::text FROM pg_database WHERE datname = current_database()"
+        ).fetchone()
+    assert me == ("eldercare", False, False, False, False, False)
+    assert memberships == []  # no pg_read_server_files, pg_execute_server_program ...
+    assert owner == ("eldercare",)
+    assert deployment.container.superuser != "eldercare"
+    with psycopg.connect(deployment.admin_url) as admin:  # the administrator's login, with its own password
+        made_the_cluster = admin.execute("SELECT rolname, rolsuper FROM pg_roles WHERE oid = 10").fetchone()
+    assert made_the_cluster == (deployment.container.superuser, True)
+
+
+@pytest.mark.parametrize("statement", REFUSED)
+def test_an_injected_statement_cannot_leave_the_database(deployment: Deployment, statement: str) -> None:
+    with psycopg.connect(deployment.app_url, autocommit=True) as conn, pytest.raises(errors.InsufficientPrivilege):
+        conn.execute(statement.encode())
+
+
+def test_it_owns_every_object_of_the_platform(deployment: Deployment) -> None:
+    with psycopg.connect(deployment.admin_url) as conn:
+        superusers = [r[0] for r in conn.execute(OWNED_BY, {"role": deployment.container.superuser})]
+        owned = {r[0] for r in conn.execute(OWNED_BY, {"role": "eldercare"})}
+        chunks = conn.execute(
+            "SELECT count(*), count(*) FILTER (WHERE c.relowner = 'eldercare'::regrole)"
+            " FROM timescaledb_information.chunks i JOIN pg_class c"
+            " ON c.oid = format('%I.%I', i.chunk_schema, i.chunk_name)::regclass"
+        ).fetchone()
+    assert superusers == []
+    assert {
+        "schema grafana",
+        "relation schema_migrations",
+        "relation bed_readings",
+        "relation audit_log",
+        "relation grafana.gateways",
+        "routine grafana.supervision_figures(bigint[],date,date)",
+        "routine grafana_grant()",
+        "type alarm_state",
+    } <= owned
+    assert chunks is not None and chunks[0] > 0 and chunks[0] == chunks[1]
+
+
+def test_migrate_and_the_api_run_as_the_owner(deployment: Deployment) -> None:
+    _migrate(deployment.app_url, deployment.key)  # again: nothing to apply, every file's checksum checked
+    with Server(database_url=deployment.app_url, key=deployment.key, state_dir=deployment.container.folder) as api:
+        admin = login(api.base, ADMIN, ADMIN_PASSWORD)
+        home: dict[str, Any] = admin.ok(
+            "POST",
+            "/api/v1/institutions",
+            201,
+            json={"code": new_uscc("420502"), "name": "属主院", "kind": "residential_home", "region_code": "420502"},
+        )
+        admin.ok(
+            "POST",
+            f"/api/v1/institutions/{home['id']}/residents",
+            201,
+            json={"name": "王秀英", "id_number": new_id_number("420502")},
+        )
+        assert admin.request("GET", "/api/v1/alarms").status_code == 200
+    done = _eldercare("audit", "verify", url=deployment.app_url)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_maintenance_drops_old_chunks_as_the_owner(deployment: Deployment) -> None:
+    done = _eldercare("ingest", "maintain", "--job", "rollups", "--job", "retention", url=deployment.app_url)
+    assert done.returncode == 0, done.stdout + done.stderr
+    with psycopg.connect(deployment.app_url) as conn:
+        left = conn.execute("SELECT count(*) FROM bed_readings WHERE time = %s", (OLD_READING,)).fetchone()
+    assert left == (0,), done.stdout
+
+
+def test_grafana_reads_its_views_and_nothing_else(deployment: Deployment) -> None:
+    with psycopg.connect(deployment.grafana_url) as conn:
+        regions = conn.execute("SELECT count(*) FROM grafana.regions").fetchone()
+        conn.execute("SELECT * FROM grafana.supervision_figures(ARRAY[1]::bigint[], '2026-10-01', '2026-10-30')")
+        assert regions is not None and regions[0] > 3000
+    with psycopg.connect(deployment.grafana_url) as conn, pytest.raises(errors.InsufficientPrivilege):
+        conn.execute("SELECT password_hash FROM users")
