@@ -159,7 +159,7 @@ async def update_user(user_id: PathId, body: UserUpdate, conn: Conn, principal: 
     if not await scope.may_manage_user(conn, principal, user_id):
         raise Problem(403, "a family user also linked to another home's residents is managed by a platform admin")
     if body.active is False and user_id == principal.user_id:
-        raise Problem(409, "you cannot deactivate yourself", [FieldError(field="active", reason="own account")])
+        raise Problem(409, "you cannot deactivate yourself", [FieldError(field="body.active", reason="own account")])
     async with atomic(conn):
         await conn.execute(
             "UPDATE users SET display_name = coalesce(%s, display_name), active = coalesce(%s, active),"
@@ -209,7 +209,9 @@ async def link_family(user_id: PathId, body: LinkIn, conn: Conn, principal: Curr
     await _family_user(conn, principal, user_id)
     institution_id = await scope.resolve(conn, principal, Obj.RESIDENT, body.resident_id, Action.WRITE_RESIDENT)
     if not body.consent:
-        raise Problem(422, "the resident's consent is required", [FieldError(field="consent", reason="must be true")])
+        raise Problem(
+            422, "the resident's consent is required", [FieldError(field="body.consent", reason="must be true")]
+        )
     async with atomic(conn):
         async with conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(

@@ -1,27 +1,86 @@
-"""``eldercare db migrate``."""
+"""``eldercare db migrate`` and ``eldercare db scrub``."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+
+_SCRUB_HELP = (
+    "rewrite the tables that held personal text in clear (VACUUM FULL, one table at a time), so the old row versions "
+    "that `db migrate` left after encrypting the text leave the table files. Until then those bytes may stay in the "
+    "table files; and even after it, copies remain beyond the database's reach: the disk blocks of the old files "
+    "until the file system reuses them, the write-ahead log (and any WAL archive), and backups taken before. Each "
+    "rewrite locks its table (alarms, alarm_changes, hospital_stays, deaths) against reads and writes while it runs: "
+    "alarms are not raised meanwhile. Run it in a quiet hour."
+)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     db = sub.add_parser("db", help="the database")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
-    migrate = db_sub.add_parser("migrate", help="apply the versioned migrations that are missing")
+    migrate = db_sub.add_parser(
+        "migrate",
+        help="apply the versioned migrations that are missing and encrypt personal text left in clear",
+        description="Apply the versioned migrations that are missing, then encrypt the personal text an older version "
+        "left in clear (needs ELDERCARE_DATA_KEY then). The encryption runs in short batches and takes no lock that "
+        "the platform waits for, so it may run while the platform runs; it leaves the old row versions in the table "
+        "files for `eldercare db scrub`.",
+    )
     migrate.add_argument("--database-url", help="libpq URL; default from the settings (ELDERCARE_DATABASE_URL)")
     migrate.set_defaults(handler=_migrate)
+    scrub = db_sub.add_parser(
+        "scrub",
+        help="maintenance for a quiet hour: rewrite the tables that held personal text in clear (locks each one)",
+        description=_SCRUB_HELP,
+    )
+    scrub.add_argument("--database-url", help="libpq URL; default from the settings (ELDERCARE_DATABASE_URL)")
+    scrub.add_argument(
+        "--lock-timeout",
+        default="5s",
+        help="give up on a table whose lock is not granted within this time (PostgreSQL interval; default 5s)",
+    )
+    scrub.set_defaults(handler=_scrub)
+
+
+def _url(args: argparse.Namespace) -> str:
+    from eldercare.platform.config import DatabaseSettings
+
+    url: str = args.database_url or DatabaseSettings().database_url
+    return url
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    from eldercare.platform.config import DatabaseSettings
-    from eldercare.platform.db.migrate import migrate
+    from eldercare.platform.db.migrate import MigrationError, apply_migrations, seal_in_clear
 
-    url: str = args.database_url or DatabaseSettings().database_url
-    applied = migrate(url)
-    if applied:
+    url = _url(args)
+    try:
+        applied = apply_migrations(url)
         for migration in applied:
-            print(f"applied {migration.version:04d}_{migration.name}")
-    else:
+            print(f"applied {migration.version:04d}_{migration.name}", flush=True)
+        sealed = [s for s in seal_in_clear(url) if s.rows]
+    except MigrationError as exc:
+        print(f"eldercare db migrate: {exc}", file=sys.stderr)
+        return 1
+    if sealed:
+        rows = sum(s.rows for s in sealed)
+        tables = ", ".join(f"{s.table} {s.rows}" for s in sealed)
+        print(f"sealed {rows} row(s) of {len(sealed)} table(s) that held personal text in clear ({tables})")
+        print(
+            "their old row versions may stay in the table files until `eldercare db scrub` rewrites them"
+            " (it locks each table while it runs: run it in a quiet hour)"
+        )
+    elif not applied:
         print("up to date")
+    return 0
+
+
+def _scrub(args: argparse.Namespace) -> int:
+    from eldercare.platform.db.migrate import ScrubError, scrub
+
+    try:
+        done = scrub(_url(args), lock_timeout=args.lock_timeout)
+    except ScrubError as exc:
+        print(f"eldercare db scrub: {exc}", file=sys.stderr)
+        return 1
+    print(f"rewrote {len(done)} table(s): {', '.join(done)}")
     return 0

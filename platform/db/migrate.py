@@ -7,7 +7,9 @@ never rewritten, a change is a new file.
 After the SQL, personal text that an older version stored in clear is encrypted: only the application holds the
 data key, so SQL cannot. Each domain declares its columns as a :class:`Sealing` (the hospital stays' in
 ``platform/registry/health_text.py``, the alarms' in ``platform/alarms/text.py``); one step here seals them all. The
-key is read only when there is something to encrypt.
+key is read only when there is something to encrypt. Sealing runs beside a live platform: short batches, then a plain
+``VACUUM``, never a lock the alarm engine waits for (:func:`seal_in_clear`). Rewriting the tables so that the old row
+versions leave their files is a maintenance step of its own, for a quiet hour (:func:`scrub`, ``eldercare db scrub``).
 """
 
 from __future__ import annotations
@@ -51,6 +53,13 @@ class MigrationError(RuntimeError):
         self.reason = reason
 
 
+class ScrubError(RuntimeError):
+    def __init__(self, table: str, reason: str) -> None:
+        super().__init__(f"{table}: {reason}")
+        self.table = table
+        self.reason = reason
+
+
 def _package_files() -> Traversable:
     return resources.files("eldercare.platform.db")
 
@@ -70,8 +79,15 @@ def available() -> list[Migration]:
 
 
 def migrate(conninfo: str, *, data_key: bytes | None = None) -> list[Migration]:
-    """Apply what is missing; return the migrations applied now. ``data_key`` (default: the settings'
-    ``ELDERCARE_DATA_KEY``) encrypts what is still in clear."""
+    """Apply what is missing (:func:`apply_migrations`), then seal what is in clear (:func:`seal_in_clear`); return the
+    migrations applied now. ``data_key`` (default: the settings' ``ELDERCARE_DATA_KEY``) encrypts what is in clear."""
+    applied_now = apply_migrations(conninfo)
+    seal_in_clear(conninfo, data_key=data_key)
+    return applied_now
+
+
+def apply_migrations(conninfo: str) -> list[Migration]:
+    """The SQL migrations that are missing, each in its own transaction, and the region codes; those applied now."""
     applied_now: list[Migration] = []
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute(
@@ -97,7 +113,6 @@ def migrate(conninfo: str, *, data_key: bytes | None = None) -> list[Migration]:
                 )
                 applied_now.append(migration)
         _load_regions(conn)
-        _seal_in_clear(conn, data_key)
     return applied_now
 
 
@@ -145,29 +160,61 @@ class Sealing:
     tables: tuple[ClearTable, ...]
 
 
+SEAL_BATCH_ROWS = 2000
+"""Rows sealed per transaction: each batch's rows are locked only while it runs (tens of milliseconds)."""
+
+SCRUB_LOCK_TIMEOUT = "5s"
+"""How long :func:`scrub` waits for a table's lock before it gives up (rather than queue every writer behind it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Sealed:
+    """What one table's seal did: ``rows`` sealed in ``batches`` short transactions."""
+
+    table: str
+    what: str
+    rows: int
+    batches: int
+
+
+def seal_in_clear(conninfo: str, *, data_key: bytes | None = None) -> list[Sealed]:
+    """Encrypt the personal text still in clear (every :class:`Sealing` whose migration is applied) and empty the old
+    columns; what was sealed, per table.
+
+    Built to run while the platform runs. Each table is sealed in batches of :data:`SEAL_BATCH_ROWS` rows, each in a
+    short transaction of its own that locks only its rows (``FOR NO KEY UPDATE``: the alarm engine still inserts
+    alarms and their changes, and waits at most one batch for a row of it); then a plain ``VACUUM (ANALYZE)``, which
+    takes no lock that writers wait for, frees the old row versions for reuse and refreshes the planner's statistics
+    (they sample column values). It does not rewrite the tables: the bytes of the old row versions, which hold the
+    text, may stay in the table files until overwritten. :func:`scrub` removes them, in a quiet hour."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        due = [(s, t) for s in _sealings() if _applied(conn, s.since) for t in s.tables if _has_clear(conn, t)]
+        if not due:
+            return []
+        vault = Vault(data_key or _settings_key(due[0][0].since))
+        sealed: list[Sealed] = []
+        for sealing, table in due:
+            done = _seal_table(conn, vault, table, sealing.what)
+            log.info(
+                "encrypted the %s of %d rows of %s that were stored in clear (%d batches)",
+                sealing.what,
+                done.rows,
+                table.table,
+                done.batches,
+            )
+            sealed.append(done)
+        tables = [s.table for s in sealed if s.rows]
+        if tables:
+            conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.SQL(", ").join(map(sql.Identifier, tables))))
+    return sealed
+
+
 def _sealings() -> tuple[Sealing, ...]:
     # The domains that own the columns sit above db: imported when a migrate runs, not when this module loads.
     from eldercare.platform.alarms import text as alarm_text
     from eldercare.platform.registry import health_text
 
     return (health_text.SEALING, alarm_text.SEALING)
-
-
-def _seal_in_clear(conn: Conn, data_key: bytes | None) -> None:
-    """Encrypt what is still in clear, in one transaction under the migrations' lock; then rewrite the tables that
-    held it (:func:`_compact`)."""
-    sealed: dict[str, int] = {}
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
-        due = [(s, t) for s in _sealings() if _applied(conn, s.since) for t in s.tables if _has_clear(conn, t)]
-        if not due:
-            return
-        vault = Vault(data_key or _settings_key(due[0][0].since))
-        for sealing, table in due:
-            count = _seal_table(conn, vault, table)
-            log.info("encrypted the %s of %d rows of %s that were stored in clear", sealing.what, count, table.table)
-            sealed[table.table] = count
-    _compact(conn, list(sealed))
 
 
 def _applied(conn: Conn, version: int) -> bool:
@@ -181,61 +228,91 @@ def _has_clear(conn: Conn, table: ClearTable) -> bool:
     return row is not None and bool(row[0])
 
 
-def _seal_table(conn: Conn, vault: Vault, table: ClearTable) -> int:
-    """Encrypt the text of ``table`` still in clear and empty the old columns, inside the caller's transaction; the
-    number of rows sealed. A text already encrypted is kept unless the old column holds one."""
+def _seal_table(conn: Conn, vault: Vault, table: ClearTable, what: str) -> Sealed:
+    """Encrypt the text of ``table`` still in clear and empty the old columns, batch by batch in key order through the
+    partial index of the rows in clear. A text already encrypted is kept unless the old column holds one. Rows that a
+    writer of an older version adds in clear after the last key seen at the start are left to the next migrate, so
+    the run ends even while such a writer goes on."""
     name, key = sql.Identifier(table.table), sql.Identifier(table.key)
+    where = sql.SQL("({})").format(table.where())
+    last = conn.execute(
+        sql.SQL("SELECT {key} FROM {name} WHERE {where} ORDER BY {key} DESC LIMIT 1").format(
+            key=key, name=name, where=where
+        )
+    ).fetchone()
+    if last is None:
+        return Sealed(table.table, what, 0, 0)
     texts = sql.SQL(", ").join(
         sql.SQL("CASE WHEN {} THEN {} END").format(sql.SQL(c.in_clear), sql.SQL(c.text or c.name))
         for c in table.columns
     )
-    rows = conn.execute(
-        sql.SQL("SELECT {key}, {texts} FROM {name} WHERE {where} ORDER BY {key} FOR UPDATE").format(
-            key=key, texts=texts, name=name, where=table.where()
-        )
-    ).fetchall()
-    temp = sql.Identifier(f"sealed_{table.table}")
-    encs = [sql.Identifier(c.enc) for c in table.columns]
-    conn.execute(
-        sql.SQL("CREATE TEMP TABLE {} (key bigint PRIMARY KEY, {}) ON COMMIT DROP").format(
-            temp, sql.SQL(", ").join(sql.SQL("{} bytea").format(e) for e in encs)
-        )
-    )
-    with (
-        conn.cursor() as cur,
-        cur.copy(sql.SQL("COPY {} (key, {}) FROM STDIN").format(temp, sql.SQL(", ").join(encs))) as copy,
-    ):
-        for row_key, *values in rows:
-            copy.write_row(
-                (
-                    row_key,
-                    *(
-                        None if value is None else vault.encrypt(value, column=table.aad(column))
-                        for column, value in zip(table.columns, values, strict=True)
-                    ),
-                )
+    select = sql.SQL(
+        "SELECT {key}, {texts} FROM {name} WHERE {where} AND {key} > %s AND {key} <= %s"
+        " ORDER BY {key} LIMIT %s FOR NO KEY UPDATE"
+    ).format(key=key, texts=texts, name=name, where=where)
+    encs = [sql.Identifier(f"e{i}") for i in range(len(table.columns))]
+    update = sql.SQL(
+        "UPDATE {name} t SET {sets} FROM unnest(%s::bigint[], {arrays}) AS s(key, {encs}) WHERE t.{key} = s.key"
+    ).format(
+        name=name,
+        sets=sql.SQL(", ").join(
+            sql.SQL("{enc} = coalesce(s.{e}, t.{enc}), {col} = {emptied}").format(
+                enc=sql.Identifier(c.enc), e=e, col=sql.Identifier(c.name), emptied=sql.SQL(c.emptied)
             )
-    sets = sql.SQL(", ").join(
-        sql.SQL("{enc} = coalesce(s.{enc}, t.{enc}), {col} = {emptied}").format(
-            enc=sql.Identifier(c.enc), col=sql.Identifier(c.name), emptied=sql.SQL(c.emptied)
-        )
-        for c in table.columns
+            for c, e in zip(table.columns, encs, strict=True)
+        ),
+        arrays=sql.SQL(", ").join(sql.SQL("%s::bytea[]") for _ in table.columns),
+        encs=sql.SQL(", ").join(encs),
+        key=key,
     )
-    conn.execute(
-        sql.SQL("UPDATE {name} t SET {sets} FROM {temp} s WHERE t.{key} = s.key").format(
-            name=name, sets=sets, temp=temp, key=key
-        )
-    )
-    return len(rows)
+    after: int = -(2**63)
+    rows = batches = 0
+    while True:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))  # not while another migrate changes the SQL
+            batch = conn.execute(select, (after, last[0], SEAL_BATCH_ROWS)).fetchall()
+            if not batch:
+                break
+            columns: list[list[bytes | None]] = [[] for _ in table.columns]
+            for _, *values in batch:
+                for out, column, value in zip(columns, table.columns, values, strict=True):
+                    out.append(None if value is None else vault.encrypt(value, column=table.aad(column)))
+            conn.execute(update, ([row[0] for row in batch], *columns))
+        rows, batches, after = rows + len(batch), batches + 1, batch[-1][0]
+        log.debug("sealed %d rows of %s (up to %s %s)", rows, table.table, table.key, after)
+    return Sealed(table.table, what, rows, batches)
 
 
-def _compact(conn: Conn, tables: list[str]) -> None:
-    """After sealing (outside a transaction): rewrite the tables so the old row versions, which still hold the text,
-    leave the table files, and refresh the planner's statistics, which sample column values. (Copies in the
-    write-ahead log and in backups taken before are beyond the reach of the database.) The rewrite locks each table
-    while it runs: it happens once, on the migrate that converts a version's rows, and again only when a writer of
-    an older version has stored text in clear since."""
-    conn.execute(sql.SQL("VACUUM (FULL, ANALYZE) {}").format(sql.SQL(", ").join(map(sql.Identifier, tables))))
+def scrub(conninfo: str, *, lock_timeout: str = SCRUB_LOCK_TIMEOUT) -> list[str]:
+    """Rewrite the tables that held text in clear (``VACUUM (FULL, ANALYZE)``, one table at a time), so the old row
+    versions that :func:`seal_in_clear` left behind leave the table files; the tables rewritten.
+
+    A maintenance step for a quiet hour: each rewrite holds an ACCESS EXCLUSIVE lock on its table while it runs, so the
+    alarm engine cannot raise or change an alarm until the ``alarms`` table is done. It waits at most
+    ``lock_timeout`` for each lock (a rewrite queued behind a long transaction would hold up every writer behind it)
+    and then fails, naming the table. Refused while text is still in clear: run :func:`seal_in_clear` first. Beyond
+    its reach: the old table files' blocks on the disk until the file system reuses them, the write-ahead log (its
+    segments until recycled, and any WAL archive), replicas' and backups' copies taken before."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        tables = [t for s in _sealings() if _applied(conn, s.since) for t in s.tables]
+        left = [t.table for t in tables if _has_clear(conn, t)]
+        if left:
+            raise ScrubError(left[0], "personal text is still in clear; run `eldercare db migrate` first")
+        done: list[str] = []
+        try:
+            conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(lock_timeout)))
+        except psycopg.errors.InvalidParameterValue:
+            raise ScrubError("lock_timeout", f"{lock_timeout!r} is not a PostgreSQL interval") from None
+        for table in tables:
+            try:
+                conn.execute(sql.SQL("VACUUM (FULL, ANALYZE) {}").format(sql.Identifier(table.table)))
+            except psycopg.errors.LockNotAvailable:
+                raise ScrubError(
+                    table.table, f"its lock was not granted within {lock_timeout}; try again later"
+                ) from None
+            log.info("rewrote %s", table.table)
+            done.append(table.table)
+    return done
 
 
 def _settings_key(version: int) -> bytes:

@@ -28,6 +28,14 @@ _PLACEHOLDER: Final = re.compile(r"\{(\w+)\}")
 
 NAMED_VALUES: Final = ("programme", "capability", "bed_kind")  # args whose value is a code with a name
 
+# A list of homes said to a regulator names the homes of their region by code and the others only by the city they
+# lie in (``disclosure.py``): ``args[OUTSIDE]`` holds those cities, said after the codes of ``homes``.
+OUTSIDE: Final = "outside_region_homes"
+_OUTSIDE_HOME: Final[dict[str, tuple[str, str]]] = {
+    "en": ("a home outside your region (in {city})", "a home outside your region"),
+    "zh-CN": ("辖区外的一家机构（{city}）", "辖区外的一家机构"),
+}
+
 
 # A reason said to a home without what another home or the death register recorded (``disclosure.py``): the
 # variant ``elsewhere`` of the codes that can rest on them. The pages' catalogue, read over these, may say them.
@@ -81,13 +89,21 @@ def _value(name: str, value: object, lang: Lang) -> str:
     return "" if value is None else str(value)
 
 
+def _outside(cities: list[str], lang: Lang) -> list[str]:
+    named, unnamed = _OUTSIDE_HOME[lang]
+    return [named.format(city=city) if city else unnamed for city in cities]
+
+
 def render(reason: Reason, lang: Lang) -> str:
     variant = reason.args.get("variant")
     key = f"reason_text.{reason.code}" + (f".{variant}" if variant else "")
     template = catalogue(lang).get(key)
     if template is None or any(name not in reason.args for name in _PLACEHOLDER.findall(template)):
         return reason.text
-    return _PLACEHOLDER.sub(lambda match: _value(match.group(1), reason.args[match.group(1)], lang), template)
+    args = dict(reason.args)
+    if OUTSIDE in args and "homes" in args:
+        args["homes"] = [*args["homes"], *_outside(list(args[OUTSIDE]), lang)]
+    return _PLACEHOLDER.sub(lambda match: _value(match.group(1), args[match.group(1)], lang), template)
 
 
 def with_chinese(reason: Reason) -> Reason:

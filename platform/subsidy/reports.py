@@ -13,7 +13,7 @@ from typing import Any
 from openpyxl import Workbook
 from psycopg.rows import dict_row
 
-from eldercare.platform.auth.scope import Principal
+from eldercare.platform.auth.scope import Principal, Role
 from eldercare.platform.auth.service import AsyncConn
 from eldercare.platform.subsidy import disclosure, reason_text
 from eldercare.platform.subsidy.models import (
@@ -102,7 +102,13 @@ async def claim_view(
         totals=Totals.model_validate(_totals(totals)),
         lines=lines,
     )
-    return disclosure.for_reader(view, reader)
+    regions: dict[str, str] = {}
+    if reader.role is Role.REGULATOR and (named := disclosure.homes_named(view)):
+        rows = await (
+            await conn.execute("SELECT code, region_code FROM institutions WHERE code = ANY(%s)", (sorted(named),))
+        ).fetchall()
+        regions = {str(code): str(region) for code, region in rows}
+    return disclosure.for_reader(view, reader, home_regions=regions)
 
 
 def _line(row: dict[str, Any]) -> LineVerdict:

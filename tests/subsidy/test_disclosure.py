@@ -310,4 +310,6 @@ def test_a_verdict_stored_before_the_marks_is_withheld_too() -> None:
     assert "2026-09-12" not in seen.model_dump_json() and '"X"' not in seen.model_dump_json()
     assert [r.code for r in seen.reasons] == ["died_before_month", "duplicate_claim", "present"]
     assert seen.reasons[2] == line.reasons[2]  # the home's own evidence, as it was
-    assert disclosure.for_reader(view, _principal("regulator")) == view
+    # a regulator reads a home of their region as stored; one whose region is not known is not named to them
+    assert disclosure.for_reader(view, _principal("regulator"), home_regions={"X": "420502"}) == view
+    assert '"X"' not in disclosure.for_reader(view, _principal("regulator")).model_dump_json()
