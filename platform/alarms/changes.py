@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from eldercare.platform.alarms import text
-from eldercare.platform.alarms.models import Priority, State
+from eldercare.platform.alarms.models import OutcomeCode, Priority, State
 from eldercare.platform.auth.service import AsyncConn
 from eldercare.platform.crypto import Vault
 from eldercare.platform.notify import outbox
@@ -96,14 +96,16 @@ async def close(
     old: State,
     new: State,
     outcome: str,
+    outcome_code: OutcomeCode,
     actor: str,
     user_id: int | None = None,
     note: str | None = None,
 ) -> None:
+    """Close an alarm for a device or the system, with the outcome's text (sealed) and its code (in clear)."""
     await conn.execute(
-        "UPDATE alarms SET state = %s, closed_at = coalesce(closed_at, clock_timestamp()), outcome_enc = %s"
-        " WHERE id = %s",
-        (new.value, vault.encrypt_text(outcome, column=text.OUTCOME), alarm_id),
+        "UPDATE alarms SET state = %s, closed_at = coalesce(closed_at, clock_timestamp()), outcome_enc = %s,"
+        " outcome_code = %s WHERE id = %s",
+        (new.value, vault.encrypt_text(outcome, column=text.OUTCOME), outcome_code.value, alarm_id),
     )
     await record(
         conn, vault=vault, alarm_id=alarm_id, actor=actor, old=old, new=new, note=note or outcome, user_id=user_id

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 from psycopg import AsyncConnection
 
 from eldercare.platform.alarms import changes
-from eldercare.platform.alarms.models import Priority, State
+from eldercare.platform.alarms.models import OutcomeCode, Priority, State
 from eldercare.platform.alarms.retry import Retry
 from eldercare.platform.auth.service import AsyncConn
 from eldercare.platform.crypto import Vault
@@ -102,13 +102,17 @@ async def _apply(
     d = event.detail
     match event.kind:
         case "button" if d.get("action") == "cancel":
-            return await _close(conn, event, "button", State.CANCELLED, "cancelled at the bedside", vault=vault)
+            return await _close(
+                conn, event, "button", State.CANCELLED, "cancelled at the bedside", code=OutcomeCode.OTHER, vault=vault
+            )
         case "bed_exit":
             return await _bed_exit(conn, vault, event, place, params)
         case "env_alarm":
             kind = str(d.get("kind"))
             if not d.get("active"):
-                return await _close(conn, event, kind, State.RESOLVED, "cleared by the sensor", vault=vault)
+                return await _close(
+                    conn, event, kind, State.RESOLVED, "cleared by the sensor", code=OutcomeCode.OTHER, vault=vault
+                )
             return await _raise(
                 conn,
                 vault,
@@ -121,7 +125,15 @@ async def _apply(
         case "fault":
             kind = f"device_{d.get('fault')}"
             if not d.get("active"):
-                return await _close(conn, event, kind, State.RESOLVED, "cleared by the device", vault=vault)
+                return await _close(
+                    conn,
+                    event,
+                    kind,
+                    State.RESOLVED,
+                    "cleared by the device",
+                    code=OutcomeCode.DEVICE_ISSUE,
+                    vault=vault,
+                )
             return await _raise(conn, vault, event, place, kind=kind, priority=Priority.TECHNICAL, params=params)
         case _:
             return await _raise(
@@ -136,14 +148,24 @@ async def _apply(
 
 
 async def _close(
-    conn: AsyncConn, event: InboxEvent, kind: str, state: State, outcome: str, *, vault: Vault
+    conn: AsyncConn, event: InboxEvent, kind: str, state: State, outcome: str, *, code: OutcomeCode, vault: Vault
 ) -> int | None:
+    """The device closes its open alarm of ``kind``. ``code`` is what the closing itself proves (migration 0015): a
+    fault the device cleared was a device issue, a resident back in bed had left it; a cancel at the bedside tells
+    only that a carer came, and a sensor back to normal not whether the smoke or gas was real: ``other``."""
     assert event.device_id is not None
     open_alarm = await _open_alarm(conn, event.device_id, kind)
     if open_alarm is None:
         return None
     await changes.close(
-        conn, vault=vault, alarm_id=open_alarm.id, old=open_alarm.state, new=state, outcome=outcome, actor="device"
+        conn,
+        vault=vault,
+        alarm_id=open_alarm.id,
+        old=open_alarm.state,
+        new=state,
+        outcome=outcome,
+        outcome_code=code,
+        actor="device",
     )
     return open_alarm.id
 
@@ -227,7 +249,9 @@ async def _bed_exit(
             )
         ).fetchone()
         if row is not None and row[0] is not None:
-            return await _close(conn, event, "bed_exit", State.RESOLVED, "back in bed", vault=vault)
+            return await _close(
+                conn, event, "bed_exit", State.RESOLVED, "back in bed", code=OutcomeCode.REAL_EVENT, vault=vault
+            )
         return None
     risk_needed = _RISK_ORDER.get(str(params.get("min_fall_risk", "high")), 2)
     if place.resident_id is None or _RISK_ORDER.get(place.fall_risk or "low", 0) < risk_needed:

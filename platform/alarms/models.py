@@ -27,6 +27,19 @@ class State(StrEnum):
 OPEN_STATES = (State.RAISED, State.ACKNOWLEDGED, State.ATTENDING)
 
 
+class OutcomeCode(StrEnum):
+    """How a closed alarm ended, kept in clear beside the sealed outcome text (migration 0015, which says what each
+    means): what kind of ending, nothing about the person, so every reader sees it and the figures count it. A false
+    alarm is an alarm for a person closed as false_alarm, accidental_press or device_issue (``alarm_outcome_false``
+    in SQL, the one definition)."""
+
+    REAL_EVENT = "real_event"
+    FALSE_ALARM = "false_alarm"
+    ACCIDENTAL_PRESS = "accidental_press"
+    DEVICE_ISSUE = "device_issue"
+    OTHER = "other"
+
+
 class Alarm(BaseModel):
     id: int
     institution_code: str
@@ -43,6 +56,10 @@ class Alarm(BaseModel):
     closed_at: datetime | None
     outcome: str | None = Field(
         description="how it ended, as staff or the device said; health data: *** for regulators"
+    )
+    outcome_code: OutcomeCode | None = Field(
+        description="how it ended as a code (real_event, false_alarm, accidental_press, device_issue, other); not"
+        " personal data, shown to every reader; null while open, and when not known"
     )
     repeat_count: int
     detail: dict[str, Any] = Field(

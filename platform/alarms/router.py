@@ -9,9 +9,12 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from eldercare.platform.alarms import service
-from eldercare.platform.alarms.models import Alarm, AlarmChange, State
+from eldercare.platform.alarms.models import Alarm, AlarmChange, OutcomeCode, State
 from eldercare.platform.api.deps import Conn, CurrentPrincipal
 from eldercare.platform.api.errors import RESPONSES
+from eldercare.platform.auth.scope import Principal
+from eldercare.platform.auth.service import AsyncConn
+from eldercare.platform.crypto import Vault
 from eldercare.platform.registry.deps import VaultDep
 
 router = APIRouter(prefix="/api/v1/alarms", tags=["alarms"], responses=RESPONSES)
@@ -64,47 +67,80 @@ class Action(BaseModel):
 
 class Closing(BaseModel):
     outcome: str = Field(min_length=1, max_length=200, description="real fall, false alarm, accidental press, ...")
+    outcome_code: OutcomeCode | None = Field(
+        default=None,
+        description="how it ended, as a code every reader (regulators too) sees and the figures count: real_event,"
+        " false_alarm, accidental_press, device_issue or other. Optional: left out, the outcome text is taken as the"
+        ' code when it is one (``{"outcome": "false_alarm"}``), else the code stays null (not known)',
+    )
     note: str = Field(default="", max_length=2000)
+
+
+# How an answer is named in the audit log's ``as`` (beside ``alarm``, ``list`` and ``history``).
+_SHOWN_AS = {
+    State.ACKNOWLEDGED: "acknowledge",
+    State.ATTENDING: "attend",
+    State.RESOLVED: "resolve",
+    State.CANCELLED: "cancel",
+}
+
+
+async def _answered(
+    conn: AsyncConn,
+    *,
+    principal: Principal,
+    vault: Vault,
+    alarm_id: int,
+    to: State,
+    note: str,
+    closing: Closing | None = None,
+) -> Alarm:
+    """Move the alarm on and answer it as it is now. The answer is a read of the alarm like ``GET /alarms/{id}``
+    (its detail, outcome and resident), audited the same way in the same transaction: one entry per answer, ``as``
+    the action; a move refused (403, 404, 409, 422) showed nothing and is not logged."""
+    async with conn.transaction():
+        found = await service.transition(
+            conn,
+            principal=principal,
+            vault=vault,
+            alarm_id=alarm_id,
+            to=to,
+            outcome=closing.outcome if closing else None,
+            outcome_code=closing.outcome_code if closing else None,
+            note=note,
+        )
+        await service.audit_read(conn, principal=principal, alarm_ids=[found.id], shown_as=_SHOWN_AS[to])
+    return found
 
 
 @router.post("/{alarm_id}/acknowledge")
 async def acknowledge(alarm_id: int, body: Action, conn: Conn, principal: CurrentPrincipal, vault: VaultDep) -> Alarm:
-    """Silences the sound; the alarm stays open."""
-    return await service.transition(
-        conn, principal=principal, vault=vault, alarm_id=alarm_id, to=State.ACKNOWLEDGED, outcome=None, note=body.note
+    """Silences the sound; the alarm stays open. The answer is audited as a read."""
+    return await _answered(
+        conn, principal=principal, vault=vault, alarm_id=alarm_id, to=State.ACKNOWLEDGED, note=body.note
     )
 
 
 @router.post("/{alarm_id}/attend")
 async def attend(alarm_id: int, body: Action, conn: Conn, principal: CurrentPrincipal, vault: VaultDep) -> Alarm:
-    """Someone is at the bedside."""
-    return await service.transition(
-        conn, principal=principal, vault=vault, alarm_id=alarm_id, to=State.ATTENDING, outcome=None, note=body.note
+    """Someone is at the bedside. The answer is audited as a read."""
+    return await _answered(
+        conn, principal=principal, vault=vault, alarm_id=alarm_id, to=State.ATTENDING, note=body.note
     )
 
 
 @router.post("/{alarm_id}/resolve")
 async def resolve(alarm_id: int, body: Closing, conn: Conn, principal: CurrentPrincipal, vault: VaultDep) -> Alarm:
-    return await service.transition(
-        conn,
-        principal=principal,
-        vault=vault,
-        alarm_id=alarm_id,
-        to=State.RESOLVED,
-        outcome=body.outcome,
-        note=body.note,
+    """Closes the alarm with an outcome (text, sealed) and its code (in clear). The answer is audited as a read."""
+    return await _answered(
+        conn, principal=principal, vault=vault, alarm_id=alarm_id, to=State.RESOLVED, note=body.note, closing=body
     )
 
 
 @router.post("/{alarm_id}/cancel")
 async def cancel(alarm_id: int, body: Closing, conn: Conn, principal: CurrentPrincipal, vault: VaultDep) -> Alarm:
-    """Staff cancel an alarm with a reason (a button alarm is otherwise cancelled only at the bedside)."""
-    return await service.transition(
-        conn,
-        principal=principal,
-        vault=vault,
-        alarm_id=alarm_id,
-        to=State.CANCELLED,
-        outcome=body.outcome,
-        note=body.note,
+    """Staff cancel an alarm with a reason and its code (a button alarm is otherwise cancelled only at the bedside).
+    The answer is audited as a read."""
+    return await _answered(
+        conn, principal=principal, vault=vault, alarm_id=alarm_id, to=State.CANCELLED, note=body.note, closing=body
     )

@@ -17,7 +17,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from eldercare.platform.alarms import changes, text
-from eldercare.platform.alarms.models import OPEN_STATES, Alarm, AlarmChange, State
+from eldercare.platform.alarms.models import OPEN_STATES, Alarm, AlarmChange, OutcomeCode, State
 from eldercare.platform.api.errors import NotFound, Problem
 from eldercare.platform.audit import log as audit
 from eldercare.platform.auth.scope import Action, Principal, Role, require, resident_filter, sees_names
@@ -30,7 +30,8 @@ from eldercare.platform.registry.types import mask_text
 SELECT = sql.SQL(
     "SELECT a.id, i.code AS institution_code, a.kind, a.priority::text AS priority, a.state::text AS state,"
     " d.code AS device_code, b.code AS bed_code, r.person_code, a.occurred_at, a.raised_at,"
-    " a.acknowledged_at, a.attending_at, a.closed_at, a.outcome, a.outcome_enc, a.repeat_count, a.detail,"
+    " a.acknowledged_at, a.attending_at, a.closed_at, a.outcome, a.outcome_enc, a.outcome_code::text AS outcome_code,"
+    " a.repeat_count, a.detail,"
     " a.detail_enc"
     " FROM alarms a JOIN institutions i ON i.id = a.institution_id"
     " LEFT JOIN devices d ON d.id = a.device_id LEFT JOIN beds b ON b.id = a.bed_id"
@@ -173,6 +174,18 @@ _STAMP = {
 }
 
 
+def closing_code(outcome: str, code: OutcomeCode | None) -> OutcomeCode | None:
+    """The code an alarm is closed with: the one given, else the outcome text itself when it is a code (as the staff
+    board and clients written before the codes send them: ``{"outcome": "false_alarm"}``), else none (not known).
+    Nothing else is read into the text: "false alarm, pressed in passing" stays unknown."""
+    if code is not None:
+        return code
+    try:
+        return OutcomeCode(outcome.strip())
+    except ValueError:
+        return None
+
+
 async def transition(
     conn: AsyncConn,
     *,
@@ -182,11 +195,15 @@ async def transition(
     to: State,
     outcome: str | None,
     note: str,
+    outcome_code: OutcomeCode | None,
 ) -> Alarm:
-    """Move an alarm on; the home's staff only (families and regulators read). Every change is kept."""
+    """Move an alarm on; the home's staff only (families and regulators read). Every change is kept. Closing takes
+    an outcome text and its code (:func:`closing_code`)."""
     require(principal, Action.HANDLE_ALARMS)
-    if to in (State.RESOLVED, State.CANCELLED) and not (outcome or "").strip():
+    closing = to in (State.RESOLVED, State.CANCELLED)
+    if closing and not (outcome or "").strip():
         raise Problem(422, "an outcome is required", [])
+    code = closing_code(outcome or "", outcome_code) if closing else None
     current = await get_alarm(conn, principal=principal, vault=vault, alarm_id=alarm_id)
     if current.state not in _ALLOWED[to]:
         raise Problem(409, f"an alarm that is {current.state.value} cannot become {to.value}")
@@ -195,9 +212,16 @@ async def transition(
         updated = await conn.execute(
             sql.SQL(
                 "UPDATE alarms SET state = %s, {stamp} = coalesce({stamp}, clock_timestamp()),"
-                " outcome_enc = coalesce(%s, outcome_enc) WHERE id = %s AND state = %s"
+                " outcome_enc = coalesce(%s, outcome_enc), outcome_code = coalesce(%s::alarm_outcome, outcome_code)"
+                " WHERE id = %s AND state = %s"
             ).format(stamp=stamp),
-            (to.value, vault.encrypt_text(outcome, column=text.OUTCOME), alarm_id, current.state.value),
+            (
+                to.value,
+                vault.encrypt_text(outcome, column=text.OUTCOME),
+                code.value if code else None,
+                alarm_id,
+                current.state.value,
+            ),
         )
         if updated.rowcount != 1:
             raise Problem(409, "the alarm changed meanwhile; reload it")
@@ -211,6 +235,6 @@ async def transition(
             note=note,
             user_id=principal.user_id,
         )
-        if to in (State.RESOLVED, State.CANCELLED):
+        if closing:
             await outbox.enqueue(conn, alarm_id=alarm_id, event=Event.RESOLVED)
     return await get_alarm(conn, principal=principal, vault=vault, alarm_id=alarm_id)

@@ -25,7 +25,7 @@ import psycopg
 from psycopg import AsyncConnection
 
 from eldercare.platform.alarms import changes
-from eldercare.platform.alarms.models import Priority, State
+from eldercare.platform.alarms.models import OutcomeCode, Priority, State
 from eldercare.platform.alarms.retry import Retry
 from eldercare.platform.auth.service import AsyncConn
 from eldercare.platform.crypto import Vault
@@ -286,6 +286,7 @@ async def gateways(conn: AsyncConn, vault: Vault) -> int:
                 old=State(state),
                 new=State.RESOLVED,
                 outcome="gateway back online",
+                outcome_code=OutcomeCode.DEVICE_ISSUE,
                 actor="system",
             )
             done += 1 + await _release_held(conn, vault, alarm_id)

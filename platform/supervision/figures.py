@@ -7,7 +7,7 @@ from datetime import date
 from typing import Any
 
 from psycopg.rows import dict_row
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from eldercare.platform.auth.service import AsyncConn
 
@@ -35,6 +35,13 @@ class Figures(BaseModel):
     p90_s_to_attend: float | None
     unacknowledged_over_5_min: int
     falls: int
+    closed_with_code: int = Field(default=0, description="alarms for people closed with an outcome code")
+    false_alarms: int = Field(
+        default=0, description="of those, closed as false_alarm, accidental_press or device_issue (migration 0015)"
+    )
+    false_alarm_rate: float | None = Field(
+        default=None, description="false_alarms / closed_with_code; null when none has a code"
+    )
     open_at_end: int
     beds: int
     nursing_beds: int
@@ -64,13 +71,23 @@ async def figures(conn: AsyncConn, *, homes: list[int], start: date, end: date) 
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute("SELECT * FROM supervision_figures(%s::bigint[], %s, %s, %s)", (homes, start, end, TIMEZONE))
         rows: list[dict[str, Any]] = await cur.fetchall()
-    parsed = [_figures(row) for row in rows]
+        # beside the figures' function, whose columns the Grafana reader's function is bound to (migration 0015)
+        await cur.execute("SELECT * FROM supervision_false_alarms(%s::bigint[], %s, %s)", (homes, start, end))
+        false_alarms = {row["institution_id"]: row for row in await cur.fetchall()}
+    parsed = [_figures(row, false_alarms.get(row["institution_id"])) for row in rows]
     region = next(f for f in parsed if f.institution_id == 0)
     return FiguresReport(
         start=start, end=end, timezone=TIMEZONE, region=region, homes=[f for f in parsed if f.institution_id != 0]
     )
 
 
-def _figures(row: dict[str, Any]) -> Figures:
+def _figures(row: dict[str, Any], false_alarms: dict[str, Any] | None) -> Figures:
     share = row["nursing_share"]
-    return Figures(**row, nursing_target_met=None if share is None else share >= NURSING_TARGET)
+    coded, false = (false_alarms["coded"], false_alarms["false_alarms"]) if false_alarms else (0, 0)
+    return Figures(
+        **row,
+        nursing_target_met=None if share is None else share >= NURSING_TARGET,
+        closed_with_code=coded,
+        false_alarms=false,
+        false_alarm_rate=false / coded if coded else None,
+    )
