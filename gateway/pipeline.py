@@ -208,16 +208,20 @@ def _origin(delivery: Delivery) -> bytes:
     return digest.digest()
 
 
-def _local_alarms(batch: Batch, origin: bytes | None) -> dict[int, LocalAlarm]:
+def _local_alarms(batch: Batch, delivery: Delivery | None) -> dict[int, LocalAlarm]:
     """The batch's alarms as the local page shows them, by ``id`` of their item. The alarms a device sent are told
-    apart by ``origin`` and their place among them; those the gateway made, by their bytes alone."""
+    apart by their delivery's :func:`_origin` (worked out only for a batch with such an alarm) and their place among
+    them; those the gateway made, by their bytes alone."""
     alarms: dict[int, LocalAlarm] = {}
     place = 0
+    origin: bytes | None = None
     for item in batch.items:
         if item.lane is not Lane.ALARM or item.message is None:
             continue
         own = None
-        if origin is not None and not item.made:
+        if delivery is not None and not item.made:
+            if origin is None:
+                origin = _origin(delivery)
             own = origin + place.to_bytes(4, "big")
             place += 1
         alarms[id(item)] = LocalAlarm(item.message, item.body, own)
@@ -342,10 +346,10 @@ class Pipeline:
             self._stats.unmapped += len(problems)
             self._stats.error(str(problems[-1]))
 
-    def submit_batch(self, batch: Batch, *, origin: bytes | None = None) -> asyncio.Future[Stored]:
-        """Commit ``batch``; ``origin`` names the delivery it holds (see :class:`eldercare.gateway.local.LocalAlarm`);
+    def submit_batch(self, batch: Batch, *, delivery: Delivery | None = None) -> asyncio.Future[Stored]:
+        """Commit ``batch``, made from ``delivery`` (see :class:`eldercare.gateway.local.LocalAlarm`);
         its alarms are shown locally when stored, or before (refused, or not stored within :data:`UNSTORED_AFTER_S`)."""
-        alarms = _local_alarms(batch, origin)
+        alarms = _local_alarms(batch, delivery)
         future = self._worker.submit(batch)
         timer = None
         if alarms and not future.done():
@@ -371,7 +375,7 @@ class Pipeline:
             problems = [MappingError(delivery.vendor, f"gateway error: {type(exc).__name__}: {exc}")]
             self._count(problems)
             batch = Batch()
-        return self.submit_batch(batch, origin=_origin(delivery)), problems
+        return self.submit_batch(batch, delivery=delivery), problems
 
     def submit_own(self, messages: list[m.DeviceMessage]) -> asyncio.Future[Stored]:
         """Store messages the gateway made itself, from no delivery (supervision's faults, carried messages)."""
