@@ -88,3 +88,20 @@ def test_compose_refuses_to_run_without_the_database_superusers_password() -> No
     result = _config({k: v for k, v in SECRETS.items() if k != "ELDERCARE_DB_ADMIN_PASSWORD"}, "-q")
     assert result.returncode != 0
     assert "ELDERCARE_DB_ADMIN_PASSWORD" in result.stderr
+
+
+def test_the_database_server_runs_as_the_tests_run_it() -> None:
+    """TimescaleDB's Apache-licensed features only, as development's build has them (the image would run the
+    Timescale-licensed edition), and the connection rules of deploy/timescaledb/pg_hba.conf, which the tests of
+    tests/deploy/ start their server with (the superuser on the container's socket only)."""
+    result = _config(SECRETS)
+    assert result.returncode == 0, result.stderr
+    timescaledb: dict[str, Any] = yaml.safe_load(result.stdout)["services"]["timescaledb"]
+    command: list[str] = timescaledb["command"]
+    assert command[0] == "postgres" and set(command[1::2]) == {"-c"} and len(command) % 2 == 1, command
+    values = {name: value for name, _, value in (assignment.partition("=") for assignment in command[2::2])}
+    assert values["timescaledb.license"] == "apache"
+    assert values["hba_file"] == "/eldercare/timescaledb/pg_hba.conf"
+    mounts = [volume.split(":")[:2] for volume in timescaledb["volumes"] if isinstance(volume, str)]
+    assert [str(REPO / "deploy/timescaledb"), "/eldercare/timescaledb"] in mounts
+    assert (REPO / "deploy/timescaledb/pg_hba.conf").is_file()

@@ -1,12 +1,17 @@
 """The TimescaleDB container of docker-compose.yml, played on this machine: a cluster of its own made by ``initdb``
 with the container's superuser (``POSTGRES_USER``), the database the entrypoint makes (``POSTGRES_DB``), and the
 scripts of ``deploy/timescaledb/initdb/`` run as the image's entrypoint runs them, with the container's environment
-as `docker-compose config` resolves it. Local connections are trusted and TCP ones need a password, as in the image
-(its ``pg_hba.conf``: initdb's trust for the socket, ``host all all all scram-sha-256``)."""
+as `docker-compose config` resolves it. The server runs with the settings of the container's command
+(`compose_settings`: TimescaleDB's license, telemetry, and ``hba_file``, the rules of
+``deploy/timescaledb/pg_hba.conf``, a path of the container's read by its bind mount's source here), so who may
+connect over the socket and over TCP is decided by the file production uses. ``initdb``'s own ``pg_hba.conf``
+(trust on the socket, passwords over TCP, as the image's with its ``host all all all scram-sha-256``) serves only
+a cluster started with other settings: the deployment of an earlier docker-compose.yml."""
 
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -37,6 +42,24 @@ def resolved_compose() -> dict[str, Any]:
     assert result.returncode == 0, result.stderr
     document: dict[str, Any] = yaml.safe_load(result.stdout)
     return document
+
+
+def compose_settings() -> dict[str, str]:
+    """The server settings of the timescaledb service's command (``postgres -c name=value ...``), a path inside one
+    of its bind mounts turned into the mount's source on this machine."""
+    service = resolved_compose()["services"]["timescaledb"]
+    command: list[str] = service["command"]
+    assert command[0] == "postgres" and len(command) % 2 == 1, command
+    binds = [v.split(":")[:2] for v in service["volumes"] if isinstance(v, str) and v.startswith("/")]
+    settings = {}
+    for flag, assignment in zip(command[1::2], command[2::2], strict=True):
+        assert flag == "-c", command
+        name, _, value = assignment.partition("=")
+        for source, target in binds:
+            if value == target or value.startswith(f"{target}/"):
+                value = source + value[len(target) :]
+        settings[name] = value
+    return settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,10 +111,37 @@ class Container:
             assert script.suffix != ".sql", "psql would run it in POSTGRES_DB as the superuser: not tried here"
 
 
+def _pg_ctl(folder: Path, *args: str) -> None:
+    log = folder / "log"
+    run(
+        [str(BIN_DIR / "pg_ctl"), *args, "-D", str(folder / "data"), "-l", str(log), "-w", "-t", "60"],
+        part=PART, user=service_user("postgres", part=PART), log=log, cwd=folder, timeout=70,
+    )  # fmt: skip
+
+
+def _start(folder: Path, port: int, settings: Mapping[str, str]) -> None:
+    """Start the server with ``settings`` (the container's command) and what this machine needs: its own port and
+    socket folder, TimescaleDB preloaded (the image's postgresql.conf does it there), little memory."""
+    options = (
+        f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c shared_preload_libraries=timescaledb"
+        " -c max_connections=40 -c shared_buffers=32MB -c fsync=off"
+    )
+    options += "".join(f" -c {shlex.quote(f'{name}={value}')}" for name, value in settings.items())
+    _pg_ctl(folder, "start", "-o", options)
+
+
+def restart(made: Container, settings: Mapping[str, str]) -> None:
+    """Stop the server and start it with other ``settings``, as `docker compose up -d` makes the container anew with
+    the command of a new docker-compose.yml; the data stays."""
+    _pg_ctl(made.folder, "stop", "-m", "fast")
+    _start(made.folder, made.port, settings)
+
+
 @contextmanager
-def container(environment: Mapping[str, str]) -> Iterator[Container]:
+def container(environment: Mapping[str, str], settings: Mapping[str, str]) -> Iterator[Container]:
     """A stopped-afterwards cluster made by ``initdb`` with ``environment``'s ``POSTGRES_USER`` and
-    ``POSTGRES_PASSWORD``, started with TimescaleDB preloaded; nothing run in it yet."""
+    ``POSTGRES_PASSWORD``, started with ``settings`` (`compose_settings`: those of docker-compose.yml); nothing run
+    in it yet."""
     folder = Path(tempfile.mkdtemp(prefix="ec-ctr-", dir="/tmp"))  # short: the socket path is limited
     owner = service_user("postgres", part=PART)
     folder.chmod(0o711)
@@ -102,27 +152,16 @@ def container(environment: Mapping[str, str]) -> Iterator[Container]:
     if owner is not None:
         os.chown(pwfile, owner.uid, owner.gid)
     data = folder / "data"
-    log = folder / "log"
     port = free_ports(1)[0]
     run(
         [str(BIN_DIR / "initdb"), "-D", str(data), "-U", environment["POSTGRES_USER"], f"--pwfile={pwfile}",
          "--auth-local=trust", "--auth-host=scram-sha-256", "--encoding=UTF8", "--locale=C"],
         part=PART, user=owner, cwd=folder, timeout=120,
     )  # fmt: skip
-    options = (
-        f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c shared_preload_libraries=timescaledb"
-        " -c timescaledb.telemetry_level=off -c max_connections=40 -c shared_buffers=32MB -c fsync=off"
-    )
     try:
-        run(
-            [str(BIN_DIR / "pg_ctl"), "start", "-D", str(data), "-l", str(log), "-w", "-t", "60", "-o", options],
-            part=PART, user=owner, log=log, cwd=folder, timeout=70,
-        )  # fmt: skip
+        _start(folder, port, settings)
         yield Container(folder=folder, port=port, environment=dict(environment))
     finally:
         if (data / "postmaster.pid").exists():
-            run(
-                [str(BIN_DIR / "pg_ctl"), "stop", "-D", str(data), "-m", "immediate", "-w", "-t", "60"],
-                part=PART, user=owner, log=log, cwd=folder, timeout=70,
-            )  # fmt: skip
+            _pg_ctl(folder, "stop", "-m", "immediate")
         shutil.rmtree(folder)

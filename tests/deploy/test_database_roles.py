@@ -4,7 +4,10 @@ injected statement cannot leave the database (COPY ... TO PROGRAM, server files,
 superuser is the administrator's alone. Both ways to get there: a first start (deploy/timescaledb/initdb/), and the
 upgrade of a deployment made by the earlier docker-compose.yml, whose superuser was eldercare itself
 (deploy/timescaledb/upgrade-owner.sh). On either, `eldercare db migrate` runs as eldercare, and so do the API, the
-maintenance jobs (roll-ups, retention's drop_chunks) and Grafana's read-only login."""
+maintenance jobs (roll-ups, retention's drop_chunks) and Grafana's read-only login. Over the network only those two
+logins reach the platform's database (deploy/timescaledb/pg_hba.conf): the superuser logs in on the container's
+socket only; and no role but the owner and Grafana's may connect to a database, nor any but the owner make temporary
+tables (owner.sql.in)."""
 
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import errors
-from tests.deploy.container import UPGRADE, Container, container, resolved_compose
+from tests.deploy.container import UPGRADE, Container, compose_settings, container, resolved_compose, restart
 from tests.platform_procs import migrate_command
 from tests.registry.support import Server, login, new_id_number, new_uscc
 from tests.supervision.grafana_reader import SCRIPT as GRAFANA_SCRIPT
@@ -29,6 +32,7 @@ from tests.supervision.grafana_reader import SCRIPT as GRAFANA_SCRIPT
 ADMIN = "site-admin"
 ADMIN_PASSWORD = "a-long-admin-password"
 OLD_READING = datetime.now(UTC) - timedelta(days=90)  # older than the raw retention (30 days)
+EARLIER_SETTINGS = {"timescaledb.telemetry_level": "off"}  # the command of the earlier docker-compose.yml
 
 # Every object in the database that its owner column gives to a role (the :role parameter), outside PostgreSQL's
 # own (oids below FirstNormalObjectId, schemas pg_* and information_schema) and outside any extension. Indexes, a
@@ -79,16 +83,25 @@ class Deployment:
     app_url: str  # the services' ELDERCARE_DATABASE_URL, pointed at the cluster
     key: bytes  # ELDERCARE_DATA_KEY
 
+    def tcp_url(self, user: str, database: str | None = None) -> str:
+        """``user`` over TCP with the password the compose file gives it."""
+        environment = self.container.environment
+        passwords = {
+            self.container.superuser: environment["POSTGRES_PASSWORD"],
+            "eldercare": environment["ELDERCARE_DB_PASSWORD"],
+            "grafana_reader": environment["GRAFANA_DB_PASSWORD"],
+        }
+        database = database or self.container.database
+        return f"postgresql://{user}:{passwords[user]}@127.0.0.1:{self.container.port}/{database}"
+
     @property
     def grafana_url(self) -> str:
-        password = self.container.environment["GRAFANA_DB_PASSWORD"]
-        return f"postgresql://grafana_reader:{password}@127.0.0.1:{self.container.port}/{self.container.database}"
+        return self.tcp_url("grafana_reader")
 
     @property
     def admin_url(self) -> str:
-        password = self.container.environment["POSTGRES_PASSWORD"]
-        user = self.container.superuser
-        return f"postgresql://{user}:{password}@127.0.0.1:{self.container.port}/{self.container.database}"
+        """The administrator: the superuser, on the container's socket (`docker compose exec`)."""
+        return self.container.socket_url(self.container.superuser)
 
 
 def _compose() -> tuple[dict[str, str], str, bytes]:
@@ -121,7 +134,7 @@ def _store_old_reading(url: str) -> None:
 
 def _first_start() -> Iterator[Deployment]:
     environment, url, key = _compose()
-    with container(environment) as made:
+    with container(environment, compose_settings()) as made:
         made.run_entrypoint_scripts()
         app_url = made.tcp_url(url)
         _migrate(app_url, key)  # the migrate service, after the container's first start
@@ -141,7 +154,7 @@ def _upgraded() -> Iterator[Deployment]:
         "POSTGRES_DB": "eldercare",
         "GRAFANA_DB_PASSWORD": environment["GRAFANA_DB_PASSWORD"],
     }
-    with container(old) as before:
+    with container(old, EARLIER_SETTINGS) as before:
         with psycopg.connect(before.socket_url("eldercare", "postgres"), autocommit=True) as conn:
             conn.execute("CREATE DATABASE eldercare")
         # the earlier 10-grafana-reader.sh: the reader script with the superuser as the owner
@@ -162,6 +175,12 @@ def _upgraded() -> Iterator[Deployment]:
         _store_old_reading(app_url)
 
         after = Container(folder=before.folder, port=before.port, environment=environment)  # the new compose file
+        early = after.sh(UPGRADE)  # in the container of the earlier compose file: its superuser is reached over TCP
+        assert early.returncode == 1 and "docker compose up -d timescaledb" in early.stderr, early.stdout + early.stderr
+        with psycopg.connect(after.socket_url("eldercare")) as conn:
+            unchanged = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+        assert unchanged == (True,)
+        restart(after, compose_settings())  # docker compose up -d timescaledb
         upgrade = after.sh(UPGRADE)
         assert upgrade.returncode == 0, upgrade.stdout + upgrade.stderr
         again = after.sh(UPGRADE)
@@ -260,3 +279,68 @@ def test_grafana_reads_its_views_and_nothing_else(deployment: Deployment) -> Non
         assert regions is not None and regions[0] > 3000
     with psycopg.connect(deployment.grafana_url) as conn, pytest.raises(errors.InsufficientPrivilege):
         conn.execute("SELECT password_hash FROM users")
+
+
+# Over TCP with the right password, each refused by pg_hba.conf before a password is asked.
+REFUSED_OVER_TCP = [
+    ("superuser", "eldercare", False),
+    ("superuser", "postgres", False),
+    ("superuser", "postgres", True),  # replication
+    ("eldercare", "postgres", False),
+    ("eldercare", "template1", False),
+    ("eldercare", "postgres", True),
+    ("grafana_reader", "postgres", False),
+    ("grafana_reader", "template1", False),
+]
+
+
+@pytest.mark.parametrize(("user", "database", "replication"), REFUSED_OVER_TCP)
+def test_over_the_network_only_the_services_logins_reach_the_platforms_database(
+    deployment: Deployment, user: str, database: str, replication: bool
+) -> None:
+    login = deployment.container.superuser if user == "superuser" else user
+    url = deployment.tcp_url(login, database) + ("?replication=true" if replication else "")
+    with pytest.raises(psycopg.OperationalError, match=r"pg_hba\.conf rejects (replication )?connection"):
+        psycopg.connect(url, connect_timeout=10).close()
+    for service in ("eldercare", "grafana_reader"):  # the services' logins, to the platform's database
+        with psycopg.connect(deployment.tcp_url(service)) as conn:
+            assert conn.execute("SELECT current_user").fetchone() == (service,)
+    if login == deployment.container.superuser and not replication:  # docker compose exec timescaledb psql
+        with psycopg.connect(deployment.container.socket_url(login, database)) as conn:
+            assert conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone() == (True,)
+
+
+@pytest.mark.parametrize("user", ["eldercare", "grafana_reader"])
+@pytest.mark.parametrize("database", ["postgres", "template1"])
+def test_the_services_logins_connect_to_no_other_database(deployment: Deployment, user: str, database: str) -> None:
+    """Also where pg_hba.conf would let them (the container's socket): they have no CONNECT there."""
+    with pytest.raises(psycopg.OperationalError, match=f'permission denied for database "{database}"'):
+        psycopg.connect(deployment.container.socket_url(user, database)).close()
+
+
+def test_public_has_no_right_on_any_database(deployment: Deployment) -> None:
+    with psycopg.connect(deployment.admin_url) as conn:
+        granted = conn.execute(
+            "SELECT d.datname, a.grantee::regrole::text, a.privilege_type"
+            " FROM pg_database d, aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a"
+            " WHERE d.datallowconn AND a.grantee <> d.datdba ORDER BY 1, 2, 3"
+        ).fetchall()
+    database = deployment.container.database
+    assert granted == [(database, "eldercare_grafana", "CONNECT")]  # 0 would be PUBLIC
+
+
+def test_only_the_owner_makes_temporary_tables(deployment: Deployment) -> None:
+    """The subsidy checks build temporary tables as the owner; Grafana's login, whose read-only default it may
+    switch off itself, may not make one."""
+    with psycopg.connect(deployment.app_url, autocommit=True) as conn:
+        conn.execute("CREATE TEMP TABLE scratch (x int)")
+    with psycopg.connect(deployment.grafana_url, autocommit=True) as conn:
+        conn.execute("SET default_transaction_read_only = off")
+        with pytest.raises(errors.InsufficientPrivilege, match="temporary tables"):
+            conn.execute("CREATE TEMP TABLE scratch (x int)")
+
+
+def test_timescaledb_runs_its_apache_licensed_features_only(deployment: Deployment) -> None:
+    """As development and the tests do: the image's default would be the Timescale-licensed edition."""
+    with psycopg.connect(deployment.app_url) as conn:
+        assert conn.execute("SHOW timescaledb.license").fetchone() == ("apache",)
