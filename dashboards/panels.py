@@ -30,10 +30,13 @@ def series(title: str, sql: str, *, unit: str = "short", width: int = 12, height
 
 def number(
     title: str, sql: str, *, unit: str = "short", width: int = 4, height: int = 4, red_above: float | None = None,
-    red_below: float | None = None,
+    red_below: float | None = None, no_value: str | None = None,
 ) -> stat.Panel:  # fmt: skip
-    """A single figure: the query returns one row of numbers (and at most one text label)."""
+    """A single figure: the query returns one row of numbers (and at most one text label); ``no_value`` is shown
+    when the figure is null (Grafana's own "No data" otherwise)."""
     panel = stat.Panel().title(title).datasource(DATASOURCE).with_target(Sql(sql)).unit(unit).span(width).height(height)
+    if no_value is not None:
+        panel = panel.no_value(no_value)
     if red_above is not None:
         panel = panel.thresholds(_thresholds([(None, "green"), (red_above, "red")]))
     if red_below is not None:

@@ -60,12 +60,17 @@ def risk_page(report: RiskReport, pdf_href: str) -> str:
     sections = "".join(
         f"<h2>{escape(s.title_zh)} / {escape(s.title)}: {s.count}</h2>{_table(s.items)}" for s in report.sections
     )
+    o = report.alarm_outcomes
+    outcomes = (
+        f'<h2>报警处理结果 / alarm outcomes · {o.start} ~ {o.end}</h2><p id="alarm-outcomes">{escape(o.said_zh)}'
+        f"<br><small>{escape(o.said)}</small></p>"
+    )
     body = (
         f"<h1>一键巡检 · {escape(report.institution_name)}</h1>"
         f"<p><code>{escape(report.institution_code)}</code> · {_v(report.generated_at)} · "
         f'devices {report.devices} · residents {report.residents} · <a href="{escape(pdf_href)}">PDF</a></p>'
         f"<h2>GB 38600-2019 九类风险 / the nine risks</h2><table><tr><th>level</th><th>risk</th><th>coverage</th>"
-        f"<th>findings</th></tr>{risks}</table>{sections}"
+        f"<th>findings</th></tr>{risks}</table>{outcomes}{sections}"
     )
     return _page(f"一键巡检 {report.institution_name}", body)
 

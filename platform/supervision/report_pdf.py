@@ -47,6 +47,7 @@ COVERAGE_ZH = {"covered": "数据覆盖", "partial": "部分覆盖", "not_covere
 TITLE = "一键巡检报告"
 SUBTITLE = "One-press risk inspection · {code} · {stamp} (北京时间) · 设备 {devices} 台 · 在住 {residents} 人"
 RISKS_HEADING = "GB 38600-2019 九类风险 / the nine risks"
+OUTCOMES_HEADING = "报警处理结果 / alarm outcomes · {start} ~ {end}"
 NONE = "无 / none"
 MORE = "… {n} more in the JSON report"
 ELLIPSIS = "…"
@@ -54,7 +55,9 @@ MAX_ROWS = 40  # per section; the JSON has them all
 ROW_MM = 5.0
 CELL_PAD_MM = 1.0
 # Every character the page's fixed text may use, whatever the report says.
-FIXED_TEXT = "".join([TITLE, SUBTITLE, RISKS_HEADING, NONE, MORE, ELLIPSIS, *LEVEL_ZH.values(), *COVERAGE_ZH.values()])
+FIXED_TEXT = "".join(
+    [TITLE, SUBTITLE, RISKS_HEADING, OUTCOMES_HEADING, NONE, MORE, ELLIPSIS, *LEVEL_ZH.values(), *COVERAGE_ZH.values()]
+)
 ASCII = frozenset(range(0x20, 0x7F))
 MINI_FONTS_KEPT = 2000  # small faces kept in the cache folder; the oldest go first
 
@@ -191,7 +194,10 @@ def render(report: RiskReport) -> bytes:
     subtitle = SUBTITLE.format(
         code=report.institution_code, stamp=stamp, devices=report.devices, residents=report.residents
     )
+    outcomes = report.alarm_outcomes
+    outcomes_heading = OUTCOMES_HEADING.format(start=outcomes.start, end=outcomes.end)
     shown = [report.institution_name, subtitle, *(f"{r.name_zh} {r.name}" for r in report.risks)]
+    shown += [outcomes_heading, outcomes.said_zh, outcomes.said]
     shown += [f for r in report.risks for f in r.findings + r.findings_zh]
     shown += [f"{zh} {en} {n}" for zh, en, n, _, _ in sections]
     shown += [cell for *_, columns, rows in sections for cell in columns + [c for row in rows for c in row]]
@@ -213,6 +219,23 @@ def render(report: RiskReport) -> bytes:
     pdf.cell(width, 9, f"{TITLE} · {report.institution_name}", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     pdf.set_font("cjk", size=9)
     pdf.cell(width, 6, subtitle, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    _risks(pdf, report)
+    _said(pdf, outcomes_heading, outcomes.said_zh, outcomes.said)  # false alarms, or that they are not known
+    for title_zh, title, count, columns, rows in sections:
+        pdf.ln(2)
+        _heading(pdf, f"{title_zh} / {title}: {count}")
+        pdf.set_font("cjk", size=8 if rows else 9)
+        if not rows:
+            pdf.cell(0, ROW_MM, NONE, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+            continue
+        _table(pdf, columns, rows)
+        if count > MAX_ROWS:
+            pdf.cell(0, ROW_MM, MORE.format(n=count - MAX_ROWS), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    return bytes(pdf.output())
+
+
+def _risks(pdf: FPDF, report: RiskReport) -> None:
+    width = pdf.epw
     pdf.ln(2)
     _heading(pdf, RISKS_HEADING)
     for risk in report.risks:
@@ -231,17 +254,17 @@ def render(report: RiskReport) -> bytes:
             pdf.set_x(pdf.l_margin + 22)
             pdf.multi_cell(width - 22, 4.5, en, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
             pdf.set_text_color(0, 0, 0)
-    for title_zh, title, count, columns, rows in sections:
-        pdf.ln(2)
-        _heading(pdf, f"{title_zh} / {title}: {count}")
-        pdf.set_font("cjk", size=8 if rows else 9)
-        if not rows:
-            pdf.cell(0, ROW_MM, NONE, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
-            continue
-        _table(pdf, columns, rows)
-        if count > MAX_ROWS:
-            pdf.cell(0, ROW_MM, MORE.format(n=count - MAX_ROWS), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
-    return bytes(pdf.output())
+
+
+def _said(pdf: FPDF, heading: str, zh: str, en: str) -> None:
+    """A heading and what it says, in Chinese, then in English under it."""
+    pdf.ln(2)
+    _heading(pdf, heading)
+    pdf.set_font("cjk", size=9)
+    pdf.multi_cell(pdf.epw, 5, zh, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.set_text_color(*ENGLISH_RGB)
+    pdf.multi_cell(pdf.epw, 5, en, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.set_text_color(0, 0, 0)
 
 
 def _heading(pdf: FPDF, text: str) -> None:

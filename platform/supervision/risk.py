@@ -9,8 +9,9 @@ or activity accidents (活动意外): the report says so for each instead of sho
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field
 
@@ -40,6 +41,20 @@ class Risk(BaseModel):
     findings_zh: list[str] = Field(description="the same findings in Chinese, one for one")
 
 
+class AlarmOutcomes(BaseModel):
+    """How the home's alarms for people raised over the last days ended: how many were closed with an outcome code
+    and how many of those were false alarms (closed as false_alarm, accidental_press or device_issue; migration
+    0015), as the supervision figures count them. Said in English and in Chinese, "not known" when none has a code."""
+
+    start: date = Field(description="first local day (Asia/Shanghai)")
+    end: date = Field(description="last local day, today")
+    closed_with_code: int
+    false_alarms: int
+    false_alarm_rate: float | None = Field(description="false_alarms / closed_with_code; null: not known")
+    said: str
+    said_zh: str
+
+
 class RiskReport(BaseModel):
     institution_id: int
     institution_code: str
@@ -49,6 +64,7 @@ class RiskReport(BaseModel):
     residents: int
     sections: list[Section]
     risks: list[Risk]
+    alarm_outcomes: AlarmOutcomes
     named: list[str] = Field(default_factory=list, exclude=True)  # person codes the report names, for the audit
 
 
@@ -63,6 +79,23 @@ NOT_COVERED: dict[str, tuple[str, str, str, str]] = {
 }  # fmt: skip
 
 
+OUTCOME_DAYS = 30  # the last 30 local days, today included: the regulator's page's default period
+LOCAL = ZoneInfo("Asia/Shanghai")
+
+
+def _outcomes(row: dict[str, Any], start: date, end: date) -> AlarmOutcomes:
+    coded, false = int(row["coded"]), int(row["false_alarms"])
+    rate = false / coded if coded else None
+    if rate is None:
+        said = "false-alarm rate not known: no alarm for a resident was closed with an outcome code"
+        said_zh = "误报率不详：没有一条为老人触发的报警带处理结果代码关闭"
+    else:
+        said = f"{false} false alarm(s) among {coded} alarm(s) closed with an outcome code: {rate:.1%}"
+        said_zh = f"带处理结果代码关闭的报警 {coded} 条，其中误报 {false} 条，误报率 {rate:.1%}"
+    return AlarmOutcomes(start=start, end=end, closed_with_code=coded, false_alarms=false, false_alarm_rate=rate,
+                         said=said, said_zh=said_zh)  # fmt: skip
+
+
 def _section(code: str, title: str, title_zh: str, items: list[dict[str, Any]]) -> Section:
     return Section(code=code, title=title, title_zh=title_zh, count=len(items), items=items)
 
@@ -73,7 +106,9 @@ def _level(danger: bool, warning: bool) -> Level:
 
 async def inspect(conn: AsyncConn, *, institution_id: int) -> RiskReport:
     """The home's id must already be checked against the caller's scope."""
-    found = await data.read(conn, institution_id=institution_id)
+    today = datetime.now(LOCAL).date()
+    start = today - timedelta(days=OUTCOME_DAYS - 1)
+    found = await data.read(conn, institution_id=institution_id, since=start, until=today)
     if not found["home"]:
         raise NotFound("institution")
     home = found["home"][0]
@@ -124,6 +159,7 @@ async def inspect(conn: AsyncConn, *, institution_id: int) -> RiskReport:
         residents=len(residents),
         sections=sections,
         risks=risks,
+        alarm_outcomes=_outcomes(found["outcomes"][0], start, today),
         named=sorted(named),
     )
 

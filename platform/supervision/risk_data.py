@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from psycopg.rows import dict_row
@@ -87,10 +88,21 @@ FROM gateways g WHERE g.institution_id = %(home)s AND g.revoked_at IS NULL ORDER
 
 HOME = "SELECT id, code, name, region_code FROM institutions WHERE id = %(home)s"
 
+# The home's alarms for people raised on local days [since, until] closed with an outcome code, and the false alarms
+# among them, as the supervision figures count them (migration 0015); the row for all the homes asked is the home.
+OUTCOMES = """
+SELECT f.coded, f.false_alarms
+FROM supervision_false_alarms(ARRAY[%(home)s]::bigint[], %(since)s, %(until)s) f
+WHERE f.institution_id = 0
+"""
 
-async def read(conn: AsyncConn, *, institution_id: int) -> dict[str, list[dict[str, Any]]]:
+
+async def read(conn: AsyncConn, *, institution_id: int, since: date, until: date) -> dict[str, list[dict[str, Any]]]:
+    """What the inspection needs now; the alarms' outcomes over local days [since, until]."""
     params = {
         "home": institution_id,
+        "since": since,
+        "until": until,
         "ack": OVERDUE_ACK_S,
         "open": OVERDUE_OPEN_S,
         "silence": GATEWAY_SILENCE_S,
@@ -104,6 +116,7 @@ async def read(conn: AsyncConn, *, institution_id: int) -> dict[str, list[dict[s
             ("alarms", ALARMS),
             ("recent", RECENT),
             ("gateways", GATEWAYS),
+            ("outcomes", OUTCOMES),
         ):
             await cur.execute(query, params)
             found[name] = await cur.fetchall()

@@ -188,5 +188,45 @@ def test_regulator_panels_show_the_api_figures(reader: Reader, filled: World) ->
     assert set(table) == {filled.a.code, filled.b.code}
 
 
+def test_regulator_panels_count_false_alarms_as_the_api_does(reader: Reader, filled: World, sup_db: Database) -> None:
+    """False alarms (migration 0015) through grafana.supervision_alarm_daily (0016): home A's October alarms for
+    people closed with codes, two of four false (the technical one's device_issue is left out, as the API leaves it);
+    home B's have no code, so its false alarms are not known (null, shown as "not known"), not zero."""
+    a = filled.a
+    codes = {"button": "real_event", "fall": "false_alarm", "exit": "real_event", "press": "accidental_press",
+             "offline": "device_issue"}  # fmt: skip
+    days = {"region": "420502"}
+    with psycopg.connect(sup_db.url, autocommit=True) as conn:
+        for name, code in codes.items():
+            conn.execute("UPDATE alarms SET outcome_code = %s WHERE id = %s", (code, a.alarms[name]))
+        try:
+            columns, rows = _run(reader, expand(regulator.HOMES, start=START, end=END, interval_ms=0, variables=days))
+            table = {r[0]: dict(zip([c[0] for c in columns], r, strict=True)) for r in rows}
+            assert table[a.code]["false alarms"] == 2 and table[a.code]["false-alarm rate"] == pytest.approx(0.5)
+            assert table[filled.b.code]["false alarms"] is None and table[filled.b.code]["false-alarm rate"] is None
+            _, [(rate,)] = _run(reader, expand(regulator.FALSE_ALARM_RATE, start=START, end=END, interval_ms=0,
+                                               variables=days))  # fmt: skip
+            _, [(share,)] = _run(reader, expand(regulator.CODED_SHARE, start=START, end=END, interval_ms=0,
+                                                variables=days))  # fmt: skip
+            api = conn.execute(
+                "SELECT coded, false_alarms FROM supervision_false_alarms(%s, '2026-10-01', '2026-10-31')"
+                " WHERE institution_id = 0",
+                ([a.id, filled.b.id],),
+            ).fetchone()
+            alarms = conn.execute(
+                "SELECT alarms_for_people FROM supervision_figures(%s, '2026-10-01', '2026-10-31', 'Asia/Shanghai')"
+                " WHERE institution_id = 0",
+                ([a.id, filled.b.id],),
+            ).fetchone()
+            assert api == (4, 2) and rate == pytest.approx(2 / 4)
+            assert alarms is not None and share == pytest.approx(4 / alarms[0])
+        finally:
+            conn.execute("UPDATE alarms SET outcome_code = NULL WHERE id = ANY (%s)", ([a.alarms[n] for n in codes],))
+    panel = next(p for p in build.build_all()[regulator.UID]["panels"] if p["title"] == "Homes")
+    shown = {o["matcher"]["options"]: o["properties"] for o in panel["fieldConfig"]["overrides"]}
+    assert {"id": "noValue", "value": "not known"} in shown["false alarms"]
+    assert {"id": "noValue", "value": "not known"} in shown["false-alarm rate"]
+
+
 def test_time_zone_of_the_world() -> None:
     assert local(date(2026, 10, 1), 0).astimezone(UTC) == START and TZ.key == "Asia/Shanghai"

@@ -16,7 +16,7 @@ import pytest
 from tests.registry.support import Client, Database
 from tests.supervision.world import World
 
-from eldercare.platform.supervision import report_pdf, risk
+from eldercare.platform.supervision import pages, report_pdf, risk
 
 NINE = ["choking", "food_medicine", "pressure_sores", "scalds", "falls_from_bed", "falls", "wandering", "harm",
         "activity_accidents"]  # fmt: skip
@@ -198,3 +198,53 @@ def test_pdf_without_a_writable_cache_uses_the_full_face(
     pdf.write_bytes(report_pdf.render(asyncio.run(inspect())))
     text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
     assert "一键巡检报告" in text and "西陵福寿院" in text
+
+
+def _pdf_text(data: bytes, tmp_path: Path, name: str) -> str:
+    pdf = tmp_path / name
+    pdf.write_bytes(data)
+    return subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+
+
+def test_false_alarms_of_the_last_30_days_or_that_they_are_not_known(
+    as_user: Callable[[str], Client], now_state: World, sup_db: Database, tmp_path: Path
+) -> None:
+    """How the home's alarms for people of the last 30 local days ended (migration 0015): none of home A's has an
+    outcome code, so its false alarms are not known (not 0%); closed with codes, they are counted as the figures
+    count them (a technical alarm and one without a code left out)."""
+    a = now_state.a
+    base = f"/api/v1/supervision/institutions/{a.id}/risk-inspection"
+    unknown = as_user("sup-xiling").ok("GET", base)["alarm_outcomes"]
+    assert (unknown["closed_with_code"], unknown["false_alarms"], unknown["false_alarm_rate"]) == (0, 0, None)
+    assert "not known" in unknown["said"] and "不详" in unknown["said_zh"]
+    page = as_user("sup-xiling").get(base + ".html").text
+    assert "报警处理结果 / alarm outcomes" in page and "误报率不详" in page and "false-alarm rate not known" in page
+    text = _pdf_text(as_user("sup-xiling").get(base + ".pdf").content, tmp_path, "unknown.pdf")
+    assert "报警处理结果" in text and "误报率不详" in text and "rate not known" in text
+
+    async def coded() -> risk.RiskReport:
+        async with await psycopg.AsyncConnection.connect(sup_db.url) as conn:  # rolled back: the world stays
+            raised = datetime.now(UTC) - timedelta(days=2)
+            ended = [("false_alarm", "urgent"), ("accidental_press", "emergency"), ("real_event", "emergency"),
+                     ("device_issue", "technical"), (None, "emergency")]  # fmt: skip
+            for code, priority in ended:
+                await conn.execute(
+                    "INSERT INTO alarms (institution_id, kind, priority, state, occurred_at, raised_at,"
+                    " acknowledged_at, closed_at, last_event_at, outcome_code)"
+                    " VALUES (%s, 'button', %s, 'resolved', %s, %s, %s, %s, %s, %s)",
+                    (a.id, priority, raised, raised, raised + timedelta(seconds=20), raised + timedelta(minutes=5),
+                     raised, code),
+                )  # fmt: skip
+            found = await risk.inspect(conn, institution_id=a.id)
+            await conn.rollback()
+            return found
+
+    report = asyncio.run(coded())
+    o = report.alarm_outcomes
+    assert (o.closed_with_code, o.false_alarms) == (3, 2) and o.false_alarm_rate == pytest.approx(2 / 3)
+    assert (o.end - o.start).days == 29
+    assert o.said_zh == "带处理结果代码关闭的报警 3 条，其中误报 2 条，误报率 66.7%"
+    assert o.said == "2 false alarm(s) among 3 alarm(s) closed with an outcome code: 66.7%"
+    assert o.said_zh in pages.risk_page(report, "risk-inspection.pdf")
+    text = _pdf_text(report_pdf.render(report), tmp_path, "coded.pdf")
+    assert "误报 2 条" in text and "66.7%" in text and f"{o.start} ~ {o.end}" in text

@@ -260,9 +260,9 @@ def _shape(db: str, home: SeededHome, others: list[SeededHome], beds: list[Bed],
         conn.execute("UPDATE residents SET status = 'discharged' WHERE id = %s", (beds[5].resident_id,))
         row = conn.execute(
             "INSERT INTO alarms (institution_id, kind, priority, state, bed_id, resident_id, occurred_at, raised_at,"
-            " acknowledged_at, attending_at, closed_at, outcome_enc, last_event_at)"
+            " acknowledged_at, attending_at, closed_at, outcome_enc, outcome_code, last_event_at)"
             " SELECT %(i)s, 'button', 'emergency', 'resolved', b.id, %(r)s, %(t)s, %(t)s, %(t)s + interval '40 s',"
-            " %(t)s + interval '3 min', %(t)s + interval '9 min', %(o)s, %(t)s FROM beds b"
+            " %(t)s + interval '3 min', %(t)s + interval '9 min', %(o)s, 'accidental_press', %(t)s FROM beds b"
             " WHERE b.code = %(b)s RETURNING id",
             {
                 "o": vault.encrypt_text("accidental_press", column=alarm_text.OUTCOME),
@@ -273,14 +273,17 @@ def _shape(db: str, home: SeededHome, others: list[SeededHome], beds: list[Bed],
             },
         ).fetchone()
         assert row is not None
-        # Past alarms of the other homes: one answers fast, one slowly (the regulator's table tells them apart).
+        # Past alarms of the other homes: one answers fast, one slowly (the regulator's table tells them apart). The
+        # fast one's were closed with outcome codes, one of five a false alarm; the slow one's before there were
+        # codes (migration 0015), so its false alarms are not known.
         for home_x, ack_s in ((others[0], 25), (others[1], 420)):
             for day in range(1, 6):
                 at = now - timedelta(days=day, hours=2)
+                code = None if home_x is others[1] else "false_alarm" if day == 1 else "real_event"
                 conn.execute(
                     "INSERT INTO alarms (institution_id, kind, priority, state, occurred_at, raised_at,"
-                    " acknowledged_at, attending_at, closed_at, outcome_enc, last_event_at) VALUES (%s, 'button',"
-                    " 'emergency', 'resolved', %s, %s, %s, %s, %s, %s, %s)",
+                    " acknowledged_at, attending_at, closed_at, outcome_enc, outcome_code, last_event_at) VALUES (%s,"
+                    " 'button', 'emergency', 'resolved', %s, %s, %s, %s, %s, %s, %s, %s)",
                     (
                         home_x.institution_id,
                         at,
@@ -288,7 +291,8 @@ def _shape(db: str, home: SeededHome, others: list[SeededHome], beds: list[Bed],
                         at + timedelta(seconds=ack_s),
                         at + timedelta(seconds=ack_s + 120),
                         at + timedelta(minutes=20),
-                        vault.encrypt_text("real_event", column=alarm_text.OUTCOME),
+                        vault.encrypt_text(code or "real_event", column=alarm_text.OUTCOME),
+                        code,
                         at,
                     ),
                 )

@@ -98,6 +98,33 @@ def test_the_regulator_sees_the_region_on_a_map_and_in_a_sortable_table(browsers
     _files_of_the_home(page)
 
 
+def test_false_alarms_per_home_or_that_they_are_not_known(browsers: Browsers, web: World) -> None:
+    """Counted among the alarms closed with an outcome code (migration 0015): the fast home closed five, one a false
+    alarm; the slow home's were closed before there were codes, so its false alarms are not known, not zero."""
+    page = browsers.open(web.users.regulator, viewport=(1600, 1100)).page("/regulator")
+    ready(page, 30000)
+    fast, slow = (f'#homes tr[data-institution-id="{h.institution_id}"]' for h in web.other_homes)
+    expect(page.locator(f'{fast} td[data-key="false_alarms"]')).to_have_text("1")
+    expect(page.locator(f'{fast} td[data-key="false_alarm_rate"]')).to_have_text("20.0%")
+    expect(page.locator(f'{slow} td[data-key="false_alarms"]')).to_have_text("不详")
+    expect(page.locator(f'{slow} td[data-key="false_alarm_rate"]')).to_have_text("不详")
+    expect(page.locator('#totals [data-key="col_false_alarm_rate"] dd')).not_to_have_text("—")
+    expect(page.locator("#table-title ~ p.muted").last).to_contain_text("误报、误按或设备问题")
+    # unknown sorts last either way
+    page.locator('button[data-sort="false_alarms"]').click()
+    page.locator('button[data-sort="false_alarms"]').click()
+    assert _column(page, 1)[-1] == web.other_homes[1].name
+    page.get_by_role("button", name="English").click()
+    expect(page.locator(f'{slow} td[data-key="false_alarm_rate"]')).to_have_text("not known")
+    page.get_by_role("button", name="中文").click()
+
+    page.get_by_role("link", name=web.other_homes[0].name).first.click()
+    ready(page, 30000)
+    expect(page.locator('#figures [data-key="false_alarms"] dd')).to_have_text("1")
+    expect(page.locator('#figures [data-key="false_alarm_rate"] dd')).to_have_text("20.0%")
+    expect(page.locator('#figures [data-key="false_alarm_rate"] dt')).to_have_text("误报率")
+
+
 def _nights_of_the_claims(page: Page) -> None:
     """Each line not paid in full shows the month night by night, as the bed sensor's roll-ups and the registers
     say: the stranger was in no bed of the home; the resident's bed was empty one night and silent two."""

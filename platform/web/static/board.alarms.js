@@ -125,7 +125,9 @@
     );
   }
 
-  // The resolve dialog: an outcome is required; "other" takes a text of its own.
+  // The resolve dialog: an outcome is required; "other" takes a text of its own. The choice goes as the outcome's
+  // code every time (regulators count false alarms by it, migration 0015), with the typed text for "other", so
+  // an alarm closed as "other" is counted as closed with a code rather than left not known.
   function resolveDialog(store, describe, onError) {
     const dialog = document.getElementById("resolve-dialog");
     const form = document.getElementById("resolve-form");
@@ -149,7 +151,7 @@
         return;
       }
       try {
-        await store.act(current, "resolve", { outcome, note: form.note.value.trim() });
+        await store.act(current, "resolve", { outcome, outcome_code: choice, note: form.note.value.trim() });
         dialog.close();
       } catch (e) {
         error.textContent = e.status === 409 ? t("alarm_changed") : t("error_load", { reason: e.message });

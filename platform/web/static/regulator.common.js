@@ -33,8 +33,14 @@
   const int = (v) => (v === null || v === undefined ? "—" : String(v));
   const sec = (v) => EC.fmtSeconds(v);
   const num = (v) => (v === null || v === undefined ? "—" : Number(v).toFixed(1));
+  // False alarms are counted among the alarms closed with an outcome code (migration 0015): with none, the count
+  // and the rate are not known (not zero, not a dash that reads as "nothing").
+  const coded = (row) => Boolean(row && row.closed_with_code > 0);
+  const falseAlarms = (v, row) => (coded(row) ? int(v) : t("not_known"));
+  const falseAlarmRate = (v, row) => (coded(row) && v !== null && v !== undefined ? pct(v) : t("not_known"));
 
-  // key: field of a Figures row (credit: the score in force); judge: "bad" / "good" / "".
+  // key: field of a Figures row (credit: the score in force); fmt(value, row); judge: "bad" / "good" / "";
+  // value(row): what the column sorts by, when not the field itself (null: always last).
   const COLUMNS = [
     { key: "institution_name", label: "col_home", fmt: (v) => v || "—", text: true },
     { key: "region_code", label: "col_region", fmt: (v) => v || "—", text: true },
@@ -47,6 +53,8 @@
     { key: "p90_s_to_acknowledge", label: "col_ack_p90", fmt: sec, judge: (v) => (v !== null && v > 60 ? "bad" : "") },
     { key: "unacknowledged_over_5_min", label: "col_unacked", fmt: int, judge: (v) => (v > 0 ? "bad" : "") },
     { key: "falls", label: "col_falls", fmt: int },
+    { key: "false_alarms", label: "col_false_alarms", fmt: falseAlarms, value: (row) => (coded(row) ? row.false_alarms : null) },
+    { key: "false_alarm_rate", label: "col_false_alarm_rate", fmt: falseAlarmRate },
     { key: "night_round_coverage", label: "col_rounds", fmt: pct, judge: (v) => (v !== null && v < 0.9 ? "bad" : "") },
     { key: "credit", label: "col_credit", fmt: num, judge: (v, row) => (row.blacklisted ? "bad" : "") },
   ];
@@ -139,5 +147,5 @@
     }
   }
 
-  window.REG = { period, savePeriod, figuresQuery, COLUMNS, reasonText, termRule, standing, subsidy, claimMonth, fmt: { pct, int, sec, num, yuan } };
+  window.REG = { period, savePeriod, figuresQuery, COLUMNS, reasonText, termRule, standing, subsidy, claimMonth, fmt: { pct, int, sec, num, yuan, falseAlarms, falseAlarmRate } };
 })();

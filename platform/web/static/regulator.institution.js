@@ -14,7 +14,7 @@
   document.getElementById("back").href = "/regulator?" + REG.figuresQuery(p);
 
   function dl(items) {
-    return items.map(([label, value, cls]) => el("div", {}, el("dt", {}, t(label)), el("dd", { class: cls || null }, value)));
+    return items.map(([label, value, cls, key]) => el("div", { "data-key": key || null }, el("dt", {}, t(label)), el("dd", { class: cls || null }, value)));
   }
 
   function render() {
@@ -26,7 +26,7 @@
     document.getElementById("home-period").textContent = t("period_line", { from: p.from, to: p.to });
     document.getElementById("figures").replaceChildren(...dl(REG.COLUMNS.filter((c) => !c.text && c.key !== "credit").map((c) => {
       const judged = c.judge ? c.judge(figures[c.key], figures) : "";
-      return [c.label, c.fmt(figures[c.key]) + (judged === "bad" ? " ⚠" : ""), judged];
+      return [c.label, c.fmt(figures[c.key], figures) + (judged === "bad" ? " ⚠" : ""), judged, c.key];
     }).concat([["col_residents", REG.fmt.int(figures.residents), ""], ["col_no_contact", REG.fmt.int(figures.residents_without_emergency_contact), figures.residents_without_emergency_contact > 0 ? "bad" : ""]])));
     const reasons = attention ? attention.reasons : [];
     document.getElementById("why").replaceChildren(...reasons.map((r) => el("li", {}, REG.reasonText(r))));

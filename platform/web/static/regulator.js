@@ -33,8 +33,10 @@
       ["col_ack_p90", REG.fmt.sec(r.p90_s_to_acknowledge), r.p90_s_to_acknowledge > 60 ? "bad" : ""],
       ["col_unacked", REG.fmt.int(r.unacknowledged_over_5_min), r.unacknowledged_over_5_min > 0 ? "bad" : ""],
       ["col_falls", REG.fmt.int(r.falls), ""],
+      ["col_false_alarms", REG.fmt.falseAlarms(r.false_alarms, r), ""],
+      ["col_false_alarm_rate", REG.fmt.falseAlarmRate(r.false_alarm_rate, r), ""],
     ];
-    document.getElementById("totals").replaceChildren(...items.map(([label, value, cls]) => el("div", {}, el("dt", {}, t(label)), el("dd", { class: cls }, value))));
+    document.getElementById("totals").replaceChildren(...items.map(([label, value, cls]) => el("div", { "data-key": label }, el("dt", {}, t(label)), el("dd", { class: cls }, value))));
     document.getElementById("region-name").textContent = t("region_period", { region: p.region || me.region_code || t("all_regions"), from: state.report.start, to: state.report.end });
   }
 
@@ -47,7 +49,8 @@
   }
 
   function sortValue(row, key) {
-    const v = row[key];
+    const column = REG.COLUMNS.find((c) => c.key === key);
+    const v = column && column.value ? column.value(row) : row[key];
     return v === null || v === undefined ? null : v;
   }
 
@@ -68,12 +71,12 @@
     const body = sorted.map((row) => el("tr", { "data-institution-id": String(row.institution_id) }, ...REG.COLUMNS.map((c) => {
       const judged = c.judge ? c.judge(row[c.key], row) : "";
       const cls = [c.text ? "" : "num", judged].filter(Boolean).join(" ");
-      const content = c.key === "institution_name" ? link(row) : c.fmt(row[c.key]) + (judged === "bad" ? " ⚠" : "");
-      return el(c.key === "institution_name" ? "th" : "td", { class: cls || null, scope: c.key === "institution_name" ? "row" : null }, content);
+      const content = c.key === "institution_name" ? link(row) : c.fmt(row[c.key], row) + (judged === "bad" ? " ⚠" : "");
+      return el(c.key === "institution_name" ? "th" : "td", { class: cls || null, scope: c.key === "institution_name" ? "row" : null, "data-key": c.key }, content);
     })));
     const r = state.report.region;
     const total = el("tr", { class: "total" }, ...REG.COLUMNS.map((c, i) => el("td", { class: c.text ? null : "num" },
-      i === 0 ? t("region_totals") : c.key === "region_code" || c.key === "credit" ? "" : c.fmt(r[c.key]))));
+      i === 0 ? t("region_totals") : c.key === "region_code" || c.key === "credit" ? "" : c.fmt(r[c.key], r))));
     table.querySelector("tbody").replaceChildren(...body, total);
   }
 
