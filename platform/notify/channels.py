@@ -1,6 +1,8 @@
 """Delivery channels. Each sends one message to one address and returns a receipt, or raises.
 
-- e-mail over SMTP (stdlib smtplib in a worker thread; one message per recipient per send cycle);
+- e-mail over SMTP (stdlib smtplib in a worker thread; one message per recipient per send cycle; the whole
+  conversation has a deadline, after which the socket is shut from a timer, so that a server answering a byte
+  at a time never keeps a worker thread);
 - WeCom (企业微信) and DingTalk (钉钉) group robots, in their documented JSON formats (DingTalk's
   optional signature: HMAC-SHA256 over ``timestamp + "\\n" + secret``);
 - a generic JSON webhook signed with HMAC-SHA256 over ``timestamp + "." + body``
@@ -13,10 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
 import smtplib
+import socket
+import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
@@ -57,7 +62,8 @@ class EmailChannel:
     host: str
     port: int
     sender: str
-    timeout_s: float = 10.0
+    timeout_s: float = 10.0  # each socket operation
+    deadline_s: float = 15.0  # the whole conversation
     kind: str = "email"
 
     def _send(self, address: str, message: Message) -> str:
@@ -69,8 +75,21 @@ class EmailChannel:
         mail["Message-ID"] = msgid
         mail["X-Eldercare-Delivery"] = message.delivery_id
         mail.set_content(message.text)
-        with smtplib.SMTP(self.host, self.port, timeout=self.timeout_s) as smtp:
-            smtp.send_message(mail)
+        smtp = smtplib.SMTP(timeout=self.timeout_s)  # not connected yet: the deadline covers the connect too
+        cut = threading.Event()
+        timer = threading.Timer(self.deadline_s, _cut, (smtp, cut))
+        timer.daemon = True
+        timer.start()
+        try:
+            with smtp:
+                smtp.connect(self.host, self.port)
+                smtp.send_message(mail)
+        except (OSError, smtplib.SMTPException) as exc:
+            if cut.is_set():
+                raise DeliveryError(self.kind, f"SMTP: no answer within {self.deadline_s:g} s") from exc
+            raise
+        finally:
+            timer.cancel()
         return msgid
 
     async def send(self, *, address: str, secret: str | None, message: Message) -> str:
@@ -78,6 +97,15 @@ class EmailChannel:
             return await asyncio.to_thread(self._send, address, message)
         except (OSError, smtplib.SMTPException) as exc:
             raise DeliveryError(self.kind, f"SMTP: {_smtp_reason(exc)}") from exc
+
+
+def _cut(smtp: smtplib.SMTP, cut: threading.Event) -> None:
+    """The deadline passed: shut the socket, so that the worker's blocked read or write fails at once."""
+    cut.set()
+    sock = smtp.sock
+    if sock is not None:
+        with contextlib.suppress(OSError):  # already closed: the conversation ended as the timer fired
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 def _smtp_reason(exc: OSError | smtplib.SMTPException) -> str:

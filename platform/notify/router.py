@@ -3,23 +3,30 @@
 Only the kinds of channel this platform sends are offered (``GET .../kinds``): e-mail needs a mail server. A
 channel of another kind is refused when it is added, and one added before its kind was switched off is listed
 with ``offered: false``, so a family is not left believing they will be told.
+
+``GET .../undelivered`` lists to a home's staff the notifications about its alarms that did not reach their
+recipient: given up after ``max_attempts``, or still failing past them (staff told of an open emergency are never
+given up on), so that someone can telephone the family or nurse who was not told.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from datetime import time
+from datetime import UTC, datetime, time, timedelta
 from typing import Annotated, Literal, get_args
 from zoneinfo import available_timezones
 
 import httpx
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
+from psycopg import sql
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from eldercare.platform.api.deps import Conn, CurrentPrincipal
 from eldercare.platform.api.errors import RESPONSES, NotFound, invalid
+from eldercare.platform.auth.scope import Action, institution_filter, require
 from eldercare.platform.crypto import Vault
+from eldercare.platform.notify.sender import SenderPolicy
 
 router = APIRouter(prefix="/api/v1/me/notifications", tags=["notifications"], responses=RESPONSES)
 
@@ -60,6 +67,15 @@ class Prefs(BaseModel):
     timezone: str = "Asia/Shanghai"
     language: Literal["zh-CN", "en"] = "zh-CN"
     notify_resolved: bool = True
+
+    @field_validator("quiet_to")
+    @classmethod
+    def _not_the_whole_day(cls, value: time | None, info: ValidationInfo) -> time | None:
+        if value is not None and value == info.data.get("quiet_from"):
+            raise ValueError(
+                "quiet_to equals quiet_from: quiet hours would last the whole day; for none, leave both empty"
+            )
+        return value
 
     @field_validator("timezone")
     @classmethod
@@ -111,6 +127,21 @@ class ChannelOut(BaseModel):
     position: int
     active: bool
     offered: bool = Field(description="false: this platform does not send this kind now (no mail server)")
+
+
+class Undelivered(BaseModel):
+    id: int
+    alarm_id: int
+    alarm_kind: str
+    priority: str
+    event: str
+    username: str
+    role: str
+    state: Literal["failed", "pending"] = Field(description="failed: given up; pending: still being retried")
+    attempts: int
+    last_error: str | None = Field(description="channel kind and reason; never an address")
+    created_at: datetime
+    next_try: datetime | None
 
 
 class Kinds(BaseModel):
@@ -244,3 +275,53 @@ async def remove_channel(channel_id: int, conn: Conn, principal: CurrentPrincipa
     )
     if cur.rowcount != 1:
         raise NotFound("channel")
+
+
+_UNDELIVERED = """
+SELECT n.id, n.alarm_id, a.kind, a.priority::text, n.event, u.username, u.role::text, n.state, n.attempts,
+       n.last_error, n.created_at, CASE WHEN n.state = 'pending' THEN n.not_before END
+FROM notifications n JOIN alarms a ON a.id = n.alarm_id JOIN users u ON u.id = n.user_id
+WHERE (n.state = 'failed' OR (n.state IN ('pending', 'sending') AND n.attempts >= %(max_attempts)s))
+  AND n.created_at >= %(since)s AND {scope}
+ORDER BY n.created_at DESC LIMIT 500
+"""
+
+
+@router.get("/undelivered")
+async def undelivered(
+    request: Request,
+    conn: Conn,
+    principal: CurrentPrincipal,
+    since: Annotated[datetime | None, Query(description="created at or after; default: the last 7 days")] = None,
+) -> list[Undelivered]:
+    """Notifications about the home's alarms that did not reach their recipient (newest first, at most 500)."""
+    require(principal, Action.HANDLE_ALARMS)
+    policy = getattr(request.app.state, "sender_policy", None)
+    max_attempts = policy.max_attempts if policy is not None else SenderPolicy().max_attempts
+    query = sql.SQL(_UNDELIVERED).format(scope=institution_filter(principal, sql.SQL("a.institution_id")))
+    rows = await (
+        await conn.execute(
+            query,
+            {
+                "max_attempts": max_attempts,
+                "since": since or datetime.now(UTC) - timedelta(days=7),
+            },
+        )
+    ).fetchall()
+    return [
+        Undelivered(
+            id=r[0],
+            alarm_id=r[1],
+            alarm_kind=r[2],
+            priority=r[3],
+            event=r[4],
+            username=r[5],
+            role=r[6],
+            state="failed" if r[7] == "failed" else "pending",
+            attempts=r[8],
+            last_error=r[9],
+            created_at=r[10],
+            next_try=r[11],
+        )
+        for r in rows
+    ]

@@ -250,6 +250,8 @@ def _bodies(world: World) -> dict[tuple[str, str], dict[str, Any]]:
             }
         },
         ("DELETE", "/api/v1/me/notifications/channels/{channel_id}"): {},
+        # the notifications about a home's alarms that reached nobody: filtered to the caller's homes
+        ("GET", "/api/v1/me/notifications/undelivered"): {},
         # the alarm rules and rosters name the home by its code in the query or body
         ("GET", "/api/v1/alarm-rules"): {"params": {"institution": a.code}, "scoped": True},
         ("PUT", "/api/v1/alarm-rules/{rule}"): {"json": {"institution_code": a.code, "enabled": False}},
