@@ -82,10 +82,26 @@ async def raise_alarm(
     return alarm_id
 
 
-async def released(conn: AsyncConn, *, vault: Vault, alarm_id: int, note: str) -> None:
-    """An alarm held back under a gateway's outage is now an alarm like any other (``held_by`` cleared)."""
-    await record(conn, vault=vault, alarm_id=alarm_id, actor="system", old=State.RAISED, new=State.RAISED, note=note)
-    await outbox.enqueue(conn, alarm_id=alarm_id, event=Event.RAISED)
+async def release_held(conn: AsyncConn, *, vault: Vault, holder: int, note: str) -> int:
+    """The alarms held back under ``holder`` (a gateway's outage) become alarms like any other, because it is
+    closing: the gateway is back (its devices did not clear these faults, so they are real), or staff closed it.
+    Those nobody has seen are raised from now (the outage's time was nobody's delay) and their people are told;
+    the number released."""
+    released = await (
+        await conn.execute(
+            "UPDATE alarms SET held_by = NULL,"
+            " raised_at = CASE WHEN state = 'raised' THEN clock_timestamp() ELSE raised_at END"
+            " WHERE held_by = %s AND state IN ('raised', 'acknowledged', 'attending') RETURNING id, state::text",
+            (holder,),
+        )
+    ).fetchall()
+    for alarm_id, state in released:
+        await record(
+            conn, vault=vault, alarm_id=alarm_id, actor="system", old=State(state), new=State(state), note=note
+        )
+        if state == State.RAISED:
+            await outbox.enqueue(conn, alarm_id=alarm_id, event=Event.RAISED)
+    return len(released)
 
 
 async def close(

@@ -157,6 +157,11 @@ async def _close(
     open_alarm = await _open_alarm(conn, event.device_id, kind)
     if open_alarm is None:
         return None
+    if event.event_time < open_alarm.last_event_at:
+        # Events reach the engine out of order (two ingest processes, a gateway's backlog): a press after this
+        # cancel or clearing is in the alarm, so the resident called again after the carer came. It stays open.
+        log.info("alarm %d: %s at %s is older than its last event; left open", open_alarm.id, kind, event.event_time)
+        return None
     await changes.close(
         conn,
         vault=vault,
@@ -238,14 +243,20 @@ def _is_night(at: datetime, params: dict[str, Any]) -> bool:
 async def _bed_exit(
     conn: AsyncConn, vault: Vault, event: InboxEvent, place: Placement, params: dict[str, Any]
 ) -> int | None:
-    """Leaving bed opens a watch (the ticker raises it after the delay); returning closes it."""
+    """Leaving bed opens a watch (the ticker raises it after the delay); returning closes it.
+
+    Exit and return may reach the engine in either order (two ingest processes, two engines): a return closes
+    only a watch of an exit before it, and an exit whose return is already stored opens none (a watch left open
+    would raise a false alarm, and keep the resident's next exit from being watched). An exit counts as at night
+    when the delay ends in the night window, not only when it starts there: getting up at 20:59 and not coming
+    back is an alarm at 21:04."""
     assert event.device_id is not None
     if event.detail.get("back"):
         row = await (
             await conn.execute(
                 "UPDATE bed_exit_watches SET returned_at = %s WHERE device_id = %s AND returned_at IS NULL"
-                " RETURNING alarm_id",
-                (event.event_time, event.device_id),
+                " AND exited_at <= %s RETURNING alarm_id",
+                (event.event_time, event.device_id, event.event_time),
             )
         ).fetchone()
         if row is not None and row[0] is not None:
@@ -256,12 +267,15 @@ async def _bed_exit(
     risk_needed = _RISK_ORDER.get(str(params.get("min_fall_risk", "high")), 2)
     if place.resident_id is None or _RISK_ORDER.get(place.fall_risk or "low", 0) < risk_needed:
         return None
-    if not _is_night(event.event_time, params):
+    delay = timedelta(seconds=float(params.get("delay_s", 0)))
+    if not (_is_night(event.event_time, params) or _is_night(event.event_time + delay, params)):
         return None
     await conn.execute(
-        "INSERT INTO bed_exit_watches (device_id, resident_id, exited_at) SELECT %s, %s, %s"
-        " WHERE NOT EXISTS (SELECT 1 FROM bed_exit_watches WHERE device_id = %s AND returned_at IS NULL)",
-        (event.device_id, place.resident_id, event.event_time, event.device_id),
+        "INSERT INTO bed_exit_watches (device_id, resident_id, exited_at) SELECT %(dev)s, %(res)s, %(at)s"
+        " WHERE NOT EXISTS (SELECT 1 FROM bed_exit_watches WHERE device_id = %(dev)s AND returned_at IS NULL)"
+        " AND NOT EXISTS (SELECT 1 FROM device_events WHERE device_id = %(dev)s AND kind = 'bed_exit'"
+        " AND time > %(at)s AND (detail->>'back')::boolean)",
+        {"dev": event.device_id, "res": place.resident_id, "at": event.event_time},
     )
     return None
 
@@ -270,6 +284,7 @@ async def _bed_exit(
 # the engine, or a gateway's stored alarms arriving at once); within a kind, events keep their order, so a
 # press and its cancel, or an exit and the return, are applied as they happened.
 _URGENT = ["button", "fall", "sos", "env_alarm"]
+_DEVICE_LOCK = 0x616C  # the first key of the engine's advisory locks, one per device (the second key)
 
 # Where each device of the batch was and whose rule applies, for the whole batch in one statement each
 # (a statement per event made a backlog drain at a few hundred events a second).
@@ -336,6 +351,12 @@ async def process_pending(conn: AsyncConn, *, vault: Vault, limit: int = 200) ->
         if not rows:
             return 0
         events = [InboxEvent(*row) for row in rows]
+        # One engine at a time per device, in a fixed order (no deadlock): two engines applying a press and its
+        # cancel, or an exit and the return, at once would each miss what the other has not committed yet.
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(%s, d) FROM unnest(%s::int[]) AS d ORDER BY d",
+            (_DEVICE_LOCK, sorted({e.device_id % 2**31 for e in events if e.device_id is not None})),
+        )
         for event, (place, params) in zip(events, await _context(conn, events), strict=True):
             await _apply(conn, vault, event, place, params)
         await conn.execute("DELETE FROM alarm_inbox WHERE id = ANY(%s)", ([r[0] for r in rows],))

@@ -237,4 +237,11 @@ async def transition(
         )
         if closing:
             await outbox.enqueue(conn, alarm_id=alarm_id, event=Event.RESOLVED)
+            if current.kind == "gateway_offline":  # what its outage held back is no longer held by anything
+                await changes.release_held(
+                    conn,
+                    vault=vault,
+                    holder=alarm_id,
+                    note=f"gateway alarm {alarm_id} closed by staff: released, the fault not cleared",
+                )
     return await get_alarm(conn, principal=principal, vault=vault, alarm_id=alarm_id)

@@ -9,7 +9,8 @@
 - a gateway silent for ``silence_s`` (or dead by its last will) raises one technical alarm, under which the
   fault alarms it delivers are held back; it resolves itself when the gateway returns, and the held faults
   its devices have not cleared by then are released to staff;
-- an alarm not acknowledged within ``ack_timeout_s`` escalates a tier each time the timeout passes, and an
+- an alarm not acknowledged within ``ack_timeout_s`` escalates a tier each time the timeout passes (at the last
+  tier its people are told again each time, technical alarms excepted), and an
   acknowledged one that nobody is attending does the same every ``attend_timeout_s`` (the engine escalates it
   at once when the resident presses again after the repeat window).
 """
@@ -289,7 +290,12 @@ async def gateways(conn: AsyncConn, vault: Vault) -> int:
                 outcome_code=OutcomeCode.DEVICE_ISSUE,
                 actor="system",
             )
-            done += 1 + await _release_held(conn, vault, alarm_id)
+            done += 1 + await changes.release_held(
+                conn,
+                vault=vault,
+                holder=alarm_id,
+                note=f"gateway back and the fault not cleared: released from gateway alarm {alarm_id}",
+            )
     return done
 
 
@@ -301,6 +307,11 @@ WITH due AS (
         -- nobody has said they saw it: a tier up each time the timeout passes, up to the last tier
         (a.state = 'raised' AND a.escalation_level < (r.p->>'tiers')::int
          AND a.raised_at + (a.escalation_level + 1) * make_interval(secs => (r.p->>'ack_timeout_s')::float) <= now())
+        -- still nobody at the last tier: its people told again each time the timeout passes (a fault, once)
+        OR (a.state = 'raised' AND a.priority <> 'technical' AND (r.p->>'tiers')::int > 0
+            AND a.escalation_level >= (r.p->>'tiers')::int
+            AND greatest(a.raised_at + a.escalation_level * make_interval(secs => (r.p->>'ack_timeout_s')::float),
+                         a.escalated_at) + make_interval(secs => (r.p->>'ack_timeout_s')::float) <= now())
         -- seen but nobody at the bedside: a tier up (at the last tier, its people told again) each time it passes
         OR (a.state = 'acknowledged' AND a.priority <> 'technical' AND (r.p->>'tiers')::int > 0
             AND greatest(a.acknowledged_at, a.escalated_at)
@@ -310,26 +321,6 @@ UPDATE alarms SET escalation_level = least(escalation_level + 1, due.tiers), esc
 FROM due WHERE alarms.id = due.id
 RETURNING alarms.id, alarms.state::text, alarms.escalation_level
 """
-
-
-async def _release_held(conn: AsyncConn, vault: Vault, gateway_alarm: int) -> int:
-    """Faults held back under a gateway's outage that are still open when it returns: its devices did not
-    clear them, so they are real, and staff are told now (from now: the outage's time was nobody's delay)."""
-    released = await (
-        await conn.execute(
-            "UPDATE alarms SET held_by = NULL, raised_at = clock_timestamp()"
-            " WHERE held_by = %s AND state = 'raised' RETURNING id",
-            (gateway_alarm,),
-        )
-    ).fetchall()
-    for (alarm_id,) in released:
-        await changes.released(
-            conn,
-            vault=vault,
-            alarm_id=alarm_id,
-            note=f"gateway back and the fault not cleared: released from gateway alarm {gateway_alarm}",
-        )
-    return len(released)
 
 
 async def escalations(conn: AsyncConn, vault: Vault) -> int:

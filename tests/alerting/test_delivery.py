@@ -254,6 +254,22 @@ def test_an_unacknowledged_alarm_escalates_over_the_roster_then_the_head(
     assert alarms_of(db, home)[0]["escalation_level"] == 2
     _deliver(db, vault, None)
     assert [h.path for h in webhooks.hits] == ["/tier2", "/head"]
+    tick(db, vault)
+    _deliver(db, vault, None)
+    assert [h.path for h in webhooks.hits] == ["/tier2", "/head"]  # the last tier was told just now
+
+    # Still nobody: the last tier (here the head's) is told again each time the timeout passes.
+    set_rule(db, rule="escalation", params={"tiers": 2}, institution_id=home.institution_id)
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE alarms SET raised_at = raised_at - interval '61 seconds',"
+            " escalated_at = escalated_at - interval '61 seconds' WHERE institution_id = %s",
+            (home.institution_id,),
+        )
+    tick(db, vault)
+    _deliver(db, vault, None)
+    assert alarms_of(db, home)[0]["escalation_level"] == 2
+    assert [h.path for h in webhooks.hits] == ["/tier2", "/head", "/head"]
 
 
 def _acknowledge(db: str, home: SeededHome, *, ago_s: int) -> None:
