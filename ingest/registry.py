@@ -2,6 +2,12 @@
 
 The cache is only an accelerator: a miss asks the database, and an unknown code is asked again after
 ``retry_s`` so that a device registered a moment ago is found without a restart.
+
+A revoked gateway is never cached: it is asked again each time, so that one re-admitted (new credentials,
+``POST /gateways/{id}/credentials``) is stored again from its first frame on, in every ingest process, without a
+restart or a message between processes. It costs nothing where it matters: a revoked gateway cannot log in to
+the broker, so what reaches ingest from it is its last will and whatever was queued before the revocation, and
+each of those is quarantined (a row written) anyway.
 """
 
 from __future__ import annotations
@@ -47,7 +53,8 @@ class Registry:
             self._unknown[key] = time.monotonic()
             return None
         ref = GatewayRef(row[0], row[1], row[2])
-        self._gateways[key] = ref
+        if not ref.revoked:
+            self._gateways[key] = ref
         return ref
 
     def devices(self, conn: Conn, institution_id: int, codes: set[str]) -> dict[str, int]:

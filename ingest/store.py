@@ -8,7 +8,8 @@ The steps of :meth:`BatchStore.write`, all in one transaction:
 2. telemetry rows by binary ``COPY``; alarm-class messages into ``device_events`` and ``alarm_inbox``,
    then ``NOTIFY alarm_inbox`` (delivered to alerting at commit);
 3. messages that cannot be stored are parked with their raw bytes and reason;
-4. gateway status (birth, heartbeat, death) updates the gateway's row;
+4. gateway status (birth, heartbeat, death) updates the gateway's row: its liveness by the database's clock,
+   the order of its statuses by the gateway's (:meth:`BatchStore._status`);
 5. the (hour, device) pairs the batch touched go to ``rollup_pending`` so that the roll-ups of hours
    already computed are recomputed (see ``rollups.py``).
 
@@ -32,6 +33,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -57,6 +59,7 @@ log = logging.getLogger(__name__)
 
 Event = tuple[int, int, int, int, str, str, int]  # ms, device, gateway, institution, kind, detail, sent ms
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CLAIMS_TABLE = (
     "CREATE TEMP TABLE frame_claims"
     " (sent_ms bigint, gateway_pk bigint, epoch bigint, seq bigint, alarm boolean, n_msgs integer)"
@@ -376,16 +379,34 @@ class BatchStore:
 
     @staticmethod
     def _status(conn: Conn, gateway_pk: int, status: m.StatusMessage) -> None:
-        heartbeat = m.encode(status).decode() if isinstance(status, m.Heartbeat) else None
-        # A clean goodbye (a planned restart or shutdown) is "goodbye": the gateway is off, but only its silence,
-        # not the goodbye itself, raises gateway_offline, so an update's restart raises nothing. A last will
-        # (an abrupt loss) stays "death" and raises at once.
-        kind = "goodbye" if isinstance(status, m.Death) and status.clean else type(status).__name__.lower()
-        conn.execute(
-            "UPDATE gateways SET last_seen_at = greatest(last_seen_at, to_timestamp(%s / 1000.0)), last_status = %s,"
-            " last_heartbeat = coalesce(%s::jsonb, last_heartbeat) WHERE id = %s",
-            (status.ts, kind, heartbeat, gateway_pk),
-        )
+        """Record a gateway status: liveness by the database's clock, the order of statuses by the gateway's.
+
+        ``last_seen_at`` is when the platform heard from the gateway (``now()``, the database's time, which the
+        alarm ticker compares it with), never the gateway's ``ts``: a gateway whose clock is slow would be offline
+        for good, one whose clock is fast would pin it in the future. A birth, a heartbeat and a clean goodbye are
+        signs of life; a last will is not. ``ts`` orders the statuses (``status_sent_at``, migration 0019):
+
+        - a birth starts a connection and always applies, unless it is one already seen (a retained birth sent
+          again when ingest subscribes again: the same ``ts``), which changes nothing, liveness included;
+        - a heartbeat always counts as a sign of life; it becomes the status only if made after the status held
+          (one delivered after the goodbye that followed it leaves the goodbye);
+        - a clean goodbye ("goodbye": only the gateway's silence raises gateway_offline, so an update's restart
+          raises nothing) applies if made after the status held; a retained one sent again changes nothing;
+        - a last will ("death": raises gateway_offline at once) carries the time the will was registered, when
+          its connection began, before that connection's birth. It is ignored when a later connection's birth has
+          been seen: when its ``ts`` is at or before the birth before the latest (``prior_birth_sent_at``). A will
+          the broker delivers after the gateway reconnected then never marks a live gateway dead.
+        """
+        sent = _EPOCH + timedelta(milliseconds=status.ts)  # exact: a retained status sent again compares equal
+        match status:
+            case m.Birth():
+                conn.execute(_BIRTH, {"sent": sent, "pk": gateway_pk})
+            case m.Heartbeat():
+                conn.execute(_HEARTBEAT, {"sent": sent, "pk": gateway_pk, "payload": m.encode(status).decode()})
+            case m.Death(clean=True):
+                conn.execute(_GOODBYE, {"sent": sent, "pk": gateway_pk})
+            case m.Death():
+                conn.execute(_WILL, {"sent": sent, "pk": gateway_pk})
 
     @staticmethod
     def _park(conn: Conn, parked: Sequence[_Parked], result: WriteResult) -> None:
@@ -403,6 +424,31 @@ class BatchStore:
         for p in parked:
             result.parked[p.kind] += 1
             result.rejected[p.cause] += 1
+
+
+_BIRTH = (
+    "UPDATE gateways SET last_seen_at = now(), last_status = 'birth', status_sent_at = %(sent)s,"
+    " birth_sent_at = greatest(birth_sent_at, %(sent)s),"
+    " prior_birth_sent_at = CASE WHEN birth_sent_at IS NULL OR %(sent)s > birth_sent_at THEN birth_sent_at"
+    " ELSE greatest(prior_birth_sent_at, %(sent)s) END"
+    " WHERE id = %(pk)s AND %(sent)s IS DISTINCT FROM birth_sent_at AND %(sent)s IS DISTINCT FROM prior_birth_sent_at"
+)
+_HEARTBEAT = (  # made after the status held: it becomes the status; in any case a sign of life
+    "UPDATE gateways SET last_seen_at = now(), last_heartbeat = %(payload)s::jsonb,"
+    " last_status = CASE WHEN status_sent_at IS NULL OR %(sent)s > status_sent_at THEN 'heartbeat'"
+    " ELSE last_status END,"
+    " status_sent_at = CASE WHEN status_sent_at IS NULL OR %(sent)s > status_sent_at THEN %(sent)s"
+    " ELSE status_sent_at END"
+    " WHERE id = %(pk)s"
+)
+_GOODBYE = (
+    "UPDATE gateways SET last_seen_at = now(), last_status = 'goodbye', status_sent_at = %(sent)s"
+    " WHERE id = %(pk)s AND (status_sent_at IS NULL OR %(sent)s > status_sent_at)"
+)
+_WILL = (
+    "UPDATE gateways SET last_status = 'death', status_sent_at = %(sent)s"
+    " WHERE id = %(pk)s AND (prior_birth_sent_at IS NULL OR %(sent)s > prior_birth_sent_at)"
+)
 
 
 def _without_copy(pairs: Sequence[tuple[Incoming, Decoded]]) -> bool:
