@@ -197,10 +197,27 @@ async def list_rules(
     return list(result.values())
 
 
+# A call for help, a fall, danger in the room: never switched off, for a home or for a resident (a press would
+# become no alarm at all). Their priority and repeat window may be changed; migration 0020 holds the same line.
+ALWAYS_ON: frozenset[str] = frozenset({"button", "sos", "fall", "environment"})
+
+
 @router.put("/api/v1/alarm-rules/{rule}")
 async def set_rule(rule: RuleName, body: RuleChange, conn: Conn, principal: CurrentPrincipal) -> RuleRow:
     institution_id = await _institution(conn, principal, body.institution_code, Action.WRITE_ALARM_RULES)
     _may_write(principal, institution_id)
+    if rule in ALWAYS_ON and not body.enabled:
+        raise Problem(
+            422,
+            f"the {rule} rule cannot be switched off",
+            [
+                FieldError(
+                    field="body.enabled",
+                    reason="a call for help, a fall or danger in the room always raises an alarm;"
+                    " change its priority instead",
+                )
+            ],
+        )
     try:
         params = PARAMS[rule].model_validate(body.params).model_dump(by_alias=True, exclude_none=True)
     except ValidationError as exc:

@@ -254,7 +254,7 @@ def _bodies(world: World) -> dict[tuple[str, str], dict[str, Any]]:
         ("GET", "/api/v1/me/notifications/undelivered"): {},
         # the alarm rules and rosters name the home by its code in the query or body
         ("GET", "/api/v1/alarm-rules"): {"params": {"institution": a.code}, "scoped": True},
-        ("PUT", "/api/v1/alarm-rules/{rule}"): {"json": {"institution_code": a.code, "enabled": False}},
+        ("PUT", "/api/v1/alarm-rules/{rule}"): {"json": {"institution_code": a.code, "params": {"priority": "urgent"}}},
         ("DELETE", "/api/v1/alarm-rules/{rule}"): {"params": {"institution": a.code}},
         ("GET", "/api/v1/rosters"): {"params": {"institution": a.code}, "scoped": True},
         ("POST", "/api/v1/rosters"): {

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import psycopg
+import pytest
 from tests.alerting.conftest import (
     alarm_text,
     alarms_of,
@@ -73,13 +74,29 @@ def test_rules_are_data_per_resident(db: str, vault: Vault, home: SeededHome) ->
     first, second = home.devices[1], home.devices[3]  # buttons of two beds
     assert first.kind == second.kind == "button"
     resident = _resident_of(db, first.bed_code or "")
-    set_rule(db, rule="button", params={}, institution_id=home.institution_id, resident_id=resident, enabled=False)
+    set_rule(
+        db, rule="button", params={"priority": "emergency"}, institution_id=home.institution_id, resident_id=resident
+    )
     set_rule(db, rule="button", params={"priority": "urgent"}, institution_id=home.institution_id)
     now = datetime.now(UTC)
     put_event(db, home, first.code, "button", {"action": "press"}, now)
     put_event(db, home, second.code, "button", {"action": "press"}, now)
     process(db, vault)
-    assert [(a["device"], a["priority"]) for a in alarms_of(db, home)] == [(second.code, "urgent")]
+    assert sorted((a["device"], a["priority"]) for a in alarms_of(db, home)) == sorted(
+        [(first.code, "emergency"), (second.code, "urgent")]
+    )
+
+
+def test_a_call_for_help_cannot_be_switched_off(db: str, home: SeededHome) -> None:
+    """Not for a home, not for a resident: a disabled rule made the engine drop the press without an alarm."""
+    resident = _resident_of(db, home.devices[1].bed_code or "")
+    for rule in ("button", "sos", "fall", "environment"):
+        for resident_id in (None, resident):
+            with pytest.raises(psycopg.errors.CheckViolation):
+                set_rule(
+                    db, rule=rule, params={}, institution_id=home.institution_id, resident_id=resident_id, enabled=False
+                )
+    set_rule(db, rule="wander", params={}, institution_id=home.institution_id, enabled=False)  # others may be
 
 
 def _night_everywhere(db: str, home: SeededHome, **params: object) -> None:

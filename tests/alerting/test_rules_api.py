@@ -60,6 +60,13 @@ def test_a_head_sets_a_residents_rule_and_the_engine_follows_it(db: str, vault: 
         by_name = {r["rule"]: r for r in rules}
         assert by_name["button"]["params"]["priority"] == "emergency"  # the home's rule is unchanged
         assert [r["level"] for r in by_name["button"]["rows"]] == ["platform", "resident"]
+        off = await client.put(
+            url,
+            headers=headers,
+            json={"institution_code": home.institution_code, "person_code": button.person_code, "enabled": False},
+        )
+        assert off.status_code == 422  # a call for help is never switched off; its priority may change
+        assert off.json()["errors"][0]["field"] == "body.enabled"
         staff = await _auth(client, home.staff_username, home.staff_password)
         assert (
             await client.put(url, headers=staff, json={"institution_code": home.institution_code, "params": {}})
