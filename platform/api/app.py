@@ -121,6 +121,8 @@ def create_app(
         hub = AlarmHub(database_url=database_url, pool=pool, vault=vault)
         app.state.alarm_hub = hub
         settings = notify or NotifySettings()
+        policy = sender_policy or sender.SenderPolicy()
+        app.state.sender_policy = policy  # the undelivered list counts attempts as the sender does
         async with httpx.AsyncClient(timeout=settings.webhook_timeout_s) as http:
             channels = build_channels(settings, http)
             app.state.channel_kinds = frozenset(channels)
@@ -138,7 +140,7 @@ def create_app(
                         database_url,
                         vault=vault,
                         channels=channels,
-                        policy=sender_policy or sender.SenderPolicy(),
+                        policy=policy,
                     ),
                 )
             try:

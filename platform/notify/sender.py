@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class SenderPolicy:
-    lease_s: float = 60.0
+    lease_s: float = 30.0  # renewed before each try (at most send_timeout_s): a crash re-sends this soon
     min_interval_s: float = 30.0
     max_attempts: int = 12
     backoff_base_s: float = 2.0
