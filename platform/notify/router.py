@@ -132,6 +132,8 @@ class ChannelOut(BaseModel):
 class Undelivered(BaseModel):
     id: int
     alarm_id: int
+    institution_id: int
+    bed_code: str | None = Field(description="the alarm's bed, if it had one")
     alarm_kind: str
     priority: str
     event: str
@@ -279,8 +281,9 @@ async def remove_channel(channel_id: int, conn: Conn, principal: CurrentPrincipa
 
 _UNDELIVERED = """
 SELECT n.id, n.alarm_id, a.kind, a.priority::text, n.event, u.username, u.role::text, n.state, n.attempts,
-       n.last_error, n.created_at, CASE WHEN n.state = 'pending' THEN n.not_before END
+       n.last_error, n.created_at, CASE WHEN n.state = 'pending' THEN n.not_before END, a.institution_id, b.code
 FROM notifications n JOIN alarms a ON a.id = n.alarm_id JOIN users u ON u.id = n.user_id
+LEFT JOIN beds b ON b.id = a.bed_id
 WHERE (n.state = 'failed' OR (n.state IN ('pending', 'sending') AND n.attempts >= %(max_attempts)s))
   AND n.created_at >= %(since)s AND {scope}
 ORDER BY n.created_at DESC LIMIT 500
@@ -312,6 +315,8 @@ async def undelivered(
         Undelivered(
             id=r[0],
             alarm_id=r[1],
+            institution_id=r[12],
+            bed_code=r[13],
             alarm_kind=r[2],
             priority=r[3],
             event=r[4],

@@ -20,7 +20,7 @@
   class AlarmStore {
     constructor() {
       this.alarms = new Map(); // id -> alarm, open ones only
-      this.known = new Set(); // ids seen since the page opened
+      this.known = new Map(); // id -> latest version of every alarm seen since the page opened, closed ones too
       this.source = null;
       this.connected = false;
       this.listeners = [];
@@ -30,6 +30,9 @@
     _emit(fresh) { for (const fn of this.listeners) fn(fresh); }
 
     open() { return [...this.alarms.values()].sort(compare); }
+
+    // An alarm seen since the page opened (open or closed since), or undefined.
+    seen(id) { return this.known.get(id); }
 
     // The top alarm per bed code.
     byBed() {
@@ -48,7 +51,7 @@
 
     upsert(alarm) {
       const fresh = !this.known.has(alarm.id) && alarm.state === "raised";
-      this.known.add(alarm.id);
+      this.known.set(alarm.id, alarm);
       if (OPEN.has(alarm.state)) this.alarms.set(alarm.id, alarm);
       else this.alarms.delete(alarm.id);
       return fresh;
@@ -66,7 +69,7 @@
         const fresh = [];
         this.alarms.clear();
         for (const alarm of list) if (this.upsert(alarm) && !first) fresh.push(alarm);
-        if (first) for (const alarm of list) this.known.add(alarm.id);
+        if (first) for (const alarm of list) this.known.set(alarm.id, alarm);
         this._emit(fresh);
       });
       source.addEventListener("alarm", (event) => {

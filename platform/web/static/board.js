@@ -1,13 +1,16 @@
 // The staff board: every bed of a floor as a tile (in bed, out of bed with minutes, alarm, device offline,
-// empty), the queue of open alarms with acknowledge / attending / resolve, and the alarm sound. Alarms arrive
-// live on the alarm stream; bed states are read again every 15 s and shortly after each alarm change.
+// empty), the queue of open alarms with acknowledge / attending / resolve, the alarm sound, and the notifications
+// that reached nobody. Alarms arrive live on the alarm stream; bed states are read again every 15 s and shortly
+// after each alarm change; the notifications that reached nobody every 30 s.
 "use strict";
 
 (async function () {
   const { t, tCode, el, api } = window.EC;
   const { AlarmStore, alarmItem, resolveDialog, MARK } = window.BoardAlarms;
+  const { Undelivered } = window.BoardUndelivered;
   const FLOOR_KEY = "eldercare.board.floor";
   const REFRESH_MS = 15000;
+  const UNDELIVERED_MS = 30000;
 
   const me = await EC.start({ roles: ["staff", "head", "admin"] });
   const params = new URLSearchParams(window.location.search);
@@ -67,8 +70,19 @@
     if (!bed) return { where: alarm.bed_code ? t("bed_code", { code: alarm.bed_code }) : alarm.device_code ? t("device_code", { code: alarm.device_code }) : t("whole_home"), who: "" };
     const here = !state.floor || String(bed.floor_id) === state.floor;
     const where = (here ? "" : floorName(bed) + " ") + t("bed_label", { label: bed.label || bed.bed_code });
+    // The bed's occupant, unless the alarm was about someone else (it is older than their stay).
+    if (alarm.person_code && alarm.person_code !== bed.person_code) return { where, who: alarm.person_code };
     return { where, who: bed.resident_id ? state.names.get(bed.resident_id) || bed.person_code || "" : "" };
   }
+
+  // The undelivered list names an alarm's bed; the board's own copy of the alarm (if it has seen it) says more.
+  const undelivered = new Undelivered(
+    (id, bedCode) => {
+      const alarm = store.seen(id) || (bedCode ? { bed_code: bedCode } : null);
+      return alarm ? place(alarm) : null;
+    },
+    (row) => row.institution_id === institutionId,
+  );
 
   function describe(alarm) {
     const { where, who } = place(alarm);
@@ -148,6 +162,7 @@
     }
     renderQueue();
     renderSound();
+    undelivered.render();
   }
 
   function renderQueue() {
@@ -218,10 +233,12 @@
   window.setInterval(tick, 10000);
   window.setInterval(() => render(), 30000); // minutes out of bed and alarm ages move on
   window.setInterval(loadBoard, REFRESH_MS);
+  window.setInterval(() => undelivered.load(), UNDELIVERED_MS);
   EC.onLang(() => render());
 
   await loadNames();
   await loadBoard();
+  await undelivered.load();
   store.connect((up) => { document.getElementById("stream-down").hidden = up; });
   document.body.dataset.ready = "true";
 })();
