@@ -20,8 +20,11 @@ so its message's bytes differ each time; see :class:`LocalAlarm`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import os
+import signal
 from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -142,6 +145,7 @@ class AlarmHub:
                     stdin=asyncio.subprocess.PIPE,
                     stdout=asyncio.subprocess.DEVNULL,
                     stderr=asyncio.subprocess.PIPE,
+                    start_new_session=True,  # its own process group: a timeout kills what it started too
                 )
             except OSError as exc:
                 self.commands_failed += 1
@@ -151,7 +155,10 @@ class AlarmHub:
                 async with asyncio.timeout(self._config.command_timeout_s):
                     _, stderr = await process.communicate(json.dumps(document, ensure_ascii=False).encode() + b"\n")
             except TimeoutError:
-                process.kill()
+                # The whole group: a child left holding the pipes (a shell's "sleep") would keep the slot, and
+                # with four slots hung the nurse call would ring no more.
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
                 await process.wait()
                 self.commands_failed += 1
                 self._stats.error(f"local command {command[0]!r} did not finish in {self._config.command_timeout_s} s")

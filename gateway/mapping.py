@@ -110,6 +110,16 @@ def _finite(value: Any) -> float:  # noqa: ANN401 - a JSON number or text
     return number
 
 
+def _value(spec: FieldSpec, raw: Any) -> Any:  # noqa: ANN401 - JSON in, JSON out
+    """A field's value from the record's: through its table, if it has one, then cast and scaled."""
+    if spec.table is not None:
+        key = _text(raw)
+        if key not in spec.table:
+            raise ValueError(f"{key!r} is not in its table")
+        raw = spec.table[key]
+    return _cast(raw, spec.cast, spec.scale)
+
+
 def _cast(value: Any, cast: str | None, scale: float | None) -> Any:  # noqa: ANN401 - JSON in, JSON out
     if cast == "xyz_text":  # "x,y,z|x,y,z|..."
         value = [triple.split(",") for triple in str(value).strip().split("|") if triple]
@@ -176,7 +186,7 @@ class VendorMapping:
         problems: list[MappingError] = []
         for record in records:
             try:
-                out.extend(self._record(record, received_ms=received_ms, topic=topic))
+                out.extend(self._record(record, received_ms=received_ms, topic=topic, problems=problems))
             except MappingError as exc:
                 problems.append(exc)
         return MapResult(out, problems)
@@ -256,16 +266,64 @@ class VendorMapping:
             raise MappingError(self.vendor, f"time {value!r} is out of range", device=device)
         return round(ms)
 
-    def _record(self, record: Mapping[str, Any], *, received_ms: int, topic: str | None) -> list[Mapped]:
+    def _record(
+        self, record: Mapping[str, Any], *, received_ms: int, topic: str | None, problems: list[MappingError]
+    ) -> list[Mapped]:
+        """The messages of one record. Its rules are mapped one by one: a battery level out of range does not
+        lose the press it came with (the battery's problem is reported, the press is stored)."""
         device = self._device(record, topic)
-        ts = self._time(record, received_ms, device)
+        clock: MappingError | None = None
+        try:
+            ts = self._time(record, received_ms, device)
+        except MappingError as exc:
+            ts, clock = received_ms, exc  # an alarm is kept with the time of receipt (see _emit)
         rules = [rule for rule in self.rules if rule.matches(record)]
         if not rules:
             raise MappingError(self.vendor, "no rule matches the record", device=device)
-        return [self._emit(rule, record, device, ts) for rule in rules]
+        out: list[Mapped] = []
+        for rule in rules:
+            try:
+                out.append(self._emit(rule, record, device, ts, received_ms, clock=clock, problems=problems))
+            except MappingError as exc:
+                problems.append(exc)
+        return out
 
-    def _emit(self, rule: Rule, record: Mapping[str, Any], device: str, ts: int) -> Mapped:
+    def _emit(
+        self,
+        rule: Rule,
+        record: Mapping[str, Any],
+        device: str,
+        ts: int,
+        received_ms: int,
+        *,
+        clock: MappingError | None,
+        problems: list[MappingError],
+    ) -> Mapped:
+        """One rule's message. An alarm is not lost for what is beside the point: an optional field that cannot be
+        read is left out, and a device time that cannot be read or is outside the contract (a clock reset to 1970)
+        is replaced by the time of receipt; each is reported as a problem. Other messages are refused whole."""
+        out, optional, notes = self._fields(rule, record, device, ts)
+        try:
+            message = msgspec.convert(out, m.DeviceMessage)
+        except msgspec.ValidationError as exc:
+            message = self._alarm_anyway(out, optional, received_ms, device, notes)
+            if message is None:
+                raise MappingError(self.vendor, f"{rule.emit}: {exc}", device=device) from None
+        if clock is not None:
+            if not m.is_alarm_class(message):
+                raise clock
+            notes.append(MappingError(self.vendor, f"{clock.reason}: stored with the time of receipt", device=device))
+        problems.extend(notes)
+        return Mapped(message, rule.device_class)
+
+    def _fields(
+        self, rule: Rule, record: Mapping[str, Any], device: str, ts: int
+    ) -> tuple[dict[str, Any], list[str], list[MappingError]]:
+        """The rule's message as a document, the optional fields it holds, and the optional ones left out because
+        they could not be read (each a problem); a required field that cannot be read refuses the message."""
         out: dict[str, Any] = {"t": rule.emit, "dev": device, "ts": ts}
+        optional: list[str] = []
+        notes: list[MappingError] = []
         for name, spec in rule.fields.items():
             if spec.source is None:
                 out[name] = spec.const
@@ -277,17 +335,35 @@ class VendorMapping:
                 raise MappingError(
                     self.vendor, f"{rule.emit}.{name}: no value at {'.'.join(spec.source)!r}", device=device
                 )
-            if spec.table is not None:
-                key = _text(raw)
-                if key not in spec.table:
-                    raise MappingError(self.vendor, f"{rule.emit}.{name}: {key!r} is not in its table", device=device)
-                raw = spec.table[key]
             try:
-                out[name] = _cast(raw, spec.cast, spec.scale)
+                out[name] = _value(spec, raw)
             except (TypeError, ValueError) as exc:
-                raise MappingError(self.vendor, f"{rule.emit}.{name}: {exc}", device=device) from None
-        try:
-            message = msgspec.convert(out, m.DeviceMessage)
-        except msgspec.ValidationError as exc:
-            raise MappingError(self.vendor, f"{rule.emit}: {exc}", device=device) from None
-        return Mapped(message, rule.device_class)
+                error = MappingError(self.vendor, f"{rule.emit}.{name}: {exc}", device=device)
+                if not spec.optional:
+                    raise error from None
+                notes.append(error)
+                continue
+            if spec.optional:
+                optional.append(name)
+        return out, optional, notes
+
+    def _alarm_anyway(
+        self, out: dict[str, Any], optional: list[str], received_ms: int, device: str, notes: list[MappingError]
+    ) -> m.DeviceMessage | None:
+        """An alarm the contract refuses as it stands, without its optional fields or with the time of receipt;
+        None if it is no alarm or still refused."""
+        bare = {k: v for k, v in out.items() if k not in optional}
+        for attempt, why in (
+            (bare, f"left out {', '.join(optional)}: out of the contract's range"),
+            ({**out, "ts": received_ms}, f"time {out['ts']} is outside the contract: stored with the time of receipt"),
+            ({**bare, "ts": received_ms}, "left out its optional fields and stored with the time of receipt"),
+        ):
+            try:
+                message: m.DeviceMessage = msgspec.convert(attempt, m.DeviceMessage)
+            except msgspec.ValidationError:
+                continue
+            if not m.is_alarm_class(message):
+                return None
+            notes.append(MappingError(self.vendor, f"{out['t']}: {why}", device=device))
+            return message
+        return None

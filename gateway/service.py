@@ -194,9 +194,9 @@ class Gateway:
             pipeline.close()
             await uplink.close()
             uplink_task.cancel()
-            await hub.drain()
             worker.stop()
             await store_task
+            await hub.drain()  # after the last commits: the alarms they stored ring the local command too
         log.info("gateway: stopped; %d message(s) wait in the store", sum(asdict(store.depth()).values()))
 
 

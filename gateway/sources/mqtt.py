@@ -87,10 +87,17 @@ class MqttSource:
                 self._stats.error(f"source {c.name}: {getattr(exc, 'reason', exc)}")
                 await asyncio.sleep(self._backoff.next())
                 continue
+            self.connects += 1
             try:
                 async with asyncio.timeout(15.0):
                     await link.subscribe([(s.topic, 1) for s in c.subscriptions])
             except (LinkError, TimeoutError) as exc:
+                if self._refused is link:
+                    # The broker sends what the session holds at once, before the SUBACK: a refused message
+                    # closed the link first. The same as a refusal after the SUBACK (see the module's text).
+                    self._backoff.reset()
+                    await asyncio.sleep(REFUSED_RETRY_S)
+                    continue
                 self._stats.error(f"source {c.name}: {exc}")
                 link.disconnect()
                 await asyncio.sleep(self._backoff.next())
@@ -99,7 +106,6 @@ class MqttSource:
                 "source %s: connected to %s:%d, subscribed to %d topic(s)", c.name, c.host, c.port, len(c.subscriptions)
             )
             self.connected = True
-            self.connects += 1
             self._supervisor.source_up(c.name, time.monotonic())
             started = time.monotonic()
             try:

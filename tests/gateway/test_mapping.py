@@ -110,35 +110,41 @@ def test_unmappable_payloads_say_why(vendor: str, payload: bytes, reason: str) -
 DEEP = b"[" * 100_000 + b"]" * 100_000
 ACME_BUTTON = b'{"deviceId":"BT-1","type":"call","state":"pressed","time":%s}'
 ACME_WRIST = b'{"deviceId":"WR-1","type":"accel","time":1763775000,"rate":50,"mg":%s}'
+ACME_VITALS = b'{"deviceId":"BS-1","type":"vitals","time":1763775000,"inBed":1,"battery":%s}'
+PRESS = [("Button", T0 - 5000)]  # kept, with the time the gateway received it
 
 
 @pytest.mark.parametrize(
-    ("vendor", "payload", "reason"),
+    ("vendor", "payload", "reason", "kept"),
     [  # numbers JSON and text can spell but no clock or sensor can mean, and nesting no parser can follow
-        ("acme", ACME_BUTTON % b"Infinity", "time inf is not a finite number"),
-        ("acme", ACME_BUTTON % b"NaN", "time nan is not a finite number"),
-        ("acme", ACME_BUTTON % b"1e400", "time inf is not a finite number"),
-        ("acme", ACME_BUTTON % b'"1e999"', "time '1e999' is not a finite number"),
-        ("acme", ACME_BUTTON % b"1e300", "time 1e+300 is out of range"),
-        ("acme", ACME_BUTTON % b"-5", "time -5 is out of range"),
-        ("acme", b'{"deviceId":"BS-1","type":"vitals","time":1763775000,"inBed":1,"battery":1e400}', "finite"),
-        ("acme", ACME_WRIST % b"[[1e400,0,0]]", "finite"),
-        ("acme", ACME_WRIST % b'["123"]', "'123' is not [x, y, z]"),
-        ("acme", ACME_WRIST % b"[[1,2]]", "[1, 2] is not [x, y, z]"),
-        ("acme", ACME_WRIST % b"[[true,false,true]]", "is not [x, y, z]"),
-        ("acme", b'{"deviceId":"BT-1","x":' + DEEP + b"}", "nested too deeply"),
-        ("lianke", b"id=BT-1;ts=inf;ev=key;act=1", "time 'inf' is not a finite number"),
-        ("lianke", b"id=BT-1;ts=nan;ev=key;act=1", "time 'nan' is not a finite number"),
-        ("lianke", b"id=WR-1;ts=1763775000123;ev=acc;hz=inf;d=1,2,3", "finite"),
-        ("lianke", b"id=WR-1;ts=1763775000123;ev=acc;hz=50;d=1,2,nan", "finite"),
-        ("contract", DEEP, "nested too deeply"),
+        ("acme", ACME_BUTTON % b"Infinity", "time inf is not a finite number", PRESS),
+        ("acme", ACME_BUTTON % b"NaN", "time nan is not a finite number", PRESS),
+        ("acme", ACME_BUTTON % b"1e400", "time inf is not a finite number", PRESS),
+        ("acme", ACME_BUTTON % b'"1e999"', "time '1e999' is not a finite number", PRESS),
+        ("acme", ACME_BUTTON % b"1e300", "time 1e+300 is out of range", PRESS),
+        ("acme", ACME_BUTTON % b"-5", "time -5 is out of range", PRESS),
+        ("acme", ACME_VITALS % b"1e400", "finite", [("BedSample", 1_763_775_000_000)]),
+        ("acme", ACME_WRIST % b"[[1e400,0,0]]", "finite", []),
+        ("acme", ACME_WRIST % b'["123"]', "'123' is not [x, y, z]", []),
+        ("acme", ACME_WRIST % b"[[1,2]]", "[1, 2] is not [x, y, z]", []),
+        ("acme", ACME_WRIST % b"[[true,false,true]]", "is not [x, y, z]", []),
+        ("acme", b'{"deviceId":"BT-1","x":' + DEEP + b"}", "nested too deeply", []),
+        ("lianke", b"id=BT-1;ts=inf;ev=key;act=1", "time 'inf' is not a finite number", PRESS),
+        ("lianke", b"id=BT-1;ts=nan;ev=key;act=1", "time 'nan' is not a finite number", PRESS),
+        ("lianke", b"id=WR-1;ts=1763775000123;ev=acc;hz=inf;d=1,2,3", "finite", []),
+        ("lianke", b"id=WR-1;ts=1763775000123;ev=acc;hz=50;d=1,2,nan", "finite", []),
+        ("contract", DEEP, "nested too deeply", []),
     ],
 )
-def test_hostile_payloads_are_problems_not_exceptions(vendor: str, payload: bytes, reason: str) -> None:
+def test_hostile_payloads_are_problems_not_exceptions(
+    vendor: str, payload: bytes, reason: str, kept: list[tuple[str, int]]
+) -> None:
     """An exception out of a mapping would reach the MQTT source's callback: the message would never be
-    acknowledged, and a sensor sending such values would soon fill the broker's window for the whole source."""
+    acknowledged, and a sensor sending such values would soon fill the broker's window for the whole source. What
+    is kept: a press whose time cannot be read, with the time of receipt; a reading whose battery level cannot be
+    (the battery is another message of the same record)."""
     messages, problems = mapped(vendor, payload)
-    assert messages == []
+    assert [(type(x).__name__, x.ts) for x in messages] == kept
     assert len(problems) == 1 and reason in problems[0], problems
 
 
@@ -214,3 +220,34 @@ def test_bed_samples_round_trip_through_both_vendors(
         messages, problems = mapped(vendor, vendorsim.encode(vendor, sample))
         assert problems == []
         assert messages == [sample]
+
+
+T_S = 1_763_775_000  # seconds
+
+
+@pytest.mark.parametrize(
+    ("vendor", "payload", "alarm", "problem"),
+    [  # an alarm and something beside the point that cannot be read: the alarm is kept, the rest is a problem
+        ("acme", f'{{"deviceId":"BT-1","type":"call","time":{T_S},"state":"pressed","battery":101}}', "Button", "lev"),
+        ("acme", f'{{"deviceId":"BT-1","type":"call","time":{T_S},"state":"pressed","battery":"low"}}', "Button", "lo"),
+        ("lianke", f"id=BT-2;ts={T_S}000;ev=key;act=1;bat=", "Button", "battery"),
+        ("lianke", f"id=BT-2;ts={T_S}000;ev=key;act=1;bat=255", "Button", "level"),
+        ("acme", f'{{"deviceId":"WB-1","type":"sos","time":{T_S},"lat":0,"lng":999}}', "Sos", "left out"),
+        ("acme", f'{{"deviceId":"WB-1","type":"sos","time":{T_S},"lat":"","lng":""}}', "Sos", "sos."),
+        ("acme", f'{{"deviceId":"FR-1","type":"fall","time":{T_S},"confidence":101}}', "Fall", "left out"),
+        ("lianke", "id=BT-3;ts=86400000;ev=key;act=1", "Button", "time of receipt"),
+        ("lianke", "id=SM-1;ts=5000;ev=smoke_alarm;on=1", "EnvAlarm", "time of receipt"),
+    ],
+)
+def test_an_alarm_is_not_lost_for_another_field_of_its_record(
+    vendor: str, payload: str, alarm: str, problem: str
+) -> None:
+    """A press reported with a battery level out of range, an SOS without a GPS fix, a fall with a confidence of
+    101 %, a button whose clock was reset to 1970: before, the whole record was refused, the alarm with it (and
+    acknowledged, so no device sent it again)."""
+    messages, problems = mapped(vendor, payload.encode())
+    alarms = [x for x in messages if m.is_alarm_class(x)]
+    assert [type(x).__name__ for x in alarms] == [alarm], (messages, problems)
+    assert problems and any(problem in p for p in problems), problems
+    if "1970" in payload or "ts=86400000" in payload or "ts=5000" in payload:
+        assert alarms[0].ts == T0 - 5000  # the time of receipt

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -39,8 +40,11 @@ from tests.platform_procs import Proc
 from eldercare.devices import messages as m
 from eldercare.gateway import config as gateway_config
 from eldercare.gateway import service as service_module
+from eldercare.gateway.config import LocalConfig
 from eldercare.gateway.config import MqttSource as MqttSourceConfig
 from eldercare.gateway.errors import GatewayError
+from eldercare.gateway.local import AlarmHub, LocalAlarm
+from eldercare.gateway.mqtt import MqttLink
 from eldercare.gateway.pipeline import UNSTORED_AFTER_S, Delivery, Pipeline
 from eldercare.gateway.sources import mqtt as mqtt_source
 from eldercare.gateway.stats import Stats
@@ -210,6 +214,59 @@ def test_a_refusing_store_does_not_slow_the_home_broker_source(tmp_path: Path, h
     assert took[0] < 6 * (mqtt_source.REFUSED_RETRY_S + 0.5), took
 
 
+def test_refused_messages_sent_again_before_the_subscription_is_confirmed_retry_soon_too(
+    tmp_path: Path, home: HomeBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With several refused messages waiting, the broker sends them again right after the CONNACK, before the
+    SUBACK: the first refusal closes the link while the subscription is still being confirmed. That is the store's
+    trouble too: the source connects again after 1 s, not after the broker back-off."""
+    attempts: list[float] = []
+    connect = MqttLink.connect
+
+    async def counted(self: MqttLink, within_s: float) -> None:
+        attempts.append(time.monotonic())
+        await connect(self, within_s)
+
+    monkeypatch.setattr(MqttLink, "connect", counted)
+
+    async def body(store: Store, worker: StoreWorker, pipeline: Pipeline) -> None:
+        config = MqttSourceConfig.model_validate(
+            {
+                "kind": "mqtt",
+                "name": "home",
+                "host": "127.0.0.1",
+                "port": home.port,
+                "subscriptions": [{"topic": "lianke/up/+", "vendor": "lianke"}],
+            }
+        )
+        supervisor = Supervisor(
+            config=gateway_config.SupervisionConfig(), devices={}, active=(), now=time.monotonic(), clock_ms=now_ms
+        )
+        source = mqtt_source.MqttSource(config, gateway="GW-1", pipeline=pipeline, supervisor=supervisor, stats=Stats())
+        task = asyncio.create_task(source.run())
+        try:
+            await until(lambda: source.connected, 10)
+            await worker.call(partial(disk_fails, store, failing=True))
+            devices = await asyncio.to_thread(MqttDevices, home.port)
+            try:
+                t = now_ms()
+                for i in range(50):
+                    devices.send("lianke", m.BedSample(dev=f"BS-{i % 10}", ts=t + i, presence=True))
+                attempts.clear()
+                await asyncio.sleep(12)
+            finally:
+                await asyncio.to_thread(devices.close)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    asyncio.run(with_pipeline(tmp_path / "store.db", body))
+    gaps = [round(b - a, 1) for a, b in itertools.pairwise(attempts)]
+    assert len(attempts) >= 8, gaps
+    assert max(gaps) < mqtt_source.REFUSED_RETRY_S + 1.0, gaps
+
+
 async def until(check: Any, within: float) -> None:
     deadline = time.monotonic() + within
     while not check():
@@ -336,3 +393,46 @@ def test_a_failing_disk_stops_nothing_and_its_alarms_are_shown_and_sent_when_it_
             sensors.close()
             link.cut()
     assert gateway.ended == [None]
+
+
+def test_a_local_command_that_hangs_in_a_child_is_killed_with_it(tmp_path: Path) -> None:
+    """The nurse-call command is a script whose child hangs (a relay tool that never returns): at the timeout the
+    whole process group is killed, so the slot is free again. Before, only the script was killed, the child kept
+    its pipe open, and the slot stayed taken as long as the child ran: four such alarms and no call rang."""
+    script = tmp_path / "relay.sh"
+    pids = tmp_path / "pids"
+    script.write_text(f"#!/bin/sh\ncat > /dev/null\nsleep 60 &\necho $! >> {pids}\nwait\n")
+    script.chmod(0o755)
+    marker = tmp_path / "rang"
+
+    async def body() -> float:
+        stats = Stats()
+        config = LocalConfig(command=[str(script)], command_timeout_s=0.5)
+        hub = AlarmHub(config, institution="524205024154895658", gateway="GW-1", stats=stats)
+        hanging = [m.Button(dev=f"BT-{i}", ts=T0 + i, action=m.ButtonAction.PRESS) for i in range(4)]
+        hub.publish([LocalAlarm(x, m.encode(x)) for x in hanging])
+        started = time.monotonic()
+        await until(lambda: hub.commands_failed == 4, 5)  # every slot free again
+        took = time.monotonic() - started
+        script.write_text(f"#!/bin/sh\ncat > /dev/null\ntouch {marker}\n")  # the relay works again
+        press = m.Button(dev="BT-9", ts=T0 + 9, action=m.ButtonAction.PRESS)
+        hub.publish([LocalAlarm(press, m.encode(press))])
+        await until(marker.exists, 5)
+        await hub.drain()
+        return took
+
+    took = asyncio.run(body())
+    assert took < 3, took
+
+    def running(pid: str) -> bool:  # a killed child may show as a zombie until it is reaped
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + 3
+    while (alive := [pid for pid in pids.read_text().split() if running(pid)]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in alive:  # (the old code left them: do not leave them to the next test)
+        subprocess.run(["kill", "-9", pid], check=False)
+    assert alive == [], "the relay's children outlived its timeout"
