@@ -23,13 +23,13 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from tests.alerting.conftest import alarms_of, process, set_rule, tick
+from tests.ingest.conftest import broker_settings
 
 from eldercare.devices import messages as m
 from eldercare.devices import topics
 from eldercare.ingest.mqtt import Connection, Endpoint, Message
 from eldercare.ingest.service import Ingest, build
 from eldercare.ingest.settings import IngestSettings
-from eldercare.platform.config import BrokerSettings
 from eldercare.platform.crypto import Vault
 from eldercare.platform.stack.model import StackInfo
 from eldercare.simulators.seed import SeededHome
@@ -59,15 +59,7 @@ def _ingest(stack: StackInfo, db: str) -> Iterator[Ingest]:
     settings = IngestSettings(
         ingest_name="a", ingest_group=f"t{uuid.uuid4().hex[:10]}", ingest_maintain=False, ingest_metrics_port=None
     )
-    broker = BrokerSettings(
-        mqtt_host=stack.mqtt_host,
-        mqtt_port=stack.ports.mqtt_tls,
-        mqtt_tls=True,
-        mqtt_ca_file=stack.ca_file,
-        mqtt_username=stack.platform_username,
-        mqtt_password=stack.platform_password,
-    )
-    ingest = build(settings=settings, broker=broker, database_url=db)
+    ingest = build(settings=settings, broker=broker_settings(stack), database_url=db)
     ingest.start()
     try:
         assert ingest.wait_subscribed(20), "ingest did not subscribe"

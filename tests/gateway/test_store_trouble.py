@@ -169,25 +169,30 @@ def test_an_alarm_whose_commit_hangs_is_shown_before_it_is_stored(tmp_path: Path
     assert stats.shown_unstored == 1
 
 
+def home_source(home: HomeBroker, pipeline: Pipeline) -> mqtt_source.MqttSource:
+    """The gateway's source on the home broker, for Lianke devices, feeding ``pipeline``."""
+    config = MqttSourceConfig.model_validate(
+        {
+            "kind": "mqtt",
+            "name": "home",
+            "host": "127.0.0.1",
+            "port": home.port,
+            "subscriptions": [{"topic": "lianke/up/+", "vendor": "lianke"}],
+        }
+    )
+    supervisor = Supervisor(
+        config=gateway_config.SupervisionConfig(), devices={}, active=(), now=time.monotonic(), clock_ms=now_ms
+    )
+    return mqtt_source.MqttSource(config, gateway="GW-1", pipeline=pipeline, supervisor=supervisor, stats=Stats())
+
+
 def test_a_refusing_store_does_not_slow_the_home_broker_source(tmp_path: Path, home: HomeBroker) -> None:
     """The source disconnects to have a refused message sent again; that is no failure of the broker, so it
     connects again at once each time, not after a back-off doubling to half a minute."""
     took: list[float] = []
 
     async def body(store: Store, worker: StoreWorker, pipeline: Pipeline) -> None:
-        config = MqttSourceConfig.model_validate(
-            {
-                "kind": "mqtt",
-                "name": "home",
-                "host": "127.0.0.1",
-                "port": home.port,
-                "subscriptions": [{"topic": "lianke/up/+", "vendor": "lianke"}],
-            }
-        )
-        supervisor = Supervisor(
-            config=gateway_config.SupervisionConfig(), devices={}, active=(), now=time.monotonic(), clock_ms=now_ms
-        )
-        source = mqtt_source.MqttSource(config, gateway="GW-1", pipeline=pipeline, supervisor=supervisor, stats=Stats())
+        source = home_source(home, pipeline)
         task = asyncio.create_task(source.run())
         try:
             await until(lambda: source.connected, 10)
@@ -230,19 +235,7 @@ def test_refused_messages_sent_again_before_the_subscription_is_confirmed_retry_
     monkeypatch.setattr(MqttLink, "connect", counted)
 
     async def body(store: Store, worker: StoreWorker, pipeline: Pipeline) -> None:
-        config = MqttSourceConfig.model_validate(
-            {
-                "kind": "mqtt",
-                "name": "home",
-                "host": "127.0.0.1",
-                "port": home.port,
-                "subscriptions": [{"topic": "lianke/up/+", "vendor": "lianke"}],
-            }
-        )
-        supervisor = Supervisor(
-            config=gateway_config.SupervisionConfig(), devices={}, active=(), now=time.monotonic(), clock_ms=now_ms
-        )
-        source = mqtt_source.MqttSource(config, gateway="GW-1", pipeline=pipeline, supervisor=supervisor, stats=Stats())
+        source = home_source(home, pipeline)
         task = asyncio.create_task(source.run())
         try:
             await until(lambda: source.connected, 10)
