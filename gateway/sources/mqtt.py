@@ -68,39 +68,21 @@ class MqttSource:
     async def run(self) -> None:
         c = self.config
         while True:
+            link: MqttLink | None = None
             try:
-                link = MqttLink(
-                    Endpoint(
-                        host=c.host,
-                        port=c.port,
-                        client_id=self._client_id,
-                        username=c.username,
-                        password=c.password.get_secret_value() if c.password else None,
-                        ca_file=c.ca_file,
-                        clean_start=False,
-                        session_expiry_s=c.session_expiry_s,
-                    ),
-                    on_message=self._on_message,
-                )
+                link = self._new_link()
                 await link.connect(15.0)
-            except (LinkError, ssl.SSLError, ValueError) as exc:
-                self._stats.error(f"source {c.name}: {getattr(exc, 'reason', exc)}")
-                await asyncio.sleep(self._backoff.next())
-                continue
-            self.connects += 1
-            try:
+                self.connects += 1
                 async with asyncio.timeout(15.0):
                     await link.subscribe([(s.topic, 1) for s in c.subscriptions])
-            except (LinkError, TimeoutError) as exc:
-                if self._refused is link:
-                    # The broker sends what the session holds at once, before the SUBACK: a refused message
-                    # closed the link first. The same as a refusal after the SUBACK (see the module's text).
-                    self._backoff.reset()
-                    await asyncio.sleep(REFUSED_RETRY_S)
-                    continue
-                self._stats.error(f"source {c.name}: {exc}")
-                link.disconnect()
-                await asyncio.sleep(self._backoff.next())
+            except (LinkError, ssl.SSLError, ValueError, TimeoutError) as exc:
+                # A refused message may close the link before the SUBACK: the broker sends what the session holds
+                # at once. That is a refusal like any other (see the module's text), not the broker failing.
+                if link is None or self._refused is not link:
+                    self._stats.error(f"source {c.name}: {getattr(exc, 'reason', exc)}")
+                if link is not None and not link.closed.done():
+                    link.disconnect()
+                await asyncio.sleep(self._pause(link, stable=False))
                 continue
             log.info(
                 "source %s: connected to %s:%d, subscribed to %d topic(s)", c.name, c.host, c.port, len(c.subscriptions)
@@ -116,14 +98,35 @@ class MqttSource:
                     self._supervisor.source_down(c.name)
                 if not link.closed.done():
                     link.disconnect()
-            if self._refused is link:  # our own doing (see the module's text): the broker is fine
-                self._backoff.reset()
-                await asyncio.sleep(REFUSED_RETRY_S)
-                continue
-            self._stats.error(f"source {c.name}: connection lost ({reason})")
-            if time.monotonic() - started > 30:
-                self._backoff.reset()
-            await asyncio.sleep(self._backoff.next())
+            if self._refused is not link:
+                self._stats.error(f"source {c.name}: connection lost ({reason})")
+            await asyncio.sleep(self._pause(link, stable=time.monotonic() - started > 30))
+
+    def _new_link(self) -> MqttLink:
+        c = self.config
+        return MqttLink(
+            Endpoint(
+                host=c.host,
+                port=c.port,
+                client_id=self._client_id,
+                username=c.username,
+                password=c.password.get_secret_value() if c.password else None,
+                ca_file=c.ca_file,
+                clean_start=False,
+                session_expiry_s=c.session_expiry_s,
+            ),
+            on_message=self._on_message,
+        )
+
+    def _pause(self, link: MqttLink | None, *, stable: bool) -> float:
+        """How long to wait before connecting again: :data:`REFUSED_RETRY_S` when this source closed ``link`` for
+        a refused message (the broker is fine), else the back-off, reset after a connection that lasted."""
+        if link is not None and self._refused is link:
+            self._backoff.reset()
+            return REFUSED_RETRY_S
+        if stable:
+            self._backoff.reset()
+        return self._backoff.next()
 
     def _on_message(self, link: MqttLink, message: mqtt.MQTTMessage) -> None:
         self.received += 1

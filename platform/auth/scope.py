@@ -107,6 +107,12 @@ def sees_names(principal: Principal) -> bool:
     return principal.role is not Role.REGULATOR
 
 
+def region_covers(principal: Principal, region: str) -> bool:
+    """Whether a regulator's region includes the division ``region``: its code starts with theirs (the rule
+    :func:`institution_filter` applies in SQL)."""
+    return region.startswith(principal.region_code or "")
+
+
 def institution_filter(principal: Principal, column: sql.Composable) -> sql.Composable:
     """A condition on an ``institution_id`` column that keeps only the principal's institutions."""
     match principal.role:

@@ -174,13 +174,18 @@ async def _recently_told(conn: AsyncConn, user_id: int, min_interval_s: float) -
     return bool(row and row[0])
 
 
-async def _claim(
-    conn: AsyncConn, *, vault: Vault, policy: SenderPolicy, people: int, emergency_only: bool
-) -> list[_Group]:
-    """Lease the due rows of at most ``people`` people (only people with an emergency if ``emergency_only``)."""
+async def _suppress(conn: AsyncConn) -> None:
+    """Mark ``suppressed`` the due rows whose recipient may no longer be told: once before claiming."""
     suppressed = await conn.execute(_SUPPRESS)
     if suppressed.rowcount > 0:
         log.info("notification sender: %d due notifications suppressed (recipient gone)", suppressed.rowcount)
+
+
+async def _claim(
+    conn: AsyncConn, *, vault: Vault, policy: SenderPolicy, people: int, emergency_only: bool
+) -> list[_Group]:
+    """Lease the due rows of at most ``people`` people (only people with an emergency if ``emergency_only``);
+    :func:`_suppress` first."""
     params = {"lease": policy.lease_s, "batch": policy.batch, "people": people, "emergency_only": emergency_only}
     claimed = await (await conn.execute(_CLAIM, params)).fetchall()
     if not claimed:
@@ -198,6 +203,7 @@ async def deliver_due(
 ) -> int:
     """One send cycle: the due rows of up to ``concurrency + emergency_reserve`` people, sent to at once; returns
     how many outbox rows were delivered. (``run`` does not wait for a cycle: it claims as sends end.)"""
+    await _suppress(conn)
     groups = await _claim(
         conn, vault=vault, policy=policy, people=policy.concurrency + policy.emergency_reserve, emergency_only=False
     )
@@ -342,11 +348,14 @@ class _Dispatcher:
 
     async def fill(self) -> None:
         """Claim and start sends until every slot is taken or nothing is due."""
+        slots = self.policy.concurrency + self.policy.emergency_reserve
+        if len(self.in_flight) < slots:
+            await _suppress(self.conn)
         while True:
             if self.failure is not None:
                 raise self.failure
             busy = len(self.in_flight)
-            free = self.policy.concurrency + self.policy.emergency_reserve - busy
+            free = slots - busy
             if free <= 0:
                 return
             emergency_only = busy >= self.policy.concurrency

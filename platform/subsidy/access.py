@@ -11,7 +11,7 @@ from datetime import date
 from psycopg import sql
 
 from eldercare.platform.api.errors import NotFound, invalid
-from eldercare.platform.auth.scope import Principal, Role, institution_filter
+from eldercare.platform.auth.scope import Principal, Role, institution_filter, region_covers
 from eldercare.platform.auth.service import AsyncConn
 from eldercare.platform.subsidy.errors import forbidden
 
@@ -34,7 +34,7 @@ def check_region(principal: Principal, region: str | None, *, field: str = "quer
         return own
     if not region.isdigit() or len(region) not in (2, 4, 6, 9):
         raise invalid(field, "an administrative division code of 2, 4, 6 or 9 digits")
-    if principal.role is Role.REGULATOR and not region.startswith(own):
+    if principal.role is Role.REGULATOR and not region_covers(principal, region):
         raise NotFound("region")
     return region
 

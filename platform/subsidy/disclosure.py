@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, Final
 
-from eldercare.platform.auth.scope import Principal, Role
+from eldercare.platform.auth.scope import Principal, Role, region_covers
 from eldercare.platform.subsidy import reason_text
 from eldercare.platform.subsidy.access import SEE_ELSEWHERE
 from eldercare.platform.subsidy.models import ClaimView, LineVerdict, Reason
@@ -51,12 +51,11 @@ def for_reader(view: ClaimView, principal: Principal, *, home_regions: Mapping[s
         return view.model_copy(update={"lines": [_line(line) for line in view.lines]})
     if principal.role is not Role.REGULATOR:
         return view
-    area = principal.region_code or ""
 
     def city(code: str) -> str | None:
         """None for a home of the reader's region; else the city (4 digits) the home lies in, "" if not known."""
         region = home_regions.get(code)
-        if region is not None and area and region.startswith(area):
+        if region is not None and principal.region_code and region_covers(principal, region):
             return None
         return (region or "")[:4]
 
@@ -89,9 +88,8 @@ def _line_in_region(line: LineVerdict, city: Callable[[str], str | None]) -> Lin
 
 def _split(codes: list[Any], city: Callable[[str], str | None]) -> tuple[list[Any], list[str]]:
     """The codes of homes in the reader's region, and the cities of the others."""
-    inside = [code for code in codes if city(str(code)) is None]
-    outside = sorted(c for c in (city(str(code)) for code in codes) if c is not None)
-    return inside, outside
+    cities = [(code, city(str(code))) for code in codes]
+    return [code for code, c in cities if c is None], sorted(c for _, c in cities if c is not None)
 
 
 def _reason_in_region(reason: Reason, city: Callable[[str], str | None]) -> Reason:

@@ -11,7 +11,7 @@ import logging
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import partial
@@ -186,34 +186,44 @@ def home_source(home: HomeBroker, pipeline: Pipeline) -> mqtt_source.MqttSource:
     return mqtt_source.MqttSource(config, gateway="GW-1", pipeline=pipeline, supervisor=supervisor, stats=Stats())
 
 
+@contextlib.asynccontextmanager
+async def failing_disk_behind_a_source(
+    home: HomeBroker, store: Store, worker: StoreWorker, pipeline: Pipeline
+) -> AsyncIterator[tuple[mqtt_source.MqttSource, MqttDevices]]:
+    """The home broker source running and connected, its store's disk failing from now on, and devices on the
+    home broker; all stopped afterwards."""
+    source = home_source(home, pipeline)
+    task = asyncio.create_task(source.run())
+    try:
+        await until(lambda: source.connected, 10)
+        await worker.call(partial(disk_fails, store, failing=True))
+        devices = await asyncio.to_thread(MqttDevices, home.port)
+        try:
+            yield source, devices
+        finally:
+            await asyncio.to_thread(devices.close)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 def test_a_refusing_store_does_not_slow_the_home_broker_source(tmp_path: Path, home: HomeBroker) -> None:
     """The source disconnects to have a refused message sent again; that is no failure of the broker, so it
     connects again at once each time, not after a back-off doubling to half a minute."""
     took: list[float] = []
 
     async def body(store: Store, worker: StoreWorker, pipeline: Pipeline) -> None:
-        source = home_source(home, pipeline)
-        task = asyncio.create_task(source.run())
-        try:
-            await until(lambda: source.connected, 10)
-            await worker.call(partial(disk_fails, store, failing=True))
-            devices = await asyncio.to_thread(MqttDevices, home.port)
-            try:
-                press = m.Button(dev="BT-7", ts=now_ms(), action=m.ButtonAction.PRESS)
-                await asyncio.to_thread(lambda: devices.send("lianke", press).wait_for_publish(5))
-                started, connects = time.monotonic(), source.connects
-                # refused each time: the broker sends it again on each new connection
-                await until(lambda: source.connects >= connects + 6, 60)
-                took.append(time.monotonic() - started)
-                await worker.call(partial(disk_fails, store, failing=False))
-                await until(lambda: store.depth().alarm == 1, 10)
-            finally:
-                await asyncio.to_thread(devices.close)
-            assert [dev for dev, _ in shown(pipeline)] == ["BT-7"]
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        async with failing_disk_behind_a_source(home, store, worker, pipeline) as (source, devices):
+            press = m.Button(dev="BT-7", ts=now_ms(), action=m.ButtonAction.PRESS)
+            await asyncio.to_thread(lambda: devices.send("lianke", press).wait_for_publish(5))
+            started, connects = time.monotonic(), source.connects
+            # refused each time: the broker sends it again on each new connection
+            await until(lambda: source.connects >= connects + 6, 60)
+            took.append(time.monotonic() - started)
+            await worker.call(partial(disk_fails, store, failing=False))
+            await until(lambda: store.depth().alarm == 1, 10)
+        assert [dev for dev, _ in shown(pipeline)] == ["BT-7"]
 
     asyncio.run(with_pipeline(tmp_path / "store.db", body))
     assert took[0] < 6 * (mqtt_source.REFUSED_RETRY_S + 0.5), took
@@ -235,24 +245,12 @@ def test_refused_messages_sent_again_before_the_subscription_is_confirmed_retry_
     monkeypatch.setattr(MqttLink, "connect", counted)
 
     async def body(store: Store, worker: StoreWorker, pipeline: Pipeline) -> None:
-        source = home_source(home, pipeline)
-        task = asyncio.create_task(source.run())
-        try:
-            await until(lambda: source.connected, 10)
-            await worker.call(partial(disk_fails, store, failing=True))
-            devices = await asyncio.to_thread(MqttDevices, home.port)
-            try:
-                t = now_ms()
-                for i in range(50):
-                    devices.send("lianke", m.BedSample(dev=f"BS-{i % 10}", ts=t + i, presence=True))
-                attempts.clear()
-                await asyncio.sleep(12)
-            finally:
-                await asyncio.to_thread(devices.close)
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        async with failing_disk_behind_a_source(home, store, worker, pipeline) as (_, devices):
+            t = now_ms()
+            for i in range(50):
+                devices.send("lianke", m.BedSample(dev=f"BS-{i % 10}", ts=t + i, presence=True))
+            attempts.clear()
+            await asyncio.sleep(12)
 
     asyncio.run(with_pipeline(tmp_path / "store.db", body))
     gaps = [round(b - a, 1) for a, b in itertools.pairwise(attempts)]
