@@ -48,10 +48,13 @@ def test_demo_fills_the_platform_with_a_simulated_world(
         "ELDERCARE_INGEST_RAW_RETENTION_DAYS": "1",
     }
     old_rows = _stopped_while_living_last_month(env, throwaway_state_dir)
-    done = _demo(env, "55")  # the first press comes at 15 s; the first home's carer answers within 30 s
+    # the first press comes at 15 s; the first home's carer answers within 30 s; 20 s more for a loaded machine
+    done = _demo(env, "65")
     output = done.stdout + done.stderr
     assert "  staff:      the carer on shift answers alarms" in done.stdout, output
-    assert re.search(r"\.\. alarm \d+ button: acknowledged by (nurse|head)-\S+ \(", done.stdout), output
+    assert re.search(r"\.\. alarm \d+ button: acknowledged by (nurse|head)-\S+ \(", done.stdout), (
+        output + _what_happened(throwaway_state_dir)
+    )
     assert "could not reach the platform" not in done.stdout, output
     assert f"API:        http://127.0.0.1:{ports.api}/api/v1" in done.stdout, output
     assert "logins:     admin demo-admin / " in done.stdout and "head  head-" in done.stdout
@@ -106,6 +109,22 @@ def test_demo_fills_the_platform_with_a_simulated_world(
     flagged = [(r, v["verdict"], v["reasons"]) for r, v in verdicts.items() if v["verdict"] in CAUGHT]
     flagged = [f for f in flagged if f[0] not in named]
     assert not flagged, flagged  # the honest lines of the world are paid
+
+
+def _what_happened(state_dir: Path) -> str:
+    """For a failure's message: the alarms and gateways as the database has them, and the ends of the logs."""
+    out = ["\n--- alarms (raised, acknowledged, kind, state, occurred) and gateways (seen, status) ---"]
+    with psycopg.connect(stack_service.load(state_dir).database_url) as conn:
+        rows = conn.execute(
+            "SELECT id, raised_at, acknowledged_at, kind, state::text, occurred_at FROM alarms ORDER BY id"
+        ).fetchall()
+        rows += conn.execute("SELECT gateway_id, last_seen_at, last_status, status_sent_at FROM gateways").fetchall()
+        rows += conn.execute("SELECT now()").fetchall()
+    out += [" ".join(str(v) for v in row) for row in rows]
+    for log in sorted((state_dir / "logs").glob("*.log")):
+        out.append(f"--- {log.name} (end) ---")
+        out.append(log.read_text(errors="replace")[-3000:])
+    return "\n".join(out)
 
 
 def _stopped_while_living_last_month(env: dict[str, str], state_dir: Path) -> int:
