@@ -89,6 +89,12 @@ class UplinkConfig(_Strict):
 class StorageConfig(_Strict):
     path: Path
     max_bytes: int = Field(256 * MIB, ge=1 * MIB, description="bound of the store on disk, bytes")
+    memory_after_s: float = Field(
+        10.0, gt=0, le=3600, description="a disk failing this long: the store goes on in memory (see memory_bytes)"
+    )
+    memory_bytes: int = Field(
+        64 * MIB, ge=0, description="bound of the store in memory while its disk fails, bytes; 0: never in memory"
+    )
 
 
 class Subscription(_Strict):

@@ -65,7 +65,14 @@ class Gateway:
 
     async def run(self, stop: asyncio.Event, *, on_ready: Callable[[], None] | None = None) -> None:
         config = self.config
-        store = Store(config.storage.path, max_bytes=config.storage.max_bytes)
+        storage = config.storage
+        store = Store(
+            storage.path,
+            max_bytes=storage.max_bytes,
+            memory_after_s=storage.memory_after_s if storage.memory_bytes else None,
+            memory_bytes=storage.memory_bytes,
+            say=self.stats.error,
+        )
         try:
             await self._run(store, stop, on_ready)
         finally:
@@ -136,6 +143,7 @@ class Gateway:
                 "queue": {"alarm": depth.alarm, "telemetry": depth.telemetry},
                 "dropped": store.dropped,
                 "store_bytes": store.disk_bytes(),
+                "store": {"in_memory": store.in_memory, "since": store.memory_since},
                 "sources": {s.config.name: s.connected for s in sources},
                 "offline_devices": supervisor.offline(),
                 "devices": len(book.classes),

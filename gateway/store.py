@@ -29,16 +29,30 @@ of the one before, and a commit is refused for its detector state only when that
 :data:`DETECTOR_SHARE`, a little above the alarms' limit. A wearable's rows are deleted when the gateway forgets
 its detector (``Batch.forget``, see :class:`eldercare.gateway.pipeline.FallService`).
 
+A failing disk. A store created with ``memory_after_s`` goes on in memory when its disk has failed for that long
+(every write refused: a card worn out, a file system remounted read-only, or full of other files), rather than
+refuse every message and so leave the home broker's messages unread behind the first one refused. The database
+is copied into memory (SQLite's backup, which only reads the file) when it is no larger than ``memory_bytes``,
+and goes on there as the same store, its epoch and sequence numbers continued, so nothing waiting on the disk is
+left behind; when it cannot be read or is larger, a store in memory starts afresh with an epoch of its own, and
+what waits on the disk stays there. Acknowledged messages in memory are lost if the gateway stops before they
+are sent: it is the price of reading on at all, and the gateway says so (``say``, the status's ``store``).
+Every :data:`DISK_PROBE_S` the disk is tried again (a write on its own connection); once it takes one, the store
+in memory is written back over it (a copy), or, one started afresh, once it has sent all it held (its fall
+detector checkpoints, faults and devices are written to the disk first), and the store is on disk again.
+
 Repeats. A message whose exact bytes were stored recently (the last ``dedup_keys`` messages) is a repeat
 (a device or the home broker sending again what was already stored) and is not stored twice.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
@@ -61,6 +75,9 @@ ALARM_SHARE: Final = 0.8
 # detector's window does (a candidate pending) or a new wearable starts; the rest stays free for framing alarms.
 DETECTOR_SHARE: Final = 0.85
 WAL_SHARE: Final = 16  # the write-ahead log is checkpointed at max_bytes / WAL_SHARE
+DISK_PROBE_S: Final = 30.0  # in memory, the failed disk is tried again this often
+FS_FULL_MARGIN: Final = 64 * 1024  # bytes free below which SQLITE_FULL means the file system, not the cap, is full
+_STATE_TABLES: Final = ("faults", "devices", "fall_state", "fall_samples")  # what is not a queue
 
 
 class Lane(IntEnum):
@@ -173,14 +190,23 @@ def frame_bytes(*, epoch: int, seq: int, sent: int, bodies: Sequence[bytes]) -> 
 class Store:
     """Used from one thread at a time (the gateway's store thread)."""
 
-    def __init__(self, path: Path, *, max_bytes: int, dedup_keys: int = 200_000) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_bytes: int,
+        dedup_keys: int = 200_000,
+        memory_after_s: float | None = None,
+        memory_bytes: int = 64 * 1024 * 1024,
+        say: Callable[[str], None] | None = None,
+    ) -> None:
         self.path = path
         self.max_bytes = max_bytes
+        self._memory_after_s = memory_after_s
+        self._memory_bytes = memory_bytes
+        self._say = say or (lambda _: None)
         wal_pages = max(32, max_bytes // WAL_SHARE // PAGE_SIZE)
-        page_limit = (max_bytes - 2 * wal_pages * PAGE_SIZE) // PAGE_SIZE  # the WAL, and its -shm, besides
-        self._data_limit = int(page_limit * PAGE_SIZE * DATA_SHARE)
-        self._alarm_limit = int(page_limit * PAGE_SIZE * ALARM_SHARE)
-        self._detector_limit = int(page_limit * PAGE_SIZE * DETECTOR_SHARE)
+        self._set_limits((max_bytes - 2 * wal_pages * PAGE_SIZE) // PAGE_SIZE)  # the WAL, and its -shm, besides
         self._dedup_keys = max(1000, min(dedup_keys, max_bytes // 8 // KEY_BYTES))
         try:
             fresh = not path.exists()
@@ -192,7 +218,7 @@ class Store:
             self._db.execute("PRAGMA synchronous = FULL")
             self._db.execute(f"PRAGMA wal_autocheckpoint = {wal_pages}")
             self._db.execute(f"PRAGMA journal_size_limit = {wal_pages * PAGE_SIZE}")
-            self._db.execute(f"PRAGMA max_page_count = {page_limit}")
+            self._db.execute(f"PRAGMA max_page_count = {self._page_limit}")
             self._db.executescript(SCHEMA)
             with self._tx():
                 self._db.execute(
@@ -201,10 +227,23 @@ class Store:
                 )
         except sqlite3.Error as exc:
             raise StoreError(path, str(exc)) from exc
+        self._disk = self._db  # the file's connection, kept while the store is in memory (to try it again)
         self.created = fresh
         self.epoch = self._meta("epoch")
         self._stale = False  # the counters in memory missed a rollback (the database could not be read)
+        self._failing_since: float | None = None  # monotonic time of the first of the writes failing since
+        self._last_failure = 0.0
+        self.memory_since: float | None = None  # wall clock time the store went on in memory; None on disk
+        self._copied = False  # in memory: a copy of the disk's database (else started afresh)
+        self._seeded = False  # in memory afresh: with the disk's faults, devices and detectors (it could be read)
+        self._next_probe = 0.0
         self._load_counters()
+
+    def _set_limits(self, pages: int) -> None:
+        self._page_limit = pages
+        self._data_limit = int(pages * PAGE_SIZE * DATA_SHARE)
+        self._alarm_limit = int(pages * PAGE_SIZE * ALARM_SHARE)
+        self._detector_limit = int(pages * PAGE_SIZE * DETECTOR_SHARE)
 
     def _load_counters(self) -> None:
         """Counters kept in memory, from the database (at start, and after a transaction failed)."""
@@ -238,6 +277,94 @@ class Store:
             raise StoreError(self.path, f"cannot be read: {exc}") from exc
         self._stale = False
 
+    # --- a failing disk (see the module's text) ------------------------------------------------------
+
+    @property
+    def in_memory(self) -> bool:
+        return self._db is not self._disk
+
+    def _disk_failed(self, exc: Exception) -> bool:
+        """A write or read of the disk failed: whether the store has now gone on in memory (try it again there)."""
+        if self.in_memory or self._memory_after_s is None:
+            return False
+        now = time.monotonic()
+        if self._failing_since is None or now - self._last_failure > self._memory_after_s:
+            self._failing_since = now  # the first failure, or the first after a long quiet: the clock starts
+        self._last_failure = now
+        if now - self._failing_since < self._memory_after_s:
+            return False
+        self._to_memory(f"its disk has failed for {now - self._failing_since:.0f} s ({exc})")
+        return True
+
+    def _file_system_full(self) -> bool:
+        try:
+            st = os.statvfs(self.path.parent)
+        except OSError:
+            return False
+        return st.f_bavail * st.f_frsize < FS_FULL_MARGIN
+
+    def _to_memory(self, why: str) -> None:
+        memory = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        copied = False
+        try:
+            if self.disk_bytes() <= self._memory_bytes:  # on disk still: the files' size
+                self._disk.backup(memory)
+                copied = True
+        except (sqlite3.Error, OSError):
+            memory.close()
+            memory = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        seeded = copied
+        if not copied:
+            memory.execute(f"PRAGMA page_size = {PAGE_SIZE}")
+            memory.executescript(SCHEMA)
+            epoch = max(time.time_ns() // 1_000_000, self.epoch + 1)
+            memory.execute("INSERT INTO meta VALUES ('epoch', ?), ('next_seq', 0), ('dropped', 0)", (epoch,))
+            with contextlib.suppress(sqlite3.Error):  # the disk's faults, devices and detectors, if it can be read
+                _copy_state(self._disk, memory)
+                seeded = True
+        pages = self._memory_bytes // PAGE_SIZE
+        memory.execute(f"PRAGMA max_page_count = {pages}")
+        self._disk_pages = self._page_limit
+        self._set_limits(pages)
+        self._db, self._copied, self._seeded = memory, copied, seeded
+        self.memory_since = time.time()
+        self._failing_since = None
+        self._next_probe = time.monotonic() + DISK_PROBE_S
+        self.epoch = self._meta("epoch")
+        self._load_counters()
+        self._say(
+            f"store: {why}; going on in memory (up to {self._memory_bytes // 1024 // 1024} MiB), "
+            + (
+                "with all the disk held"
+                if copied
+                else f"afresh (epoch {self.epoch}); what waits on the disk is sent once it works again"
+            )
+            + ": messages taken meanwhile are lost if the gateway stops before they are sent"
+        )
+
+    def _back_to_disk(self) -> None:
+        """In memory: try the disk again, and go back to it if it takes a write (see the module's text)."""
+        self._next_probe = time.monotonic() + DISK_PROBE_S
+        if not self._copied and (any(self._queued.values()) or any(self._in_frames.values())):
+            return  # a store started afresh goes back once it has sent all it held
+        try:
+            with _Transaction(self._disk):
+                self._disk.execute("INSERT OR REPLACE INTO meta VALUES ('probe', ?)", (time.time_ns() // 1_000_000,))
+            if self._copied:
+                self._db.backup(self._disk)
+            else:  # the state as it is now; seeded from a disk that could not be read, what it has is kept
+                _copy_state(self._db, self._disk, replace=self._seeded)
+        except sqlite3.Error:
+            return
+        memory, self._db = self._db, self._disk
+        memory.close()
+        self._set_limits(self._disk_pages)
+        self.memory_since = None
+        self._copied = False
+        self.epoch = self._meta("epoch")
+        self._load_counters()
+        self._say(f"store: back on disk ({self.path})")
+
     # --- helpers ---------------------------------------------------------------------------------
 
     def _tx(self) -> _Transaction:
@@ -252,7 +379,16 @@ class Store:
         return int(self._db.execute(sql, params).fetchone()[0])
 
     def close(self) -> None:
-        self._db.close()
+        if self.in_memory:
+            self._back_to_disk()
+        if self.in_memory:
+            depth = self.depth()
+            self._say(
+                f"store: stopping in memory, the disk still failing: {depth.alarm} alarm(s) and {depth.telemetry}"
+                " telemetry message(s) not sent are lost"
+            )
+            self._db.close()
+        self._disk.close()
 
     # --- reading state ----------------------------------------------------------------------------
 
@@ -271,6 +407,10 @@ class Store:
         return self._bytes
 
     def disk_bytes(self) -> int:
+        """Bytes of the database file and its write-ahead log; in memory, what the store holds by its own measure
+        (read from any thread: no query)."""
+        if self.in_memory:
+            return self._bytes
         return sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists())
 
     def active_faults(self) -> set[tuple[str, str]]:
@@ -301,8 +441,14 @@ class Store:
         # are not subtracted here: what it really adds is known once it is written, see _room_for_detectors).
         detectors = sum(len(d.state) + len(d.samples) + 2 * ROW_OVERHEAD for b in batches for d in b.detectors)
         at_least = 0  # bytes of telemetry to drop whatever the estimate says (the pages ran out first)
+        if self.in_memory and time.monotonic() >= self._next_probe:
+            self._back_to_disk()
         if self._stale:
-            self._rolled_back()
+            try:
+                self._rolled_back()
+            except StoreError as exc:
+                if not self._disk_failed(exc):
+                    raise
         while True:
             try:
                 with self._tx():
@@ -317,18 +463,38 @@ class Store:
                 self._rolled_back()
                 raise StoreFullError(f"{exc.args[0]}: the rest is kept for sending them") from exc
             except sqlite3.Error as exc:
-                self._rolled_back()
-                if not (isinstance(exc, sqlite3.OperationalError) and "full" in str(exc)):
-                    raise StoreError(self.path, str(exc)) from exc
-                if self._queued[Lane.TELEMETRY] == 0:
-                    raise StoreFullError(f"{exc}, and no telemetry left to drop") from exc
+                if self._failed(exc):
+                    continue  # the same commit, now in memory
                 at_least += max(messages + detectors, self.max_bytes // 32)
                 continue
+            if not self.in_memory:
+                self._failing_since = None
             for stored in results:
                 for item in stored.accepted:
                     self._queued[item.lane] += 1
                     self._bytes += _cost(item)
             return results
+
+    def _failed(self, exc: sqlite3.Error) -> bool:
+        """After a commit failed: True if the store went on in memory (commit again there), False if the pages ran
+        out (drop more telemetry and commit again); otherwise raises :class:`StoreError` or :class:`StoreFullError`."""
+        try:
+            self._rolled_back()
+        except StoreError:
+            if self._disk_failed(exc):
+                return True
+            raise
+        if not (isinstance(exc, sqlite3.OperationalError) and "full" in str(exc)):
+            if self._disk_failed(exc):
+                return True
+            raise StoreError(self.path, str(exc)) from exc
+        if self._queued[Lane.TELEMETRY] == 0:
+            # Full with no telemetry left: by the store's own bound, alarms are refused (they wait in the devices);
+            # a file system full of other files is a failing disk.
+            if not self.in_memory and self._file_system_full() and self._disk_failed(exc):
+                return True
+            raise StoreFullError(f"{exc}, and no telemetry left to drop") from exc
+        return False
 
     def _add(self, batch: Batch, *, keep_spare: bool = True) -> Stored:
         accepted: list[Item] = []
@@ -435,11 +601,13 @@ class Store:
     def cut_frame(self, lane: Lane, *, max_msgs: int, max_bytes: int, sent: int) -> OutFrame | None:
         """Move the oldest messages of ``lane`` into a new numbered frame; None if the lane is empty."""
         table = _QUEUE[lane]
-        if self._stale:
-            self._rolled_back()
         try:
+            if self._stale:
+                self._rolled_back()
             rows = self._db.execute(f"SELECT id, body FROM {table} ORDER BY id LIMIT ?", (max_msgs,)).fetchall()  # noqa: S608
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, StoreError) as exc:
+            if self._disk_failed(exc):
+                return self.cut_frame(lane, max_msgs=max_msgs, max_bytes=max_bytes, sent=sent)
             raise StoreError(self.path, str(exc)) from exc
         if not rows:
             return None
@@ -459,7 +627,11 @@ class Store:
                 self._db.execute("INSERT INTO frames VALUES (?, ?, ?, ?)", (seq, int(lane), len(bodies), body))
                 self._db.execute("UPDATE meta SET value = ? WHERE key = 'next_seq'", (seq + 1,))
         except sqlite3.Error as exc:
+            if self._disk_failed(exc):
+                return self.cut_frame(lane, max_msgs=max_msgs, max_bytes=max_bytes, sent=sent)
             raise StoreError(self.path, str(exc)) from exc
+        if not self.in_memory:
+            self._failing_since = None
         self._queued[lane] -= len(bodies)
         self._in_frames[lane] += len(bodies)
         self._bytes += len(body) + ROW_OVERHEAD - sum(len(b) + ROW_OVERHEAD for b in bodies)
@@ -470,8 +642,23 @@ class Store:
         try:
             rows = self._db.execute("SELECT seq, lane, n_msgs, body FROM frames ORDER BY lane, seq").fetchall()
         except sqlite3.Error as exc:
+            if self._disk_failed(exc):
+                return self.unacked()
             raise StoreError(self.path, str(exc)) from exc
         return [OutFrame(int(seq), Lane(lane), int(n), bytes(body)) for seq, lane, n, body in rows]
+
+
+def _copy_state(source: sqlite3.Connection, target: sqlite3.Connection, *, replace: bool = True) -> None:
+    """The tables that are not queues (faults, devices, fall detectors), from ``source`` to ``target`` in one
+    transaction: instead of ``target``'s rows (``replace``), or over them (rows of the same key replaced)."""
+    with _Transaction(target):
+        for table in _STATE_TABLES:
+            if replace:
+                target.execute(f"DELETE FROM {table}")  # noqa: S608 - a name of this module's
+            rows = source.execute(f"SELECT * FROM {table}").fetchall()  # noqa: S608
+            if rows:
+                marks = ",".join("?" * len(rows[0]))
+                target.executemany(f"INSERT OR REPLACE INTO {table} VALUES ({marks})", rows)  # noqa: S608
 
 
 class _AlarmsFullError(Exception):

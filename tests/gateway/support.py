@@ -562,8 +562,8 @@ def fill_with_alarms(store: Store) -> None:
 
 
 def disk_fails(store: Store, *, failing: bool) -> None:
-    """The store's disk refuses writes (``failing``), or takes them again: every commit fails meanwhile."""
-    store._db.execute(f"PRAGMA query_only = {'ON' if failing else 'OFF'}")
+    """The store's disk refuses writes (``failing``), or takes them again: every commit on it fails meanwhile."""
+    store._disk.execute(f"PRAGMA query_only = {'ON' if failing else 'OFF'}")
 
 
 def send_alarms(store: Store) -> None:

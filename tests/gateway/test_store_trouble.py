@@ -338,7 +338,13 @@ def test_a_failing_disk_stops_nothing_and_its_alarms_are_shown_and_sent_when_it_
     site = register_site(stack, seed=311, devices=devices)
     link = LinkCutter(stack.ports.mqtt_tls)  # down: the first press waits in the store, not yet in a frame
     setup = write_config(
-        tmp_path / "gw", site=site, stack=stack, home_port=home.port, http=False, uplink={"port": link.port}
+        tmp_path / "gw",
+        site=site,
+        stack=stack,
+        home_port=home.port,
+        http=False,
+        uplink={"port": link.port},
+        storage={"memory_after_s": 3600},  # refusing, not in memory (tests/gateway/test_store_memory.py)
     )
     first, second = sorted(devices)
     local = f"http://127.0.0.1:{setup.local_port}"
