@@ -18,7 +18,7 @@ from typing import Any
 
 from psycopg import AsyncConnection, sql
 
-from eldercare.platform.api.errors import NotFound, Problem
+from eldercare.platform.api.errors import NotFound, Problem, invalid
 
 
 class Role(StrEnum):
@@ -111,6 +111,20 @@ def region_covers(principal: Principal, region: str) -> bool:
     """Whether a regulator's region includes the division ``region``: its code starts with theirs (the rule
     :func:`institution_filter` applies in SQL)."""
     return region.startswith(principal.region_code or "")
+
+
+def check_region(principal: Principal, region: str | None, *, field: str = "query.region") -> str:
+    """The region a request is about (supervision and subsidies): the caller's own by default ("" for one without a
+    region); a code that is not a division's (2, 4, 6 or 9 digits) is a 422 on ``field``, and a region outside a
+    regulator's is not found (404), like a row outside their scope."""
+    own = principal.region_code or ""
+    if region is None:
+        return own
+    if not region.isdigit() or len(region) not in (2, 4, 6, 9):
+        raise invalid(field, "an administrative division code of 2, 4, 6 or 9 digits")
+    if principal.role is Role.REGULATOR and not region_covers(principal, region):
+        raise NotFound("region")
+    return region
 
 
 def institution_filter(principal: Principal, column: sql.Composable) -> sql.Composable:

@@ -16,15 +16,18 @@ _SCRUB_HELP = (
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from eldercare.platform.db import SCRUB_LOCK_TIMEOUT  # the package: the standard library only
+
     db = sub.add_parser("db", help="the database")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     migrate = db_sub.add_parser(
         "migrate",
         help="apply the versioned migrations that are missing and encrypt personal text left in clear",
         description="Apply the versioned migrations that are missing, then encrypt the personal text an older version "
-        "left in clear (needs ELDERCARE_DATA_KEY then). The encryption runs in short batches and takes no lock that "
-        "the platform waits for, so it may run while the platform runs; it leaves the old row versions in the table "
-        "files for `eldercare db scrub`.",
+        "left in clear (needs ELDERCARE_DATA_KEY then), then give the alarms closed before outcome codes the code "
+        "their outcome text reliably tells (needs the key to read the text; the others stay not known). Both run in "
+        "short batches and take no lock that the platform waits for, so they may run while the platform runs; the "
+        "encryption leaves the old row versions in the table files for `eldercare db scrub`.",
     )
     migrate.add_argument("--database-url", help="libpq URL; default from the settings (ELDERCARE_DATABASE_URL)")
     migrate.set_defaults(handler=_migrate)
@@ -36,8 +39,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     scrub.add_argument("--database-url", help="libpq URL; default from the settings (ELDERCARE_DATABASE_URL)")
     scrub.add_argument(
         "--lock-timeout",
-        default="5s",
-        help="give up on a table whose lock is not granted within this time (PostgreSQL interval; default 5s)",
+        default=SCRUB_LOCK_TIMEOUT,
+        help="give up on a table whose lock is not granted within this time (PostgreSQL interval; default %(default)s)",
     )
     scrub.set_defaults(handler=_scrub)
 
@@ -51,6 +54,7 @@ def _url(args: argparse.Namespace) -> str:
 
 def _migrate(args: argparse.Namespace) -> int:
     from eldercare.platform.db.migrate import MigrationError, apply_migrations, seal_in_clear
+    from eldercare.platform.db.outcomes import backfill_outcome_codes
 
     url = _url(args)
     try:
@@ -58,18 +62,32 @@ def _migrate(args: argparse.Namespace) -> int:
         for migration in applied:
             print(f"applied {migration.version:04d}_{migration.name}", flush=True)
         sealed = [s for s in seal_in_clear(url) if s.rows]
+        if sealed:
+            rows = sum(s.rows for s in sealed)
+            tables = ", ".join(f"{s.table} {s.rows}" for s in sealed)
+            print(f"sealed {rows} row(s) of {len(sealed)} table(s) that held personal text in clear ({tables})")
+            print(
+                "their old row versions may stay in the table files until `eldercare db scrub` rewrites them"
+                " (it locks each table while it runs: run it in a quiet hour)",
+                flush=True,
+            )
+        coded = backfill_outcome_codes(url)
     except MigrationError as exc:
         print(f"eldercare db migrate: {exc}", file=sys.stderr)
         return 1
-    if sealed:
-        rows = sum(s.rows for s in sealed)
-        tables = ", ".join(f"{s.table} {s.rows}" for s in sealed)
-        print(f"sealed {rows} row(s) of {len(sealed)} table(s) that held personal text in clear ({tables})")
+    if coded.examined:
         print(
-            "their old row versions may stay in the table files until `eldercare db scrub` rewrites them"
-            " (it locks each table while it runs: run it in a quiet hour)"
+            f"gave {coded.filled} of {coded.examined} closed alarm(s) without an outcome code the code their outcome"
+            f" text tells; {coded.left} left not known (the false-alarm figures leave them out, as every alarm"
+            " without a code)"
         )
-    elif not applied:
+    if coded.unreadable:
+        print(
+            f"eldercare db migrate: {coded.unreadable} alarm outcome text(s) did not decrypt with ELDERCARE_DATA_KEY:"
+            " left not known, read again by the next migrate",
+            file=sys.stderr,
+        )
+    if not (applied or sealed or coded.examined):
         print("up to date")
     return 0
 

@@ -10,6 +10,9 @@ data key, so SQL cannot. Each domain declares its columns as a :class:`Sealing` 
 key is read only when there is something to encrypt. Sealing runs beside a live platform: short batches, then a plain
 ``VACUUM``, never a lock the alarm engine waits for (:func:`seal_in_clear`). Rewriting the tables so that the old row
 versions leave their files is a maintenance step of its own, for a quiet hour (:func:`scrub`, ``eldercare db scrub``).
+
+Last, the alarms closed before outcome codes (0015) are given the code their outcome text tells, where it tells it
+reliably, in the same kind of short batches (``outcomes.py``); the key is read only when there is one to look at.
 """
 
 from __future__ import annotations
@@ -28,10 +31,11 @@ import psycopg
 from psycopg import sql
 
 from eldercare.platform.crypto import Vault
+from eldercare.platform.db import SCRUB_LOCK_TIMEOUT
 
 log = logging.getLogger(__name__)
 
-_LOCK_KEY = 0x656C646572  # "elder"
+LOCK_KEY = 0x656C646572  # "elder"
 _NAME = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
 
 
@@ -79,10 +83,15 @@ def available() -> list[Migration]:
 
 
 def migrate(conninfo: str, *, data_key: bytes | None = None) -> list[Migration]:
-    """Apply what is missing (:func:`apply_migrations`), then seal what is in clear (:func:`seal_in_clear`); return the
-    migrations applied now. ``data_key`` (default: the settings' ``ELDERCARE_DATA_KEY``) encrypts what is in clear."""
+    """Apply what is missing (:func:`apply_migrations`), then seal what is in clear (:func:`seal_in_clear`), then give
+    the alarms closed without an outcome code the one their outcome text tells (``outcomes.py``); return the migrations
+    applied now. ``data_key`` (default: the settings' ``ELDERCARE_DATA_KEY``) encrypts what is in clear and opens the
+    outcome texts."""
+    from eldercare.platform.db.outcomes import backfill_outcome_codes  # it reads the alarms' models, above db
+
     applied_now = apply_migrations(conninfo)
     seal_in_clear(conninfo, data_key=data_key)
+    backfill_outcome_codes(conninfo, data_key=data_key)
     return applied_now
 
 
@@ -97,7 +106,7 @@ def apply_migrations(conninfo: str) -> list[Migration]:
         )
         for migration in available():
             with conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
                 row = conn.execute(
                     "SELECT checksum FROM schema_migrations WHERE version = %s", (migration.version,)
                 ).fetchone()
@@ -163,9 +172,6 @@ class Sealing:
 SEAL_BATCH_ROWS = 2000
 """Rows sealed per transaction: each batch's rows are locked only while it runs (tens of milliseconds)."""
 
-SCRUB_LOCK_TIMEOUT = "5s"
-"""How long :func:`scrub` waits for a table's lock before it gives up (rather than queue every writer behind it)."""
-
 
 @dataclass(frozen=True, slots=True)
 class Sealed:
@@ -188,10 +194,12 @@ def seal_in_clear(conninfo: str, *, data_key: bytes | None = None) -> list[Seale
     (they sample column values). It does not rewrite the tables: the bytes of the old row versions, which hold the
     text, may stay in the table files until overwritten. :func:`scrub` removes them, in a quiet hour."""
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        due = [(s, t) for s in _sealings() if _applied(conn, s.since) for t in s.tables if _has_clear(conn, t)]
+        due = [(s, t) for s in _sealings() if is_applied(conn, s.since) for t in s.tables if _has_clear(conn, t)]
         if not due:
             return []
-        vault = Vault(data_key or _settings_key(due[0][0].since))
+        vault = Vault(
+            data_key or settings_key(due[0][0].since, need="personal data is stored in clear", to="encrypt it")
+        )
         sealed: list[Sealed] = []
         for sealing, table in due:
             done = _seal_table(conn, vault, table, sealing.what)
@@ -217,7 +225,7 @@ def _sealings() -> tuple[Sealing, ...]:
     return (health_text.SEALING, alarm_text.SEALING)
 
 
-def _applied(conn: Conn, version: int) -> bool:
+def is_applied(conn: Conn, version: int) -> bool:
     row = conn.execute("SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = %s)", (version,)).fetchone()
     return row is not None and bool(row[0])
 
@@ -269,7 +277,7 @@ def _seal_table(conn: Conn, vault: Vault, table: ClearTable, what: str) -> Seale
     rows = batches = 0
     while True:
         with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))  # not while another migrate changes the SQL
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))  # not while another migrate changes the SQL
             batch = conn.execute(select, (after, last[0], SEAL_BATCH_ROWS)).fetchall()
             if not batch:
                 break
@@ -294,7 +302,7 @@ def scrub(conninfo: str, *, lock_timeout: str = SCRUB_LOCK_TIMEOUT) -> list[str]
     its reach: the old table files' blocks on the disk until the file system reuses them, the write-ahead log (its
     segments until recycled, and any WAL archive), replicas' and backups' copies taken before."""
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        tables = [t for s in _sealings() if _applied(conn, s.since) for t in s.tables]
+        tables = [t for s in _sealings() if is_applied(conn, s.since) for t in s.tables]
         left = [t.table for t in tables if _has_clear(conn, t)]
         if left:
             raise ScrubError(left[0], "personal text is still in clear; run `eldercare db migrate` first")
@@ -315,7 +323,9 @@ def scrub(conninfo: str, *, lock_timeout: str = SCRUB_LOCK_TIMEOUT) -> list[str]
     return done
 
 
-def _settings_key(version: int) -> bytes:
+def settings_key(version: int, *, need: str, to: str) -> bytes:
+    """The data key of the settings (``ELDERCARE_DATA_KEY``), or else a :class:`MigrationError` of ``version`` that
+    says why it is needed (``need``) and what it is for (``to``)."""
     from pydantic import ValidationError
 
     from eldercare.platform.config import SecuritySettings
@@ -323,9 +333,7 @@ def _settings_key(version: int) -> bytes:
     try:
         return SecuritySettings().key_bytes()
     except ValidationError:  # its text may quote the settings' values: neither repeated nor chained
-        raise MigrationError(
-            version, "personal data is stored in clear; set ELDERCARE_DATA_KEY (a valid key) to encrypt it"
-        ) from None
+        raise MigrationError(version, f"{need}; set ELDERCARE_DATA_KEY (a valid key) to {to}") from None
 
 
 def _load_regions(conn: Conn) -> None:

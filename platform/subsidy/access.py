@@ -1,7 +1,8 @@
 """Who may do what with subsidies, and which homes a request is about.
 
 Which homes a user sees comes from :func:`eldercare.platform.auth.scope.institution_filter` (the one place
-where scope becomes SQL); this module decides the roles per action and narrows the scope to a region.
+where scope becomes SQL), and which region a request is about from :func:`~eldercare.platform.auth.scope.check_region`;
+this module decides the roles per action and narrows the scope to a region.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from datetime import date
 
 from psycopg import sql
 
-from eldercare.platform.api.errors import NotFound, invalid
-from eldercare.platform.auth.scope import Principal, Role, institution_filter, region_covers
+from eldercare.platform.api.errors import invalid
+from eldercare.platform.auth.scope import Principal, Role, check_region, institution_filter
 from eldercare.platform.auth.service import AsyncConn
 from eldercare.platform.subsidy.errors import forbidden
 
@@ -25,18 +26,6 @@ SEE_ELSEWHERE = SUPERVISE
 def require(principal: Principal, roles: frozenset[Role], what: str) -> None:
     if principal.role not in roles:
         raise forbidden(f"a {principal.role.value} user may not {what}")
-
-
-def check_region(principal: Principal, region: str | None, *, field: str = "query.region") -> str:
-    """The region a request is about: the regulator's own by default; one outside it is not found."""
-    own = principal.region_code or ""
-    if region is None:
-        return own
-    if not region.isdigit() or len(region) not in (2, 4, 6, 9):
-        raise invalid(field, "an administrative division code of 2, 4, 6 or 9 digits")
-    if principal.role is Role.REGULATOR and not region_covers(principal, region):
-        raise NotFound("region")
-    return region
 
 
 def run_region(principal: Principal, region: str | None) -> str:

@@ -19,7 +19,7 @@ from eldercare.platform.api.deps import Conn, CurrentPrincipal
 from eldercare.platform.api.errors import FieldError, Problem, invalid
 from eldercare.platform.audit import log as audit
 from eldercare.platform.auth import scope
-from eldercare.platform.auth.scope import Action, Obj, Principal, Role
+from eldercare.platform.auth.scope import Action, Obj, Principal, Role, check_region
 from eldercare.platform.auth.service import AsyncConn
 from eldercare.platform.registry.db import atomic
 from eldercare.platform.registry.imports.parse import MAX_BYTES
@@ -29,7 +29,6 @@ from eldercare.platform.subsidy.access import (
     READ,
     SUBMIT,
     SUPERVISE,
-    check_region,
     month_query,
     parse_month,
     require,

@@ -12,7 +12,7 @@ from psycopg import sql
 from eldercare.platform.api.deps import Conn, CurrentPrincipal
 from eldercare.platform.api.errors import NotFound, invalid
 from eldercare.platform.auth import scope
-from eldercare.platform.auth.scope import Action, Obj, Principal
+from eldercare.platform.auth.scope import Action, Obj, Principal, check_region
 from eldercare.platform.auth.service import AsyncConn
 from eldercare.platform.registry.db import atomic
 from eldercare.platform.registry.deps import VaultDep
@@ -22,7 +22,6 @@ from eldercare.platform.subsidy import people, registers, reports, verify
 from eldercare.platform.subsidy.access import (
     READ,
     SUPERVISE,
-    check_region,
     homes_in_scope,
     month_query,
     parse_month,

@@ -1,7 +1,8 @@
 """Who may do what in supervision, and which homes a request is about.
 
-Scope itself (which homes a user sees) comes from :func:`eldercare.platform.auth.scope.institution_filter`;
-this module only decides roles per action and narrows the scope to a region or one home.
+Scope itself (which homes a user sees) comes from :func:`eldercare.platform.auth.scope.institution_filter`, and
+which region a request is about from :func:`~eldercare.platform.auth.scope.check_region`; this module only decides
+roles per action and narrows the scope to a region or one home.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from datetime import date
 from psycopg import sql
 
 from eldercare.platform.api.errors import NotFound, invalid
-from eldercare.platform.auth.scope import Principal, Role, institution_filter, region_covers
+from eldercare.platform.auth.scope import Principal, Role, check_region, institution_filter
 from eldercare.platform.auth.service import AsyncConn
 from eldercare.platform.supervision.errors import forbidden
 
@@ -39,18 +40,6 @@ def check_period(start: date, end: date) -> None:
         raise invalid("query.to", "the period ends before it starts")
     if (end - start).days + 1 > MAX_PERIOD_DAYS:
         raise invalid("query.to", f"a period is at most {MAX_PERIOD_DAYS} days")
-
-
-def check_region(principal: Principal, region: str | None) -> str:
-    """The region a request is about: the caller's own by default; a region outside it is not found."""
-    own = principal.region_code or ""
-    if region is None:
-        return own
-    if not region.isdigit() or len(region) not in (2, 4, 6, 9):
-        raise invalid("query.region", "a region is an administrative division code of 2, 4, 6 or 9 digits")
-    if principal.role is Role.REGULATOR and not region_covers(principal, region):
-        raise NotFound("region")
-    return region
 
 
 async def homes_in_scope(

@@ -11,10 +11,10 @@ from psycopg.rows import dict_row
 from pydantic import BaseModel
 
 from eldercare.platform.api.errors import NotFound, Problem, invalid
-from eldercare.platform.auth.scope import Principal, Role, institution_filter
+from eldercare.platform.auth.scope import Principal, Role, check_region, institution_filter
 from eldercare.platform.auth.service import AsyncConn
 from eldercare.platform.supervision import draw as drawing
-from eldercare.platform.supervision.access import SUPERVISE, check_region, require
+from eldercare.platform.supervision.access import SUPERVISE, require
 
 Outcome = Literal["pass", "minor_issues", "serious_issues", "fail"]
 Kind = Literal["residential_home", "community_centre", "home_care_provider"]

@@ -122,3 +122,21 @@ def test_attention_ranks_homes_with_reasons(as_user: Callable[[str], Client], wo
     assert "40.0%" in b["reasons"][0]["message"]
     c = next(r for r in ranked if r["institution_id"] == world.c.id)
     assert [r["code"] for r in c["reasons"]] == ["night_rounds_missing"]
+
+
+def test_a_region_is_checked_alike_in_supervision_and_subsidies(as_user: Callable[[str], Client]) -> None:
+    """One rule (``scope.check_region``) for both: the same 422 for a code that is not a division's, the same 404 for
+    a region outside the regulator's."""
+    city, xiling = as_user("sup-city"), as_user("sup-xiling")
+    for path, params in (
+        ("/api/v1/supervision/figures", OCT),
+        ("/api/v1/subsidy/programmes", {}),
+    ):
+        bad = city.get(path, params={**params, "region": "420"})
+        assert bad.status_code == 422, (path, bad.text)
+        assert bad.json()["errors"] == [
+            {"field": "query.region", "reason": "an administrative division code of 2, 4, 6 or 9 digits"}
+        ], path
+        outside = xiling.get(path, params={**params, "region": "4205"})
+        assert outside.status_code == 404 and outside.json()["detail"] == "region not found", (path, outside.text)
+        assert city.get(path, params={**params, "region": "420502"}).status_code == 200, path
