@@ -20,7 +20,7 @@ device keeps them and sends again. A message marked ``spare`` (the accelerometer
 taken, forwarded as a copy) is dropped and counted instead, so that it never holds back what came with it.
 
 Fall detectors. Each wearable's detector state (a few numbers and the last seconds of its 50 Hz samples,
-4.4 KiB a wearable by ``bench/gateway_fall_state.py``) is kept in ``fall_state`` and ``fall_samples``,
+5.1 KiB a wearable by ``bench/gateway_fall_state.py``) is kept in ``fall_state`` and ``fall_samples``,
 written in the same commit as the chunk that changed it, so a restart resumes every detector where the
 acknowledged stream left it (see :mod:`eldercare.gateway.fall.detector`). It is bounded per wearable and
 counted in ``max_bytes``' data share like an alarm: telemetry is dropped to make room for it. It is what fall

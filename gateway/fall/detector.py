@@ -4,8 +4,12 @@ The gateway, the training and ``eldercare models eval-fall`` all run this class,
 runs. A chunk is ``(ts, hz, counts)`` as in :class:`eldercare.devices.messages.AccelSamples`. Rates that are
 a multiple of 50 Hz are averaged down to 50 Hz in runs, as the training recordings were made; other rates
 raise :class:`UnsupportedRateError`. A chunk that starts where the last ended (within a tolerance) continues
-the stream; one that starts later begins a new stream (a gap loses the context); one that starts earlier
-is a repeat and is skipped.
+the stream. A chunk seen before (the same time, rate and samples as one of the last :data:`REMEMBERED` taken: a
+device retrying, the home broker redelivering) is a repeat and is skipped. Any other chunk begins a new stream,
+which loses the context: one that starts later (a gap), and one that starts earlier (a clock that jumped back).
+So one chunk stamped far ahead or far behind (a clock glitch) costs what a gap costs: the stream starts again at
+the chunk after it. Before, every chunk that started earlier than the stream's end was skipped as a repeat, and a
+wearable that sent one chunk stamped an hour ahead had its falls go undetected for that hour (a test checks it).
 
 Results depend on the samples only, never on how they were cut into chunks (a test checks it).
 
@@ -15,15 +19,20 @@ last checkpoint; the store forgets samples the window no longer needs). After a 
 :meth:`FallDetector.restore` rebuilds the detector exactly as it was after the last stored chunk, so a fall
 whose impact came before the restart and whose decision comes after it is decided as if the gateway had
 never stopped (a test checks it), provided the device or the home broker sends again what the gateway had not
-acknowledged, which both do. A chunk that does not continue the stream (a gap longer than the tolerance)
-starts a new stream, restored or not. When the store refuses the commit of a checkpoint, the caller says so
+acknowledged, which both do. The digests of the chunks taken last are in the checkpoint, so what is sent again
+after a restart is still skipped as a repeat. A chunk that does not continue the stream starts a new stream,
+restored or not. When the store refuses the commit of a checkpoint, the caller says so
 (:meth:`FallDetector.not_stored`) and the next checkpoint holds that chunk's samples again, so the stored
 window has no hole.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import struct
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -37,6 +46,12 @@ from eldercare.gateway.fall.model import FallModel
 COUNTS_PER_G: Final = 256.0
 KEEP: Final = ft.CONTEXT + ft.PEAK_SEARCH + ft.POST + 1
 SAMPLE_MS: Final = 1000.0 / ft.HZ
+# Chunks remembered (by a digest of their time, rate and samples) to tell a chunk sent again from a clock that
+# jumped back. What comes again is what the gateway took but had not acknowledged: the home broker's messages
+# in flight (20 by default in Mosquitto, shared by every device of the home), or an HTTP device's last post.
+# 64 chunks are 32 s of 0.5 s chunks; their digests take 684 bytes of the checkpoint's state (base64).
+REMEMBERED: Final = 64
+DIGEST_BYTES: Final = 8
 
 
 class UnsupportedRateError(ValueError):
@@ -78,6 +93,7 @@ class FallDetector:
         self._model = model
         self._suppress = round(suppress_s * ft.HZ)
         self._tolerance_ms = tolerance_ms
+        self._seen: deque[bytes] = deque(maxlen=REMEMBERED)  # digests of the last chunks taken, of any stream
         self._reset(None)
 
     def _reset(self, start_ts: float | None) -> None:
@@ -103,10 +119,16 @@ class FallDetector:
         raw = np.asarray(counts, dtype=np.float32).reshape(-1, 3) / np.float32(COUNTS_PER_G)
         raw_ms = 1000.0 / hz
         last_ts = int(ts + (len(raw) - 1) * raw_ms)
-        if self._raw_next_ts is None or ts > self._raw_next_ts + self._tolerance_ms:
-            self._reset(float(ts))
-        elif ts < self._raw_next_ts - self._tolerance_ms:
-            return []  # a repeat of what was already seen
+        digest = _digest(ts, hz, raw)
+        if digest in self._seen:
+            return []  # a repeat of what was already taken
+        if self._raw_next_ts is None or abs(ts - self._raw_next_ts) > self._tolerance_ms:
+            if self._t0 is not None and ts == round(self._t0):
+                # The stream's first chunk again, no longer remembered. (Not a new stream: it would have the same
+                # name, and the store would mix the two streams' samples.)
+                return []
+            self._reset(float(ts))  # a gap, or a clock that jumped back: a new stream
+        self._seen.append(digest)
         self._changed = True
         self._raw_next_ts = ts + len(raw) * raw_ms
         if factor > 1:
@@ -145,6 +167,7 @@ class FallDetector:
             "crossing": self._crossing,
             "peak": self._peak,
             "quiet_until": self._quiet_until,
+            "seen": base64.b64encode(b"".join(self._seen)).decode(),
         }
         return Checkpoint(round(self._t0), first, samples, self._start, json.dumps(state).encode())
 
@@ -200,6 +223,10 @@ class FallDetector:
             detector._crossing = None if saved["crossing"] is None else int(saved["crossing"])
             detector._peak = None if saved["peak"] is None else int(saved["peak"])
             detector._quiet_until = int(saved["quiet_until"])
+            seen = base64.b64decode(saved.get("seen", ""), validate=True)  # absent: a state from before it was kept
+            if len(seen) % DIGEST_BYTES:
+                return None
+            detector._seen.extend(seen[i : i + DIGEST_BYTES] for i in range(0, len(seen), DIGEST_BYTES))
         except (ValueError, KeyError, TypeError, AttributeError):
             return None
         return detector
@@ -257,6 +284,13 @@ class FallDetector:
         if alarm:
             self._quiet_until = peak + self._suppress
         return Decision(peak, self._ts_of(peak), decided_ts, probability, alarm, x)
+
+
+def _digest(ts: int, hz: int, raw: NDArray[np.float32]) -> bytes:
+    """What tells a chunk sent again from another one: its time, its rate and its samples."""
+    return hashlib.blake2b(
+        struct.pack("<qq", ts, hz) + raw.astype("<f4", copy=False).tobytes(), digest_size=DIGEST_BYTES
+    ).digest()
 
 
 def feed_recording(
