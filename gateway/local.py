@@ -6,7 +6,10 @@ goes, once it is on disk, to:
 - the local alarm page and its server-sent event stream (``GET /`` and ``GET /events`` on the local port),
   which show the newest alarms and whether the uplink is up;
 - the configured local command (a buzzer, a nurse-call relay), run once per alarm with the alarm as one
-  JSON object on its standard input, always or only while the uplink is down (``local.command_on``).
+  JSON object on its standard input, always or only while the uplink is down (``local.command_on``). At most
+  :data:`MAX_COMMANDS` run at once, one of them kept for emergencies; the alarms waiting for one go by
+  :func:`command_priority`, so a press never waits behind a backlog of low batteries, nor for relays hung on them
+  (see :class:`CommandSlots`).
 
 An alarm the store cannot take at once goes there too, before it is on disk: when the store refuses it (full of
 alarms after a long outage, or its disk failing), and when its commit has not finished within
@@ -21,13 +24,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import json
 import logging
 import os
 import signal
 from collections import OrderedDict, deque
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import Any, Final
 
 from eldercare.devices import messages as m
@@ -38,6 +44,7 @@ log = logging.getLogger(__name__)
 
 SUBSCRIBER_QUEUE: Final = 256
 MAX_COMMANDS: Final = 4  # at most this many local commands at once; more wait their turn
+EMERGENCY_SLOTS: Final = 1  # of those, kept for emergencies (see CommandSlots)
 SHOWN_KEYS: Final = 4096  # alarms remembered as shown, by their bytes, and unstored ones by their delivery
 
 
@@ -54,6 +61,87 @@ class LocalAlarm:
     message: m.DeviceMessage
     body: bytes  # the message as stored (``devices.messages.encode``)
     origin: bytes | None = None
+
+
+class CommandPriority(IntEnum):
+    """Which waiting alarm gets the next free slot of the local command: the lowest first."""
+
+    EMERGENCY = 0  # a person in danger: button, SOS, fall, smoke, gas
+    URGENT = 1  # bed exit, water leak
+    TECHNICAL = 2  # device faults: offline, low battery, sensor error, tamper
+
+
+def command_priority(message: m.DeviceMessage) -> CommandPriority:
+    """The priority of ``message``'s local command, by its type (and an environment alarm's kind).
+
+    Never by whether it raises or clears (a cancel key, a sensor back to normal, a fault cleared): a clearing
+    waits in the same queue as what it clears, so it never runs before it (or a relay would ring on). The
+    platform's default rules agree: buttons, SOS, falls and environment alarms are emergencies, faults technical;
+    a water leak is an emergency there, and only urgent here, behind a person in danger.
+    """
+    match message:
+        case m.Button() | m.Sos() | m.Fall():
+            return CommandPriority.EMERGENCY
+        case m.EnvAlarm(kind="smoke" | "gas"):
+            return CommandPriority.EMERGENCY
+        case m.DeviceFault():
+            return CommandPriority.TECHNICAL
+        case _:
+            return CommandPriority.URGENT
+
+
+class CommandSlots:
+    """At most ``n`` holders at a time. A free slot goes to the waiter of the lowest priority number, and among
+    those to the one that came first (an :class:`asyncio.Semaphore` serves in arrival order only: four slots held
+    by slow relays and a backlog of faults queued before a press made the press wait for all of them).
+
+    ``reserved`` slots are kept for emergencies: what is not one waits while only those are free. Ordering alone
+    lets a press wait for a running command: four relays hung on low batteries held it up to the timeout."""
+
+    def __init__(self, n: int, *, reserved: int = 0) -> None:
+        assert 0 <= reserved < n
+        self._free = n
+        self._reserved = reserved
+        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []  # a heap: (priority, arrival, future)
+        self._arrivals = itertools.count()
+
+    def _may_take(self, priority: int) -> bool:
+        return self._free > (0 if priority == CommandPriority.EMERGENCY else self._reserved)
+
+    @contextlib.asynccontextmanager
+    async def held(self, priority: int) -> AsyncIterator[None]:
+        await self._acquire(priority)
+        try:
+            yield
+        finally:
+            self._release()
+
+    async def _acquire(self, priority: int) -> None:
+        if self._may_take(priority):  # then nobody waits who may: a release hands its slot to a waiter directly
+            self._free -= 1
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiting, (priority, next(self._arrivals), future))
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self._release()  # handed a slot just as it was cancelled: pass it on, or it is lost for good
+            raise  # (a cancelled waiter's entry stays in the heap and is passed over)
+
+    def _release(self) -> None:
+        self._free += 1
+        while self._waiting:
+            priority, _, future = self._waiting[0]
+            if future.done():  # cancelled while waiting: passed over
+                heapq.heappop(self._waiting)
+            elif self._may_take(priority):  # the best waiter may not: nobody may
+                heapq.heappop(self._waiting)
+                self._free -= 1
+                future.set_result(None)
+                return
+            else:
+                return
 
 
 def alarm_json(message: m.DeviceMessage, *, institution: str, gateway: str) -> dict[str, Any]:
@@ -73,7 +161,7 @@ class AlarmHub:
         self._unstored: OrderedDict[bytes, None] = OrderedDict()  # origins of those shown before they were stored
         self._subscribers: set[asyncio.Queue[tuple[str, dict[str, Any]]]] = set()
         self.uplink_up = False
-        self._commands = asyncio.Semaphore(MAX_COMMANDS)
+        self._commands = CommandSlots(MAX_COMMANDS, reserved=EMERGENCY_SLOTS)
         self._tasks: set[asyncio.Task[None]] = set()
         self.commands_run = 0
         self.commands_failed = 0
@@ -92,7 +180,9 @@ class AlarmHub:
             self.recent.appendleft(document)
             self._broadcast("alarm", document)
             if self._config.command and (self._config.command_on == "always" or not self.uplink_up):
-                task = asyncio.create_task(self._run_command(document), name=f"local-command-{message.dev}")
+                task = asyncio.create_task(
+                    self._run_command(document, command_priority(message)), name=f"local-command-{message.dev}"
+                )
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
         return shown
@@ -136,8 +226,8 @@ class AlarmHub:
 
     # --- the local command -------------------------------------------------------------------------
 
-    async def _run_command(self, document: dict[str, Any]) -> None:
-        async with self._commands:
+    async def _run_command(self, document: dict[str, Any], priority: CommandPriority) -> None:
+        async with self._commands.held(priority):
             command = self._config.command
             try:
                 process = await asyncio.create_subprocess_exec(
