@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 import pytest
 from tests.platform_procs import migrate_command
-from tests.registry.support import Database, create_database, data_key, drop_database
+from tests.registry.support import Database, data_key, drop_database, old_database
 
 from eldercare.platform.crypto import Vault
 from eldercare.platform.db import migrate as mig
@@ -112,23 +112,15 @@ class OldDb:
 
 @pytest.fixture
 def old_db(stack: StackInfo, monkeypatch: pytest.MonkeyPatch) -> Iterator[OldDb]:
-    everything = mig.available()
-    monkeypatch.setattr(mig, "available", lambda: [m for m in everything if m.version < 15])
-    db = create_database(stack, "ec_outcome")
-    monkeypatch.undo()
+    db, home = old_database(stack, monkeypatch, below=15, prefix="ec_outcome")
     with psycopg.connect(db.url, autocommit=True) as conn:
-        inst = conn.execute(
-            "INSERT INTO institutions (code, name, kind, region_code) VALUES"
-            " ('91350100M000100Y43', '旧院', 'residential_home', '420502') RETURNING id"
-        ).fetchone()
-        assert inst is not None
         nurse = conn.execute(
             "INSERT INTO users (username, password_hash, role, institution_id) VALUES"
             " ('nurse-wang', 'x', 'staff', %s) RETURNING id",
-            (inst[0],),
+            (home,),
         ).fetchone()
         assert nurse is not None
-    yield OldDb(db, Vault(data_key(stack)), int(inst[0]), int(nurse[0]))
+    yield OldDb(db, Vault(data_key(stack)), home, int(nurse[0]))
     drop_database(stack, db)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 from tests.platform_procs import migrate_command
-from tests.registry.support import Database, create_database, data_key, drop_database
+from tests.registry.support import Database, data_key, drop_database, old_database
 
 from eldercare.platform.crypto import Vault
 from eldercare.platform.db import migrate as mig
@@ -37,21 +37,13 @@ class ClearDb:
 @pytest.fixture
 def clear_db(stack: StackInfo, monkeypatch: pytest.MonkeyPatch) -> Iterator[ClearDb]:
     """A database of the version before alarm text was encrypted, with many alarms (and some notes) in clear."""
-    everything = mig.available()
-    monkeypatch.setattr(mig, "available", lambda: [m for m in everything if m.version < 13])
-    db = create_database(stack, "ec_seal")
-    monkeypatch.undo()
+    db, home = old_database(stack, monkeypatch, below=13, prefix="ec_seal")
     with psycopg.connect(db.url, autocommit=True) as conn:
-        inst = conn.execute(
-            "INSERT INTO institutions (code, name, kind, region_code) VALUES"
-            " ('91350100M000100Y43', '旧院', 'residential_home', '420502') RETURNING id"
-        ).fetchone()
-        assert inst is not None
         conn.execute(
             "INSERT INTO alarms (institution_id, kind, priority, occurred_at, last_event_at, detail)"
             " SELECT %s, 'fall', 'urgent', now(), now(), jsonb_build_object('source', 'old-' || n)"
             " FROM generate_series(1, %s) AS n",
-            (inst[0], _ALARMS),
+            (home, _ALARMS),
         )
         conn.execute(
             "INSERT INTO alarm_changes (alarm_id, actor, to_state, note)"
@@ -60,7 +52,7 @@ def clear_db(stack: StackInfo, monkeypatch: pytest.MonkeyPatch) -> Iterator[Clea
         )
         last = conn.execute("SELECT max(id) FROM alarms").fetchone()
         assert last is not None
-    yield ClearDb(db, inst[0], last[0])
+    yield ClearDb(db, home, last[0])
     drop_database(stack, db)
 
 

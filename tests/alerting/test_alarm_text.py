@@ -25,11 +25,11 @@ from tests.registry.support import (
     Client,
     Database,
     Server,
-    create_database,
     data_key,
     drop_database,
     login,
     make_admin,
+    old_database,
 )
 
 from eldercare.platform.auth.scope import Role
@@ -259,27 +259,19 @@ _NOTES = ("vital signs out of the resident's range", "已通知值班医生 旧�
 def old_db(stack: StackInfo, monkeypatch: pytest.MonkeyPatch) -> Iterator[Database]:
     """A database migrated up to the version before alarm text was encrypted, with such text in clear: a closed
     alarm with a detail, an outcome and notes (one of them empty), and an open one without any."""
-    everything = mig.available()
-    monkeypatch.setattr(mig, "available", lambda: [m for m in everything if m.version < 13])
-    db = create_database(stack, "ec_alarm_clear")
-    monkeypatch.undo()
+    db, home = old_database(stack, monkeypatch, below=13, prefix="ec_alarm_clear")
     with psycopg.connect(db.url, autocommit=True) as conn:
-        inst = conn.execute(
-            "INSERT INTO institutions (code, name, kind, region_code) VALUES"
-            " ('91350100M000100Y43', '旧院', 'residential_home', '420502') RETURNING id"
-        ).fetchone()
-        assert inst is not None
         closed = conn.execute(
             "INSERT INTO alarms (institution_id, kind, priority, state, occurred_at, last_event_at, closed_at,"
             " outcome, detail) VALUES (%s, 'vitals', 'urgent', 'resolved', now() - interval '1 hour',"
             " now() - interval '1 hour', now(), %s, %s) RETURNING id",
-            (inst[0], _OUTCOME, json.dumps(_DETAIL, ensure_ascii=False)),
+            (home, _OUTCOME, json.dumps(_DETAIL, ensure_ascii=False)),
         ).fetchone()
         assert closed is not None
         conn.execute(
             "INSERT INTO alarms (institution_id, kind, priority, occurred_at, last_event_at)"
             " VALUES (%s, 'gateway_offline', 'technical', now(), now())",
-            (inst[0],),
+            (home,),
         )
         changes = [
             ("system", None, "raised", _NOTES[0]),

@@ -12,21 +12,16 @@ import json
 import sqlite3
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
-from tests.gateway.support import pipeline_over
+from tests.gateway.test_fall_restart import gateway_run
 
 from eldercare.devices import messages as m
-from eldercare.gateway.config import HttpSource
 from eldercare.gateway.fall import data, model
 from eldercare.gateway.fall import features as ft
 from eldercare.gateway.fall.detector import REMEMBERED, Decision, FallDetector
 from eldercare.gateway.pipeline import FallService
-from eldercare.gateway.stats import Stats
 from eldercare.gateway.store import Batch, Item, Lane, Store
-from eldercare.gateway.web import http_source_app
-from eldercare.gateway.worker import StoreWorker
 
 T0 = 1_763_775_000_000
 MIB = 1024 * 1024
@@ -213,24 +208,6 @@ def test_a_restart_after_the_glitch_resumes_the_detector_and_knows_what_is_sent_
     store.close()
 
 
-async def _post_all(path: Path, shipped: model.FallModel, messages: list[m.AccelSamples]) -> int:
-    """The gateway's pipeline with its fall service, a wearable posting ``messages`` over HTTP; falls raised."""
-    store = Store(path, max_bytes=8 * MIB)
-    worker = StoreWorker(store)
-    stats = Stats()
-    pipeline = pipeline_over(store, worker, stats, FallService(shipped, suppress_s=10))
-    app = http_source_app(HttpSource(kind="http", name="lan", vendors=["contract"]), pipeline)
-    task = asyncio.create_task(worker.run())
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
-        for message in messages:
-            reply = await client.post("/v1/devices/contract", content=m.encode(message))
-            assert reply.status_code == 200, reply.text
-    worker.stop()
-    await task
-    store.close()
-    return stats.falls
-
-
 def test_through_the_gateway_a_fall_after_a_clock_glitch_is_stored(
     dataset: data.Dataset, shipped: model.FallModel, tmp_path: Path
 ) -> None:
@@ -240,7 +217,7 @@ def test_through_the_gateway_a_fall_after_a_clock_glitch_is_stored(
     at = GLITCH_S * 2
     bad = glitched(messages, at, HOUR)
     path = tmp_path / "store.db"
-    assert asyncio.run(_post_all(path, shipped, [*bad[: at + 1], bad[at], *bad[at + 1 :]])) == 1
+    assert asyncio.run(gateway_run(path, shipped, [*bad[: at + 1], bad[at], *bad[at + 1 :]])) == 1
     with sqlite3.connect(path) as db:
         stored = [json.loads(body) for (body,) in db.execute("SELECT body FROM alarm_q")]
     walk = next(t for t in dataset.trials if t.name == "D01_SA07_R01")

@@ -31,6 +31,7 @@ from eldercare.platform.auth.scope import Role
 from eldercare.platform.auth.service import hash_password
 from eldercare.platform.config import SecuritySettings
 from eldercare.platform.crypto import Vault
+from eldercare.platform.db import migrate as mig
 from eldercare.platform.db.migrate import migrate
 from eldercare.platform.registry.broker import LocalBroker
 from eldercare.platform.stack.model import StackInfo
@@ -63,6 +64,22 @@ def create_database(stack: StackInfo, prefix: str) -> Database:
     url = _with_database(stack.database_url, name)
     migrate(url)
     return Database(url=url, admin_url=admin_url, name=name)
+
+
+def old_database(stack: StackInfo, monkeypatch: pytest.MonkeyPatch, *, below: int, prefix: str) -> tuple[Database, int]:
+    """A fresh database migrated only up to the version before ``below`` (what an older platform left), with one
+    home in it: the database and the home's id."""
+    everything = mig.available()
+    monkeypatch.setattr(mig, "available", lambda: [m for m in everything if m.version < below])
+    db = create_database(stack, prefix)
+    monkeypatch.undo()
+    with psycopg.connect(db.url, autocommit=True) as conn:
+        home = conn.execute(
+            "INSERT INTO institutions (code, name, kind, region_code) VALUES"
+            " ('91350100M000100Y43', '旧院', 'residential_home', '420502') RETURNING id"
+        ).fetchone()
+    assert home is not None
+    return db, int(home[0])
 
 
 def drop_database(stack: StackInfo, db: Database) -> None:

@@ -19,16 +19,15 @@ from tests.registry.support import (
     Database,
     Server,
     World,
-    create_database,
     data_key,
     drop_database,
     login,
     make_admin,
     new_id_number,
+    old_database,
 )
 
 from eldercare.platform.crypto import Vault
-from eldercare.platform.db import migrate as mig
 from eldercare.platform.stack.model import StackInfo
 
 PG_DUMP = "/usr/lib/postgresql/15/bin/pg_dump"
@@ -146,17 +145,9 @@ _PLACE = "西陵区东山大道家中"
 @pytest.fixture
 def old_db(stack: StackInfo, monkeypatch: pytest.MonkeyPatch) -> Iterator[Database]:
     """A database migrated up to the version before health text was encrypted, with such text in clear."""
-    everything = mig.available()
-    monkeypatch.setattr(mig, "available", lambda: [m for m in everything if m.version < 12])
-    db = create_database(stack, "ec_clear")
-    monkeypatch.undo()
+    db, home = old_database(stack, monkeypatch, below=12, prefix="ec_clear")
     vault = Vault(data_key(stack))
     with psycopg.connect(db.url, autocommit=True) as conn:
-        inst = conn.execute(
-            "INSERT INTO institutions (code, name, kind, region_code) VALUES"
-            " ('91350100M000100Y43', '旧院', 'residential_home', '420502') RETURNING id"
-        ).fetchone()
-        assert inst is not None
         people = []
         for n in range(2):
             number = new_id_number("420502")
@@ -165,7 +156,7 @@ def old_db(stack: StackInfo, monkeypatch: pytest.MonkeyPatch) -> Iterator[Databa
                 " id_number_masked, birth_date, sex) VALUES (%s, %s, %s, %s, %s, %s, '1940-01-01', 'female')"
                 " RETURNING id",
                 (
-                    inst[0],
+                    home,
                     f"P000000000{n}",
                     vault.encrypt(f"旧人{n}", column="residents.name"),
                     vault.encrypt(number, column="residents.id_number"),
