@@ -66,6 +66,7 @@ class MqttLink:
         endpoint: Endpoint,
         *,
         will: tuple[str, bytes] | None = None,
+        will_delay_s: int = 0,
         on_message: Handler | None = None,
     ) -> None:
         self.endpoint = endpoint
@@ -81,7 +82,11 @@ class MqttLink:
         if endpoint.ca_file is not None:
             client.tls_set(ca_certs=str(endpoint.ca_file), tls_version=ssl.PROTOCOL_TLS_CLIENT)
         if will is not None:
-            client.will_set(will[0], will[1], qos=1, retain=True)
+            will_props = None
+            if will_delay_s:  # the broker holds the will back this long, and drops it if the session comes back
+                will_props = Properties(PacketTypes.WILLMESSAGE)  # type: ignore[no-untyped-call]
+                will_props.WillDelayInterval = will_delay_s
+            client.will_set(will[0], will[1], qos=1, retain=True, properties=will_props)
         client.max_inflight_messages_set(65535)
         client.max_queued_messages_set(0)
         client.on_connect = self._on_connect

@@ -54,6 +54,11 @@ STABLE_S: Final = 30.0  # a connection that lasted this long resets the back-off
 GOODBYE_TIMEOUT_S: Final = 5.0
 NO_SUBSCRIBER_WAIT_S: Final = 1.0
 STORE_RETRY_S: Final = 1.0  # after the store failed to give frames, try again this soon
+# The broker publishes the last will this long after the connection is lost, and not at all if the gateway has
+# taken its session back by then: a reconnection (a router's blip, a half-open connection taken over) marks no
+# live gateway dead, which raised a gateway_offline alarm and held back its devices' faults until the next birth.
+# A gateway really gone is marked dead this much later; its silence raises the alarm after 60 s anyway.
+WILL_DELAY_S: Final = 10
 
 
 class Backoff:
@@ -159,6 +164,7 @@ class Uplink:
                 session_expiry_s=24 * 3600,
             ),
             will=(self._status_topic, m.encode(m.Death(ts=now_ms(), clean=False))),
+            will_delay_s=WILL_DELAY_S,
             on_message=self._on_command,
         )
 

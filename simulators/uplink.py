@@ -23,14 +23,17 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.client import ConnectFlags
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from eldercare.devices import messages as m
 from eldercare.devices import topics
 from eldercare.gateway.mqtt import NO_MATCHING_SUBSCRIBERS
+from eldercare.gateway.uplink import WILL_DELAY_S
 
 RESEND_AFTER_S = 1.0
+SESSION_EXPIRY_S = 3600
 
 
 def now_ms() -> int:
@@ -68,7 +71,10 @@ class SimUplink:
         if ca_file is not None:
             self._client.tls_set(ca_certs=str(ca_file), tls_version=ssl.PROTOCOL_TLS_CLIENT)
         status = topics.uplink(institution, gateway, topics.Channel.STATUS)
-        self._client.will_set(status, m.encode(m.Death(ts=now_ms())), qos=1, retain=True)
+        # As the gateway's (gateway/uplink.py): the will held back WILL_DELAY_S, dropped if the session comes back
+        will_props = Properties(PacketTypes.WILLMESSAGE)  # type: ignore[no-untyped-call]
+        will_props.WillDelayInterval = WILL_DELAY_S
+        self._client.will_set(status, m.encode(m.Death(ts=now_ms())), qos=1, retain=True, properties=will_props)
         self._client.max_inflight_messages_set(1000)
         self._client.reconnect_delay_set(min_delay=1, max_delay=2)
         self._client.on_connect = self._on_connect
@@ -145,7 +151,9 @@ class SimUplink:
         self._publish(topics.uplink(self.institution, self.gateway, topics.Channel.STATUS), m.encode(message), 0, False)
 
     def connect(self, timeout: float = 10.0) -> None:
-        self._client.connect_async(self._host, self._port, keepalive=30)
+        session = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        session.SessionExpiryInterval = SESSION_EXPIRY_S  # kept across a reconnection: the delayed will is dropped
+        self._client.connect_async(self._host, self._port, keepalive=30, properties=session)
         self._client.loop_start()
         if not self._connected.wait(timeout):
             self._client.loop_stop()
