@@ -3,8 +3,9 @@
 ``cut()`` ends every relayed connection at once (both directions, as a link that goes down mid-session: the
 broker sees the connection end without a DISCONNECT and, ``WILL_DELAY_S`` later unless the gateway is back by
 then, publishes its last will) and turns away new ones until ``restore()``. The listening socket stays bound
-for the relay's life, so its port never changes hands. TLS passes through untouched: the gateway still verifies the broker's certificate. One
-thread per direction of a connection (a gateway has one connection; the relay is not on a hot path).
+for the relay's life, so its port never changes hands. TLS passes through untouched: the gateway still verifies
+the broker's certificate. One thread per direction of a connection (a gateway has one connection; the relay is
+not on a hot path).
 """
 
 from __future__ import annotations
