@@ -3,10 +3,15 @@
 The cache is only an accelerator: a miss asks the database, and an unknown code is asked again after
 ``retry_s`` so that a device registered a moment ago is found without a restart.
 
+A registry change that takes back what was cached (a gateway revoked, a device retired, re-coded or moved) is
+noticed within milliseconds by every ingest process: the database notifies it (migration 0022) with the cache key
+that changed, the process's :class:`~eldercare.ingest.watch.RegistryWatch` records it, and :meth:`Registry.refresh`,
+called at the start of every batch, drops that key (the whole cache only after the watch lost its connection).
+
 A revoked gateway is never cached: it is asked again each time, so that one re-admitted (new credentials,
-``POST /gateways/{id}/credentials``) is stored again from its first frame on, in every ingest process, without a
-restart or a message between processes. It costs nothing where it matters: a revoked gateway cannot log in to
-the broker, so what reaches ingest from it is its last will and whatever was queued before the revocation, and
+``POST /gateways/{id}/credentials``) is stored again from its first frame on, in every ingest process, even before
+the notification of its re-admission arrives. It costs nothing where it matters: a revoked gateway cannot log in
+to the broker, so what reaches ingest from it is its last will and whatever was queued before the revocation, and
 each of those is quarantined (a row written) anyway.
 """
 
@@ -14,9 +19,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
+
+if TYPE_CHECKING:
+    from eldercare.ingest.watch import RegistryWatch
 
 Conn = psycopg.Connection[tuple[Any, ...]]
 
@@ -29,8 +37,11 @@ class GatewayRef:
 
 
 class Registry:
-    def __init__(self, *, retry_s: float) -> None:
+    def __init__(self, *, retry_s: float, watch: RegistryWatch | None = None) -> None:
+        """Without ``watch`` nothing cached is ever dropped (a short-lived registry: a replay, a test)."""
         self._retry_s = retry_s
+        self._watch = watch
+        self._generation = 0
         self._gateways: dict[tuple[str, str], GatewayRef] = {}
         self._devices: dict[tuple[int, str], int] = {}
         self._unknown: dict[tuple[object, str], float] = {}
@@ -89,8 +100,26 @@ class Registry:
             found = [f if f is not None else known.get(c) for c, f in zip(codes, found, strict=True)]
         return found
 
+    def refresh(self) -> None:
+        """Drop what changed in the registry since the last call: one integer comparison when nothing did."""
+        watch = self._watch
+        if watch is None or watch.generation == self._generation:
+            return
+        # the generation comes with its keys: a change notified after this moves it on, for the next call
+        self._generation, keys = watch.changes_since(self._generation)
+        if keys is None:
+            self.forget()
+            return
+        for key in keys:
+            scope, code = key
+            if isinstance(scope, int):
+                self._devices.pop((scope, code), None)
+            else:
+                self._gateways.pop((scope, code), None)
+            self._unknown.pop(key, None)
+
     def forget(self) -> None:
-        """Drop everything cached (after a registry change the process was told about)."""
+        """Drop everything cached."""
         self._gateways.clear()
         self._devices.clear()
         self._unknown.clear()

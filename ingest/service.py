@@ -1,5 +1,6 @@
 """The ingest process: an alarm lane and a telemetry lane on MQTT shared subscriptions, the membership
-that adopts dead members' sessions, the maintenance jobs, and the metrics endpoint."""
+that adopts dead members' sessions, the watch on registry changes, the maintenance jobs, and the metrics
+endpoint."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from eldercare.ingest.mqtt import Endpoint
 from eldercare.ingest.registry import Registry
 from eldercare.ingest.settings import IngestSettings
 from eldercare.ingest.store import BatchStore
+from eldercare.ingest.watch import RegistryWatch
 from eldercare.platform.config import BrokerSettings
 
 log = logging.getLogger(__name__)
@@ -60,9 +62,11 @@ class Ingest:
     metrics: IngestMetrics
     membership: Membership | None
     maintainer: Maintainer | None
+    watch: RegistryWatch
     metrics_server: ThreadingHTTPServer | None = None
 
     def start(self) -> None:
+        self.watch.start()
         self.alarm.start()
         self.telemetry.start()
         if self.membership is not None:
@@ -71,7 +75,12 @@ class Ingest:
             self.maintainer.start()
 
     def wait_subscribed(self, timeout: float) -> bool:
-        return self.alarm.wait_subscribed(timeout) and self.telemetry.wait_subscribed(timeout)
+        """Both lanes subscribed (and the registry watch listening)."""
+        return (
+            self.alarm.wait_subscribed(timeout)
+            and self.telemetry.wait_subscribed(timeout)
+            and self.watch.wait_listening(timeout)
+        )
 
     @property
     def metrics_port(self) -> int | None:
@@ -86,6 +95,7 @@ class Ingest:
             self.membership.stop()
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
+        self.watch.stop()
 
 
 def build(
@@ -98,9 +108,10 @@ def build(
     """``on_fatal`` is called (from the failing thread) when a lane's writer fails for good."""
     metrics = IngestMetrics()
     endpoint = Endpoint.from_settings(broker)
+    watch = RegistryWatch(database_url=database_url)
 
     def make_lane(config: LaneConfig, *, adopted: bool = True) -> Lane:
-        store = BatchStore(registry=Registry(retry_s=settings.ingest_unknown_retry_s))
+        store = BatchStore(registry=Registry(retry_s=settings.ingest_unknown_retry_s, watch=watch))
         return Lane(
             config=config,
             endpoint=endpoint,
@@ -134,6 +145,7 @@ def build(
         metrics,
         membership,
         maintainer,
+        watch,
     )
     if settings.ingest_metrics_port is not None:
         ingest.metrics_server = serve(metrics, host=settings.ingest_metrics_host, port=settings.ingest_metrics_port)

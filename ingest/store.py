@@ -13,6 +13,10 @@ The steps of :meth:`BatchStore.write`, all in one transaction:
 5. the (hour, device) pairs the batch touched go to ``rollup_pending`` so that the roll-ups of hours
    already computed are recomputed (see ``rollups.py``).
 
+Before it starts, the batch drops what changed in the registry since the last one (``Registry.refresh``). Rows
+that other batches may write too are locked in one order by every batch, so two batches never deadlock: gateway
+rows (statuses, applied first) by id, then frame keys in key order.
+
 On a connection in autocommit mode (the lanes'), a batch that needs no COPY (a few frames of alarm-class
 messages, statuses: the alarm lane) is written in pipeline mode with an explicit BEGIN, in two round trips
 to the database instead of four: BEGIN with the frame claims, whose answer decides what is written, then
@@ -34,6 +38,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 from typing import Any
 
 import msgspec
@@ -173,6 +178,7 @@ class BatchStore:
         return result
 
     def _write(self, conn: Conn, pairs: Sequence[tuple[Incoming, Decoded]], *, pipelined: bool = False) -> WriteResult:
+        self._registry.refresh()
         result = WriteResult()
         parked: list[_Parked] = []
         frames = self._sort(conn, pairs, parked, result)
@@ -223,6 +229,7 @@ class BatchStore:
     ) -> list[tuple[Incoming, DecodedFrame, GatewayRef]]:
         """Park what cannot be stored, apply gateway status, return the frames of known gateways."""
         frames: list[tuple[Incoming, DecodedFrame, GatewayRef]] = []
+        statuses: list[tuple[int, m.StatusMessage]] = []
         for item, dec in pairs:
             if isinstance(dec, Undecodable):
                 t = dec.topic
@@ -236,10 +243,16 @@ class BatchStore:
                 parked.append(_Parked("quarantine", cause, item.topic, item.payload, reason, inst, gw, {}))
                 continue
             if isinstance(dec, DecodedStatus):
-                self._status(conn, gateway.pk, dec.status)
-                result.statuses += 1
+                statuses.append((gateway.pk, dec.status))
                 continue
             frames.append((item, dec, gateway))
+        # Gateway rows are updated in the order of their ids (each gateway's statuses in the order they came): two
+        # batches, of two lanes or processes, that update the same gateways then lock them in the same order and
+        # never wait for each other in a cycle (a deadlock: PostgreSQL aborts one after a second, and it is retried)
+        statuses.sort(key=itemgetter(0))
+        for gateway_pk, status in statuses:
+            self._status(conn, gateway_pk, status)
+        result.statuses += len(statuses)
         return frames
 
     def _frame_rows(
@@ -278,6 +291,7 @@ class BatchStore:
             return "not a device message"
         if decoded.bad:
             return decoded.bad[0].reason
+        self._registry.refresh()
         gateway = self._registry.gateway(conn, decoded.topic.institution, decoded.topic.gateway)
         if gateway is None or gateway.revoked:
             return "unknown gateway" if gateway is None else "revoked gateway"
@@ -298,7 +312,10 @@ class BatchStore:
     ) -> set[tuple[int, int, int]]:
         """Insert the frame keys; return those that were new. A few go as arrays in one statement (one round
         trip: the alarm lane); many by binary COPY to a temporary table, then one INSERT ... ON CONFLICT
-        (psycopg's array parameters cost ~25 µs a frame, measured)."""
+        (psycopg's array parameters cost ~25 µs a frame, measured). Keys are inserted in their order: a key another
+        transaction inserted and has not committed yet is waited for, so two batches holding copies of the same
+        frames (a gateway's resends, shared out to two processes) would otherwise deadlock. Copies of a frame in the
+        batch keep their order (the position in the batch breaks the tie), so the first copy is the one claimed."""
         if not frames:
             return set()
         if len(frames) <= _FEW_FRAMES:
@@ -319,7 +336,8 @@ class BatchStore:
                 "INSERT INTO uplink_frames (sent_at, gateway_pk, epoch, seq, lane, n_msgs)"
                 " SELECT to_timestamp(sent_ms / 1000.0), gateway_pk, epoch, seq,"
                 " CASE WHEN alarm THEN 'alarm' ELSE 'telemetry' END, n_msgs FROM frame_claims"
-                " ON CONFLICT DO NOTHING RETURNING gateway_pk, epoch, seq"
+                # ctid: the order of the rows COPY wrote into the table TRUNCATE emptied, the batch's
+                " ORDER BY gateway_pk, epoch, seq, ctid ON CONFLICT DO NOTHING RETURNING gateway_pk, epoch, seq"
             ).fetchall()
             # TRUNCATE, not DELETE: autovacuum never visits temporary tables, so deleted rows would pile up
             # and every later INSERT ... SELECT would read them all again
@@ -340,8 +358,8 @@ class BatchStore:
         claimed = conn.execute(
             "INSERT INTO uplink_frames (sent_at, gateway_pk, epoch, seq, lane, n_msgs)"
             " SELECT to_timestamp(s / 1000.0), g, e, q, l, n FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[],"
-            " %s::bigint[], %s::text[], %s::int[]) AS u(s, g, e, q, l, n)"
-            " ON CONFLICT DO NOTHING RETURNING gateway_pk, epoch, seq",
+            " %s::bigint[], %s::text[], %s::int[]) WITH ORDINALITY AS u(s, g, e, q, l, n, i)"
+            " ORDER BY g, e, q, i ON CONFLICT DO NOTHING RETURNING gateway_pk, epoch, seq",
             columns,
         ).fetchall()
         return {(r[0], r[1], r[2]) for r in claimed}
