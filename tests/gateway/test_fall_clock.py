@@ -14,14 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.gateway.test_fall_restart import gateway_run
+from tests.gateway.test_fall_restart import feed_and_store, gateway_run
 
 from eldercare.devices import messages as m
 from eldercare.gateway.fall import data, model
 from eldercare.gateway.fall import features as ft
 from eldercare.gateway.fall.detector import REMEMBERED, Decision, FallDetector
 from eldercare.gateway.pipeline import FallService
-from eldercare.gateway.store import Batch, Item, Lane, Store
+from eldercare.gateway.store import Store
 
 T0 = 1_763_775_000_000
 MIB = 1024 * 1024
@@ -146,19 +146,6 @@ def test_the_first_chunk_of_a_long_stream_sent_again_does_not_start_a_stream_of_
     assert detector.feed(first.ts, first.hz, first.xyz) == []
     assert detector.end_ts == end
     assert detector.checkpoint() is None
-
-
-def feed_and_store(service: FallService, store: Store, messages: list[m.AccelSamples]) -> list[m.Fall]:
-    """What the gateway does per chunk: detect, then store the falls and the detector's state in one commit."""
-    raised: list[m.Fall] = []
-    for message in messages:
-        falls = service.feed(message)
-        state = service.checkpoint(message.dev)
-        store.commit(
-            [Batch(items=[Item(Lane.ALARM, m.encode(f), f) for f in falls], detectors=[] if state is None else [state])]
-        )
-        raised += falls
-    return raised
 
 
 def restarted(path: Path, shipped: model.FallModel) -> tuple[Store, FallService]:
