@@ -206,7 +206,8 @@ class Store:
         self._memory_bytes = memory_bytes
         self._say = say or (lambda _: None)
         wal_pages = max(32, max_bytes // WAL_SHARE // PAGE_SIZE)
-        self._set_limits((max_bytes - 2 * wal_pages * PAGE_SIZE) // PAGE_SIZE)  # the WAL, and its -shm, besides
+        self._disk_pages = (max_bytes - 2 * wal_pages * PAGE_SIZE) // PAGE_SIZE  # the WAL, and its -shm, besides
+        self._set_limits(self._disk_pages)
         self._dedup_keys = max(1000, min(dedup_keys, max_bytes // 8 // KEY_BYTES))
         try:
             fresh = not path.exists()
@@ -218,7 +219,7 @@ class Store:
             self._db.execute("PRAGMA synchronous = FULL")
             self._db.execute(f"PRAGMA wal_autocheckpoint = {wal_pages}")
             self._db.execute(f"PRAGMA journal_size_limit = {wal_pages * PAGE_SIZE}")
-            self._db.execute(f"PRAGMA max_page_count = {self._page_limit}")
+            self._db.execute(f"PRAGMA max_page_count = {self._disk_pages}")
             self._db.executescript(SCHEMA)
             with self._tx():
                 self._db.execute(
@@ -240,7 +241,6 @@ class Store:
         self._load_counters()
 
     def _set_limits(self, pages: int) -> None:
-        self._page_limit = pages
         self._data_limit = int(pages * PAGE_SIZE * DATA_SHARE)
         self._alarm_limit = int(pages * PAGE_SIZE * ALARM_SHARE)
         self._detector_limit = int(pages * PAGE_SIZE * DETECTOR_SHARE)
@@ -324,7 +324,6 @@ class Store:
                 seeded = True
         pages = self._memory_bytes // PAGE_SIZE
         memory.execute(f"PRAGMA max_page_count = {pages}")
-        self._disk_pages = self._page_limit
         self._set_limits(pages)
         self._db, self._copied, self._seeded = memory, copied, seeded
         self.memory_since = time.time()
@@ -467,8 +466,7 @@ class Store:
                     continue  # the same commit, now in memory
                 at_least += max(messages + detectors, self.max_bytes // 32)
                 continue
-            if not self.in_memory:
-                self._failing_since = None
+            self._failing_since = None  # taken (in memory it is None already)
             for stored in results:
                 for item in stored.accepted:
                     self._queued[item.lane] += 1
@@ -630,8 +628,7 @@ class Store:
             if self._disk_failed(exc):
                 return self.cut_frame(lane, max_msgs=max_msgs, max_bytes=max_bytes, sent=sent)
             raise StoreError(self.path, str(exc)) from exc
-        if not self.in_memory:
-            self._failing_since = None
+        self._failing_since = None
         self._queued[lane] -= len(bodies)
         self._in_frames[lane] += len(bodies)
         self._bytes += len(body) + ROW_OVERHEAD - sum(len(b) + ROW_OVERHEAD for b in bodies)

@@ -291,7 +291,6 @@ class BatchStore:
             return "not a device message"
         if decoded.bad:
             return decoded.bad[0].reason
-        self._registry.refresh()
         gateway = self._registry.gateway(conn, decoded.topic.institution, decoded.topic.gateway)
         if gateway is None or gateway.revoked:
             return "unknown gateway" if gateway is None else "revoked gateway"

@@ -66,7 +66,7 @@ SELECT b.through_id,
              (SELECT min(id) - 1 FROM alarms WHERE state IN ('raised', 'acknowledged', 'attending'))),
        (SELECT max(a.id) FROM alarms a
         WHERE a.id > b.through_id AND a.outcome_code IS NULL AND a.state IN ('resolved', 'cancelled')
-        AND a.raised_at < (SELECT applied_at FROM schema_migrations WHERE version = 15))
+        AND a.raised_at < (SELECT applied_at FROM schema_migrations WHERE version = %(codes)s))
 FROM alarm_outcome_backfill b
 """
 
@@ -76,9 +76,9 @@ SELECT a.id, a.state::text, a.outcome_enc, a.outcome,
        (SELECT c.actor FROM alarm_changes c WHERE c.alarm_id = a.id AND c.to_state = a.state AND c.user_id IS NULL
         ORDER BY c.at DESC, c.id DESC LIMIT 1)
 FROM alarms a
-WHERE a.id > %s AND a.id <= %s AND a.outcome_code IS NULL AND a.state IN ('resolved', 'cancelled')
-AND a.raised_at < (SELECT applied_at FROM schema_migrations WHERE version = 15)
-ORDER BY a.id LIMIT %s FOR NO KEY UPDATE OF a
+WHERE a.id > %(after)s AND a.id <= %(last)s AND a.outcome_code IS NULL AND a.state IN ('resolved', 'cancelled')
+AND a.raised_at < (SELECT applied_at FROM schema_migrations WHERE version = %(codes)s)
+ORDER BY a.id LIMIT %(rows)s FOR NO KEY UPDATE OF a
 """
 
 _FILL = """
@@ -121,7 +121,7 @@ def backfill_outcome_codes(conninfo: str, *, data_key: bytes | None = None) -> B
     with psycopg.connect(conninfo, autocommit=True) as conn:
         if not is_applied(conn, SINCE):
             return Backfilled()
-        start = conn.execute(_START).fetchone()
+        start = conn.execute(_START, {"codes": CODES}).fetchone()
         assert start is not None
         after, ceiling, last = start
         if last is None:
@@ -153,7 +153,9 @@ def _fill(conn: Conn, vault: Vault, *, after: int, last: int) -> tuple[Backfille
     while True:
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))  # not while another migrate runs
-            batch = conn.execute(_BATCH, (after, last, OUTCOME_BATCH_ROWS)).fetchall()
+            batch = conn.execute(
+                _BATCH, {"after": after, "last": last, "rows": OUTCOME_BATCH_ROWS, "codes": CODES}
+            ).fetchall()
             if not batch:
                 break
             ids: list[int] = []

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.gateway.test_fall_restart import chunks as restart_chunks
 from tests.gateway.test_fall_restart import feed_and_store, gateway_run
 
 from eldercare.devices import messages as m
@@ -39,16 +40,8 @@ def walk_then_fall(dataset: data.Dataset) -> np.ndarray:
 
 
 def chunks(counts: np.ndarray, *, hz: int = 50, size: int = 25) -> list[m.AccelSamples]:
-    counts = np.repeat(counts, hz // ft.HZ, axis=0)
-    return [
-        m.AccelSamples(
-            dev=DEV,
-            ts=T0 + round(begin * 1000 / hz),
-            hz=hz,
-            xyz=[(int(x), int(y), int(z)) for x, y, z in counts[begin : begin + size]],
-        )
-        for begin in range(0, len(counts), size)
-    ]
+    """The 50 Hz recording as a wearable at ``hz`` sends it (each sample repeated), in chunks of ``size``."""
+    return restart_chunks(np.repeat(counts, hz // ft.HZ, axis=0), hz=hz, size=size)
 
 
 def stamped(message: m.AccelSamples, shift_ms: int) -> m.AccelSamples:
