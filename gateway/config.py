@@ -268,8 +268,10 @@ def _resolve_and_check(config: GatewayConfig, *, base: Path, path: Path) -> Gate
         }
     )
     storage = config.storage.model_copy(update={"path": resolve("storage.path", config.storage.path, must_exist=False)})
-    if storage.path is not None and not storage.path.parent.is_dir():
-        problems.append(("storage.path", f"folder {storage.path.parent} does not exist"))
+    # A folder missing (a disk not mounted) is no reason not to start when the store may go on in memory: it does,
+    # says so, and moves to the folder once it is there (store.py). Without that, the gateway cannot run.
+    if storage.path is not None and not storage.path.parent.is_dir() and not storage.memory_bytes:
+        problems.append(("storage.path", f"folder {storage.path.parent} does not exist (and storage.memory_bytes = 0)"))
     sources: list[MqttSource | HttpSource] = []
     for i, source in enumerate(config.sources):
         if isinstance(source, MqttSource) and source.ca_file is not None:

@@ -8,8 +8,11 @@ goes, once it is on disk, to:
 - the configured local command (a buzzer, a nurse-call relay), run once per alarm with the alarm as one
   JSON object on its standard input, always or only while the uplink is down (``local.command_on``). At most
   :data:`MAX_COMMANDS` run at once, one of them kept for emergencies; the alarms waiting for one go by
-  :func:`command_priority`, so a press never waits behind a backlog of low batteries, nor for relays hung on them
-  (see :class:`CommandSlots`).
+  :func:`command_priority`, so a press never waits behind a backlog of low batteries, nor for relays hung on them.
+  An emergency that finds every slot taken runs at once anyway, over the slots (up to :data:`EMERGENCIES_OVER` at
+  a time): it never waits for a command to end (see :class:`CommandSlots`). Each command is killed, with what it
+  started, :attr:`LocalConfig.command_timeout_s` after it started; at shutdown each command running is given that
+  time of its own (:meth:`AlarmHub.drain`).
 
 An alarm the store cannot take at once goes there too, before it is on disk: when the store refuses it (full of
 alarms after a long outage, or its disk failing), and when its commit has not finished within
@@ -45,6 +48,8 @@ log = logging.getLogger(__name__)
 SUBSCRIBER_QUEUE: Final = 256
 MAX_COMMANDS: Final = 4  # at most this many local commands at once; more wait their turn
 EMERGENCY_SLOTS: Final = 1  # of those, kept for emergencies (see CommandSlots)
+EMERGENCIES_OVER: Final = 16  # emergencies that may run at once over the slots, when every slot is taken
+KILL_WAIT_S: Final = 5.0  # a command killed at its timeout: how long to wait for it to go (one stuck in the kernel)
 SHOWN_KEYS: Final = 4096  # alarms remembered as shown, by their bytes, and unstored ones by their delivery
 
 
@@ -96,41 +101,59 @@ class CommandSlots:
     by slow relays and a backlog of faults queued before a press made the press wait for all of them).
 
     ``reserved`` slots are kept for emergencies: what is not one waits while only those are free. Ordering alone
-    lets a press wait for a running command: four relays hung on low batteries held it up to the timeout."""
+    lets a press wait for a running command: four relays hung on low batteries held it up to the timeout.
 
-    def __init__(self, n: int, *, reserved: int = 0) -> None:
+    ``over``: an emergency that finds no slot free does not wait either (the slot kept for it may be taken by an
+    emergency before it, hung): it runs over the slots, up to ``over`` of them at once. Only past that does it wait,
+    first in line. Pre-empting a command instead (killing the lowest one running) would cut a relay off mid-ring
+    and need it run again; a few commands more at once cost nothing that matters."""
+
+    def __init__(self, n: int, *, reserved: int = 0, over: int = 0) -> None:
         assert 0 <= reserved < n
+        assert over >= 0
         self._free = n
         self._reserved = reserved
-        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []  # a heap: (priority, arrival, future)
+        self._over = over  # emergencies that may still run over the slots
+        self._waiting: list[tuple[int, int, asyncio.Future[bool]]] = []  # a heap: (priority, arrival, future)
         self._arrivals = itertools.count()
 
     def _may_take(self, priority: int) -> bool:
         return self._free > (0 if priority == CommandPriority.EMERGENCY else self._reserved)
 
+    def _may_go_over(self, priority: int) -> bool:
+        return priority == CommandPriority.EMERGENCY and self._over > 0
+
     @contextlib.asynccontextmanager
     async def held(self, priority: int) -> AsyncIterator[None]:
-        await self._acquire(priority)
+        over = await self._acquire(priority)
         try:
             yield
         finally:
-            self._release()
+            self._release(over=over)
 
-    async def _acquire(self, priority: int) -> None:
+    async def _acquire(self, priority: int) -> bool:
+        """Wait for a slot (False) or for leave to run over them (True)."""
         if self._may_take(priority):  # then nobody waits who may: a release hands its slot to a waiter directly
             self._free -= 1
-            return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            return False
+        if self._may_go_over(priority):
+            self._over -= 1
+            return True
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiting, (priority, next(self._arrivals), future))
         try:
-            await future
+            return await future
         except asyncio.CancelledError:
             if future.done() and not future.cancelled():
-                self._release()  # handed a slot just as it was cancelled: pass it on, or it is lost for good
+                # handed a slot (or leave) just as it was cancelled: pass it on, or it is lost for good
+                self._release(over=future.result())
             raise  # (a cancelled waiter's entry stays in the heap and is passed over)
 
-    def _release(self) -> None:
-        self._free += 1
+    def _release(self, *, over: bool) -> None:
+        if over:
+            self._over += 1
+        else:
+            self._free += 1
         while self._waiting:
             priority, _, future = self._waiting[0]
             if future.done():  # cancelled while waiting: passed over
@@ -138,7 +161,12 @@ class CommandSlots:
             elif self._may_take(priority):  # the best waiter may not: nobody may
                 heapq.heappop(self._waiting)
                 self._free -= 1
-                future.set_result(None)
+                future.set_result(False)
+                return
+            elif self._may_go_over(priority):
+                heapq.heappop(self._waiting)
+                self._over -= 1
+                future.set_result(True)
                 return
             else:
                 return
@@ -161,8 +189,9 @@ class AlarmHub:
         self._unstored: OrderedDict[bytes, None] = OrderedDict()  # origins of those shown before they were stored
         self._subscribers: set[asyncio.Queue[tuple[str, dict[str, Any]]]] = set()
         self.uplink_up = False
-        self._commands = CommandSlots(MAX_COMMANDS, reserved=EMERGENCY_SLOTS)
+        self._commands = CommandSlots(MAX_COMMANDS, reserved=EMERGENCY_SLOTS, over=EMERGENCIES_OVER)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._waiting: dict[asyncio.Task[None], CommandPriority] = {}  # commands not started yet (no slot yet)
         self.commands_run = 0
         self.commands_failed = 0
 
@@ -180,12 +209,16 @@ class AlarmHub:
             self.recent.appendleft(document)
             self._broadcast("alarm", document)
             if self._config.command and (self._config.command_on == "always" or not self.uplink_up):
-                task = asyncio.create_task(
-                    self._run_command(document, command_priority(message)), name=f"local-command-{message.dev}"
-                )
+                priority = command_priority(message)
+                task = asyncio.create_task(self._run_command(document, priority), name=f"local-command-{message.dev}")
                 self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._waiting[task] = priority
+                task.add_done_callback(self._forget_task)
         return shown
+
+    def _forget_task(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._waiting.pop(task, None)
 
     def _first_time(self, alarm: LocalAlarm, *, stored: bool) -> bool:
         """Whether ``alarm`` is to be shown; remembers it (see the module's text)."""
@@ -228,6 +261,8 @@ class AlarmHub:
 
     async def _run_command(self, document: dict[str, Any], priority: CommandPriority) -> None:
         async with self._commands.held(priority):
+            if (task := asyncio.current_task()) is not None:
+                self._waiting.pop(task, None)  # started: drain gives it its time
             command = self._config.command
             try:
                 process = await asyncio.create_subprocess_exec(
@@ -249,7 +284,9 @@ class AlarmHub:
                 # with four slots hung the nurse call would ring no more.
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
-                await process.wait()
+                with contextlib.suppress(TimeoutError):  # (stuck in the kernel: its slot is freed all the same)
+                    async with asyncio.timeout(KILL_WAIT_S):
+                        await process.wait()
                 self.commands_failed += 1
                 self._stats.error(f"local command {command[0]!r} did not finish in {self._config.command_timeout_s} s")
                 return
@@ -260,9 +297,25 @@ class AlarmHub:
                 self._stats.error(f"local command {command[0]!r} exited with {process.returncode}: {tail}")
 
     async def drain(self) -> None:
-        """Wait for the local commands still running (at shutdown)."""
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=self._config.command_timeout_s)
+        """At shutdown: let every local command running end, each in its own time.
+
+        Each ends by itself at the latest ``command_timeout_s`` after it started (then it is killed, and given
+        :data:`KILL_WAIT_S` to go), so this waits for each to end, with no deadline of its own. (It waited
+        ``command_timeout_s`` in all: a command that started during that time, in a slot another freed, was cut
+        short, and those still waiting were left to be cancelled with the event loop.) Commands still waiting for a
+        slot are not started, except emergencies: they wait only past :data:`EMERGENCIES_OVER` running at once,
+        never behind other commands (see :class:`CommandSlots`), and a press must ring.
+        The others waiting (faults, bed exits behind relays that hang) are counted as failed and said: run one
+        after the other, each up to its timeout, they could hold the stop for minutes, and with it the store's
+        close (a store in memory is written back to its disk then)."""
+        left = [task for task, priority in self._waiting.items() if priority != CommandPriority.EMERGENCY]
+        for task in left:
+            task.cancel()
+        if left:
+            self.commands_failed += len(left)
+            self._stats.error(f"local command: the gateway is stopping; {len(left)} alarm(s) waiting were not run")
+        while self._tasks:
+            await asyncio.wait(list(self._tasks))
 
 
 def _remember(keys: OrderedDict[bytes, None], key: bytes) -> None:

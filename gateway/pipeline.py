@@ -29,7 +29,7 @@ from eldercare.devices import messages as m
 from eldercare.gateway.carried import CarriedFile
 from eldercare.gateway.config import DeviceClass
 from eldercare.gateway.errors import GatewayError, MappingError, UnknownDeviceError
-from eldercare.gateway.fall.detector import FallDetector, UnsupportedRateError
+from eldercare.gateway.fall.detector import Decision, FallDetector, UnsupportedRateError
 from eldercare.gateway.fall.model import FallModel
 from eldercare.gateway.local import AlarmHub, LocalAlarm
 from eldercare.gateway.mapping import VendorMapping
@@ -39,6 +39,21 @@ from eldercare.gateway.supervision import DeviceBook, Supervisor
 from eldercare.gateway.worker import StoreWorker
 
 log = logging.getLogger(__name__)
+
+
+QUIET_RELEASE_S: Final = 2.0  # a wearable quiet this long has the chunks it left waiting behind a hole decided
+
+
+def _falls(dev: str, decisions: list[Decision]) -> list[m.Fall]:
+    """The falls among a detector's decisions, as the messages the gateway stores."""
+    falls = []
+    for decision in decisions:
+        if decision.alarm:
+            log.info("fall on %s at %d (p=%.2f)", dev, decision.peak_ts, decision.probability)
+            falls.append(
+                m.Fall(dev=dev, ts=decision.peak_ts, source="wearable", confidence=round(decision.probability, 3))
+            )
+    return falls
 
 
 def now_ms() -> int:
@@ -71,10 +86,13 @@ class FallService:
 
     A wearable's detector is forgotten (in memory, and in the store through :meth:`take_forgotten`) once the
     wearable has been silent for ``forget_after_s`` both in data time (its stream ends that long before the
-    newest stream of any wearable) and in the gateway's running time (no chunk from it that long, counted from
-    its last chunk or from the gateway's start). Data time alone would let one wearable with a clock far ahead
-    reset every other detector; running time alone would forget, after a long outage of the gateway or of a
-    home broker, the detectors of wearables whose backlog is still to come and continues their streams.
+    newest stream of any wearable held) and in the gateway's running time (no chunk from it that long, counted
+    from its last chunk or from the gateway's start). Data time alone would let one wearable with a clock far
+    ahead reset every other detector; running time alone would forget, after a long outage of the gateway or of
+    a home broker, the detectors of wearables whose backlog is still to come and continues their streams. Data
+    time is worked out afresh at each pass, from the streams as their detectors trust them
+    (:attr:`FallDetector.trusted_end_ts`): kept as the newest ever seen, one chunk stamped far ahead (a clock
+    glitch) moved it on for good, and left running time alone to decide until a restart.
     A stored detector is forgotten at start when it cannot be restored, or when its wearable is not among the
     ``served`` devices (no longer configured): nothing would ever feed it.
     """
@@ -95,10 +113,10 @@ class FallService:
         self._clock = clock
         self._detectors: dict[str, FallDetector] = {}
         self._fed: dict[str, float] = {}  # clock of each detector's last chunk (or of the start, if restored)
-        self._newest_ts = 0.0  # ms, where the stream that ends last ends
         self._forget: set[str] = set()  # wearables whose stored state is to be deleted
         self._next_prune = started = clock()
         self.restored = 0
+        self.stale = 0  # chunks the detectors dropped as stale since the start (FallDetector.stale)
         for dev, (state, rows) in (saved or {}).items():
             if served is not None and dev not in served:
                 log.info("fall detector of %s forgotten: the gateway no longer serves it", dev)
@@ -112,7 +130,6 @@ class FallService:
                 continue
             self._detectors[dev] = detector
             self._fed[dev] = started
-            self._newest_ts = max(self._newest_ts, detector.end_ts or 0.0)
             self.restored += 1
 
     @property
@@ -127,22 +144,23 @@ class FallService:
         if detector is None:
             detector = self._detectors[message.dev] = FallDetector(self.model, suppress_s=self._suppress_s)
         self._fed[message.dev] = now
-        falls = []
-        for decision in detector.feed(message.ts, message.hz, message.xyz):
-            if decision.alarm:
-                log.info("fall on %s at %d (p=%.2f)", message.dev, decision.peak_ts, decision.probability)
-                falls.append(
-                    m.Fall(
-                        dev=message.dev,
-                        ts=decision.peak_ts,
-                        source="wearable",
-                        confidence=round(decision.probability, 3),
-                    )
-                )
-        self._newest_ts = max(self._newest_ts, detector.end_ts or 0.0)
+        stale = detector.stale
+        falls = _falls(message.dev, detector.feed(message.ts, message.hz, message.xyz))
+        self.stale += detector.stale - stale
         if now >= self._next_prune:
             self._prune(now)
         return falls
+
+    def release_quiet(self) -> dict[str, list[m.Fall]]:
+        """Wearables quiet for :data:`QUIET_RELEASE_S` with chunks waiting behind a hole: the hole is taken for a gap
+        and what the chunks complete is decided (:meth:`FallDetector.release`); the falls, by wearable (store each
+        one's :meth:`checkpoint` with them)."""
+        now = self._clock()
+        return {
+            dev: _falls(dev, detector.release())
+            for dev, detector in self._detectors.items()
+            if detector.waiting and now - self._fed[dev] >= QUIET_RELEASE_S
+        }
 
     def tick(self) -> None:
         """Forget the detectors due (see the class) without waiting for a chunk: no wearable may send again."""
@@ -153,9 +171,9 @@ class FallService:
     def _prune(self, now: float) -> None:
         """Forget the detectors of wearables silent for ``forget_after_s`` in data time and in running time."""
         self._next_prune = now + PRUNE_EVERY_S
-        oldest_ts = self._newest_ts - self._forget_after_s * 1000
-        for dev, detector in list(self._detectors.items()):
-            end = detector.end_ts
+        ends = {dev: detector.trusted_end_ts for dev, detector in self._detectors.items()}
+        oldest_ts = max((end for end in ends.values() if end is not None), default=0.0) - self._forget_after_s * 1000
+        for dev, end in ends.items():
             if (end is None or end < oldest_ts) and now - self._fed[dev] >= self._forget_after_s:
                 del self._detectors[dev], self._fed[dev]
                 self._forget.add(dev)
@@ -328,6 +346,7 @@ class Pipeline:
             self._stats.error(f"{message.dev} ({device_class.value}): {exc}")
             return []
         batch.forget.extend(self._falls.take_forgotten())
+        self._stats.fall_chunks_stale = self._falls.stale
         state = self._falls.checkpoint(message.dev)
         if state is not None:
             batch.detectors.append(state)
@@ -411,12 +430,22 @@ class Pipeline:
         fall detection off) and those the fall service has forgotten (at start: those it could not restore or whose
         wearable is no longer served; then, once a second, those silent past its horizon). Left for the next
         accelerometer chunk of any wearable, which may never come, their rows kept taking room alarms need, and
-        came back at the next start. None when there is nothing to delete."""
+        came back at the next start. In the same commit, the falls of wearables gone quiet with chunks waiting
+        behind a hole (:meth:`FallService.release_quiet`), with their detectors' checkpoints. None when there is
+        nothing to store."""
         forget = set(gone)
+        batch = Batch()
         if self._falls is not None:
             self._falls.tick()
+            for dev, falls in self._falls.release_quiet().items():
+                self._add(batch, list(falls), made=True)
+                self._stats.falls += len(falls)
+                state = self._falls.checkpoint(dev)
+                if state is not None:
+                    batch.detectors.append(state)
             forget.update(self._falls.take_forgotten())
-        return self.submit_batch(Batch(forget=sorted(forget))) if forget else None
+        batch.forget = sorted(forget)
+        return self.submit_batch(batch) if batch.forget or batch.items or batch.detectors else None
 
     def resume_carried(self) -> None:
         """At start, with the store worker running: take back what the carried file held when the gateway

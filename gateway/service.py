@@ -4,6 +4,10 @@ Parts and their tasks (one ``asyncio.TaskGroup``): the store worker (its own thr
 one task per MQTT source, the HTTP source and local page servers, and the supervision tick. Stopping
 (SIGTERM, SIGINT) stops taking input first, commits what was accepted, says goodbye upstream (a retained
 clean ``death``) and closes the store; whatever was not sent stays in the store for the next start.
+
+A store whose file cannot be opened at start (the disk read-only or full, the file corrupt) does not stop the
+gateway: it starts in memory and says so (the log, ``last_error`` in the heartbeat, ``store`` in the status; see
+:mod:`eldercare.gateway.store`). Only with ``storage.memory_bytes = 0`` does it refuse to start.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from eldercare.gateway import mapping_files
 from eldercare.gateway.carried import CarriedFile
 from eldercare.gateway.carried import path_for as carried_path
 from eldercare.gateway.config import GatewayConfig, HttpSource, MqttSource
-from eldercare.gateway.errors import ConfigError
+from eldercare.gateway.errors import ConfigError, StoreError
 from eldercare.gateway.fall import model as fall_model
 from eldercare.gateway.local import AlarmHub
 from eldercare.gateway.mapping import VendorMapping
@@ -66,13 +70,20 @@ class Gateway:
     async def run(self, stop: asyncio.Event, *, on_ready: Callable[[], None] | None = None) -> None:
         config = self.config
         storage = config.storage
-        store = Store(
-            storage.path,
-            max_bytes=storage.max_bytes,
-            memory_after_s=storage.memory_after_s if storage.memory_bytes else None,
-            memory_bytes=storage.memory_bytes,
-            say=self.stats.error,
-        )
+        try:
+            store = Store(
+                storage.path,
+                max_bytes=storage.max_bytes,
+                memory_after_s=storage.memory_after_s if storage.memory_bytes else None,
+                memory_bytes=storage.memory_bytes,
+                say=self.stats.error,
+            )
+        except StoreError as exc:  # only with memory_bytes = 0: otherwise the store starts in memory
+            raise StoreError(
+                exc.path, f"cannot be opened: {exc.reason} (storage.memory_bytes = 0: no start without the disk)"
+            ) from exc
+        if store.in_memory:
+            log.error("gateway: starting with the store in memory, not on disk: %s", store.memory_why)
         try:
             await self._run(store, stop, on_ready)
         finally:
@@ -143,7 +154,7 @@ class Gateway:
                 "queue": {"alarm": depth.alarm, "telemetry": depth.telemetry},
                 "dropped": store.dropped,
                 "store_bytes": store.disk_bytes(),
-                "store": {"in_memory": store.in_memory, "since": store.memory_since},
+                "store": {"in_memory": store.in_memory, "since": store.memory_since, "why": store.memory_why},
                 "sources": {s.config.name: s.connected for s in sources},
                 "offline_devices": supervisor.offline(),
                 "devices": len(book.classes),
@@ -182,13 +193,14 @@ class Gateway:
             uplink_task = group.create_task(uplink.run(), name="uplink")
             supervision = group.create_task(supervise(), name="supervision")
             log.info(
-                "gateway %s of %s running: epoch %d, %d device(s), %d source(s), store %s",
+                "gateway %s of %s running: epoch %d, %d device(s), %d source(s), store %s%s",
                 config.gateway,
                 config.institution,
                 store.epoch,
                 len(book.classes),
                 len(config.sources),
                 config.storage.path,
+                " (in memory: its disk cannot be used)" if store.in_memory else "",
             )
             if on_ready is not None:
                 on_ready()

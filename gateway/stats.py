@@ -17,6 +17,7 @@ class Stats:
     unmapped: int = 0  # payloads or records no mapping could read, and messages of unknown devices
     refused: int = 0  # deliveries not stored (store full or failing), left with the device to send again
     falls: int = 0  # falls the detector raised
+    fall_chunks_stale: int = 0  # accelerometer chunks too old for their stream (sent again late, or too late)
     shown_unstored: int = 0  # alarms shown locally before they were stored (refused, or a slow commit)
     devices_seen: set[str] = field(default_factory=set)
     last_error: str | None = None

@@ -41,6 +41,20 @@ Every :data:`DISK_PROBE_S` the disk is tried again (a write on its own connectio
 in memory is written back over it (a copy), or, one started afresh, once it has sent all it held (its fall
 detector checkpoints, faults and devices are written to the disk first), and the store is on disk again.
 
+A disk that fails at start. A store created with ``memory_after_s`` (and a ``memory_bytes``) whose file cannot be
+opened at all (a file system read-only or full, a folder gone, a file that is not a database or is damaged) starts
+in memory straight away, afresh, with an epoch of its own, and says why (``say``, and :attr:`Store.memory_why`):
+a gateway that does not start shows and sends no alarm at all. Every :data:`DISK_PROBE_S` the file is opened
+again, and once it opens and takes a write the store goes back to it as above (once it has sent all it held).
+What waited in the file is sent then, under the file's own epoch. A file SQLite finds corrupt (``SQLITE_CORRUPT``,
+``SQLITE_NOTADB``) is left where it is, as it is: never deleted or moved (it may hold alarms not sent, for whoever
+recovers it; a file renamed by the gateway would be one nobody looks for, and a gateway moving on to a new file
+would hide that anything went wrong but for a log line). Opening writes nothing to a file the gateway made (its
+tables and rows are there: SQLite finds the damage reading them), and the probe does not open it again while it
+is the same file (inode, size, time). Once it is moved away, or a repaired copy put in its place, the store goes
+back to disk, to a new database or the repaired one. Without ``memory_after_s`` the store refuses to start
+(:class:`StoreError`), as before.
+
 Repeats. A message whose exact bytes were stored recently (the last ``dedup_keys`` messages) is a repeat
 (a device or the home broker sending again what was already stored) and is not stored twice.
 """
@@ -208,37 +222,64 @@ class Store:
         wal_pages = max(32, max_bytes // WAL_SHARE // PAGE_SIZE)
         self._disk_pages = (max_bytes - 2 * wal_pages * PAGE_SIZE) // PAGE_SIZE  # the WAL, and its -shm, besides
         self._set_limits(self._disk_pages)
+        self._wal_pages = wal_pages
         self._dedup_keys = max(1000, min(dedup_keys, max_bytes // 8 // KEY_BYTES))
-        try:
-            fresh = not path.exists()
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self._db.execute(f"PRAGMA page_size = {PAGE_SIZE}")
-            mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if mode != "wal":
-                raise StoreError(path, f"the file system does not allow WAL mode (got {mode})")
-            self._db.execute("PRAGMA synchronous = FULL")
-            self._db.execute(f"PRAGMA wal_autocheckpoint = {wal_pages}")
-            self._db.execute(f"PRAGMA journal_size_limit = {wal_pages * PAGE_SIZE}")
-            self._db.execute(f"PRAGMA max_page_count = {self._disk_pages}")
-            self._db.executescript(SCHEMA)
-            with self._tx():
-                self._db.execute(
-                    "INSERT OR IGNORE INTO meta VALUES ('epoch', ?), ('next_seq', 0), ('dropped', 0)",
-                    (time.time_ns() // 1_000_000,),
-                )
-        except sqlite3.Error as exc:
-            raise StoreError(path, str(exc)) from exc
-        self._disk = self._db  # the file's connection, kept while the store is in memory (to try it again)
-        self.created = fresh
-        self.epoch = self._meta("epoch")
+        self.epoch = 0
         self._stale = False  # the counters in memory missed a rollback (the database could not be read)
         self._failing_since: float | None = None  # monotonic time of the first of the writes failing since
         self._last_failure = 0.0
         self.memory_since: float | None = None  # wall clock time the store went on in memory; None on disk
+        self.memory_why: str | None = None  # in memory: why (what ``say`` was told)
         self._copied = False  # in memory: a copy of the disk's database (else started afresh)
         self._seeded = False  # in memory afresh: with the disk's faults, devices and detectors (it could be read)
         self._next_probe = 0.0
-        self._load_counters()
+        self._unreadable: os.stat_result | None = None  # the file found corrupt, left in place: not opened again
+        # The file's connection, kept while the store is in memory (to try it again); None while it cannot be opened.
+        self._file: sqlite3.Connection | None = None
+        self.created = False
+        try:
+            fresh = not path.exists()
+            self._file, counters = self._open_file()
+        except (StoreError, OSError) as exc:
+            if self._memory_after_s is None or self._memory_bytes <= 0:
+                if isinstance(exc, StoreError):
+                    raise
+                raise StoreError(path, str(exc)) from exc
+            self._start_in_memory(exc)
+            return
+        self._db = self._file
+        self.created = fresh
+        self.epoch = self._meta("epoch")
+        self._set_counters(counters)
+
+    def _open_file(self) -> tuple[sqlite3.Connection, _Counters]:
+        """The database file, opened (created if missing) and read through (its counters): :class:`StoreError` if it
+        cannot be used, with SQLite's error as its cause. Writes nothing to a database it made before."""
+        db: sqlite3.Connection | None = None
+        try:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db.execute(f"PRAGMA page_size = {PAGE_SIZE}")
+            mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode != "wal":
+                raise StoreError(self.path, f"the file system does not allow WAL mode (got {mode})")  # noqa: TRY301
+            db.execute("PRAGMA synchronous = FULL")
+            db.execute(f"PRAGMA wal_autocheckpoint = {self._wal_pages}")
+            db.execute(f"PRAGMA journal_size_limit = {self._wal_pages * PAGE_SIZE}")
+            db.execute(f"PRAGMA max_page_count = {self._disk_pages}")
+            db.executescript(SCHEMA)
+            with _Transaction(db):
+                db.execute(
+                    "INSERT OR IGNORE INTO meta VALUES ('epoch', ?), ('next_seq', 0), ('dropped', 0)",
+                    (time.time_ns() // 1_000_000,),
+                )
+            counters = _read_counters(db)  # reads every queue: a database damaged there fails here, not later
+        except (sqlite3.Error, StoreError) as exc:
+            if db is not None:
+                db.close()
+            if isinstance(exc, StoreError):
+                raise
+            raise StoreError(self.path, str(exc)) from exc
+        return db, counters
 
     def _set_limits(self, pages: int) -> None:
         self._data_limit = int(pages * PAGE_SIZE * DATA_SHARE)
@@ -247,25 +288,13 @@ class Store:
 
     def _load_counters(self) -> None:
         """Counters kept in memory, from the database (at start, and after a transaction failed)."""
-        self.dropped = self._meta("dropped")
-        self._queued = {lane: self._count(f"SELECT count(*) FROM {_QUEUE[lane]}") for lane in Lane}  # noqa: S608
-        self._in_frames = {
-            lane: self._count("SELECT coalesce(sum(n_msgs), 0) FROM frames WHERE lane = ?", lane) for lane in Lane
-        }
-        self._bytes = self._count(
-            "SELECT (SELECT coalesce(sum(length(body)), 0) + count(*) * ? FROM alarm_q)"
-            " + (SELECT coalesce(sum(length(body)), 0) + count(*) * ? FROM telemetry_q)"
-            " + (SELECT coalesce(sum(length(body)), 0) + count(*) * ? FROM frames)"
-            " + (SELECT count(*) * ? FROM recent)"
-            " + (SELECT coalesce(sum(length(state)), 0) + count(*) * ? FROM fall_state)"
-            " + (SELECT coalesce(sum(length(samples)), 0) + count(*) * ? FROM fall_samples)",
-            ROW_OVERHEAD,
-            ROW_OVERHEAD,
-            ROW_OVERHEAD,
-            KEY_BYTES,
-            ROW_OVERHEAD,
-            ROW_OVERHEAD,
-        )
+        self._set_counters(_read_counters(self._db))
+
+    def _set_counters(self, counters: _Counters) -> None:
+        self.dropped = counters.dropped
+        self._queued = counters.queued
+        self._in_frames = counters.in_frames
+        self._bytes = counters.data_bytes
 
     def _rolled_back(self) -> None:
         """After a transaction failed, or before the next one if the database could not be read then: the counters
@@ -281,7 +310,27 @@ class Store:
 
     @property
     def in_memory(self) -> bool:
-        return self._db is not self._disk
+        return self._db is not self._file
+
+    @property
+    def _disk(self) -> sqlite3.Connection:
+        """The file's connection, where it is known to be open."""
+        assert self._file is not None
+        return self._file
+
+    def _start_in_memory(self, exc: StoreError | OSError) -> None:
+        """The file cannot be opened at start: go on in memory, afresh (see the module's text)."""
+        reason = exc.reason if isinstance(exc, StoreError) else str(exc)
+        if _is_corrupt(exc):
+            with contextlib.suppress(OSError):
+                self._unreadable = self.path.stat()
+            why = (
+                f"{self.path} is not a database SQLite can read ({reason}); it is left in place as it is, for"
+                " recovery: once it is moved away (or a repaired copy put in its place) the store goes back to disk"
+            )
+        else:
+            why = f"{self.path} cannot be opened at start ({reason})"
+        self._to_memory(why)
 
     def _disk_failed(self, exc: Exception) -> bool:
         """A write or read of the disk failed: whether the store has now gone on in memory (try it again there)."""
@@ -307,8 +356,8 @@ class Store:
         memory = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
         copied = False
         try:
-            if self.disk_bytes() <= self._memory_bytes:  # on disk still: the files' size
-                self._disk.backup(memory)
+            if self._file is not None and self.disk_bytes() <= self._memory_bytes:  # on disk still: the files' size
+                self._file.backup(memory)
                 copied = True
         except (sqlite3.Error, OSError):
             memory.close()
@@ -319,9 +368,10 @@ class Store:
             memory.executescript(SCHEMA)
             epoch = max(time.time_ns() // 1_000_000, self.epoch + 1)
             memory.execute("INSERT INTO meta VALUES ('epoch', ?), ('next_seq', 0), ('dropped', 0)", (epoch,))
-            with contextlib.suppress(sqlite3.Error):  # the disk's faults, devices and detectors, if it can be read
-                _copy_state(self._disk, memory)
-                seeded = True
+            if self._file is not None:
+                with contextlib.suppress(sqlite3.Error):  # the disk's faults, devices and detectors, if it can be read
+                    _copy_state(self._file, memory)
+                    seeded = True
         pages = self._memory_bytes // PAGE_SIZE
         memory.execute(f"PRAGMA max_page_count = {pages}")
         self._set_limits(pages)
@@ -331,6 +381,7 @@ class Store:
         self._next_probe = time.monotonic() + DISK_PROBE_S
         self.epoch = self._meta("epoch")
         self._load_counters()
+        self.memory_why = why
         self._say(
             f"store: {why}; going on in memory (up to {self._memory_bytes // 1024 // 1024} MiB), "
             + (
@@ -346,23 +397,48 @@ class Store:
         self._next_probe = time.monotonic() + DISK_PROBE_S
         if not self._copied and (any(self._queued.values()) or any(self._in_frames.values())):
             return  # a store started afresh goes back once it has sent all it held
+        if self._file is None and not self._open_again():
+            return
+        disk = self._disk
         try:
-            with _Transaction(self._disk):
-                self._disk.execute("INSERT OR REPLACE INTO meta VALUES ('probe', ?)", (time.time_ns() // 1_000_000,))
+            with _Transaction(disk):
+                disk.execute("INSERT OR REPLACE INTO meta VALUES ('probe', ?)", (time.time_ns() // 1_000_000,))
             if self._copied:
-                self._db.backup(self._disk)
+                self._db.backup(disk)
             else:  # the state as it is now; seeded from a disk that could not be read, what it has is kept
-                _copy_state(self._db, self._disk, replace=self._seeded)
+                _copy_state(self._db, disk, replace=self._seeded)
         except sqlite3.Error:
             return
-        memory, self._db = self._db, self._disk
+        memory, self._db = self._db, disk
         memory.close()
         self._set_limits(self._disk_pages)
         self.memory_since = None
+        self.memory_why = None
         self._copied = False
         self.epoch = self._meta("epoch")
         self._load_counters()
         self._say(f"store: back on disk ({self.path})")
+
+    def _open_again(self) -> bool:
+        """In memory since a start whose file could not be opened: try to open it now. A file found corrupt is not
+        opened again while it is the same file (the same inode, size and time): what is left in place for recovery
+        is never written to."""
+        if self._unreadable is not None:
+            try:
+                now = self.path.stat()
+            except OSError:
+                now = None
+            if now is not None and _same_file(now, self._unreadable):
+                return False
+        try:
+            self._file, _ = self._open_file()
+        except StoreError as exc:
+            if _is_corrupt(exc):
+                with contextlib.suppress(OSError):
+                    self._unreadable = self.path.stat()
+            return False
+        self._unreadable = None
+        return True
 
     # --- helpers ---------------------------------------------------------------------------------
 
@@ -374,9 +450,6 @@ class Store:
         assert row is not None
         return int(row[0])
 
-    def _count(self, sql: str, *params: int) -> int:
-        return int(self._db.execute(sql, params).fetchone()[0])
-
     def close(self) -> None:
         if self.in_memory:
             self._back_to_disk()
@@ -387,7 +460,8 @@ class Store:
                 " telemetry message(s) not sent are lost"
             )
             self._db.close()
-        self._disk.close()
+        if self._file is not None:
+            self._file.close()
 
     # --- reading state ----------------------------------------------------------------------------
 
@@ -643,6 +717,54 @@ class Store:
                 return self.unacked()
             raise StoreError(self.path, str(exc)) from exc
         return [OutFrame(int(seq), Lane(lane), int(n), bytes(body)) for seq, lane, n, body in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class _Counters:
+    dropped: int
+    queued: dict[Lane, int]
+    in_frames: dict[Lane, int]
+    data_bytes: int
+
+
+def _read_counters(db: sqlite3.Connection) -> _Counters:
+    """The counters a store keeps in memory, read from its database (every queue's rows)."""
+
+    def count(sql: str, *params: int) -> int:
+        return int(db.execute(sql, params).fetchone()[0])
+
+    return _Counters(
+        dropped=count("SELECT value FROM meta WHERE key = 'dropped'"),
+        queued={lane: count(f"SELECT count(*) FROM {_QUEUE[lane]}") for lane in Lane},  # noqa: S608
+        in_frames={lane: count("SELECT coalesce(sum(n_msgs), 0) FROM frames WHERE lane = ?", lane) for lane in Lane},
+        data_bytes=count(
+            "SELECT (SELECT coalesce(sum(length(body)), 0) + count(*) * ? FROM alarm_q)"
+            " + (SELECT coalesce(sum(length(body)), 0) + count(*) * ? FROM telemetry_q)"
+            " + (SELECT coalesce(sum(length(body)), 0) + count(*) * ? FROM frames)"
+            " + (SELECT count(*) * ? FROM recent)"
+            " + (SELECT coalesce(sum(length(state)), 0) + count(*) * ? FROM fall_state)"
+            " + (SELECT coalesce(sum(length(samples)), 0) + count(*) * ? FROM fall_samples)",
+            ROW_OVERHEAD,
+            ROW_OVERHEAD,
+            ROW_OVERHEAD,
+            KEY_BYTES,
+            ROW_OVERHEAD,
+            ROW_OVERHEAD,
+        ),
+    )
+
+
+def _is_corrupt(exc: BaseException) -> bool:
+    """Whether ``exc`` (or its cause) is SQLite finding a file that is not a database, or a damaged one."""
+    cause = exc.__cause__ if isinstance(exc, StoreError) else exc
+    if not isinstance(cause, sqlite3.DatabaseError):
+        return False
+    code = getattr(cause, "sqlite_errorcode", 0) & 0xFF  # the primary code of an extended one
+    return code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+
+
+def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino, a.st_size, a.st_mtime_ns) == (b.st_dev, b.st_ino, b.st_size, b.st_mtime_ns)
 
 
 def _copy_state(source: sqlite3.Connection, target: sqlite3.Connection, *, replace: bool = True) -> None:

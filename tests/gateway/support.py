@@ -127,8 +127,16 @@ async def _register(url: str, state_dir: Path, rng: random.Random, devices: dict
     return Site(code, institution_id, gateway.gateway_id, gateway.password, devices)
 
 
+_SEEDS_USED: set[tuple[str, int]] = set()  # (stack's database, seed): a seed makes the institution's code
+
+
 def register_site(stack: StackInfo, *, seed: int, devices: dict[str, str]) -> Site:
-    """An institution, its gateway (with broker credentials) and ``devices`` registered on the platform."""
+    """An institution, its gateway (with broker credentials) and ``devices`` registered on the platform. ``seed``
+    makes its codes: one seed twice on a stack would register the same institution again (a unique key), so it is
+    refused here, naming the seed, rather than as a duplicate key far from the cause."""
+    key = (stack.database_url, seed)
+    assert key not in _SEEDS_USED, f"register_site: seed {seed} is taken on this stack by another test; pick another"
+    _SEEDS_USED.add(key)
     return asyncio.run(_register(stack.database_url, stack.state_dir, random.Random(seed), devices))
 
 

@@ -127,6 +127,11 @@ def test_the_documented_example_is_valid(folder: Path) -> None:
         ),
         (lambda d: d.update(devices={}), "(top level)", "devices.known"),
         (lambda d: d["storage"].update(max_bytes=10), "storage.max_bytes", "greater than or equal"),
+        (
+            lambda d: d["storage"].update(path="unmounted/store.db", memory_bytes=0),
+            "storage.path",
+            "folder",
+        ),
         (lambda d: d["uplink"].update(ca_file="nowhere.pem"), "uplink.ca_file", "does not exist"),
         (lambda d: d["uplink"].update(ca_file="not-a-ca.pem"), "uplink.ca_file", "not a CA certificate file"),
         (lambda d: d.update(fall={"model": "none.npz"}), "fall.model", "does not exist"),
@@ -144,6 +149,14 @@ def test_each_mistake_names_its_key(folder: Path, change: Any, key: str, reason:
     change(document)
     found = problems(document, folder)
     assert any(k == key and reason in r for k, r in found), found
+
+
+def test_a_storage_folder_not_there_yet_is_no_reason_not_to_start(folder: Path) -> None:
+    """A disk not mounted: the store goes on in memory and moves to the folder once it is there (store.py)."""
+    document = minimal()
+    document["storage"].update(path="unmounted/store.db")
+    config = gateway_config.parse(document, path=folder / "gw.toml")
+    assert config.storage.path == folder / "unmounted" / "store.db"
 
 
 def test_a_source_naming_an_unknown_vendor_is_refused(folder: Path) -> None:
