@@ -18,6 +18,7 @@ from typing import Any
 
 from psycopg import AsyncConnection, sql
 
+from eldercare.platform import divisions
 from eldercare.platform.api.errors import NotFound, Problem, invalid
 
 
@@ -120,8 +121,8 @@ def check_region(principal: Principal, region: str | None, *, field: str = "quer
     own = principal.region_code or ""
     if region is None:
         return own
-    if not region.isdigit() or len(region) not in (2, 4, 6, 9):
-        raise invalid(field, "an administrative division code of 2, 4, 6 or 9 digits")
+    if not divisions.is_region(region):
+        raise invalid(field, divisions.RULE)
     if principal.role is Role.REGULATOR and not region_covers(principal, region):
         raise NotFound("region")
     return region

@@ -6,18 +6,17 @@ the query field and the reason (the API's one error shape).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from eldercare.platform import divisions
 from eldercare.platform.api.errors import FieldError, Problem
 from eldercare.platform.map.geo import Crs, LonLat, from_crs
 from eldercare.platform.registry.institutions import Kind, Service
 
-_REGION = re.compile(r"^([0-9]{2}|[0-9]{4}|[0-9]{6}|[0-9]{9})$")
 MAX_PRICE = 1_000_000.0
 INVALID = "the request is not valid"
 
@@ -149,8 +148,8 @@ def check(raw: PlaceQuery) -> tuple[HomeFilter, Crs]:
     crs = parse_crs(raw.crs)
     errors: list[FieldError] = []
     region = raw.region.strip() if raw.region else None
-    if region is not None and not _REGION.match(region):
-        errors.append(FieldError(field="query.region", reason="a division code of 2, 4, 6 or 9 digits (GB/T 2260)"))
+    if region is not None and not divisions.is_region(region):
+        errors.append(FieldError(field="query.region", reason=divisions.RULE))
     kinds = tuple(Kind(k) for k in _choices(raw.type, Kind, "type", errors))
     services = tuple(Service(s) for s in _choices(raw.services, Service, "services", errors))
     if raw.grade_min is not None and raw.grade_max is not None and raw.grade_min > raw.grade_max:

@@ -22,6 +22,7 @@ def _verify(args: argparse.Namespace) -> int:
 
     from psycopg import AsyncConnection
 
+    from eldercare.platform import divisions
     from eldercare.platform.config import DatabaseSettings
     from eldercare.platform.subsidy import verify
     from eldercare.platform.subsidy.access import parse_month
@@ -32,8 +33,8 @@ def _verify(args: argparse.Namespace) -> int:
         print(f"--month: {exc}")
         return 2
     region: str = args.region
-    if not region.isdigit() or len(region) not in (2, 4, 6, 9):
-        print("--region: an administrative division code of 2, 4, 6 or 9 digits")
+    if not divisions.is_region(region):
+        print(f"--region: {divisions.RULE}")
         return 2
     url: str = args.database_url or DatabaseSettings().database_url
 

@@ -25,7 +25,10 @@ def test_a_region_within_a_regulators_own_or_any_for_an_admin(region: str) -> No
     assert check_region(_user(Role.ADMIN), region) == region
 
 
-@pytest.mark.parametrize("region", ["4", "420", "42050", "4205020011", "42x5", "", " 4205"])
+OTHER_DIGITS = ["\u0664\u0662", "\u00b2\u00b2", "\uff14\uff12\uff10\uff15"]  # Arabic-Indic, superscript, full-width
+
+
+@pytest.mark.parametrize("region", ["4", "420", "42050", "4205020011", "42x5", "", " 4205", *OTHER_DIGITS])
 def test_a_code_that_is_not_a_divisions_is_a_422_on_the_field_asked(region: str) -> None:
     for field in ("query.region", "body.region_code"):
         with pytest.raises(Problem) as caught:
