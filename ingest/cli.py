@@ -8,8 +8,11 @@ import json
 import sys
 import time
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
+
+if TYPE_CHECKING:
+    from eldercare.platform.crypto import Vault
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -69,6 +72,29 @@ def _database_url() -> str:
     return DatabaseSettings().database_url
 
 
+KEY_CHECK_WAIT_S = 24 * 3600.0  # ingest started while its database is down: how long it waits to check the key
+
+
+def _vault(database_url: str) -> Vault:
+    """The data key's vault, which seals the positions and payloads ingest stores, checked against the database's
+    (``platform/db/keycheck.py``); a missing, bad or wrong key ends the command, saying so (ingest never stores a
+    position in clear, nor one sealed with a key the platform does not have)."""
+    from pydantic import ValidationError
+
+    from eldercare.platform.config import SecuritySettings
+    from eldercare.platform.db.keycheck import DataKeyMismatchError, checked_vault
+
+    try:
+        # a database not up yet is waited for, as ingest waits for it after (it stores nothing without it)
+        return checked_vault(database_url, SecuritySettings().key_bytes(), wait_s=KEY_CHECK_WAIT_S)
+    except ValidationError as exc:
+        reason = "; ".join(str(e["msg"]) for e in exc.errors())
+        why = "the positions ingest stores are sealed with it"
+        raise SystemExit(f"eldercare ingest: ELDERCARE_DATA_KEY: {reason} ({why})") from None
+    except DataKeyMismatchError as exc:
+        raise SystemExit(f"eldercare ingest: {exc}") from None
+
+
 def _run(args: argparse.Namespace) -> int:
     from eldercare.ingest.service import run
     from eldercare.ingest.settings import IngestSettings
@@ -79,7 +105,8 @@ def _run(args: argparse.Namespace) -> int:
         overrides["ingest_name"] = args.name
     if args.metrics_port is not None:
         overrides["ingest_metrics_port"] = args.metrics_port
-    return run(settings=IngestSettings(**overrides), broker=BrokerSettings(), database_url=_database_url())
+    settings, database_url = IngestSettings(**overrides), _database_url()
+    return run(settings=settings, broker=BrokerSettings(), database_url=database_url, vault=_vault(database_url))
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -101,12 +128,13 @@ def _show(args: argparse.Namespace) -> int:
     from eldercare.ingest.parked import get_parked
 
     with psycopg.connect(_database_url(), autocommit=True) as conn:
-        row = get_parked(conn, args.id)
+        row = get_parked(conn, args.id, _vault(_database_url()))
     if row is None:
         print(f"no parked message {args.id}", file=sys.stderr)
         return 1
     for name in ("id", "kind", "received_at", "topic", "reason", "institution", "gateway", "context", "replayed_at"):
         print(f"{name}: {getattr(row, name)}")
+    assert row.payload is not None  # opened: one shown
     print("payload:", row.payload.decode("utf-8", errors="backslashreplace"))
     return 0
 
@@ -117,9 +145,10 @@ def _replay(args: argparse.Namespace) -> int:
     from eldercare.ingest.parked import replay
 
     failures = 0
+    vault = _vault(_database_url())
     with psycopg.connect(_database_url(), autocommit=True) as conn:
         for parked_id in args.ids:
-            reason = replay(conn, parked_id)
+            reason = replay(conn, parked_id, vault)
             if reason is None:
                 print(f"{parked_id}: stored")
             else:

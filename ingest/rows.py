@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Final
 from psycopg import Cursor
 
 from eldercare.devices import messages as m
+from eldercare.platform.crypto import LOCATION_POSITION, Vault
 
 if TYPE_CHECKING:
     from eldercare.ingest.decode import FastBed
@@ -32,8 +33,8 @@ _F4: Final = struct.Struct("!if")
 _F8: Final = struct.Struct("!id")
 _NULL: Final = b"\xff\xff\xff\xff"
 _SCALAR_HEAD: Final = struct.Struct("!hiqiq")
-_LOCATION: Final = struct.Struct("!hiqiqididif")
-_LOCATION_NO_ACC: Final = struct.Struct("!hiqiqidid")
+_LOCATION_HEAD: Final = struct.Struct("!hiqiq")
+_BYTES_LENGTH: Final = struct.Struct("!i")
 
 
 def pg_micros(ms: int) -> int:
@@ -42,8 +43,10 @@ def pg_micros(ms: int) -> int:
 
 @dataclass(slots=True)
 class Rows:
-    """The telemetry rows of one batch, by table, plus the (hour, device) pairs they touch."""
+    """The telemetry rows of one batch, by table, plus the (hour, device) pairs they touch. ``vault`` seals the
+    positions (a person's whereabouts are personal data); nothing else of a reading is."""
 
+    vault: Vault
     bed: list[bytes] = field(default_factory=list)
     scalar: list[bytes] = field(default_factory=list)
     location: list[bytes] = field(default_factory=list)
@@ -78,11 +81,13 @@ def add_telemetry(rows: Rows, msg: m.DeviceMessage, device_id: int) -> bool:
         rows.scalar.append(_scalar(ts, device_id, msg.kind, msg.value))
     elif kind is m.Location:
         assert isinstance(msg, m.Location)
-        if msg.acc is None:
-            row = _LOCATION_NO_ACC.pack(5, 8, pg_micros(ts), 8, device_id, 8, msg.lat, 8, msg.lon) + _NULL
-        else:
-            row = _LOCATION.pack(5, 8, pg_micros(ts), 8, device_id, 8, msg.lat, 8, msg.lon, 4, msg.acc)
-        rows.location.append(row)
+        sealed = rows.vault.seal_position(msg.lat, msg.lon, column=LOCATION_POSITION)
+        rows.location.append(
+            _LOCATION_HEAD.pack(4, 8, pg_micros(ts), 8, device_id)
+            + (_NULL if msg.acc is None else _F4.pack(4, msg.acc))
+            + _BYTES_LENGTH.pack(len(sealed))
+            + sealed
+        )
     elif kind is m.AccelSamples:
         assert isinstance(msg, m.AccelSamples)
         rows.accel.append((ts, device_id, msg.hz, [v for xyz in msg.xyz for v in xyz]))
@@ -128,7 +133,7 @@ def copy_rows(cur: Cursor[tuple[object, ...]], rows: Rows) -> None:
     for table, columns, data in (
         ("bed_readings", "time, device_id, presence, heart_rate, resp_rate, movement", rows.bed),
         ("device_readings", "time, device_id, metric, value", rows.scalar),
-        ("locations", "time, device_id, lat, lon, accuracy", rows.location),
+        ("locations", "time, device_id, accuracy, position_enc", rows.location),
     ):
         if data:
             with cur.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:

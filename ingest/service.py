@@ -24,6 +24,7 @@ from eldercare.ingest.settings import IngestSettings
 from eldercare.ingest.store import BatchStore
 from eldercare.ingest.watch import RegistryWatch
 from eldercare.platform.config import BrokerSettings
+from eldercare.platform.crypto import Vault
 
 log = logging.getLogger(__name__)
 
@@ -103,15 +104,17 @@ def build(
     settings: IngestSettings,
     broker: BrokerSettings,
     database_url: str,
+    vault: Vault,
     on_fatal: Callable[[str], None] | None = None,
 ) -> Ingest:
-    """``on_fatal`` is called (from the failing thread) when a lane's writer fails for good."""
+    """``on_fatal`` is called (from the failing thread) when a lane's writer fails for good; ``vault`` seals the
+    positions stored."""
     metrics = IngestMetrics()
     endpoint = Endpoint.from_settings(broker)
     watch = RegistryWatch(database_url=database_url)
 
     def make_lane(config: LaneConfig, *, adopted: bool = True) -> Lane:
-        store = BatchStore(registry=Registry(retry_s=settings.ingest_unknown_retry_s, watch=watch))
+        store = BatchStore(registry=Registry(retry_s=settings.ingest_unknown_retry_s, watch=watch), vault=vault)
         return Lane(
             config=config,
             endpoint=endpoint,
@@ -152,7 +155,7 @@ def build(
     return ingest
 
 
-def run(*, settings: IngestSettings, broker: BrokerSettings, database_url: str) -> int:
+def run(*, settings: IngestSettings, broker: BrokerSettings, database_url: str, vault: Vault) -> int:
     """Run until SIGTERM or SIGINT (0), or until a lane's writer fails (1: the supervisor starts ingest again)."""
     stop = threading.Event()
     failed: list[str] = []
@@ -161,7 +164,7 @@ def run(*, settings: IngestSettings, broker: BrokerSettings, database_url: str) 
         failed.append(reason)
         stop.set()
 
-    ingest = build(settings=settings, broker=broker, database_url=database_url, on_fatal=_fatal)
+    ingest = build(settings=settings, broker=broker, database_url=database_url, vault=vault, on_fatal=_fatal)
     # Every message makes a few short-lived objects; with the default thresholds the collector ran so often
     # that it took a quarter of the writer's CPU (measured: 18 -> 13 µs a single-reading frame). Objects made
     # at start-up are frozen out of the collections.

@@ -6,8 +6,9 @@ The steps of :meth:`BatchStore.write`, all in one transaction:
    ``ON CONFLICT DO NOTHING``; only frames whose key was new this time have their rows written, once even
    when two copies of a frame are in the same batch;
 2. telemetry rows by binary ``COPY``; alarm-class messages into ``device_events`` and ``alarm_inbox``,
-   then ``NOTIFY alarm_inbox`` (delivered to alerting at commit);
-3. messages that cannot be stored are parked with their raw bytes and reason;
+   then ``NOTIFY alarm_inbox`` (delivered to alerting at commit). A person's position (a wristband's fix, an
+   SOS press's place) is sealed with the data key on the way (``position_enc``), never stored in clear;
+3. messages that cannot be stored are parked with their raw bytes (sealed with the data key) and reason;
 4. gateway status (birth, heartbeat, death) updates the gateway's row: its liveness by the database's clock,
    the order of its statuses by the gateway's (:meth:`BatchStore._status`);
 5. the (hour, device) pairs the batch touched go to ``rollup_pending`` so that the roll-ups of hours
@@ -59,10 +60,12 @@ from eldercare.ingest.decode import (
 )
 from eldercare.ingest.registry import Conn, GatewayRef, Registry
 from eldercare.ingest.rows import COPY_SIGNATURE, COPY_TRAILER, HOUR_MS, Rows, add_beds, add_telemetry, copy_rows
+from eldercare.platform.crypto import EVENT_POSITION, INBOX_POSITION, PARKED_PAYLOAD, Vault
 
 log = logging.getLogger(__name__)
 
-Event = tuple[int, int, int, int, str, str, int]  # ms, device, gateway, institution, kind, detail, sent ms
+# ms, device, gateway, institution, kind, detail (JSON), sent ms, position (lat, lon: sealed when stored)
+Event = tuple[int, int, int, int, str, str, int, tuple[float, float] | None]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CLAIMS_TABLE = (
@@ -107,27 +110,30 @@ class _Parked:
     context: dict[str, Any]
 
 
-def _event_detail(message: m.DeviceMessage) -> tuple[str, dict[str, Any]]:
+def _event_detail(message: m.DeviceMessage) -> tuple[str, dict[str, Any], tuple[float, float] | None]:
+    """An alarm-class message's kind, its detail (kept in clear: what the alarm rules read) and the position it
+    carries, if any (sealed)."""
     match message:
         case m.Button(action=action):
-            return "button", {"action": action.value}
+            return "button", {"action": action.value}, None
         case m.Fall(source=source, confidence=confidence):
-            return "fall", {"source": source, "confidence": confidence}
+            return "fall", {"source": source, "confidence": confidence}, None
         case m.Sos(lat=lat, lon=lon):
-            return "sos", {"lat": lat, "lon": lon}
+            return "sos", {}, None if lat is None or lon is None else (lat, lon)
         case m.BedExit(back=back):
-            return "bed_exit", {"back": back}
+            return "bed_exit", {"back": back}, None
         case m.EnvAlarm(kind=kind, active=active):
-            return "env_alarm", {"kind": kind, "active": active}
+            return "env_alarm", {"kind": kind, "active": active}, None
         case m.DeviceFault(fault=fault, active=active):
-            return "fault", {"fault": fault.value, "active": active}
+            return "fault", {"fault": fault.value, "active": active}, None
     raise AssertionError(message)  # pragma: no cover - telemetry never reaches here
 
 
 class BatchStore:
     """Owns nothing but its cache; the connection is passed in so the caller controls reconnects."""
 
-    def __init__(self, *, registry: Registry) -> None:
+    def __init__(self, *, registry: Registry, vault: Vault) -> None:
+        self._vault = vault
         self._registry = registry
 
     def write(self, conn: Conn, items: Sequence[Incoming], decoded: Sequence[Decoded] | None = None) -> WriteResult:
@@ -183,7 +189,7 @@ class BatchStore:
         parked: list[_Parked] = []
         frames = self._sort(conn, pairs, parked, result)
         claimed = self._claim_frames(conn, frames)
-        rows = Rows()
+        rows = Rows(self._vault)
         events: list[Event] = []
         for item, frame, gateway in frames:
             key = (gateway.pk, frame.epoch, frame.seq)
@@ -197,9 +203,10 @@ class BatchStore:
             inst, gw = frame.topic.institution, frame.topic.gateway
             parked.extend(_dead(item, bad, inst, gw, {**context, "index": bad.index}) for bad in frame.bad)
             for index, code, raw in self._frame_rows(conn, frame, gateway, rows, events):
-                reason = f"msgs[{index}]: unknown device {code!r}"
+                cause = self._registry.device_cause(gateway.institution_id, code)  # unknown, or retired
+                reason = f"msgs[{index}]: {cause.replace('_', ' ')} {code!r}"
                 ctx = {**context, "index": index}
-                parked.append(_Parked("quarantine", "unknown_device", item.topic, raw, reason, inst, gw, ctx))
+                parked.append(_Parked("quarantine", cause, item.topic, raw, reason, inst, gw, ctx))
         if pipelined:
             assert not rows.count(), "a pipelined batch has no rows to COPY"  # see _without_copy
             self._rest(conn, events, parked, result, rows.touched)
@@ -220,7 +227,7 @@ class BatchStore:
         result: WriteResult,
         touched: set[tuple[int, int]],
     ) -> None:
-        self._events(conn, events)
+        self._events(conn, events, self._vault)
         self._park(conn, parked, result)
         self._pending_rollups(conn, touched)
 
@@ -272,9 +279,9 @@ class BatchStore:
                 if device_id is None:
                     unknown.append((frame.index(position), msg.dev, m.encode(msg)))
                 elif not add_telemetry(rows, msg, device_id):
-                    kind, detail = _event_detail(msg)
+                    kind, detail, at = _event_detail(msg)
                     detail_json = json.dumps(detail, separators=(",", ":"))
-                    events.append((msg.ts, device_id, gateway.pk, institution, kind, detail_json, frame.sent))
+                    events.append((msg.ts, device_id, gateway.pk, institution, kind, detail_json, frame.sent, at))
                     rows.touched.add((msg.ts // HOUR_MS, device_id))
         return unknown
 
@@ -294,14 +301,15 @@ class BatchStore:
         gateway = self._registry.gateway(conn, decoded.topic.institution, decoded.topic.gateway)
         if gateway is None or gateway.revoked:
             return "unknown gateway" if gateway is None else "revoked gateway"
-        rows = Rows()
+        rows = Rows(self._vault)
         events: list[Event] = []
         unknown = self._frame_rows(conn, decoded, gateway, rows, events)
         if unknown:
-            return f"unknown device {unknown[0][1]!r}"
+            code = unknown[0][1]
+            return f"{self._registry.device_cause(gateway.institution_id, code).replace('_', ' ')} {code!r}"
         with conn.cursor() as cur:
             copy_rows(cur, rows)
-        self._events(conn, events)
+        self._events(conn, events, self._vault)
         self._pending_rollups(conn, rows.touched)
         return None
 
@@ -364,20 +372,24 @@ class BatchStore:
         return {(r[0], r[1], r[2]) for r in claimed}
 
     @staticmethod
-    def _events(conn: Conn, events: Sequence[Event]) -> None:
+    def _events(conn: Conn, events: Sequence[Event], vault: Vault) -> None:
         if not events:
             return
+
+        def seal(position: tuple[float, float] | None, column: str) -> bytes | None:
+            return None if position is None else vault.seal_position(*position, column=column)
+
         with conn.cursor() as cur:
             cur.executemany(
-                "INSERT INTO device_events (time, device_id, gateway_pk, kind, detail)"
-                " VALUES (to_timestamp(%s / 1000.0), %s, %s, %s, %s::jsonb)",
-                [(ts, d, g, k, detail) for ts, d, g, _, k, detail, _ in events],
+                "INSERT INTO device_events (time, device_id, gateway_pk, kind, detail, position_enc)"
+                " VALUES (to_timestamp(%s / 1000.0), %s, %s, %s, %s::jsonb, %s)",
+                [(ts, d, g, k, detail, seal(at, EVENT_POSITION)) for ts, d, g, _, k, detail, _, at in events],
             )
             cur.executemany(
                 "INSERT INTO alarm_inbox"
-                " (event_time, device_id, gateway_pk, institution_id, kind, detail, published_at) VALUES"
-                " (to_timestamp(%s / 1000.0), %s, %s, %s, %s, %s::jsonb, to_timestamp(%s / 1000.0))",
-                [(ts, d, g, i, k, detail, sent) for ts, d, g, i, k, detail, sent in events],
+                " (event_time, device_id, gateway_pk, institution_id, kind, detail, published_at, position_enc) VALUES"
+                " (to_timestamp(%s / 1000.0), %s, %s, %s, %s, %s::jsonb, to_timestamp(%s / 1000.0), %s)",
+                [(ts, d, g, i, k, text, sent, seal(at, INBOX_POSITION)) for ts, d, g, i, k, text, sent, at in events],
             )
         conn.execute("NOTIFY alarm_inbox")
 
@@ -425,16 +437,25 @@ class BatchStore:
             case m.Death():
                 conn.execute(_WILL, {"sent": sent, "pk": gateway_pk})
 
-    @staticmethod
-    def _park(conn: Conn, parked: Sequence[_Parked], result: WriteResult) -> None:
+    def _park(self, conn: Conn, parked: Sequence[_Parked], result: WriteResult) -> None:
+        """Park what cannot be stored, its bytes sealed: they are what a device sent (heart rates, positions)."""
         if not parked:
             return
+        seal = self._vault.seal_bytes
         with conn.cursor() as cur:
             cur.executemany(
-                "INSERT INTO parked_messages (kind, topic, payload, reason, institution, gateway, context)"
+                "INSERT INTO parked_messages (kind, topic, payload_enc, reason, institution, gateway, context)"
                 " VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb)",
                 [
-                    (p.kind, p.topic, p.payload, p.reason[:2000], p.institution, p.gateway, json.dumps(p.context))
+                    (
+                        p.kind,
+                        p.topic,
+                        seal(p.payload, column=PARKED_PAYLOAD),
+                        p.reason[:2000],
+                        p.institution,
+                        p.gateway,
+                        json.dumps(p.context),
+                    )
                     for p in parked
                 ],
             )

@@ -1,8 +1,9 @@
 """Registry changes every ingest process notices at once: a LISTEN on a database connection of its own.
 
 Migration 0022's triggers ``NOTIFY ingest_registry`` when a gateway is revoked, re-admitted, renamed or moved, a
-device is retired, brought back, re-coded or moved, or an institution's code changes; the payload names the cache
-key that changed (:func:`parse`). PostgreSQL delivers a notification when the changing transaction commits, to every
+device is retired, brought back, re-coded or moved, or an institution's code changes; 0025's when a gateway or a
+device is registered (its code may be held for unknown). The payload names the cache key that changed
+(:func:`parse`). PostgreSQL delivers a notification when the changing transaction commits, to every
 listening process. The watch numbers the changes it receives (``generation``) and keeps the recent ones; each lane's
 :class:`~eldercare.ingest.registry.Registry` compares that integer with the one it saw last, once a batch, and only
 when it moved drops the keys changed since (:meth:`RegistryWatch.changes_since`). The hot path pays one integer
@@ -26,7 +27,7 @@ from eldercare.ingest.mqtt import Backoff
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "ingest_registry"  # migration 0022
+CHANNEL = "ingest_registry"  # migrations 0022, 0025
 
 # a key of the registry's caches: (institution code, gateway id) or (institution id, device code)
 Key = tuple[str | int, str]

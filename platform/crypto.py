@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import struct
 from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidTag
@@ -20,6 +21,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 _VERSION = 1
 _NONCE = 12
+_POSITION = struct.Struct("!dd")  # latitude, longitude
 
 
 class DecryptionError(ValueError):
@@ -45,9 +47,7 @@ class Vault:
         object.__setattr__(self, "_lookup_key", _derive(self.data_key, b"lookup-v1"))
 
     def encrypt(self, plaintext: str, *, column: str) -> bytes:
-        nonce = os.urandom(_NONCE)
-        sealed = self._aead.encrypt(nonce, plaintext.encode("utf-8"), column.encode())
-        return bytes([_VERSION]) + nonce + sealed
+        return self._seal(plaintext.encode("utf-8"), column)
 
     def encrypt_text(self, text: str | None, *, column: str) -> bytes | None:
         """Free text (a note, a place) for a nullable column: None for no text, which has nothing to hide."""
@@ -58,14 +58,53 @@ class Vault:
         return "" if blob is None else self.decrypt(bytes(blob), column=column)
 
     def decrypt(self, blob: bytes, *, column: str) -> str:
+        return self._open(blob, column).decode("utf-8")
+
+    def seal_bytes(self, data: bytes, *, column: str) -> bytes:
+        """Bytes as they came (a parked message's payload, which may not even be text)."""
+        return self._seal(bytes(data), column)
+
+    def open_bytes(self, blob: bytes, *, column: str) -> bytes:
+        """What :meth:`seal_bytes` stored."""
+        return self._open(bytes(blob), column)
+
+    def seal_position(self, lat: float, lon: float, *, column: str) -> bytes:
+        """A person's position (a wristband's fix, an SOS press's place), 45 bytes: where someone is, and
+        has been, is personal data as much as their name."""
+        return self._seal(_POSITION.pack(lat, lon), column)
+
+    def open_position(self, blob: bytes, *, column: str) -> tuple[float, float]:
+        """What :meth:`seal_position` stored: (latitude, longitude)."""
+        plain = self._open(bytes(blob), column)
+        if len(plain) != _POSITION.size:
+            raise DecryptionError("not a sealed position")
+        lat, lon = _POSITION.unpack(plain)
+        return lat, lon
+
+    def _seal(self, plaintext: bytes, column: str) -> bytes:
+        nonce = os.urandom(_NONCE)
+        return bytes([_VERSION]) + nonce + self._aead.encrypt(nonce, plaintext, column.encode())
+
+    def _open(self, blob: bytes, column: str) -> bytes:
         if len(blob) < 1 + _NONCE + 16 or blob[0] != _VERSION:
             raise DecryptionError(f"not a version-{_VERSION} ciphertext")
         try:
-            plain = self._aead.decrypt(blob[1 : 1 + _NONCE], blob[1 + _NONCE :], column.encode())
+            return self._aead.decrypt(blob[1 : 1 + _NONCE], blob[1 + _NONCE :], column.encode())
         except InvalidTag as exc:
             raise DecryptionError("ciphertext does not open with this key and column") from exc
-        return plain.decode("utf-8")
+
+    def key_check(self) -> bytes:
+        """A value that tells this key from another and reveals nothing about it (an HMAC under a sub-key of its
+        own): recorded in the database, so that a process started with another key is refused."""
+        return hmac.new(_derive(self.data_key, b"check-v1"), b"eldercare data key check", hashlib.sha256).digest()
 
     def lookup_hash(self, value: str) -> bytes:
         """Deterministic keyed hash of a normalised value, for equality look-ups (ID numbers)."""
         return hmac.new(self._lookup_key, value.strip().upper().encode(), hashlib.sha256).digest()
+
+
+# The columns that hold sealed positions, by the name the vault binds them to: ingest writes them, the platform reads.
+LOCATION_POSITION = "locations.position"  # a wristband's fixes
+EVENT_POSITION = "device_events.position"  # an SOS press's place, as stored for good
+INBOX_POSITION = "alarm_inbox.position"  # the same, on its way to the alarm engine
+PARKED_PAYLOAD = "parked_messages.payload"  # a message ingest could not store, as it came

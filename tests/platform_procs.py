@@ -105,3 +105,15 @@ def migrate_command(url: str, key: bytes | None) -> subprocess.CompletedProcess[
         env=env,
         check=False,
     )
+
+
+def scrub_command(url: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    """``eldercare db scrub`` as an operator runs it."""
+    exe = Path(sys.executable).with_name("eldercare")
+    return subprocess.run(
+        [str(exe), "db", "scrub", "--database-url", url, *extra],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )

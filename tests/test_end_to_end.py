@@ -17,7 +17,7 @@ from tests.platform_procs import Proc, run_eldercare, stack_env, wait_http
 
 from eldercare.devices import messages as m
 from eldercare.platform.config import SecuritySettings
-from eldercare.platform.crypto import Vault
+from eldercare.platform.crypto import PARKED_PAYLOAD, Vault
 from eldercare.platform.db.migrate import migrate
 from eldercare.platform.registry.broker import LocalBroker
 from eldercare.platform.stack.model import StackInfo
@@ -109,7 +109,7 @@ def _button(home: SeededHome, index: int = 0) -> str:
 
 
 def test_button_press_becomes_an_alarm_within_one_second(
-    stack: StackInfo, platform: str, home: SeededHome, uplink: SimUplink
+    stack: StackInfo, platform: str, home: SeededHome, uplink: SimUplink, vault: Vault
 ) -> None:
     token = _token(platform, home)
     button = _button(home)
@@ -132,9 +132,11 @@ def test_button_press_becomes_an_alarm_within_one_second(
     assert alarm["institution_code"] == home.institution_code
 
     with psycopg.connect(stack.database_url) as conn:
-        parked = conn.execute(
-            "SELECT kind::text, reason, topic FROM parked_messages WHERE payload = %s", (malformed,)
+        rows = conn.execute(
+            "SELECT kind::text, reason, topic, payload_enc FROM parked_messages WHERE gateway = %s",
+            (home.gateway.gateway_id,),
         ).fetchall()
+        parked = [row[:3] for row in rows if vault.open_bytes(row[3], column=PARKED_PAYLOAD) == malformed]
         events = conn.execute(
             "SELECT count(*) FROM device_events e JOIN devices d ON d.id = e.device_id"
             " WHERE d.code = %s AND e.time = to_timestamp(%s / 1000.0)",

@@ -14,7 +14,7 @@ range for a while, wandering, escalation) run in :mod:`eldercare.platform.alarms
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -25,7 +25,7 @@ from eldercare.platform.alarms import changes
 from eldercare.platform.alarms.models import OutcomeCode, Priority, State
 from eldercare.platform.alarms.retry import Retry
 from eldercare.platform.auth.service import AsyncConn
-from eldercare.platform.crypto import Vault
+from eldercare.platform.crypto import INBOX_POSITION, DecryptionError, Vault
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,23 @@ class InboxEvent:
     detail: dict[str, Any]
     published_at: datetime | None
     gateway_pk: int | None  # the gateway that delivered it (None: from before the inbox carried it)
+    position_enc: bytes | None = None  # where it happened (an SOS press's place), sealed by ingest
+
+
+def _opened(vault: Vault, event: InboxEvent) -> InboxEvent:
+    """The event with its sealed position opened into its detail (``lat``, ``lon``), where the alarm's text keeps it
+    sealed again. A position that does not open (a wrong key) is said in the detail; the alarm is raised all the
+    same: who pressed SOS matters more than where."""
+    if event.position_enc is None:
+        return event
+    try:
+        lat, lon = vault.open_position(event.position_enc, column=INBOX_POSITION)
+    except DecryptionError:
+        log.error("alarm inbox %d: the %s's position does not open with this data key", event.id, event.kind)  # noqa: TRY400 - the reason is the message
+        place: dict[str, Any] = {"position": "unreadable"}
+    else:
+        place = {"lat": lat, "lon": lon}
+    return replace(event, detail={**event.detail, **place}, position_enc=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,14 +360,14 @@ async def process_pending(conn: AsyncConn, *, vault: Vault, limit: int = 200) ->
     async with conn.transaction():
         rows = await (
             await conn.execute(
-                "SELECT id, event_time, device_id, institution_id, kind, detail, published_at, gateway_pk"
+                "SELECT id, event_time, device_id, institution_id, kind, detail, published_at, gateway_pk, position_enc"
                 " FROM alarm_inbox ORDER BY kind = ANY(%s) DESC, id LIMIT %s FOR UPDATE SKIP LOCKED",
                 (_URGENT, limit),
             )
         ).fetchall()
         if not rows:
             return 0
-        events = [InboxEvent(*row) for row in rows]
+        events = [_opened(vault, InboxEvent(*row)) for row in rows]
         # One engine at a time per device, in a fixed order (no deadlock): two engines applying a press and its
         # cancel, or an exit and the return, at once would each miss what the other has not committed yet.
         await conn.execute(

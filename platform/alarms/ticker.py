@@ -29,7 +29,8 @@ from eldercare.platform.alarms import changes
 from eldercare.platform.alarms.models import OutcomeCode, Priority, State
 from eldercare.platform.alarms.retry import Retry
 from eldercare.platform.auth.service import AsyncConn
-from eldercare.platform.crypto import Vault
+from eldercare.platform.crypto import LOCATION_POSITION, DecryptionError, Vault
+from eldercare.platform.map.geo import LonLat, distance_m
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +144,9 @@ async def vitals(conn: AsyncConn, vault: Vault) -> int:
     return len(rows)
 
 
+# The last fix of each worn wristband of a wander-risk resident, fresh by the rule, whose wanderer has no open wander
+# alarm. The fix is sealed (``position_enc``, written by ingest) or, written by an older version before `db migrate`
+# sealed it, in clear: the distance from home is measured here, once it is opened.
 _WANDER = """
 WITH worn AS (
     SELECT d.id AS device_id, d.institution_id, r.id AS resident_id, i.lat AS home_lat, i.lon AS home_lon,
@@ -152,27 +156,42 @@ WITH worn AS (
     JOIN residents r ON r.id = db.resident_id AND r.wander_risk
     JOIN institutions i ON i.id = d.institution_id AND i.lat IS NOT NULL
     WHERE d.kind = 'wristband'
-), last AS (
-    SELECT w.*, l.time, l.lat, l.lon,
-           6371000 * 2 * asin(sqrt(power(sin(radians(l.lat - w.home_lat) / 2), 2)
-             + cos(radians(w.home_lat)) * cos(radians(l.lat)) * power(sin(radians(l.lon - w.home_lon) / 2), 2)))
-             AS metres
-    FROM worn w CROSS JOIN LATERAL (
-        SELECT time, lat, lon FROM locations WHERE device_id = w.device_id
-        AND time > now() - make_interval(secs => (w.p->>'fresh_s')::float) ORDER BY time DESC LIMIT 1) l
-    WHERE w.p IS NOT NULL
 )
-SELECT device_id, institution_id, resident_id, time, lat, lon, metres FROM last
-WHERE metres > (p->>'radius_m')::float AND NOT EXISTS (
-    SELECT 1 FROM alarms a WHERE a.device_id = last.device_id AND a.kind = 'wander'
+SELECT w.device_id, w.institution_id, w.resident_id, l.time, l.position_enc, l.lat, l.lon, w.home_lat, w.home_lon,
+       (w.p->>'radius_m')::float
+FROM worn w CROSS JOIN LATERAL (
+    SELECT time, position_enc, lat, lon FROM locations WHERE device_id = w.device_id
+    AND time > now() - make_interval(secs => (w.p->>'fresh_s')::float) ORDER BY time DESC LIMIT 1) l
+WHERE w.p IS NOT NULL AND NOT EXISTS (
+    SELECT 1 FROM alarms a WHERE a.device_id = w.device_id AND a.kind = 'wander'
     AND a.state IN ('raised', 'acknowledged', 'attending'))
 """
 
 
+def _fix(vault: Vault, device_id: int, sealed: bytes | None, lat: float | None, lon: float | None) -> LonLat | None:
+    """A wristband's last fix, opened; None (logged) if it does not open with this key."""
+    if sealed is None:
+        assert lat is not None and lon is not None  # the table's CHECK: in clear when not sealed
+        return LonLat(lon, lat)
+    try:
+        lat, lon = vault.open_position(sealed, column=LOCATION_POSITION)
+    except DecryptionError:
+        log.error("wander: the last fix of device %d does not open with this data key", device_id)  # noqa: TRY400
+        return None
+    return LonLat(lon, lat)
+
+
 async def wander(conn: AsyncConn, vault: Vault) -> int:
+    raised = 0
     async with conn.transaction():
         rows = await (await conn.execute(_WANDER)).fetchall()
-        for device_id, institution_id, resident_id, at, lat, lon, metres in rows:
+        for device_id, institution_id, resident_id, at, sealed, lat, lon, home_lat, home_lon, radius_m in rows:
+            fix = _fix(vault, device_id, sealed, lat, lon)
+            if fix is None:
+                continue
+            metres = distance_m(LonLat(home_lon, home_lat), fix)
+            if metres <= radius_m:
+                continue
             await changes.raise_alarm(
                 conn,
                 vault=vault,
@@ -184,11 +203,12 @@ async def wander(conn: AsyncConn, vault: Vault) -> int:
                 resident_id=resident_id,
                 occurred_at=at,
                 published_at=None,
-                detail={"lat": lat, "lon": lon, "metres_from_home": round(metres)},
+                detail={"lat": fix.lat, "lon": fix.lon, "metres_from_home": round(metres)},
                 held_by=None,
                 note="wristband outside the home's area",
             )
-    return len(rows)
+            raised += 1
+    return raised
 
 
 _NO_PRESENCE = """

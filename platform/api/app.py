@@ -25,6 +25,7 @@ from eldercare.platform.api.limits import BodyLimit
 from eldercare.platform.auth.router import router as auth_router
 from eldercare.platform.auth.service import AsyncConn
 from eldercare.platform.crypto import Vault
+from eldercare.platform.db.keycheck import checked_vault
 from eldercare.platform.map.router import router as map_router
 from eldercare.platform.notify import sender
 from eldercare.platform.notify.router import router as notify_router
@@ -101,6 +102,17 @@ class Supervisor:
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
 
 
+async def _open(pool: AsyncConnectionPool[AsyncConn], database_url: str, data_key: bytes) -> Vault:
+    """Open the pool, then check the data key before anything else (a platform on another key than the database's
+    would seal what nobody could open): the key's vault. The pool is closed again if the key is refused."""
+    await pool.open(wait=True, timeout=30)
+    try:
+        return await asyncio.to_thread(checked_vault, database_url, data_key)
+    except BaseException:
+        await pool.close()
+        raise
+
+
 def create_app(
     *,
     database_url: str,
@@ -115,9 +127,9 @@ def create_app(
         pool: AsyncConnectionPool[AsyncConn] = AsyncConnectionPool(
             database_url, min_size=2, max_size=20, open=False, kwargs={"autocommit": True}
         )
-        await pool.open(wait=True, timeout=30)
+        vault = await _open(pool, database_url, data_key)
         app.state.pool = pool
-        app.state.vault = vault = Vault(data_key)
+        app.state.vault = vault
         hub = AlarmHub(database_url=database_url, pool=pool, vault=vault)
         app.state.alarm_hub = hub
         settings = notify or NotifySettings()

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from eldercare.platform.db.migrate import Sealed
 
 _SCRUB_HELP = (
     "rewrite the tables that held personal text in clear (VACUUM FULL, one table at a time), so the old row versions "
     "that `db migrate` left after encrypting the text leave the table files. Until then those bytes may stay in the "
     "table files; and even after it, copies remain beyond the database's reach: the disk blocks of the old files "
     "until the file system reuses them, the write-ahead log (and any WAL archive), and backups taken before. Each "
-    "rewrite locks its table (alarms, alarm_changes, hospital_stays, deaths) against reads and writes while it runs: "
-    "alarms are not raised meanwhile. Run it in a quiet hour."
+    "rewrite locks its table (alarms, alarm_changes, hospital_stays, deaths, parked_messages, and the positions' "
+    "locations and device_events) against reads and writes while it runs: alarms are not raised and readings not "
+    "stored meanwhile. Run it in a quiet hour."
 )
 
 
@@ -53,26 +58,25 @@ def _url(args: argparse.Namespace) -> str:
 
 
 def _migrate(args: argparse.Namespace) -> int:
+    from eldercare.platform.db.keycheck import DataKeyMismatchError
     from eldercare.platform.db.migrate import MigrationError, apply_migrations, seal_in_clear
     from eldercare.platform.db.outcomes import backfill_outcome_codes
+    from eldercare.platform.db.positions import seal_positions
 
     url = _url(args)
     try:
         applied = apply_migrations(url)
         for migration in applied:
             print(f"applied {migration.version:04d}_{migration.name}", flush=True)
-        sealed = [s for s in seal_in_clear(url) if s.rows]
+        sealed = _say_sealed(seal_in_clear(url), "personal text") + _say_sealed(seal_positions(url), "positions")
         if sealed:
-            rows = sum(s.rows for s in sealed)
-            tables = ", ".join(f"{s.table} {s.rows}" for s in sealed)
-            print(f"sealed {rows} row(s) of {len(sealed)} table(s) that held personal text in clear ({tables})")
             print(
                 "their old row versions may stay in the table files until `eldercare db scrub` rewrites them"
                 " (it locks each table while it runs: run it in a quiet hour)",
                 flush=True,
             )
         coded = backfill_outcome_codes(url)
-    except MigrationError as exc:
+    except (MigrationError, DataKeyMismatchError) as exc:
         print(f"eldercare db migrate: {exc}", file=sys.stderr)
         return 1
     if coded.examined:
@@ -90,6 +94,16 @@ def _migrate(args: argparse.Namespace) -> int:
     if not (applied or sealed or coded.examined):
         print("up to date")
     return 0
+
+
+def _say_sealed(sealed: list[Sealed], what: str) -> list[Sealed]:
+    """Print what a seal did, if anything; the tables it sealed rows of."""
+    done = [s for s in sealed if s.rows]
+    if done:
+        rows = sum(s.rows for s in done)
+        tables = ", ".join(f"{s.table} {s.rows}" for s in done)
+        print(f"sealed {rows} row(s) of {len(done)} table(s) that held {what} in clear ({tables})")
+    return done
 
 
 def _scrub(args: argparse.Namespace) -> int:

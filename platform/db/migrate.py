@@ -88,9 +88,11 @@ def migrate(conninfo: str, *, data_key: bytes | None = None) -> list[Migration]:
     applied now. ``data_key`` (default: the settings' ``ELDERCARE_DATA_KEY``) encrypts what is in clear and opens the
     outcome texts."""
     from eldercare.platform.db.outcomes import backfill_outcome_codes  # it reads the alarms' models, above db
+    from eldercare.platform.db.positions import seal_positions
 
     applied_now = apply_migrations(conninfo)
     seal_in_clear(conninfo, data_key=data_key)
+    seal_positions(conninfo, data_key=data_key)
     backfill_outcome_codes(conninfo, data_key=data_key)
     return applied_now
 
@@ -197,8 +199,9 @@ def seal_in_clear(conninfo: str, *, data_key: bytes | None = None) -> list[Seale
         due = [(s, t) for s in _sealings() if is_applied(conn, s.since) for t in s.tables if _has_clear(conn, t)]
         if not due:
             return []
-        vault = Vault(
-            data_key or settings_key(due[0][0].since, need="personal data is stored in clear", to="encrypt it")
+        vault = checked_vault(
+            conninfo,
+            data_key or settings_key(due[0][0].since, need="personal data is stored in clear", to="encrypt it"),
         )
         sealed: list[Sealed] = []
         for sealing, table in due:
@@ -217,12 +220,22 @@ def seal_in_clear(conninfo: str, *, data_key: bytes | None = None) -> list[Seale
     return sealed
 
 
+def checked_vault(conninfo: str, data_key: bytes) -> Vault:
+    """The key's vault, checked against the database's (``keycheck.py``): a wrong key seals nothing."""
+    from eldercare.platform.db import keycheck
+
+    vault = Vault(data_key)
+    keycheck.check_data_key(conninfo, vault)
+    return vault
+
+
 def _sealings() -> tuple[Sealing, ...]:
     # The domains that own the columns sit above db: imported when a migrate runs, not when this module loads.
+    from eldercare.ingest import parked
     from eldercare.platform.alarms import text as alarm_text
     from eldercare.platform.registry import health_text
 
-    return (health_text.SEALING, alarm_text.SEALING)
+    return (health_text.SEALING, alarm_text.SEALING, parked.SEALING)
 
 
 def is_applied(conn: Conn, version: int) -> bool:
@@ -284,11 +297,18 @@ def _seal_table(conn: Conn, vault: Vault, table: ClearTable, what: str) -> Seale
             columns: list[list[bytes | None]] = [[] for _ in table.columns]
             for _, *values in batch:
                 for out, column, value in zip(columns, table.columns, values, strict=True):
-                    out.append(None if value is None else vault.encrypt(value, column=table.aad(column)))
+                    out.append(_sealed(vault, value, table.aad(column)))
             conn.execute(update, ([row[0] for row in batch], *columns))
         rows, batches, after = rows + len(batch), batches + 1, batch[-1][0]
         log.debug("sealed %d rows of %s (up to %s %s)", rows, table.table, table.key, after)
     return Sealed(table.table, what, rows, batches)
+
+
+def _sealed(vault: Vault, value: str | bytes | None, column: str) -> bytes | None:
+    """Text sealed as text; bytes (a ``bytea`` column: a parked payload) as they are."""
+    if value is None:
+        return None
+    return vault.seal_bytes(value, column=column) if isinstance(value, bytes) else vault.encrypt(value, column=column)
 
 
 def scrub(conninfo: str, *, lock_timeout: str = SCRUB_LOCK_TIMEOUT) -> list[str]:
@@ -301,11 +321,14 @@ def scrub(conninfo: str, *, lock_timeout: str = SCRUB_LOCK_TIMEOUT) -> list[str]
     and then fails, naming the table. Refused while text is still in clear: run :func:`seal_in_clear` first. Beyond
     its reach: the old table files' blocks on the disk until the file system reuses them, the write-ahead log (its
     segments until recycled, and any WAL archive), replicas' and backups' copies taken before."""
+    from eldercare.platform.db import positions
+
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        tables = [t for s in _sealings() if is_applied(conn, s.since) for t in s.tables]
-        left = [t.table for t in tables if _has_clear(conn, t)]
+        sealed = [t for s in _sealings() if is_applied(conn, s.since) for t in s.tables]
+        left = [t.table for t in sealed if _has_clear(conn, t)] + list(positions.positions_in_clear(conn))
         if left:
-            raise ScrubError(left[0], "personal text is still in clear; run `eldercare db migrate` first")
+            raise ScrubError(left[0], "personal data is still in clear; run `eldercare db migrate` first")
+        tables = [t.table for t in sealed] + (list(positions.TABLES) if is_applied(conn, positions.SINCE) else [])
         done: list[str] = []
         try:
             conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(lock_timeout)))
@@ -313,13 +336,11 @@ def scrub(conninfo: str, *, lock_timeout: str = SCRUB_LOCK_TIMEOUT) -> list[str]
             raise ScrubError("lock_timeout", f"{lock_timeout!r} is not a PostgreSQL interval") from None
         for table in tables:
             try:
-                conn.execute(sql.SQL("VACUUM (FULL, ANALYZE) {}").format(sql.Identifier(table.table)))
+                conn.execute(sql.SQL("VACUUM (FULL, ANALYZE) {}").format(sql.Identifier(table)))
             except psycopg.errors.LockNotAvailable:
-                raise ScrubError(
-                    table.table, f"its lock was not granted within {lock_timeout}; try again later"
-                ) from None
-            log.info("rewrote %s", table.table)
-            done.append(table.table)
+                raise ScrubError(table, f"its lock was not granted within {lock_timeout}; try again later") from None
+            log.info("rewrote %s", table)
+            done.append(table)
     return done
 
 

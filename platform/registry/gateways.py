@@ -135,17 +135,20 @@ async def get_gateway(gateway_pk: PathId, conn: Conn, principal: CurrentPrincipa
 async def reissue_credentials(
     gateway_pk: PathId, conn: Conn, principal: CurrentPrincipal, broker: BrokerDep
 ) -> Credentials:
-    """A new password (the old one stops working at once); also re-admits a revoked gateway."""
+    """A new password (the old one stops working at once); also re-admits a revoked gateway.
+
+    The broker takes the login first, then the row is changed, as a revocation is (:func:`revoke_gateway`)."""
     institution_id = await scope.resolve(conn, principal, Obj.GATEWAY, gateway_pk, Action.MANAGE_GATEWAYS)
     gateway = await fetch(conn, gateway_pk)
     password = secrets.token_urlsafe(24)
     async with atomic(conn):
+        await _hold_login(conn, gateway_pk)
+        await service.provision(
+            broker, institution=gateway.institution_code, gateway=gateway.gateway_id, password=password
+        )
         await conn.execute(
             "UPDATE gateways SET password_hash = %s, issued_at = now(), revoked_at = NULL WHERE id = %s",
             (broker_auth.hash_password(password), gateway_pk),
-        )
-        await service.provision(
-            broker, institution=gateway.institution_code, gateway=gateway.gateway_id, password=password
         )
         await audit.record(
             conn,
@@ -160,14 +163,24 @@ async def reissue_credentials(
 
 @router.post("/gateways/{gateway_pk}/revoke")
 async def revoke_gateway(gateway_pk: PathId, conn: Conn, principal: CurrentPrincipal, broker: BrokerDep) -> Gateway:
-    """Take the gateway's broker login away: the broker disconnects it at once and refuses it after."""
+    """Take the gateway's broker login away: the broker disconnects it at once and refuses it after.
+
+    The broker is told first (it may take up to its reload timeout, 10 s), then the revocation is committed, so
+    nothing the gateway publishes after the commit reaches ingest. The gateway's row is locked only for that commit,
+    never while the broker reloads: ingest writes the row with every status the gateway sends, in the alarm lane,
+    whose batch may carry other gateways' alarms, and would wait as long. A broker that does not confirm is a 503 and
+    nothing is committed: the gateway is still admitted in the registry (though its login may be gone from the
+    broker's files already), and sending the request again revokes it.
+    """
     institution_id = await scope.resolve(conn, principal, Obj.GATEWAY, gateway_pk, Action.MANAGE_GATEWAYS)
-    gateway = await fetch(conn, gateway_pk)
-    if gateway.revoked_at is not None:
-        raise Problem(409, "the gateway is revoked already", [FieldError(field="path.gateway_pk", reason="revoked")])
     async with atomic(conn):
-        await conn.execute("UPDATE gateways SET password_hash = NULL, revoked_at = now() WHERE id = %s", (gateway_pk,))
+        await _hold_login(conn, gateway_pk)
+        gateway = await fetch(conn, gateway_pk)  # under the lock: a revocation being sent is committed, or not begun
+        if gateway.revoked_at is not None:
+            reason = [FieldError(field="path.gateway_pk", reason="revoked")]
+            raise Problem(409, "the gateway is revoked already", reason)
         await service.revoke(broker, gateway=gateway.gateway_id)
+        await conn.execute("UPDATE gateways SET password_hash = NULL, revoked_at = now() WHERE id = %s", (gateway_pk,))
         await audit.record(
             conn,
             principal=principal,
@@ -177,3 +190,10 @@ async def revoke_gateway(gateway_pk: PathId, conn: Conn, principal: CurrentPrinc
             institution_id=institution_id,
         )
     return await fetch(conn, gateway_pk)
+
+
+async def _hold_login(conn: AsyncConn, gateway_pk: int) -> None:
+    """Take the lock on the gateway's broker login until the transaction ends: its changes (a revocation, a new
+    password) reach the broker and the registry in one order. Not the gateway's row: ingest updates the row with each
+    status the gateway sends and would wait for as long as the broker takes to reload (up to 10 s)."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('gateway-login'), %s::int)", (gateway_pk % 2**31,))

@@ -54,12 +54,12 @@ def _wait(check: Callable[[], T], *, what: str, timeout: float = 15) -> T:
 
 
 @contextmanager
-def _ingest(stack: StackInfo, db: str) -> Iterator[Ingest]:
+def _ingest(stack: StackInfo, db: str, vault: Vault) -> Iterator[Ingest]:
     """An ingest in this process, in a shared-subscription group of the test's own."""
     settings = IngestSettings(
         ingest_name="a", ingest_group=f"t{uuid.uuid4().hex[:10]}", ingest_maintain=False, ingest_metrics_port=None
     )
-    ingest = build(settings=settings, broker=broker_settings(stack), database_url=db)
+    ingest = build(settings=settings, broker=broker_settings(stack), database_url=db, vault=vault)
     ingest.start()
     try:
         assert ingest.wait_subscribed(20), "ingest did not subscribe"
@@ -140,7 +140,7 @@ def _kinds(db: str, home: SeededHome) -> list[tuple[str, str, bool]]:
 def test_a_gateway_whose_clock_is_slow_is_online_and_its_faults_reach_staff(
     stack: StackInfo, db: str, vault: Vault, home: SeededHome
 ) -> None:
-    with _ingest(stack, db):
+    with _ingest(stack, db, vault):
         gateway = _Gateway(stack, home, skew_ms=-10 * MINUTE_MS)  # ten minutes slow
         try:
             gateway.status(m.Birth(ts=gateway.clock(), epoch=gateway.epoch, software="t"))
@@ -164,7 +164,7 @@ def test_a_gateway_whose_clock_is_fast_is_missed_once_it_falls_silent(
     stack: StackInfo, db: str, vault: Vault, home: SeededHome
 ) -> None:
     set_rule(db, rule="gateway_offline", params={"silence_s": 2}, institution_id=home.institution_id)
-    with _ingest(stack, db):
+    with _ingest(stack, db, vault):
         gateway = _Gateway(stack, home, skew_ms=10 * MINUTE_MS)  # ten minutes fast
         try:
             sent = gateway.heartbeat()
@@ -247,7 +247,7 @@ def test_a_last_will_the_broker_delivers_after_the_gateway_reconnected_does_not_
     status_topic = topics.uplink(home.institution_code, home.gateway.gateway_id, topics.Channel.STATUS)
     watcher = _Watcher(stack, status_topic)
     try:
-        with _ingest(stack, db):
+        with _ingest(stack, db, vault):
             will_ts = _now_ms()  # a will carries the time it was registered, at connect
             first = _connect_with_will(stack, home, m.Death(ts=will_ts, clean=False), delay_s=2)
             _publish(first, status_topic, [m.encode(m.Birth(ts=_now_ms(), epoch=1, software="t"))])

@@ -21,6 +21,7 @@ import pytest
 from eldercare.ingest.service import Ingest, build
 from eldercare.ingest.settings import IngestSettings
 from eldercare.platform.config import BrokerSettings
+from eldercare.platform.crypto import Vault
 from eldercare.platform.db.migrate import migrate
 from eldercare.platform.registry.broker import LocalBroker
 from eldercare.platform.stack.model import StackInfo
@@ -77,7 +78,7 @@ def group() -> str:
 
 
 @pytest.fixture
-def run_ingest(stack: StackInfo, db: str, group: str) -> Iterator[Callable[..., Any]]:
+def run_ingest(stack: StackInfo, db: str, vault: Vault, group: str) -> Iterator[Callable[..., Any]]:
     """``with run_ingest(name=..., **settings) as ingest:`` an ingest in this process, in the test's group."""
     started: list[Ingest] = []
 
@@ -90,7 +91,7 @@ def run_ingest(stack: StackInfo, db: str, group: str) -> Iterator[Callable[..., 
             "ingest_metrics_port": None,
             **overrides,
         }
-        ingest = build(settings=IngestSettings(**values), broker=broker_settings(stack), database_url=db)
+        ingest = build(settings=IngestSettings(**values), broker=broker_settings(stack), database_url=db, vault=vault)
         started.append(ingest)
         ingest.start()
         assert ingest.wait_subscribed(20), "ingest did not subscribe"

@@ -10,13 +10,16 @@ from eldercare.ingest import gaps
 from eldercare.ingest.decode import Received
 from eldercare.ingest.registry import Registry
 from eldercare.ingest.store import BatchStore
+from eldercare.platform.crypto import Vault
 from eldercare.platform.stack.model import StackInfo
 from eldercare.simulators.load import LoadWorld
 
 from .helpers import ingest_cli, now_ms
 
 
-def _write(db: str, world: LoadWorld, epoch: int, seqs: list[int], *, alarm_seqs: tuple[int, ...] = ()) -> None:
+def _write(
+    db: str, vault: Vault, world: LoadWorld, epoch: int, seqs: list[int], *, alarm_seqs: tuple[int, ...] = ()
+) -> None:
     """Frames with these seqs, as ingest stores them; ``alarm_seqs`` come on the alarm lane (one counter)."""
     gateway = world.gateways[0]
     items = []
@@ -32,7 +35,7 @@ def _write(db: str, world: LoadWorld, epoch: int, seqs: list[int], *, alarm_seqs
         frame = m.Frame(v=1, epoch=epoch, seq=seq, sent=ts, msgs=[msg])
         items.append(Received(topics.uplink(world.institution_code, gateway.gateway_id, channel), m.encode(frame)))
     with psycopg.connect(db, autocommit=True) as conn:
-        BatchStore(registry=Registry(retry_s=0)).write(conn, items)
+        BatchStore(registry=Registry(retry_s=0), vault=vault).write(conn, items)
 
 
 def _gaps(db: str, world: LoadWorld, *, grace_s: float = 0) -> list[tuple[int, int, int, int, bool]]:
@@ -42,17 +45,17 @@ def _gaps(db: str, world: LoadWorld, *, grace_s: float = 0) -> list[tuple[int, i
     return sorted((g.epoch, g.first_seq, g.last_seq, g.missing, g.filled_at is not None) for g in found)
 
 
-def test_missing_frames_become_gaps_and_late_frames_fill_them(db: str, world: LoadWorld) -> None:
-    _write(db, world, 100, [0, 1, 2, 5, 6, 9])
-    _write(db, world, 200, [2, 3])  # a new epoch starts at seq 0: 0 and 1 are missing
+def test_missing_frames_become_gaps_and_late_frames_fill_them(db: str, vault: Vault, world: LoadWorld) -> None:
+    _write(db, vault, world, 100, [0, 1, 2, 5, 6, 9])
+    _write(db, vault, world, 200, [2, 3])  # a new epoch starts at seq 0: 0 and 1 are missing
     assert _gaps(db, world) == [
         (100, 3, 4, 2, False),
         (100, 7, 8, 2, False),
         (200, 0, 1, 2, False),
     ]
-    _write(db, world, 100, [3])
+    _write(db, vault, world, 100, [3])
     assert _gaps(db, world)[0] == (100, 3, 4, 1, False)
-    _write(db, world, 100, [4, 7, 10, 12])
+    _write(db, vault, world, 100, [4, 7, 10, 12])
     assert _gaps(db, world) == [
         (100, 3, 4, 0, True),  # filled: late, not lost
         (100, 7, 8, 1, False),
@@ -61,18 +64,20 @@ def test_missing_frames_become_gaps_and_late_frames_fill_them(db: str, world: Lo
     ]
 
 
-def test_frames_out_of_order_across_the_lanes_within_the_grace_are_no_gap(db: str, world: LoadWorld) -> None:
+def test_frames_out_of_order_across_the_lanes_within_the_grace_are_no_gap(
+    db: str, vault: Vault, world: LoadWorld
+) -> None:
     # seq is one counter for both lanes: the alarm frames 1 and 4 overtook the telemetry frames 0, 2 and 3
-    _write(db, world, 300, [1, 4], alarm_seqs=(1, 4))
+    _write(db, vault, world, 300, [1, 4], alarm_seqs=(1, 4))
     assert _gaps(db, world, grace_s=60) == []  # seq 4 arrived less than a minute ago: 0, 2, 3 may come
-    _write(db, world, 300, [0, 2, 3])
+    _write(db, vault, world, 300, [0, 2, 3])
     assert _gaps(db, world, grace_s=0) == []
-    _write(db, world, 300, [6], alarm_seqs=(6,))
+    _write(db, vault, world, 300, [6], alarm_seqs=(6,))
     assert _gaps(db, world, grace_s=0) == [(300, 5, 5, 1, False)]
 
 
-def test_the_cli_scans_and_lists_gaps(stack: StackInfo, db: str, world: LoadWorld) -> None:
-    _write(db, world, 400, [0, 3])
+def test_the_cli_scans_and_lists_gaps(stack: StackInfo, db: str, vault: Vault, world: LoadWorld) -> None:
+    _write(db, vault, world, 400, [0, 3])
     result = ingest_cli(
         stack, "gaps", "--scan", "--all", "--gateway", world.gateways[0].gateway_id, ELDERCARE_INGEST_GAP_GRACE_S="0"
     )

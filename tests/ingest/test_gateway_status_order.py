@@ -17,6 +17,7 @@ from eldercare.devices import topics
 from eldercare.ingest.decode import Received
 from eldercare.ingest.registry import Registry
 from eldercare.ingest.store import BatchStore
+from eldercare.platform.crypto import Vault
 from eldercare.simulators.load import LoadWorld
 
 from .helpers import now_ms
@@ -31,11 +32,11 @@ class Seen:
 class _Statuses:
     """The world's first gateway, its statuses written one by one as ingest writes them."""
 
-    def __init__(self, db: str, world: LoadWorld) -> None:
+    def __init__(self, db: str, vault: Vault, world: LoadWorld) -> None:
         self.db = db
         self.gateway = world.gateways[0].gateway_id
         self.topic = topics.uplink(world.institution_code, self.gateway, topics.Channel.STATUS)
-        self.store = BatchStore(registry=Registry(retry_s=0))
+        self.store = BatchStore(registry=Registry(retry_s=0), vault=vault)
 
     def send(self, message: m.StatusMessage) -> Seen:
         with psycopg.connect(self.db, autocommit=True) as conn:
@@ -59,9 +60,9 @@ def _heartbeat(ts: int) -> m.Heartbeat:
 
 
 def test_a_will_delivered_after_the_next_birth_is_ignored_and_the_current_will_counts(
-    db: str, world: LoadWorld
+    db: str, vault: Vault, world: LoadWorld
 ) -> None:
-    gw, t = _Statuses(db, world), now_ms() - 600_000
+    gw, t = _Statuses(db, vault, world), now_ms() - 600_000
     assert gw.send(_birth(t)) == Seen("birth", heard=True)  # connection 1; its will was registered at t - 5
     assert gw.send(_heartbeat(t + 30_000)) == Seen("heartbeat", heard=True)
     assert gw.send(_birth(t + 60_000)) == Seen("birth", heard=True)  # connection 2, will registered at t + 59_995
@@ -73,26 +74,30 @@ def test_a_will_delivered_after_the_next_birth_is_ignored_and_the_current_will_c
     assert gw.send(m.Death(ts=t + 119_995)) == Seen("death", heard=False)
 
 
-def test_a_status_sent_again_when_ingest_subscribes_again_is_no_sign_of_life(db: str, world: LoadWorld) -> None:
-    gw, t = _Statuses(db, world), now_ms()
+def test_a_status_sent_again_when_ingest_subscribes_again_is_no_sign_of_life(
+    db: str, vault: Vault, world: LoadWorld
+) -> None:
+    gw, t = _Statuses(db, vault, world), now_ms()
     assert gw.send(_birth(t)) == Seen("birth", heard=True)
     assert gw.send(_birth(t)) == Seen("birth", heard=False)  # the retained birth: the gateway may be long gone
     assert gw.send(m.Death(ts=t + 1_000, clean=True)) == Seen("goodbye", heard=True)
     assert gw.send(m.Death(ts=t + 1_000, clean=True)) == Seen("goodbye", heard=False)  # the retained goodbye
 
 
-def test_a_heartbeat_delivered_after_the_goodbye_that_followed_it_leaves_the_goodbye(db: str, world: LoadWorld) -> None:
-    gw, t = _Statuses(db, world), now_ms()
+def test_a_heartbeat_delivered_after_the_goodbye_that_followed_it_leaves_the_goodbye(
+    db: str, vault: Vault, world: LoadWorld
+) -> None:
+    gw, t = _Statuses(db, vault, world), now_ms()
     assert gw.send(_birth(t)) == Seen("birth", heard=True)
     assert gw.send(m.Death(ts=t + 2_000, clean=True)) == Seen("goodbye", heard=True)
     assert gw.send(_heartbeat(t + 1_000)) == Seen("goodbye", heard=True)  # made before the goodbye
     assert gw.send(_birth(t + 5_000)) == Seen("birth", heard=True)
 
 
-def test_a_clock_set_back_still_counts_as_alive(db: str, world: LoadWorld) -> None:
+def test_a_clock_set_back_still_counts_as_alive(db: str, vault: Vault, world: LoadWorld) -> None:
     """Liveness never depends on the gateway's clock: a heartbeat or a birth made "before" the last status is
     still heard, and a new connection's birth ends a death whatever its time."""
-    gw, t = _Statuses(db, world), now_ms()
+    gw, t = _Statuses(db, vault, world), now_ms()
     assert gw.send(_birth(t)) == Seen("birth", heard=True)
     assert gw.send(_heartbeat(t + 30_000)) == Seen("heartbeat", heard=True)
     assert gw.send(_heartbeat(t - 3_600_000)) == Seen("heartbeat", heard=True)  # set back an hour by NTP

@@ -14,6 +14,7 @@ from eldercare.devices import messages as m
 from eldercare.ingest import service
 from eldercare.ingest.lane import Lane
 from eldercare.ingest.settings import IngestSettings
+from eldercare.platform.crypto import Vault
 from eldercare.platform.stack.model import StackInfo
 from eldercare.simulators.load import LoadWorld
 
@@ -79,14 +80,14 @@ def failing_commit(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]
 
 
 def test_a_writer_that_fails_stops_ingest_and_its_messages_wait_for_the_next_start(
-    stack: StackInfo, world: LoadWorld, db: str, group: str, failing_commit: threading.Event
+    stack: StackInfo, world: LoadWorld, db: str, vault: Vault, group: str, failing_commit: threading.Event
 ) -> None:
     reasons: list[str] = []
     settings = IngestSettings(ingest_name="f", ingest_group=group, ingest_maintain=False, ingest_metrics_port=None)
     broker = broker_settings(stack)
     before = _presses(db, world)
     gateway = Gateway(stack, world)
-    ingest = service.build(settings=settings, broker=broker, database_url=db, on_fatal=reasons.append)
+    ingest = service.build(settings=settings, broker=broker, database_url=db, vault=vault, on_fatal=reasons.append)
     ingest.start()
     try:
         assert ingest.wait_subscribed(20)
@@ -97,7 +98,7 @@ def test_a_writer_that_fails_stops_ingest_and_its_messages_wait_for_the_next_sta
         assert _presses(db, world) == before
     finally:
         ingest.stop()
-    again = service.build(settings=settings, broker=broker, database_url=db)  # as its supervisor would
+    again = service.build(settings=settings, broker=broker, database_url=db, vault=vault)  # as its supervisor would
     again.start()
     try:
         wait_until(lambda: _presses(db, world) == before + 1, timeout=20, what="the press, from the kept session")

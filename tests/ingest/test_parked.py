@@ -7,12 +7,15 @@ import asyncio
 import subprocess
 
 import psycopg
+from tests.registry.support import data_key
 
 from eldercare.devices import messages as m
 from eldercare.devices import topics
 from eldercare.ingest.decode import Received
 from eldercare.ingest.registry import Registry
 from eldercare.ingest.store import BatchStore
+from eldercare.platform.crypto import PARKED_PAYLOAD, Vault
+from eldercare.platform.db.migrate import seal_in_clear
 from eldercare.platform.registry import service as registry
 from eldercare.platform.stack.model import StackInfo
 from eldercare.simulators.load import LoadWorld
@@ -25,7 +28,7 @@ def _eldercare(stack: StackInfo, *args: str) -> subprocess.CompletedProcess[str]
 
 
 def test_a_quarantined_message_is_stored_once_after_its_device_is_registered(
-    stack: StackInfo, db: str, world: LoadWorld
+    stack: StackInfo, db: str, vault: Vault, world: LoadWorld
 ) -> None:
     gateway = world.gateways[0]
     ts = now_ms()
@@ -43,7 +46,7 @@ def test_a_quarantined_message_is_stored_once_after_its_device_is_registered(
     )
     topic = topics.uplink(world.institution_code, gateway.gateway_id, topics.Channel.TELEMETRY)
     with psycopg.connect(db, autocommit=True) as conn:
-        BatchStore(registry=Registry(retry_s=0)).write(conn, [Received(topic, m.encode(frame))])
+        BatchStore(registry=Registry(retry_s=0), vault=vault).write(conn, [Received(topic, m.encode(frame))])
         parked_ids = [
             r[0]
             for r in conn.execute(
@@ -89,13 +92,41 @@ def test_a_quarantined_message_is_stored_once_after_its_device_is_registered(
     assert hr == 64.0
 
 
-def test_a_dead_letter_that_is_still_bad_stays_parked(stack: StackInfo, db: str, world: LoadWorld) -> None:
+def test_a_dead_letter_that_is_still_bad_stays_parked(
+    stack: StackInfo, db: str, vault: Vault, world: LoadWorld
+) -> None:
     topic = topics.uplink(world.institution_code, world.gateways[0].gateway_id, topics.Channel.ALARM)
     with psycopg.connect(db, autocommit=True) as conn:
-        BatchStore(registry=Registry(retry_s=0)).write(conn, [Received(topic, b'{"v":2}')])
+        BatchStore(registry=Registry(retry_s=0), vault=vault).write(conn, [Received(topic, b'{"v":2}')])
         parked = conn.execute("SELECT id FROM parked_messages WHERE topic = %s", (topic,)).fetchone()
     assert parked is not None
     result = _eldercare(stack, "replay", str(parked[0]))
     assert result.returncode == 1
     assert "still not storable: dead_letter x1" in result.stderr
     assert scalar(db, "SELECT replayed_at IS NULL FROM parked_messages WHERE id = %s", (parked[0],)) is True
+
+
+def test_a_payload_an_older_version_parked_in_clear_is_sealed_by_migrate_and_still_shown(
+    stack: StackInfo, db: str, vault: Vault, world: LoadWorld
+) -> None:
+    """Parked payloads are what devices sent (heart rates, positions): sealed since 0026, and `db migrate` seals
+    those an older ingest left in clear. Showing one opens it either way."""
+    raw = b'{"t":"location","dev":"NOT-REGISTERED","ts":1,"lat":30.7123456,"lon":111.2987654}'
+    topic = topics.uplink(world.institution_code, world.gateways[0].gateway_id, topics.Channel.TELEMETRY)
+    parked_id = scalar(
+        db,
+        "INSERT INTO parked_messages (kind, topic, payload, reason) VALUES ('quarantine', %s, %s, 'unknown device')"
+        " RETURNING id",
+        (topic, raw),
+    )
+    before = _eldercare(stack, "show", str(parked_id))
+    assert before.returncode == 0 and "30.7123456" in before.stdout, before
+
+    sealed = [s for s in seal_in_clear(db, data_key=data_key(stack)) if s.table == "parked_messages"]
+    assert sealed and sealed[0].rows >= 1
+    with psycopg.connect(db) as conn:
+        row = conn.execute("SELECT payload, payload_enc FROM parked_messages WHERE id = %s", (parked_id,)).fetchone()
+    assert row is not None and row[0] is None
+    assert vault.open_bytes(row[1], column=PARKED_PAYLOAD) == raw
+    after = _eldercare(stack, "show", str(parked_id))
+    assert after.returncode == 0 and "30.7123456" in after.stdout, after

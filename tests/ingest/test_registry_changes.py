@@ -2,10 +2,10 @@
 never deadlock on the rows they share.
 
 A gateway revoked, or a device retired, re-coded or moved, while ingest has it cached, is no longer stored half a
-second later: the gateway's frames are quarantined as ``revoked gateway``, the device's messages as unknown, as if
-ingest had just started. The registry is changed here by SQL, as the API changes it (``revoke`` sets ``revoked_at``
-and clears the password; ``PATCH /devices/{id}`` sets ``retired_at``): the broker is not told, so the gateway's
-connection stays up and shows what ingest does with what reaches it afterwards.
+second later: the gateway's frames are quarantined as ``revoked gateway``, the device's messages as ``retired
+device``, as if ingest had just started. The registry is changed here by SQL, as the API changes it (``revoke``
+sets ``revoked_at`` and clears the password; ``PATCH /devices/{id}`` sets ``retired_at``): the broker is not told,
+so the gateway's connection stays up and shows what ingest does with what reaches it afterwards.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from eldercare.ingest.decode import Received
 from eldercare.ingest.registry import Registry
 from eldercare.ingest.store import BatchStore, WriteResult
 from eldercare.ingest.watch import RegistryWatch
+from eldercare.platform.crypto import Vault
 from eldercare.platform.stack.model import StackInfo
 from eldercare.simulators.load import LoadWorld
 
@@ -126,7 +127,7 @@ def test_a_device_retired_while_cached_is_quarantined_at_once_and_stored_again_w
         send_both()
         wait_until(lambda: _readings_of(db, other_id) == 2, timeout=15, what="the frame stored")
         assert _readings_of(db, retired_id) == 1, "the retired device's reading was stored"
-        assert _parked(db, config.gateway_id) == [f"msgs[0]: unknown device {retired!r}"]
+        assert _parked(db, config.gateway_id) == [f"msgs[0]: retired device {retired!r}"]
 
         # brought back: the code ingest now holds for unknown (for UNKNOWN_RETRY_S, 5 s) is asked again at once
         _execute(db, "UPDATE devices SET retired_at = NULL WHERE id = %s", (retired_id,))
@@ -244,7 +245,7 @@ def _slow_rows(db: str, *, table: str, timing: str, when: str) -> Iterator[None]
             conn.execute(f"DROP FUNCTION {name}()".encode())
 
 
-def _concurrently(db: str, batches: Sequence[Sequence[Received]]) -> list[WriteResult]:
+def _concurrently(db: str, vault: Vault, batches: Sequence[Sequence[Received]]) -> list[WriteResult]:
     """Write the batches at the same moment, each by a store and an autocommit connection of its own (a lane's)."""
     start = threading.Barrier(len(batches))
     results: list[WriteResult | BaseException | None] = [None] * len(batches)
@@ -252,7 +253,7 @@ def _concurrently(db: str, batches: Sequence[Sequence[Received]]) -> list[WriteR
     def write(index: int) -> None:
         try:
             with psycopg.connect(db, autocommit=True) as conn:
-                store = BatchStore(registry=Registry(retry_s=0))
+                store = BatchStore(registry=Registry(retry_s=0), vault=vault)
                 start.wait(10)
                 results[index] = store.write(conn, batches[index])
         except BaseException as exc:  # handed to the test
@@ -269,7 +270,9 @@ def _concurrently(db: str, batches: Sequence[Sequence[Received]]) -> list[WriteR
     return [r for r in results if isinstance(r, WriteResult)]
 
 
-def test_batches_updating_the_same_gateways_in_opposite_orders_do_not_deadlock(stack: StackInfo, db: str) -> None:
+def test_batches_updating_the_same_gateways_in_opposite_orders_do_not_deadlock(
+    stack: StackInfo, db: str, vault: Vault
+) -> None:
     world = new_world(stack, db, gateways=2, beds=2)
     ids = [int(scalar(db, "SELECT id FROM gateways WHERE gateway_id = %s", (g.gateway_id,))) for g in world.gateways]
     ts = now_ms()
@@ -281,14 +284,14 @@ def test_batches_updating_the_same_gateways_in_opposite_orders_do_not_deadlock(s
         for g in world.gateways
     ]
     with _slow_rows(db, table="gateways", timing="AFTER UPDATE", when=f"NEW.id IN ({ids[0]}, {ids[1]})"):
-        results = _concurrently(db, [heartbeats, heartbeats[::-1]])
+        results = _concurrently(db, vault, [heartbeats, heartbeats[::-1]])
     assert [r.statuses for r in results] == [2, 2]
     assert scalar(db, "SELECT count(*) FROM gateways WHERE id = ANY(%s) AND last_status = 'heartbeat'", (ids,)) == 2
 
 
 @pytest.mark.parametrize("frames", [2, 20], ids=["few frames (the alarm lane's claim)", "many (claimed by COPY)"])
 def test_batches_holding_copies_of_the_same_frames_in_opposite_orders_do_not_deadlock(
-    db: str, world: LoadWorld, frames: int
+    db: str, vault: Vault, world: LoadWorld, frames: int
 ) -> None:
     """A gateway resends frames it had no acknowledgement for; the broker may share the copies out to two
     processes, whose batches then hold the same frames in another order."""
@@ -308,7 +311,7 @@ def test_batches_holding_copies_of_the_same_frames_in_opposite_orders_do_not_dea
         batch.append(Received(topic, m.encode(m.Frame(v=1, epoch=epoch, seq=seq, sent=ts, msgs=[message]))))
     when = f"NEW.gateway_pk = {pk} AND NEW.epoch = {epoch} AND NEW.seq IN (0, {frames - 1})"
     with _slow_rows(db, table="uplink_frames", timing="BEFORE INSERT", when=when):
-        results = _concurrently(db, [batch, batch[::-1]])
+        results = _concurrently(db, vault, [batch, batch[::-1]])
     assert sum(r.frames_new for r in results) == frames
     assert sum(r.frames_duplicate for r in results) == frames
     if alarm:
@@ -319,7 +322,7 @@ def test_batches_holding_copies_of_the_same_frames_in_opposite_orders_do_not_dea
 
 @pytest.mark.parametrize("frames", [2, 40], ids=["few frames", "many"])
 def test_the_first_copy_of_a_frame_in_a_batch_still_wins_when_keys_are_claimed_in_order(
-    db: str, world: LoadWorld, frames: int
+    db: str, vault: Vault, world: LoadWorld, frames: int
 ) -> None:
     config = world.gateways[0]
     topic = topics.uplink(world.institution_code, config.gateway_id, topics.Channel.TELEMETRY)
@@ -332,7 +335,7 @@ def test_the_first_copy_of_a_frame_in_a_batch_still_wins_when_keys_are_claimed_i
     # every frame twice, the first copies in descending order, then their copies resent (another `sent`)
     batch = [frame(seq, ts) for seq in reversed(range(frames))] + [frame(seq, ts + 5_000) for seq in range(frames)]
     with psycopg.connect(db, autocommit=True) as conn:
-        BatchStore(registry=Registry(retry_s=0)).write(conn, batch)
+        BatchStore(registry=Registry(retry_s=0), vault=vault).write(conn, batch)
     sent = scalar(
         db,
         "SELECT array_agg(DISTINCT round(extract(epoch FROM sent_at) * 1000)::bigint) FROM uplink_frames"

@@ -25,6 +25,7 @@ from eldercare.ingest.decode import Received
 from eldercare.ingest.registry import Registry
 from eldercare.ingest.rows import HOUR_MS
 from eldercare.ingest.store import BatchStore
+from eldercare.platform.crypto import Vault
 from eldercare.platform.stack.model import StackInfo
 from eldercare.simulators.load import LoadWorld
 
@@ -59,7 +60,7 @@ def _samples(world: LoadWorld, hour: int, rng: random.Random, count: int) -> lis
     return out
 
 
-def _store(db: str, world: LoadWorld, msgs: Sequence[m.DeviceMessage], *, alarm: bool = False) -> None:
+def _store(db: str, vault: Vault, world: LoadWorld, msgs: Sequence[m.DeviceMessage], *, alarm: bool = False) -> None:
     gateway = world.gateways[0]
     channel = topics.Channel.ALARM if alarm else topics.Channel.TELEMETRY
     topic = topics.uplink(world.institution_code, gateway.gateway_id, channel)
@@ -68,7 +69,7 @@ def _store(db: str, world: LoadWorld, msgs: Sequence[m.DeviceMessage], *, alarm:
         for i in range(0, len(msgs), 50)
     ]
     with psycopg.connect(db, autocommit=True) as conn:
-        BatchStore(registry=Registry(retry_s=0)).write(conn, items)
+        BatchStore(registry=Registry(retry_s=0), vault=vault).write(conn, items)
 
 
 def _ids(db: str, world: LoadWorld) -> dict[str, int]:
@@ -160,7 +161,7 @@ def _device_hourly(db: str, ids: dict[str, int]) -> dict[tuple[int, int], tuple[
     return {(r[0], r[1]): (r[2], r[3]) for r in rows}
 
 
-def test_late_data_is_rolled_up_and_matches_the_raw_data(db: str, world: LoadWorld) -> None:
+def test_late_data_is_rolled_up_and_matches_the_raw_data(db: str, vault: Vault, world: LoadWorld) -> None:
     rng = random.Random(11)
     ids = _ids(db, world)
     with psycopg.connect(db, autocommit=True) as conn:
@@ -172,8 +173,8 @@ def test_late_data_is_rolled_up_and_matches_the_raw_data(db: str, world: LoadWor
     presses = [
         m.Button(dev=button, ts=(first + 1) * HOUR_MS + 5_000 * i, action=m.ButtonAction.PRESS) for i in range(2)
     ]
-    _store(db, world, [*samples, *battery])
-    _store(db, world, [*presses], alarm=True)
+    _store(db, vault, world, [*samples, *battery])
+    _store(db, vault, world, [*presses], alarm=True)
     with psycopg.connect(db, autocommit=True) as conn:
         result = _run(conn)
     assert result.late_hours >= 4
@@ -200,7 +201,7 @@ def test_late_data_is_rolled_up_and_matches_the_raw_data(db: str, world: LoadWor
 
     # later still, more data for one of those hours: that hour and its day are recomputed
     later = _samples(world, first + 1, rng, 40)
-    _store(db, world, list(later))
+    _store(db, vault, world, list(later))
     with psycopg.connect(db, autocommit=True) as conn:
         _run(conn)
     expected = _expected_bed([*samples, *later], ids)
@@ -208,13 +209,15 @@ def test_late_data_is_rolled_up_and_matches_the_raw_data(db: str, world: LoadWor
     _same(_actual_bed_daily(db, ids), _expected_bed_daily(expected))
 
 
-def test_the_hour_in_progress_is_rolled_up_when_it_closes_and_again_when_more_comes(db: str, world: LoadWorld) -> None:
+def test_the_hour_in_progress_is_rolled_up_when_it_closes_and_again_when_more_comes(
+    db: str, vault: Vault, world: LoadWorld
+) -> None:
     rng = random.Random(12)
     ids = _ids(db, world)
     hour = now_ms() // HOUR_MS
     samples = _samples(world, hour, rng, 60)
     samples = [s for s in samples if s.ts < now_ms()]  # nothing from the future
-    _store(db, world, list(samples))
+    _store(db, vault, world, list(samples))
     with psycopg.connect(db, autocommit=True) as conn:
         _run(conn, lag_s=120)
         assert not any(h == hour for _, h in _actual_bed(db, ids))  # not over yet: not rolled up
@@ -222,25 +225,25 @@ def test_the_hour_in_progress_is_rolled_up_when_it_closes_and_again_when_more_co
     assert result.hours_rolled >= 1
     _same(_actual_bed(db, ids), _expected_bed(samples, ids))
     more = [m.BedSample(dev=world.gateways[0].beds[0], ts=now_ms() - 5, presence=True, hr=66.0)]
-    _store(db, world, list(more))  # recorded as (hour, all devices): the hour is recomputed whole
+    _store(db, vault, world, list(more))  # recorded as (hour, all devices): the hour is recomputed whole
     with psycopg.connect(db, autocommit=True) as conn:
         _run(conn, lag_s=120)
     _same(_actual_bed(db, ids), _expected_bed([*samples, *more], ids))
 
 
-def test_an_hour_older_than_the_raw_retention_is_never_recomputed(db: str, world: LoadWorld) -> None:
+def test_an_hour_older_than_the_raw_retention_is_never_recomputed(db: str, vault: Vault, world: LoadWorld) -> None:
     rng = random.Random(13)
     ids = _ids(db, world)
     hour = (now_ms() - 3 * 24 * HOUR_MS) // HOUR_MS
     samples = _samples(world, hour, rng, 50)
-    _store(db, world, list(samples))
+    _store(db, vault, world, list(samples))
     with psycopg.connect(db, autocommit=True) as conn:
         _run(conn, retention_days=30)
     before = _actual_bed(db, ids)
     _same(before, _expected_bed(samples, ids))
     with psycopg.connect(db, autocommit=True) as conn:  # most of the hour's raw data is gone (a dropped chunk)
         conn.execute("DELETE FROM bed_readings WHERE device_id = ANY(%s)", (list(ids.values()),))
-    _store(db, world, _samples(world, hour, rng, 1))  # and one late reading arrives for it
+    _store(db, vault, world, _samples(world, hour, rng, 1))  # and one late reading arrives for it
     with psycopg.connect(db, autocommit=True) as conn:
         _run(conn, retention_days=2)
     assert _actual_bed(db, ids) == before  # the roll-up is all that is left of that hour: kept as it was

@@ -19,6 +19,7 @@ from eldercare.ingest.decode import Received
 from eldercare.ingest.registry import Registry
 from eldercare.ingest.rows import HOUR_MS
 from eldercare.ingest.store import BatchStore
+from eldercare.platform.crypto import LOCATION_POSITION, PARKED_PAYLOAD, Vault
 from eldercare.simulators.load import LoadWorld
 
 from .helpers import now_ms, scalar, stored_frames, stored_readings
@@ -41,16 +42,18 @@ def _bed(world: LoadWorld, i: int, ts: int) -> m.BedSample:
     return m.BedSample(dev=beds[i % len(beds)], ts=ts + i, presence=True, hr=70.0, rr=15.0, move=0.2)
 
 
-def _store() -> BatchStore:
-    return BatchStore(registry=Registry(retry_s=0))
+def _store(vault: Vault) -> BatchStore:
+    return BatchStore(registry=Registry(retry_s=0), vault=vault)
 
 
-def test_a_frame_is_stored_once_however_often_and_however_stamped_it_comes(db: str, world: LoadWorld) -> None:
+def test_a_frame_is_stored_once_however_often_and_however_stamped_it_comes(
+    db: str, vault: Vault, world: LoadWorld
+) -> None:
     ts = now_ms() - 60_000
     first = _frame(world, 0, [_bed(world, i, ts) for i in range(5)], sent=ts)
     again_restamped = _frame(world, 0, [_bed(world, i, ts) for i in range(5)], sent=ts + 5_000)
     other = _frame(world, 1, [_bed(world, i, ts + 100) for i in range(3)])
-    store = _store()
+    store = _store(vault)
     with psycopg.connect(db, autocommit=True) as conn:
         one = store.write(conn, [first, first, other])  # a redelivery inside the same batch
         two = store.write(conn, [first, again_restamped])  # and in later batches, even with another `sent`
@@ -64,7 +67,7 @@ def test_a_frame_is_stored_once_however_often_and_however_stamped_it_comes(db: s
     assert round(float(sent_at)) == ts  # the first copy wins
 
 
-def test_values_go_through_the_binary_copy_unchanged(db: str, world: LoadWorld) -> None:
+def test_values_go_through_the_binary_copy_unchanged(db: str, vault: Vault, world: LoadWorld) -> None:
     beds = world.gateways[0].beds
     ts = now_ms() - 3_600_000 + 123  # not a whole second: milliseconds must survive
     msgs: list[m.DeviceMessage] = [
@@ -78,7 +81,7 @@ def test_values_go_through_the_binary_copy_unchanged(db: str, world: LoadWorld) 
         m.AccelSamples(dev=beds[7], ts=ts + 7, hz=50, xyz=[(1, -2, 256), (-32768, 32767, 0)]),
     ]
     with psycopg.connect(db, autocommit=True) as conn:
-        result = _store().write(conn, [_frame(world, 0, msgs, epoch=8)])
+        result = _store(vault).write(conn, [_frame(world, 0, msgs, epoch=8)])
         assert result.rows == 8
         at = "(extract(epoch FROM time) * 1000)::bigint"
         bed = conn.execute(
@@ -91,8 +94,8 @@ def test_values_go_through_the_binary_copy_unchanged(db: str, world: LoadWorld) 
             " WHERE d.code = ANY(%s) ORDER BY 1",
             (beds[3:5],),
         ).fetchall()
-        locations = conn.execute(
-            f"SELECT {at}, lat, lon, accuracy FROM locations r JOIN devices d ON d.id = r.device_id"
+        sealed = conn.execute(
+            f"SELECT {at}, lat, lon, accuracy, position_enc FROM locations r JOIN devices d ON d.id = r.device_id"
             " WHERE d.code = ANY(%s) ORDER BY 1",
             (beds[5:7],),
         ).fetchall()
@@ -106,11 +109,15 @@ def test_values_go_through_the_binary_copy_unchanged(db: str, world: LoadWorld) 
         (ts + 2, beds[2], True, 58.0, None, None),
     ]
     assert scalar_rows == [(ts + 3, "battery", 87.0), (ts + 4, "gas", 3.5)]
+    assert [row[1:3] for row in sealed] == [(None, None)] * 2  # a person's whereabouts: never in clear
+    locations = [(t, *vault.open_position(enc, column=LOCATION_POSITION), acc) for t, _, _, acc, enc in sealed]
     assert locations == [(ts + 5, 30.7123456, 111.2987654, 12.5), (ts + 6, -30.5, -111.25, None)]
     assert accel == [(ts + 7, 50, [1, -2, 256, -32768, 32767, 0])]
 
 
-def test_bad_and_unknown_messages_are_parked_and_their_neighbours_stored(db: str, world: LoadWorld) -> None:
+def test_bad_and_unknown_messages_are_parked_and_their_neighbours_stored(
+    db: str, vault: Vault, world: LoadWorld
+) -> None:
     ts = now_ms()
     good = [_bed(world, i, ts) for i in range(3)]
     body = b",".join(m.encode(msg) for msg in good)
@@ -119,9 +126,10 @@ def test_bad_and_unknown_messages_are_parked_and_their_neighbours_stored(db: str
     payload = b'{"v":1,"epoch":9,"seq":0,"sent":%d,"msgs":[%s,%s,%s]}' % (ts, body, bad, unknown)
     broken = Received(_topic(world), b'{"v":1,"epoch":9,"seq":"one"')
     with psycopg.connect(db, autocommit=True) as conn:
-        result = _store().write(conn, [Received(_topic(world), payload), broken])
+        result = _store(vault).write(conn, [Received(_topic(world), payload), broken])
         parked = conn.execute(
-            "SELECT kind::text, reason, context->>'index', payload FROM parked_messages WHERE gateway = %s ORDER BY id",
+            "SELECT kind::text, reason, context->>'index', payload_enc, payload FROM parked_messages WHERE gateway = %s"
+            " ORDER BY id",
             (world.gateways[0].gateway_id,),
         ).fetchall()
     assert result.rows == 3
@@ -130,14 +138,17 @@ def test_bad_and_unknown_messages_are_parked_and_their_neighbours_stored(db: str
     assert set(by_index) == {"3", "4", None}
     assert by_index["3"][0] == "dead_letter"
     assert "presence" in by_index["3"][1]
-    assert bytes(by_index["3"][3]) == bad
+    assert all(p[4] is None for p in parked)  # what a device sent is never kept in clear
+    assert vault.open_bytes(by_index["3"][3], column=PARKED_PAYLOAD) == bad
     assert by_index["4"][:2] == ("quarantine", "msgs[4]: unknown device 'NOT-REGISTERED'")
     assert by_index[None][0] == "dead_letter"
-    assert bytes(by_index[None][3]) == broken.payload
+    assert vault.open_bytes(by_index[None][3], column=PARKED_PAYLOAD) == broken.payload
     assert stored_readings(db, world) == 3
 
 
-def test_a_frame_the_database_refuses_is_parked_and_the_rest_of_the_batch_stored(db: str, world: LoadWorld) -> None:
+def test_a_frame_the_database_refuses_is_parked_and_the_rest_of_the_batch_stored(
+    db: str, vault: Vault, world: LoadWorld
+) -> None:
     ts = now_ms()
     frames = [_frame(world, seq, [_bed(world, seq, ts)], epoch=10) for seq in range(3)]
     beds = world.gateways[0].beds
@@ -145,7 +156,7 @@ def test_a_frame_the_database_refuses_is_parked_and_the_rest_of_the_batch_stored
     frames[1] = _frame(world, 1, [refused], epoch=10)
     with psycopg.connect(db) as conn:  # one outer transaction, rolled back: the constraint never escapes
         conn.execute("ALTER TABLE bed_readings ADD CONSTRAINT test_hr_below_250 CHECK (heart_rate < 250)")
-        result = _store().write(conn, frames)
+        result = _store(vault).write(conn, frames)
         stored = conn.execute(
             "SELECT count(*) FROM bed_readings r JOIN devices d ON d.id = r.device_id WHERE d.institution_id = %s",
             (world.institution_id,),
@@ -160,7 +171,9 @@ def test_a_frame_the_database_refuses_is_parked_and_the_rest_of_the_batch_stored
     assert reasons[0][0].startswith("database refused: 23514")
 
 
-def test_a_bug_on_one_frame_parks_that_frame_only(db: str, world: LoadWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_bug_on_one_frame_parks_that_frame_only(
+    db: str, vault: Vault, world: LoadWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
     poisoned = world.gateways[0].beds[2]
     real = rows_module.add_beds
 
@@ -173,20 +186,20 @@ def test_a_bug_on_one_frame_parks_that_frame_only(db: str, world: LoadWorld, mon
     ts = now_ms()
     frames = [_frame(world, seq, [_bed(world, seq, ts)], epoch=11) for seq in range(4)]
     with psycopg.connect(db, autocommit=True) as conn:
-        result = _store().write(conn, frames)
+        result = _store(vault).write(conn, frames)
     assert (result.frames_new, result.rows, dict(result.rejected)) == (3, 3, {"internal_error": 1})
     reason = scalar(db, "SELECT reason FROM parked_messages WHERE topic = %s", (_topic(world),))
     assert reason == "ingest error: RuntimeError: simulated bug"
 
 
-def test_touched_hours_are_recorded_for_the_rollups(db: str, world: LoadWorld) -> None:
+def test_touched_hours_are_recorded_for_the_rollups(db: str, vault: Vault, world: LoadWorld) -> None:
     now = now_ms()
     old = now - 5 * HOUR_MS
     msgs: list[m.DeviceMessage] = [_bed(world, 0, old), _bed(world, 1, now)]
     with psycopg.connect(db, autocommit=True) as conn:
         before = conn.execute("SELECT coalesce(max(id), 0) FROM rollup_pending").fetchone()
         assert before is not None
-        _store().write(conn, [_frame(world, 0, msgs, epoch=12)])
+        _store(vault).write(conn, [_frame(world, 0, msgs, epoch=12)])
         rows = conn.execute("SELECT hours, devices FROM rollup_pending WHERE id > %s", (before[0],)).fetchall()
         device = conn.execute("SELECT id FROM devices WHERE code = %s", (world.gateways[0].beds[0],)).fetchone()
     assert device is not None
@@ -211,9 +224,9 @@ def _round_trips(trace: str) -> int:
     return sum(1 for pair in pairwise(directions) if pair == ("F", "B"))
 
 
-def test_an_alarm_batch_is_written_in_two_round_trips(db: str, world: LoadWorld, tmp_path: Path) -> None:
+def test_an_alarm_batch_is_written_in_two_round_trips(db: str, vault: Vault, world: LoadWorld, tmp_path: Path) -> None:
     ts = now_ms()
-    store = _store()
+    store = _store(vault)
     trace = tmp_path / "libpq.trace"
     with psycopg.connect(db, autocommit=True) as conn:
         store.write(conn, [_press(world, 0, ts, epoch=12)])  # the registry's cache: gateway and device known
@@ -231,7 +244,7 @@ def test_an_alarm_batch_is_written_in_two_round_trips(db: str, world: LoadWorld,
     assert inbox == 4
 
 
-def test_an_alarm_frame_the_database_refuses_leaves_the_others_stored(db: str, world: LoadWorld) -> None:
+def test_an_alarm_frame_the_database_refuses_leaves_the_others_stored(db: str, vault: Vault, world: LoadWorld) -> None:
     ts = now_ms()
     refused_ts = ts + 2  # the second of three presses breaks a constraint added for the test
     with psycopg.connect(db, autocommit=True) as conn:
@@ -240,7 +253,7 @@ def test_an_alarm_frame_the_database_refuses_leaves_the_others_stored(db: str, w
             f" CHECK (time <> to_timestamp({refused_ts} / 1000.0))"
         )
         try:
-            result = _store().write(conn, [_press(world, seq, ts + seq, epoch=13) for seq in (1, 2, 3)])
+            result = _store(vault).write(conn, [_press(world, seq, ts + seq, epoch=13) for seq in (1, 2, 3)])
             assert conn.info.transaction_status == pq.TransactionStatus.IDLE
         finally:
             conn.execute("ALTER TABLE device_events DROP CONSTRAINT test_no_such_time")

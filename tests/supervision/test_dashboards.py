@@ -69,9 +69,10 @@ def filled(sup_db: Database, world: World) -> World:
             (gateway[0],),
         )
         conn.execute(
-            "INSERT INTO parked_messages (kind, received_at, topic, payload, reason) VALUES"
-            " ('dead_letter', %s, 'eldercare/v1/x/y/up/telemetry', 'not json', 'payload is not JSON'),"
-            " ('quarantine', %s, 'eldercare/v1/x/y/up/telemetry', '{}', 'unknown device')",
+            # sealed as ingest parks them (the dashboards read no payload; the bytes need not open)
+            "INSERT INTO parked_messages (kind, received_at, topic, payload_enc, reason) VALUES"
+            " ('dead_letter', %s, 'eldercare/v1/x/y/up/telemetry', 'sealed', 'payload is not JSON'),"
+            " ('quarantine', %s, 'eldercare/v1/x/y/up/telemetry', 'sealed', 'unknown device')",
             (local(day, 9), local(day, 10)),
         )
         conn.execute(
