@@ -307,6 +307,7 @@ def live_month(
             bed_sample_s=600.0,
             scenario=path,
             claims=folder / "claims.csv",
+            settle=True,  # the residents up before 06:00 on the 1st go back to bed: no alarm left for today
         )
         session.happenings(session.load(str(path)), world, state, None)  # a target that does not fit: now
         run_state.save(state, state_path)

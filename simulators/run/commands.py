@@ -68,6 +68,7 @@ def new_state(
     detect_falls: bool = True,
     scenario: Path | None = None,
     claims: Path | None = None,
+    settle: bool = False,
 ) -> RunState:
     start_ms = parse_start(start, now=real_ms())
     if not 1 <= bed_sample_s <= 3600:
@@ -90,6 +91,7 @@ def new_state(
         if duration == "month"
         else start_ms + parse_duration(duration),
         position_ms=start_ms,
+        settle=settle,
     )
 
 

@@ -132,6 +132,39 @@ class Devices:
         said.sort(key=lambda s: s.ts)
         return said, notes
 
+    def owed(self, end: int) -> list[Said]:
+        """What devices still owe at ``end`` for what began before it, with their own (later) times: the return
+        to bed of a resident out of bed at ``end`` (within a day) and the bedside cancel of a press still being
+        pressed. A run that stops for good at ``end`` and is followed by another time (the demo's month, then
+        today) sends them, so that no one is left out of bed, or calling, for ever in the platform's eyes."""
+        owed: list[Said] = []
+        happenings = self.incidents.between(end - DAY, end + DAY)
+        for device in self.scene.devices.values():
+            own = [h for h in happenings if h.device == device.code]
+            out: list[tuple[int, m.DeviceMessage]] = []
+            if device.kind == "button":
+                out.extend(
+                    (h.until, m.Button(dev=device.code, ts=h.until, action=m.ButtonAction.CANCEL))
+                    for h in own
+                    if h.kind == "press" and h.t < end and h.until is not None and h.until >= end
+                )
+            person = self._occupant.get(device.bed or "") if device.kind == "bed_sensor" else None
+            if person is not None:
+                body = self.incidents.body(person)
+                before = body.changes(end - DAY, end)
+                if before and not before[-1][1]:  # the last change before the end was leaving the bed
+                    back = next((t for t, b in body.changes(end, end + DAY) if b), None)
+                    if back is not None:
+                        out.append((back, m.BedExit(dev=device.code, ts=back, back=True)))
+            silent = [(h.t, h.until or FOREVER) for h in own if h.kind == "silent"]
+            owed.extend(
+                Said(ts, device.gateway, device.vendor, message)
+                for ts, message in out
+                if not any(s0 <= ts < s1 for s0, s1 in silent)
+            )
+        owed.sort(key=lambda s: s.ts)
+        return owed
+
     def _empty(self, device: Device, ts: int) -> bool:
         return self.batteries.level(device.code, device.kind, ts) <= 0.0
 

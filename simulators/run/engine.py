@@ -160,6 +160,8 @@ class Engine:
             if h.kind == "outage" and h.gateway is not None:
                 self.transport.cut(h.gateway)
         said, notes = self.devices.window(begin, end)
+        if self.state.settle and end == self.state.end_ms:
+            said.extend(self.devices.owed(end))  # later than the window: after what it sent
         self.transport.deliver(said)
         self.transport.tick(end)
         sent = real_ms()

@@ -38,6 +38,8 @@ class RunState(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     messages: int = 0
     done: dict[str, int] = {}  # registry action key -> id it got (0 if none)
     finished: bool = False
+    # At its end, send what devices still owe (:meth:`Devices.owed`): a run followed by another time.
+    settle: bool = False
 
 
 def save(state: RunState, path: Path) -> None:

@@ -189,3 +189,42 @@ def test_injected_happenings_reach_their_devices(scene: Scene, recordings: Recor
     assert not [x for x in bed if START + 3 * HOUR <= x.ts < START + 5 * HOUR], "silent"
     in_hospital = [x for x in bed if isinstance(x, m.BedSample) and START + 6 * HOUR <= x.ts < START + 24 * HOUR]
     assert in_hospital and not any(x.presence for x in in_hospital)
+
+
+def test_a_run_that_stops_for_good_sends_what_its_devices_still_owe(scene: Scene) -> None:
+    """``owed(end)``: for every bed whose resident is out of bed at ``end``, the return to bed the next
+    window would have sent (same time, same message), and nothing for the others; a press still being pressed
+    gets its cancel. Checked at ends all through a day, early mornings included (the demo's month ends at 06:00,
+    when residents are getting up)."""
+    end0 = START + DAY
+    press = Happening(
+        kind="press", t=end0 + 23 * MINUTE - 20_000, until=end0 + 23 * MINUTE + 40_000,
+        institution=next(iter(scene.elders.values())).institution, person=None,
+        device=next(d.code for d in scene.devices.values() if d.kind == "button"), origin="scenario:p",
+    )  # fmt: skip
+    devices = _devices(scene, None, profile="quiet", scripted=(press,))
+    until, button = end0 + 23 * MINUTE + 40_000, str(press.device)
+    seen_out = pressed = 0
+    told, _ = devices.window(end0, end0 + 2 * DAY)  # what devices say does not depend on the turns (above)
+    for end in range(end0, end0 + DAY, 23 * MINUTE):
+        owed = devices.owed(end)
+        assert all(s.ts >= end for s in owed)
+        later = [s for s in told if end <= s.ts < end + DAY]
+        for device in (d for d in scene.devices.values() if d.kind == "bed_sensor" and d.bed is not None):
+            person = next((e for e in scene.elders.values() if e.bed == device.bed), None)
+            mine = [s.message for s in owed if s.message.dev == device.code]
+            if person is None:
+                assert mine == []
+                continue
+            body = devices.incidents.body(person.key)
+            returns = [s.message for s in later if isinstance(s.message, m.BedExit) and s.message.dev == device.code]
+            if body.in_bed(end) or not returns or not returns[0].back:
+                assert mine == [], (end, device.code)
+            else:
+                seen_out += 1
+                assert mine == [returns[0]], (end, device.code)
+        cancels = [s.message for s in owed if isinstance(s.message, m.Button)]
+        pressing = press.t < end <= until
+        pressed += pressing
+        assert cancels == ([m.Button(dev=button, ts=until, action=m.ButtonAction.CANCEL)] if pressing else [])
+    assert seen_out > 0 and pressed == 1  # the day had residents out of bed at some of the ends
