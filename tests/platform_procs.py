@@ -18,15 +18,23 @@ import httpx
 
 from eldercare.platform.stack.model import StackInfo
 
+# A test's ingest sessions end a minute after it stops (the setting's least), not after production's 7 days:
+# each test has a shared-subscription group of its own, and every group's session left on the broker is handed
+# a copy of every later message. Over a whole run, 72 such sessions held 3.2 million queued messages, and the
+# broker's persistence save, every 60 s and blocking the broker, took over 2 s and kept growing, until a gateway
+# provisioning waited past the 5 s reload timeout (a CI failure in test_end_to_end).
+TEST_SESSION_EXPIRY_S = 60
+
 
 def stack_env(stack: StackInfo, **extra: str) -> dict[str, str]:
     """The environment of a child process on the test stack. Each call gets its own shared-subscription
     group: a stopped ingest's persistent session stays a member of its group at the broker and would be
-    handed a share of the next test's messages."""
+    handed a share of the next test's messages; it expires :data:`TEST_SESSION_EXPIRY_S` after it stops."""
     env = dict(os.environ)
     env["ELDERCARE_STATE_DIR"] = str(stack.state_dir)
     env["ELDERCARE_ENV_FILE"] = str(stack.state_dir / "eldercare.env")
     env["ELDERCARE_INGEST_GROUP"] = f"test-{uuid.uuid4().hex[:12]}"
+    env["ELDERCARE_INGEST_SESSION_EXPIRY_S"] = str(TEST_SESSION_EXPIRY_S)
     env.update(extra)
     return env
 

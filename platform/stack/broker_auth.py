@@ -58,7 +58,10 @@ GATEWAY = "gateway"
 ITERATIONS = 101
 SALT_BYTES = 12
 HASH_BYTES = 64
-RELOAD_TIMEOUT = 5.0
+# As long as the shared broker's (``SharedBroker.timeout_s``): mosquitto handles no signal while it saves its
+# persistence file, every ``autosave_interval``, and that save grows with the messages queued for offline
+# sessions (seconds for a few hundred MB, as ingest down for a while leaves).
+RELOAD_TIMEOUT = 10.0
 # A SIGHUP that arrives while mosquitto is reloading is lost: it clears its reload flag when the reload ends.
 # So the signal is sent again until a reload begins after it (tests/test_stack.py, concurrent provisioning).
 RESEND_S = 0.25

@@ -24,6 +24,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from tests.alerting.conftest import alarms_of, process, set_rule, tick
 from tests.ingest.conftest import broker_settings
+from tests.platform_procs import TEST_SESSION_EXPIRY_S
 
 from eldercare.devices import messages as m
 from eldercare.devices import topics
@@ -57,7 +58,11 @@ def _wait(check: Callable[[], T], *, what: str, timeout: float = 15) -> T:
 def _ingest(stack: StackInfo, db: str, vault: Vault) -> Iterator[Ingest]:
     """An ingest in this process, in a shared-subscription group of the test's own."""
     settings = IngestSettings(
-        ingest_name="a", ingest_group=f"t{uuid.uuid4().hex[:10]}", ingest_maintain=False, ingest_metrics_port=None
+        ingest_name="a",
+        ingest_group=f"t{uuid.uuid4().hex[:10]}",
+        ingest_maintain=False,
+        ingest_metrics_port=None,
+        ingest_session_expiry_s=TEST_SESSION_EXPIRY_S,
     )
     ingest = build(settings=settings, broker=broker_settings(stack), database_url=db, vault=vault)
     ingest.start()

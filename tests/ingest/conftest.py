@@ -17,6 +17,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from tests.platform_procs import TEST_SESSION_EXPIRY_S
 
 from eldercare.ingest.service import Ingest, build
 from eldercare.ingest.settings import IngestSettings
@@ -89,6 +90,7 @@ def run_ingest(stack: StackInfo, db: str, vault: Vault, group: str) -> Iterator[
             "ingest_group": group,
             "ingest_maintain": False,
             "ingest_metrics_port": None,
+            "ingest_session_expiry_s": TEST_SESSION_EXPIRY_S,
             **overrides,
         }
         ingest = build(settings=IngestSettings(**values), broker=broker_settings(stack), database_url=db, vault=vault)

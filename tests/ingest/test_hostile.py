@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from tests.platform_procs import TEST_SESSION_EXPIRY_S
 
 from eldercare.devices import messages as m
 from eldercare.ingest import service
@@ -83,7 +84,13 @@ def test_a_writer_that_fails_stops_ingest_and_its_messages_wait_for_the_next_sta
     stack: StackInfo, world: LoadWorld, db: str, vault: Vault, group: str, failing_commit: threading.Event
 ) -> None:
     reasons: list[str] = []
-    settings = IngestSettings(ingest_name="f", ingest_group=group, ingest_maintain=False, ingest_metrics_port=None)
+    settings = IngestSettings(
+        ingest_name="f",
+        ingest_group=group,
+        ingest_maintain=False,
+        ingest_metrics_port=None,
+        ingest_session_expiry_s=TEST_SESSION_EXPIRY_S,
+    )
     broker = broker_settings(stack)
     before = _presses(db, world)
     gateway = Gateway(stack, world)
