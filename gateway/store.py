@@ -46,14 +46,25 @@ opened at all (a file system read-only or full, a folder gone, a file that is no
 in memory straight away, afresh, with an epoch of its own, and says why (``say``, and :attr:`Store.memory_why`):
 a gateway that does not start shows and sends no alarm at all. Every :data:`DISK_PROBE_S` the file is opened
 again, and once it opens and takes a write the store goes back to it as above (once it has sent all it held).
-What waited in the file is sent then, under the file's own epoch. A file SQLite finds corrupt (``SQLITE_CORRUPT``,
-``SQLITE_NOTADB``) is left where it is, as it is: never deleted or moved (it may hold alarms not sent, for whoever
-recovers it; a file renamed by the gateway would be one nobody looks for, and a gateway moving on to a new file
-would hide that anything went wrong but for a log line). Opening writes nothing to a file the gateway made (its
-tables and rows are there: SQLite finds the damage reading them), and the probe does not open it again while it
-is the same file (inode, size, time). Once it is moved away, or a repaired copy put in its place, the store goes
-back to disk, to a new database or the repaired one. Without ``memory_after_s`` the store refuses to start
-(:class:`StoreError`), as before.
+What waited in the file is sent then, under the file's own epoch. Without ``memory_after_s`` the store refuses to
+start (:class:`StoreError`), as before.
+
+A corrupt file. A file SQLite finds corrupt (``SQLITE_CORRUPT``, ``SQLITE_NOTADB``), at start or while the store
+runs (reading for a commit, for a frame, for the frames not acknowledged, or the disk's probe), is left where it
+is, as it is: never deleted or moved (it may hold alarms not sent, for whoever recovers it; a file renamed by the
+gateway would be one nobody looks for, and a gateway moving on to a new file would hide that anything went wrong
+but for a log line), and never written to again: not copied into memory (the copy would be as damaged), not
+probed with a write, nothing written back over it. Found while the store runs, it puts a store created with
+``memory_after_s`` in memory at once, not after ``memory_after_s`` (a damage does not heal by waiting): afresh,
+with an epoch of its own and the faults, devices and fall detectors that can still be read from the file, saying
+why as at start; the commit that found the damage is made again there, so no message of it is lost. The file's
+connection is closed then, which writes into the file only what SQLite's own close writes (the commits its
+write-ahead log holds, made before the damage was found), so that the file holds all it had, on its own. Opening
+writes nothing to a file the gateway made (its tables and rows are there: SQLite finds the damage reading them),
+and the probe does not open it again while it is the same file (inode, size, time). Once it is moved away, or a
+repaired copy put in its place, the store goes back to disk, to a new database or the repaired one (once it has
+sent all it held, as above). Without ``memory_after_s`` a store refuses to start on such a file, and refuses the
+commits that find one while it runs (:class:`StoreError`), as before.
 
 Repeats. A message whose exact bytes were stored recently (the last ``dedup_keys`` messages) is a repeat
 (a device or the home broker sending again what was already stored) and is not stored twice.
@@ -91,7 +102,13 @@ DETECTOR_SHARE: Final = 0.85
 WAL_SHARE: Final = 16  # the write-ahead log is checkpointed at max_bytes / WAL_SHARE
 DISK_PROBE_S: Final = 30.0  # in memory, the failed disk is tried again this often
 FS_FULL_MARGIN: Final = 64 * 1024  # bytes free below which SQLITE_FULL means the file system, not the cap, is full
-_STATE_TABLES: Final = ("faults", "devices", "fall_state", "fall_samples")  # what is not a queue
+# What is not a queue, by what is read together (a fall detector's state and its samples).
+_STATE_GROUPS: Final = (("faults",), ("devices",), ("fall_state", "fall_samples"))
+_STATE_TABLES: Final = tuple(t for group in _STATE_GROUPS for t in group)
+_LEFT_IN_PLACE: Final = (
+    "it is left in place as it is, for recovery: once it is moved away (or a repaired copy put in its place) the store"
+    " goes back to disk"
+)
 
 
 class Lane(IntEnum):
@@ -231,10 +248,12 @@ class Store:
         self.memory_since: float | None = None  # wall clock time the store went on in memory; None on disk
         self.memory_why: str | None = None  # in memory: why (what ``say`` was told)
         self._copied = False  # in memory: a copy of the disk's database (else started afresh)
-        self._seeded = False  # in memory afresh: with the disk's faults, devices and detectors (it could be read)
+        # In memory afresh: the tables of the disk's faults, devices and detectors it started with (those it read).
+        self._seeded: tuple[str, ...] = ()
         self._next_probe = 0.0
         self._unreadable: os.stat_result | None = None  # the file found corrupt, left in place: not opened again
-        # The file's connection, kept while the store is in memory (to try it again); None while it cannot be opened.
+        # The file's connection, kept while the store is in memory (to try it again); None while it cannot be opened,
+        # or is found corrupt.
         self._file: sqlite3.Connection | None = None
         self.created = False
         try:
@@ -324,18 +343,20 @@ class Store:
         if _is_corrupt(exc):
             with contextlib.suppress(OSError):
                 self._unreadable = self.path.stat()
-            why = (
-                f"{self.path} is not a database SQLite can read ({reason}); it is left in place as it is, for"
-                " recovery: once it is moved away (or a repaired copy put in its place) the store goes back to disk"
-            )
+            why = f"{self.path} is not a database SQLite can read ({reason}); {_LEFT_IN_PLACE}"
         else:
             why = f"{self.path} cannot be opened at start ({reason})"
         self._to_memory(why)
 
     def _disk_failed(self, exc: Exception) -> bool:
-        """A write or read of the disk failed: whether the store has now gone on in memory (try it again there)."""
+        """A write or read of the disk failed: whether the store has now gone on in memory (try it again there). A
+        file found corrupt puts it there at once, afresh, and is left as it is (see the module's text)."""
         if self.in_memory or self._memory_after_s is None:
             return False
+        if _is_corrupt(exc):  # a damage does not heal by waiting, and what the file holds is not copied
+            self._to_memory(self._found_corrupt(exc), copy=False)
+            self._leave_file()
+            return True
         now = time.monotonic()
         if self._failing_since is None or now - self._last_failure > self._memory_after_s:
             self._failing_since = now  # the first failure, or the first after a long quiet: the clock starts
@@ -345,6 +366,21 @@ class Store:
         self._to_memory(f"its disk has failed for {now - self._failing_since:.0f} s ({exc})")
         return True
 
+    def _found_corrupt(self, exc: Exception) -> str:
+        """Why the store is in memory, once its file is found corrupt while it runs."""
+        reason = exc.reason if isinstance(exc, StoreError) else str(exc)
+        return f"{self.path} is found corrupt while the store runs ({reason}); {_LEFT_IN_PLACE}"
+
+    def _leave_file(self) -> None:
+        """The file found corrupt while the store runs, its faults, devices and detectors read (or not): its connection
+        closed (SQLite's close writes into it the commits its write-ahead log holds, as always, and nothing else), and
+        the file not opened again while it is the same file (see :meth:`_open_again`)."""
+        with contextlib.suppress(sqlite3.Error):
+            self._disk.close()
+        self._file = None
+        with contextlib.suppress(OSError):
+            self._unreadable = self.path.stat()
+
     def _file_system_full(self) -> bool:
         try:
             st = os.statvfs(self.path.parent)
@@ -352,26 +388,30 @@ class Store:
             return False
         return st.f_bavail * st.f_frsize < FS_FULL_MARGIN
 
-    def _to_memory(self, why: str) -> None:
+    def _to_memory(self, why: str, *, copy: bool = True) -> None:
+        """Go on in memory: a copy of the disk's database if ``copy`` and it can be, else afresh (see the module's
+        text)."""
         memory = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
         copied = False
         try:
-            if self._file is not None and self.disk_bytes() <= self._memory_bytes:  # on disk still: the files' size
+            # (on disk still, disk_bytes is the files' size)
+            if copy and self._file is not None and self.disk_bytes() <= self._memory_bytes:
                 self._file.backup(memory)
                 copied = True
         except (sqlite3.Error, OSError):
             memory.close()
             memory = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
-        seeded = copied
+        seeded = _STATE_TABLES if copied else ()
         if not copied:
             memory.execute(f"PRAGMA page_size = {PAGE_SIZE}")
             memory.executescript(SCHEMA)
             epoch = max(time.time_ns() // 1_000_000, self.epoch + 1)
             memory.execute("INSERT INTO meta VALUES ('epoch', ?), ('next_seq', 0), ('dropped', 0)", (epoch,))
-            if self._file is not None:
-                with contextlib.suppress(sqlite3.Error):  # the disk's faults, devices and detectors, if it can be read
-                    _copy_state(self._file, memory)
-                    seeded = True
+            if self._file is not None:  # the disk's faults, devices and detectors: those that can be read
+                for tables in _STATE_GROUPS:
+                    with contextlib.suppress(sqlite3.Error):
+                        _copy_state(self._file, memory, tables)
+                        seeded += tables
         pages = self._memory_bytes // PAGE_SIZE
         memory.execute(f"PRAGMA max_page_count = {pages}")
         self._set_limits(pages)
@@ -405,9 +445,13 @@ class Store:
                 disk.execute("INSERT OR REPLACE INTO meta VALUES ('probe', ?)", (time.time_ns() // 1_000_000,))
             if self._copied:
                 self._db.backup(disk)
-            else:  # the state as it is now; seeded from a disk that could not be read, what it has is kept
+            else:  # the state as it is now; of the tables not seeded from the disk (unread), what it has is kept
                 _copy_state(self._db, disk, replace=self._seeded)
-        except sqlite3.Error:
+        except sqlite3.Error as exc:
+            if _is_corrupt(exc):  # found corrupt by the probe: from now on left as it is, as above
+                self._leave_file()
+                self.memory_why = self._found_corrupt(exc)
+                self._say(f"store: {self.memory_why}; staying in memory")
             return
         memory, self._db = self._db, disk
         memory.close()
@@ -420,9 +464,9 @@ class Store:
         self._say(f"store: back on disk ({self.path})")
 
     def _open_again(self) -> bool:
-        """In memory since a start whose file could not be opened: try to open it now. A file found corrupt is not
-        opened again while it is the same file (the same inode, size and time): what is left in place for recovery
-        is never written to."""
+        """In memory since a start whose file could not be opened, or since it was found corrupt: try to open it now. A
+        file found corrupt is not opened again while it is the same file (the same inode, size and time): what is left
+        in place for recovery is never written to."""
         if self._unreadable is not None:
             try:
                 now = self.path.stat()
@@ -552,8 +596,8 @@ class Store:
         out (drop more telemetry and commit again); otherwise raises :class:`StoreError` or :class:`StoreFullError`."""
         try:
             self._rolled_back()
-        except StoreError:
-            if self._disk_failed(exc):
+        except StoreError as again:
+            if self._disk_failed(again if _is_corrupt(again) else exc):  # (corrupt: in memory at once)
                 return True
             raise
         if not (isinstance(exc, sqlite3.OperationalError) and "full" in str(exc)):
@@ -767,12 +811,18 @@ def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
     return (a.st_dev, a.st_ino, a.st_size, a.st_mtime_ns) == (b.st_dev, b.st_ino, b.st_size, b.st_mtime_ns)
 
 
-def _copy_state(source: sqlite3.Connection, target: sqlite3.Connection, *, replace: bool = True) -> None:
-    """The tables that are not queues (faults, devices, fall detectors), from ``source`` to ``target`` in one
-    transaction: instead of ``target``'s rows (``replace``), or over them (rows of the same key replaced)."""
+def _copy_state(
+    source: sqlite3.Connection,
+    target: sqlite3.Connection,
+    tables: Sequence[str] = _STATE_TABLES,
+    *,
+    replace: Sequence[str] = _STATE_TABLES,
+) -> None:
+    """The ``tables`` that are not queues (faults, devices, fall detectors), from ``source`` to ``target`` in one
+    transaction: instead of ``target``'s rows (those in ``replace``), or over them (rows of the same key replaced)."""
     with _Transaction(target):
-        for table in _STATE_TABLES:
-            if replace:
+        for table in tables:
+            if table in replace:
                 target.execute(f"DELETE FROM {table}")  # noqa: S608 - a name of this module's
             rows = source.execute(f"SELECT * FROM {table}").fetchall()  # noqa: S608
             if rows:
