@@ -18,8 +18,8 @@ from tests.platform_procs import migrate_command
 from tests.registry.support import Database, data_key, drop_database, old_database
 
 from eldercare.platform.crypto import Vault
+from eldercare.platform.db import keycheck, outcomes
 from eldercare.platform.db import migrate as mig
-from eldercare.platform.db import outcomes
 from eldercare.platform.stack.model import StackInfo
 
 Conn = psycopg.Connection[tuple[Any, ...]]
@@ -308,7 +308,7 @@ def test_the_codes_are_filled_in_batches_while_the_alarm_engine_writes(
         )
     mig.apply_migrations(old_db.db.url)
     monkeypatch.setattr(outcomes, "OUTCOME_BATCH_ROWS", 100)
-    monkeypatch.setattr(outcomes, "Vault", _SlowVault)
+    monkeypatch.setattr(keycheck, "Vault", _SlowVault)  # where the back-fill's vault is made
     error: list[BaseException] = []
 
     def run() -> None:

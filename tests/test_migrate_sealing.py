@@ -17,6 +17,7 @@ from tests.platform_procs import migrate_command, scrub_command
 from tests.registry.support import Database, data_key, drop_database, old_database
 
 from eldercare.platform.crypto import Vault
+from eldercare.platform.db import keycheck
 from eldercare.platform.db import migrate as mig
 from eldercare.platform.stack.model import StackInfo
 
@@ -103,7 +104,7 @@ def test_sealing_goes_in_batches_while_the_alarm_engine_inserts_and_updates_alar
 ) -> None:
     _apply_sql(clear_db.db.url, monkeypatch)
     monkeypatch.setattr(mig, "SEAL_BATCH_ROWS", 100)
-    monkeypatch.setattr(mig, "Vault", _SlowVault)
+    monkeypatch.setattr(keycheck, "Vault", _SlowVault)  # where the sealing's vault is made
     run = _Migrate(clear_db.db.url, data_key(stack))
     seen: set[int] = set()  # how many alarms another connection saw sealed while the migrate ran
     writes: list[float] = []  # how long each round of the engine's writes took

@@ -32,6 +32,7 @@ from psycopg import sql
 
 from eldercare.platform.crypto import Vault
 from eldercare.platform.db import SCRUB_LOCK_TIMEOUT
+from eldercare.platform.db.keycheck import checked_vault  # a wrong key seals nothing
 
 log = logging.getLogger(__name__)
 
@@ -218,15 +219,6 @@ def seal_in_clear(conninfo: str, *, data_key: bytes | None = None) -> list[Seale
         if tables:
             conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.SQL(", ").join(map(sql.Identifier, tables))))
     return sealed
-
-
-def checked_vault(conninfo: str, data_key: bytes) -> Vault:
-    """The key's vault, checked against the database's (``keycheck.py``): a wrong key seals nothing."""
-    from eldercare.platform.db import keycheck
-
-    vault = Vault(data_key)
-    keycheck.check_data_key(conninfo, vault)
-    return vault
 
 
 def _sealings() -> tuple[Sealing, ...]:

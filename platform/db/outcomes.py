@@ -34,7 +34,8 @@ from eldercare.platform.alarms import text
 from eldercare.platform.alarms.models import OutcomeCode
 from eldercare.platform.alarms.service import closing_code
 from eldercare.platform.crypto import DecryptionError, Vault
-from eldercare.platform.db.migrate import LOCK_KEY, Conn, checked_vault, is_applied, settings_key
+from eldercare.platform.db.keycheck import checked_vault
+from eldercare.platform.db.migrate import LOCK_KEY, Conn, is_applied, settings_key
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,8 @@ from typing import Any
 import psycopg
 
 from eldercare.platform.crypto import EVENT_POSITION, LOCATION_POSITION, Vault
-from eldercare.platform.db.migrate import LOCK_KEY, Sealed, checked_vault, is_applied, settings_key
+from eldercare.platform.db.keycheck import checked_vault
+from eldercare.platform.db.migrate import LOCK_KEY, Sealed, is_applied, settings_key
 
 log = logging.getLogger(__name__)
 
