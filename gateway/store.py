@@ -43,28 +43,32 @@ detector checkpoints, faults and devices are written to the disk first), and the
 
 A disk that fails at start. A store created with ``memory_after_s`` (and a ``memory_bytes``) whose file cannot be
 opened at all (a file system read-only or full, a folder gone, a file that is not a database or is damaged) starts
-in memory straight away, afresh, with an epoch of its own, and says why (``say``, and :attr:`Store.memory_why`):
-a gateway that does not start shows and sends no alarm at all. Every :data:`DISK_PROBE_S` the file is opened
-again, and once it opens and takes a write the store goes back to it as above (once it has sent all it held).
-What waited in the file is sent then, under the file's own epoch. Without ``memory_after_s`` the store refuses to
-start (:class:`StoreError`), as before.
+in memory straight away, afresh, with an epoch of its own (and, of a damaged file, what can still be read: see
+below), and says why (``say``, and :attr:`Store.memory_why`): a gateway that does not start shows and sends no alarm
+at all. Every :data:`DISK_PROBE_S` the file is opened again, and once it opens and takes a write the store goes back
+to it as above (once it has sent all it held). What waited in the file is sent then, under the file's own epoch.
+Without ``memory_after_s`` the store refuses to start (:class:`StoreError`), as before.
 
 A corrupt file. A file SQLite finds corrupt (``SQLITE_CORRUPT``, ``SQLITE_NOTADB``), at start or while the store
-runs (reading for a commit, for a frame, for the frames not acknowledged, or the disk's probe), is left where it
-is, as it is: never deleted or moved (it may hold alarms not sent, for whoever recovers it; a file renamed by the
-gateway would be one nobody looks for, and a gateway moving on to a new file would hide that anything went wrong
-but for a log line), and never written to again: not copied into memory (the copy would be as damaged), not
-probed with a write, nothing written back over it. Found while the store runs, it puts a store created with
-``memory_after_s`` in memory at once, not after ``memory_after_s`` (a damage does not heal by waiting): afresh,
-with an epoch of its own and the faults, devices and fall detectors that can still be read from the file, saying
-why as at start; the commit that found the damage is made again there, so no message of it is lost. The file's
+runs (reading for a commit, for a frame, for the frames not acknowledged, for the faults, devices and fall detectors
+the gateway reads at start, or the disk's probe), is left where it is, as it is: never deleted or moved (it may hold
+alarms not sent, for whoever recovers it; a file renamed by the gateway would be one nobody looks for, and a gateway
+moving on to a new file would hide that anything went wrong but for a log line), and never written to again: not
+copied into memory (the copy would be as damaged), not probed with a write, nothing written back over it. Found at
+start or while the store runs, it puts a store created with ``memory_after_s`` in memory at once, not after
+``memory_after_s`` (a damage does not heal by waiting): afresh, with an epoch of its own and the faults, devices and
+fall detectors that can still be read from the file (each of the three, or not at all), saying why; found while it
+runs, the commit or the read that found the damage is made again there, so no message of it is lost. The file's
 connection is closed then, which writes into the file only what SQLite's own close writes (the commits its
 write-ahead log holds, made before the damage was found), so that the file holds all it had, on its own. Opening
-writes nothing to a file the gateway made (its tables and rows are there: SQLite finds the damage reading them),
-and the probe does not open it again while it is the same file (inode, size, time). Once it is moved away, or a
-repaired copy put in its place, the store goes back to disk, to a new database or the repaired one (once it has
-sent all it held, as above). Without ``memory_after_s`` a store refuses to start on such a file, and refuses the
-commits that find one while it runs (:class:`StoreError`), as before.
+reads every queue (its rows' count and size) and every row of the faults, devices and fall detectors, their blobs
+too (small and bounded, and what the gateway reads at start), so that a file damaged in any of them is found there,
+where the store can start in memory, and not by a reader the gateway cannot start without; it writes nothing to a
+file the gateway made (its tables and rows are there: SQLite finds the damage reading them), and the probe does not
+open it again while it is the same file (inode, size, time). Once it is moved away, or a repaired copy put in its
+place, the store goes back to disk, to a new database or the repaired one (once it has sent all it held, as above).
+Without ``memory_after_s`` a store refuses to start on such a file, and refuses the commits that find one while it
+runs (:class:`StoreError`), as before.
 
 Repeats. A message whose exact bytes were stored recently (the last ``dedup_keys`` messages) is a repeat
 (a device or the home broker sending again what was already stored) and is not stored twice.
@@ -81,7 +85,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from eldercare.devices import messages as m
 from eldercare.gateway.errors import GatewayError, StoreError
@@ -258,25 +262,27 @@ class Store:
         self.created = False
         try:
             fresh = not path.exists()
-            self._file, counters = self._open_file()
+            counters = self._open_file()
         except (StoreError, OSError) as exc:
             if self._memory_after_s is None or self._memory_bytes <= 0:
+                self._close_file()
                 if isinstance(exc, StoreError):
                     raise
                 raise StoreError(path, str(exc)) from exc
             self._start_in_memory(exc)
             return
-        self._db = self._file
+        self._db = self._disk
         self.created = fresh
         self.epoch = self._meta("epoch")
         self._set_counters(counters)
 
-    def _open_file(self) -> tuple[sqlite3.Connection, _Counters]:
-        """The database file, opened (created if missing) and read through (its counters): :class:`StoreError` if it
-        cannot be used, with SQLite's error as its cause. Writes nothing to a database it made before."""
-        db: sqlite3.Connection | None = None
+    def _open_file(self) -> _Counters:
+        """The database file opened as the file's connection (created if missing) and read through: its counters, and
+        the tables that are not queues. :class:`StoreError` if it cannot be used, with SQLite's error as its cause;
+        the connection, if it was made, is then left to the caller (to close, or to read what can still be read of a
+        file found corrupt: see :meth:`_start_in_memory`). Writes nothing to a database it made before."""
         try:
-            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._file = db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             db.execute(f"PRAGMA page_size = {PAGE_SIZE}")
             mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode != "wal":
@@ -291,14 +297,15 @@ class Store:
                     "INSERT OR IGNORE INTO meta VALUES ('epoch', ?), ('next_seq', 0), ('dropped', 0)",
                     (time.time_ns() // 1_000_000,),
                 )
-            counters = _read_counters(db)  # reads every queue: a database damaged there fails here, not later
+            # Every queue, and every row of the faults, devices and fall detectors (the gateway reads them at start):
+            # a database damaged there fails here, where the store can start in memory, not in those readers.
+            counters = _read_counters(db)
+            _read_state(db)
         except (sqlite3.Error, StoreError) as exc:
-            if db is not None:
-                db.close()
             if isinstance(exc, StoreError):
                 raise
             raise StoreError(self.path, str(exc)) from exc
-        return db, counters
+        return counters
 
     def _set_limits(self, pages: int) -> None:
         self._data_limit = int(pages * PAGE_SIZE * DATA_SHARE)
@@ -338,15 +345,17 @@ class Store:
         return self._file
 
     def _start_in_memory(self, exc: StoreError | OSError) -> None:
-        """The file cannot be opened at start: go on in memory, afresh (see the module's text)."""
-        reason = exc.reason if isinstance(exc, StoreError) else str(exc)
+        """The file cannot be opened at start: go on in memory, afresh (see the module's text). A file found corrupt
+        (reading its queues, faults, devices or fall detectors, or not a database at all) is met as when it is found
+        corrupt while the store runs: the faults, devices and fall detectors that can still be read from it are read,
+        and it is left as it is."""
         if _is_corrupt(exc):
-            with contextlib.suppress(OSError):
-                self._unreadable = self.path.stat()
-            why = f"{self.path} is not a database SQLite can read ({reason}); {_LEFT_IN_PLACE}"
+            self._to_memory(self._found_corrupt(exc, "at start"), copy=False)
+            self._leave_file()
         else:
-            why = f"{self.path} cannot be opened at start ({reason})"
-        self._to_memory(why)
+            reason = exc.reason if isinstance(exc, StoreError) else str(exc)
+            self._close_file()
+            self._to_memory(f"{self.path} cannot be opened at start ({reason})")
 
     def _disk_failed(self, exc: Exception) -> bool:
         """A write or read of the disk failed: whether the store has now gone on in memory (try it again there). A
@@ -354,7 +363,7 @@ class Store:
         if self.in_memory or self._memory_after_s is None:
             return False
         if _is_corrupt(exc):  # a damage does not heal by waiting, and what the file holds is not copied
-            self._to_memory(self._found_corrupt(exc), copy=False)
+            self._to_memory(self._found_corrupt(exc, "while the store runs"), copy=False)
             self._leave_file()
             return True
         now = time.monotonic()
@@ -366,20 +375,25 @@ class Store:
         self._to_memory(f"its disk has failed for {now - self._failing_since:.0f} s ({exc})")
         return True
 
-    def _found_corrupt(self, exc: Exception) -> str:
-        """Why the store is in memory, once its file is found corrupt while it runs."""
+    def _found_corrupt(self, exc: Exception, when: str) -> str:
+        """Why the store is in memory, once its file is found corrupt ``when``."""
         reason = exc.reason if isinstance(exc, StoreError) else str(exc)
-        return f"{self.path} is found corrupt while the store runs ({reason}); {_LEFT_IN_PLACE}"
+        return f"{self.path} is found corrupt {when} ({reason}); {_LEFT_IN_PLACE}"
 
     def _leave_file(self) -> None:
-        """The file found corrupt while the store runs, its faults, devices and detectors read (or not): its connection
-        closed (SQLite's close writes into it the commits its write-ahead log holds, as always, and nothing else), and
-        the file not opened again while it is the same file (see :meth:`_open_again`)."""
-        with contextlib.suppress(sqlite3.Error):
-            self._disk.close()
-        self._file = None
+        """The file found corrupt, its faults, devices and detectors read (or not): its connection closed, and the file
+        not opened again while it is the same file (see :meth:`_open_again`)."""
+        self._close_file()
         with contextlib.suppress(OSError):
             self._unreadable = self.path.stat()
+
+    def _close_file(self) -> None:
+        """The file's connection closed, if it is open (SQLite's close writes into the file the commits its
+        write-ahead log holds, as always, and nothing else)."""
+        file, self._file = self._file, None
+        if file is not None:
+            with contextlib.suppress(sqlite3.Error):
+                file.close()
 
     def _file_system_full(self) -> bool:
         try:
@@ -450,7 +464,7 @@ class Store:
         except sqlite3.Error as exc:
             if _is_corrupt(exc):  # found corrupt by the probe: from now on left as it is, as above
                 self._leave_file()
-                self.memory_why = self._found_corrupt(exc)
+                self.memory_why = self._found_corrupt(exc, "while the store runs")
                 self._say(f"store: {self.memory_why}; staying in memory")
             return
         memory, self._db = self._db, disk
@@ -475,11 +489,12 @@ class Store:
             if now is not None and _same_file(now, self._unreadable):
                 return False
         try:
-            self._file, _ = self._open_file()
+            self._open_file()
         except StoreError as exc:
             if _is_corrupt(exc):
-                with contextlib.suppress(OSError):
-                    self._unreadable = self.path.stat()
+                self._leave_file()
+            else:
+                self._close_file()
             return False
         self._unreadable = None
         return True
@@ -499,9 +514,14 @@ class Store:
             self._back_to_disk()
         if self.in_memory:
             depth = self.depth()
+            why = (
+                f"its file found corrupt ({self.path}, left as it is with what waits in it, for recovery)"
+                if self._unreadable is not None
+                else "the disk still failing"
+            )
             self._say(
-                f"store: stopping in memory, the disk still failing: {depth.alarm} alarm(s) and {depth.telemetry}"
-                " telemetry message(s) not sent are lost"
+                f"store: stopping in memory, {why}: {depth.alarm} alarm(s) and {depth.telemetry} telemetry message(s)"
+                " not sent are lost"
             )
             self._db.close()
         if self._file is not None:
@@ -531,22 +551,35 @@ class Store:
         return sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists())
 
     def active_faults(self) -> set[tuple[str, str]]:
-        return {(str(d), str(f)) for d, f in self._db.execute("SELECT dev, fault FROM faults")}
+        (rows,) = self._state_rows("SELECT dev, fault FROM faults")
+        return {(str(d), str(f)) for d, f in rows}
 
     def devices(self) -> dict[str, str]:
-        return {str(d): str(c) for d, c in self._db.execute("SELECT dev, class FROM devices")}
+        (rows,) = self._state_rows("SELECT dev, class FROM devices")
+        return {str(d): str(c) for d, c in rows}
 
     def detector_states(self) -> dict[str, tuple[bytes, list[SavedSamples]]]:
         """Each wearable's last fall detector checkpoint: its state and its stored samples."""
-        saved: dict[str, tuple[bytes, list[SavedSamples]]] = {
-            str(dev): (bytes(state), []) for dev, state in self._db.execute("SELECT dev, state FROM fall_state")
-        }
-        for dev, stream, first, samples in self._db.execute(
-            "SELECT dev, stream, first, samples FROM fall_samples ORDER BY dev, stream, first"
-        ):
+        states, stored = self._state_rows(
+            "SELECT dev, state FROM fall_state",
+            "SELECT dev, stream, first, samples FROM fall_samples ORDER BY dev, stream, first",
+        )
+        saved: dict[str, tuple[bytes, list[SavedSamples]]] = {str(dev): (bytes(state), []) for dev, state in states}
+        for dev, stream, first, samples in stored:
             if dev in saved:
                 saved[dev][1].append(SavedSamples(int(stream), int(first), bytes(samples)))
         return saved
+
+    def _state_rows(self, *queries: str) -> list[list[Any]]:
+        """The rows of ``queries`` (of the tables that are not queues), read together. A file found corrupt reading
+        them puts the store in memory at once, as a commit finding it does (see the module's text), and they are
+        read there; a disk that cannot be read otherwise raises :class:`StoreError`, never a bare SQLite error."""
+        try:
+            return [self._db.execute(query).fetchall() for query in queries]
+        except sqlite3.Error as exc:
+            if self._disk_failed(exc):
+                return self._state_rows(*queries)
+            raise StoreError(self.path, f"cannot be read: {exc}") from exc
 
     # --- writing ------------------------------------------------------------------------------------
 
@@ -796,6 +829,14 @@ def _read_counters(db: sqlite3.Connection) -> _Counters:
             ROW_OVERHEAD,
         ),
     )
+
+
+def _read_state(db: sqlite3.Connection) -> None:
+    """Read every row of the tables that are not queues, all their columns (their blobs too, as the gateway reads
+    them at start), so that a database damaged there fails here. They are small and bounded (a few KiB a device)."""
+    for table in _STATE_TABLES:
+        for _ in db.execute(f"SELECT * FROM {table}"):  # noqa: S608 - a name of this module's
+            pass
 
 
 def _is_corrupt(exc: BaseException) -> bool:
