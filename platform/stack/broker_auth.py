@@ -31,6 +31,7 @@ that line is judged by the new files.
 from __future__ import annotations
 
 import base64
+import contextlib
 import fcntl
 import hashlib
 import hmac
@@ -47,7 +48,7 @@ from pathlib import Path
 
 from eldercare.devices.topics import GATEWAY_ID_PATTERN, INSTITUTION_PATTERN, ROOT
 from eldercare.platform.stack.errors import StackError
-from eldercare.platform.stack.host import RunAs, process_alive, read_pid, service_user, write_private
+from eldercare.platform.stack.host import RunAs, log_tail, process_alive, read_pid, service_user, write_private
 from eldercare.platform.stack.layout import auth_paths, broker_paths
 from eldercare.platform.stack.model import BrokerUser
 
@@ -133,7 +134,21 @@ def reload_broker(state_dir: Path) -> bool:
             if _RELOAD_LINE in log.read():
                 return True
         time.sleep(0.01)
-    raise StackError(PART, f"sent SIGHUP to pid {pid} but it did not log a reload within {RELOAD_TIMEOUT} s")
+    raise StackError(
+        PART,
+        f"sent SIGHUP to pid {pid} but it did not log a reload within {RELOAD_TIMEOUT} s{_saving(paths.data)}\n"
+        + log_tail(paths.log, lines=5),
+    )
+
+
+def _saving(data: Path) -> str:
+    """What the broker may be busy with: its persistence save, during which it handles no signal
+    (``docs/ingest.md``, the broker's known behaviour 5)."""
+    sizes = []
+    for name in ("mosquitto.db.new", "mosquitto.db"):
+        with contextlib.suppress(OSError):
+            sizes.append(f"{name} {(data / name).stat().st_size / 1e6:.1f} MB")
+    return f" ({', '.join(sizes)}: a save of a large file stops the broker for seconds)" if sizes else ""
 
 
 def load_users(folder: Path) -> list[BrokerUser]:
