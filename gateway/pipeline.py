@@ -347,7 +347,12 @@ class Pipeline:
             return []
         batch.forget.extend(self._falls.take_forgotten())
         self._stats.fall_chunks_stale = self._falls.stale
-        state = self._falls.checkpoint(message.dev)
+        return self._decided(message.dev, falls, batch)
+
+    def _decided(self, dev: str, falls: list[m.Fall], batch: Batch) -> list[m.DeviceMessage]:
+        """The falls a wearable's detector decided, counted; its checkpoint goes into ``batch`` with them."""
+        assert self._falls is not None
+        state = self._falls.checkpoint(dev)
         if state is not None:
             batch.detectors.append(state)
         self._stats.falls += len(falls)
@@ -438,11 +443,7 @@ class Pipeline:
         if self._falls is not None:
             self._falls.tick()
             for dev, falls in self._falls.release_quiet().items():
-                self._add(batch, list(falls), made=True)
-                self._stats.falls += len(falls)
-                state = self._falls.checkpoint(dev)
-                if state is not None:
-                    batch.detectors.append(state)
+                self._add(batch, self._decided(dev, falls, batch), made=True)
             forget.update(self._falls.take_forgotten())
         batch.forget = sorted(forget)
         return self.submit_batch(batch) if batch.forget or batch.items or batch.detectors else None

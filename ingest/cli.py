@@ -75,18 +75,18 @@ def _database_url() -> str:
 KEY_CHECK_WAIT_S = 24 * 3600.0  # ingest started while its database is down: how long it waits to check the key
 
 
-def _vault(database_url: str) -> Vault:
+def _vault(database_url: str, *, wait_s: float = 0.0) -> Vault:
     """The data key's vault, which seals the positions and payloads ingest stores, checked against the database's
     (``platform/db/keycheck.py``); a missing, bad or wrong key ends the command, saying so (ingest never stores a
-    position in clear, nor one sealed with a key the platform does not have)."""
+    position in clear, nor one sealed with a key the platform does not have). ``wait_s``: how long a database not
+    up yet is waited for (the service: :data:`KEY_CHECK_WAIT_S`; an operator's command: not at all)."""
     from pydantic import ValidationError
 
     from eldercare.platform.config import SecuritySettings
     from eldercare.platform.db.keycheck import DataKeyMismatchError, checked_vault
 
     try:
-        # a database not up yet is waited for, as ingest waits for it after (it stores nothing without it)
-        return checked_vault(database_url, SecuritySettings().key_bytes(), wait_s=KEY_CHECK_WAIT_S)
+        return checked_vault(database_url, SecuritySettings().key_bytes(), wait_s=wait_s)
     except ValidationError as exc:
         reason = "; ".join(str(e["msg"]) for e in exc.errors())
         why = "the positions ingest stores are sealed with it"
@@ -106,7 +106,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.metrics_port is not None:
         overrides["ingest_metrics_port"] = args.metrics_port
     settings, database_url = IngestSettings(**overrides), _database_url()
-    return run(settings=settings, broker=BrokerSettings(), database_url=database_url, vault=_vault(database_url))
+    # a database not up yet is waited for, as ingest waits for it after (it stores nothing without it)
+    vault = _vault(database_url, wait_s=KEY_CHECK_WAIT_S)
+    return run(settings=settings, broker=BrokerSettings(), database_url=database_url, vault=vault)
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -127,8 +129,9 @@ def _show(args: argparse.Namespace) -> int:
 
     from eldercare.ingest.parked import get_parked
 
-    with psycopg.connect(_database_url(), autocommit=True) as conn:
-        row = get_parked(conn, args.id, _vault(_database_url()))
+    database_url = _database_url()
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = get_parked(conn, args.id, _vault(database_url))
     if row is None:
         print(f"no parked message {args.id}", file=sys.stderr)
         return 1
@@ -145,8 +148,9 @@ def _replay(args: argparse.Namespace) -> int:
     from eldercare.ingest.parked import replay
 
     failures = 0
-    vault = _vault(_database_url())
-    with psycopg.connect(_database_url(), autocommit=True) as conn:
+    database_url = _database_url()
+    vault = _vault(database_url)
+    with psycopg.connect(database_url, autocommit=True) as conn:
         for parked_id in args.ids:
             reason = replay(conn, parked_id, vault)
             if reason is None:

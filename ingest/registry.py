@@ -124,8 +124,13 @@ class Registry:
     def device_cause(self, institution_id: int, code: str) -> DeviceCause:
         """Why :meth:`device_ids` (or :meth:`devices`) left ``code`` out: ``retired_device`` when the code is a
         retired device's, ``unknown_device`` when no device of the institution has it (as of that look-up: no query
-        here). The cause of its message's quarantine; its reason is ``f"{cause.replace('_', ' ')} {code!r}"``."""
+        here). The cause of its message's quarantine (:meth:`device_reason` says it in words)."""
         return "retired_device" if (institution_id, code) in self._retired else "unknown_device"
+
+    def device_reason(self, institution_id: int, code: str) -> tuple[DeviceCause, str]:
+        """:meth:`device_cause`, and the reason a message of ``code`` is quarantined for: ``retired device 'X'``."""
+        cause = self.device_cause(institution_id, code)
+        return cause, f"{cause.replace('_', ' ')} {code!r}"
 
     def refresh(self) -> None:
         """Drop what changed in the registry since the last call: one integer comparison when nothing did."""

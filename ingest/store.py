@@ -203,10 +203,9 @@ class BatchStore:
             inst, gw = frame.topic.institution, frame.topic.gateway
             parked.extend(_dead(item, bad, inst, gw, {**context, "index": bad.index}) for bad in frame.bad)
             for index, code, raw in self._frame_rows(conn, frame, gateway, rows, events):
-                cause = self._registry.device_cause(gateway.institution_id, code)  # unknown, or retired
-                reason = f"msgs[{index}]: {cause.replace('_', ' ')} {code!r}"
+                cause, why = self._registry.device_reason(gateway.institution_id, code)  # unknown, or retired
                 ctx = {**context, "index": index}
-                parked.append(_Parked("quarantine", cause, item.topic, raw, reason, inst, gw, ctx))
+                parked.append(_Parked("quarantine", cause, item.topic, raw, f"msgs[{index}]: {why}", inst, gw, ctx))
         if pipelined:
             assert not rows.count(), "a pipelined batch has no rows to COPY"  # see _without_copy
             self._rest(conn, events, parked, result, rows.touched)
@@ -227,7 +226,7 @@ class BatchStore:
         result: WriteResult,
         touched: set[tuple[int, int]],
     ) -> None:
-        self._events(conn, events, self._vault)
+        self._events(conn, events)
         self._park(conn, parked, result)
         self._pending_rollups(conn, touched)
 
@@ -305,11 +304,10 @@ class BatchStore:
         events: list[Event] = []
         unknown = self._frame_rows(conn, decoded, gateway, rows, events)
         if unknown:
-            code = unknown[0][1]
-            return f"{self._registry.device_cause(gateway.institution_id, code).replace('_', ' ')} {code!r}"
+            return self._registry.device_reason(gateway.institution_id, unknown[0][1])[1]
         with conn.cursor() as cur:
             copy_rows(cur, rows)
-        self._events(conn, events, self._vault)
+        self._events(conn, events)
         self._pending_rollups(conn, rows.touched)
         return None
 
@@ -371,13 +369,12 @@ class BatchStore:
         ).fetchall()
         return {(r[0], r[1], r[2]) for r in claimed}
 
-    @staticmethod
-    def _events(conn: Conn, events: Sequence[Event], vault: Vault) -> None:
+    def _events(self, conn: Conn, events: Sequence[Event]) -> None:
         if not events:
             return
 
         def seal(position: tuple[float, float] | None, column: str) -> bytes | None:
-            return None if position is None else vault.seal_position(*position, column=column)
+            return None if position is None else self._vault.seal_position(*position, column=column)
 
         with conn.cursor() as cur:
             cur.executemany(
