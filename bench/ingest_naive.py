@@ -4,7 +4,9 @@ What a first version of ingest usually looks like: paho-mqtt with its network th
 each message, one multi-row ``INSERT ... VALUES`` of the message's readings, ``commit``, and paho's own
 acknowledgement after the callback returns (QoS 1). It is given every advantage that does not change that
 shape: the device ids are loaded once up front, and it talks to the broker over the local plain listener.
-It stores bed samples only (all the load generator sends) and knows nothing of duplicates or bad input.
+It stores bed samples only (all the load generator sends) and knows nothing of duplicates or bad input. It seals
+the heart and breathing rates as ingest does (one AES block a row, the same sealer): what it stores is what ingest
+stores, health data never in clear.
 
 Run by ``bench/ingest_throughput.py``: ``python bench/ingest_naive.py WORLD.json PLAIN_PORT`` with the stack's
 ``ELDERCARE_*`` environment; it prints one line when subscribed, then every second how many readings it
@@ -25,7 +27,9 @@ import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
 from eldercare.devices import topics
-from eldercare.platform.config import BrokerSettings, DatabaseSettings
+from eldercare.platform.config import BrokerSettings, DatabaseSettings, SecuritySettings
+from eldercare.platform.crypto import Vault
+from eldercare.platform.sealed_vitals import seal_reading
 
 
 def main(world_file: Path, plain_port: int) -> int:
@@ -42,17 +46,18 @@ def main(world_file: Path, plain_port: int) -> int:
     topic = topics.uplink(world["institution_code"], "+", topics.Channel.TELEMETRY)
     subscribed = threading.Event()
     stored = [0]
+    sealer = Vault(SecuritySettings().key_bytes()).vitals_sealer()
 
     def on_message(_c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         frame = json.loads(msg.payload)
-        rows = [
-            (datetime.fromtimestamp(r["ts"] / 1000, UTC), ids[r["dev"]], r["presence"], r.get("hr"), r.get("rr"),
-             r.get("move"))
-            for r in frame["msgs"]
-        ]  # fmt: skip
-        values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(rows))
+        rows = []
+        for r in frame["msgs"]:
+            at, device_id = datetime.fromtimestamp(r["ts"] / 1000, UTC), ids[r["dev"]]
+            vitals = seal_reading(sealer, at, device_id, r.get("hr"), r.get("rr"))
+            rows.append((at, device_id, r["presence"], r.get("move"), vitals))
+        values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(rows))
         conn.execute(
-            f"INSERT INTO bed_readings (time, device_id, presence, heart_rate, resp_rate, movement) VALUES {values}",
+            f"INSERT INTO bed_readings (time, device_id, presence, movement, vitals_enc) VALUES {values}",
             [v for row in rows for v in row],
         )
         conn.commit()

@@ -155,14 +155,14 @@ def _rounds(conn: psycopg.Connection[Any], ids: list[int], start: date, days: in
 def _now(conn: psycopg.Connection[Any], home: int) -> None:
     """The last hour of raw data: every bed sensor once a minute, the inspected home's every 5 s, batteries."""
     conn.execute(
-        "INSERT INTO bed_readings (time, device_id, presence, heart_rate, resp_rate)"
-        " SELECT now() - s * interval '1 minute', d.id, true, 70, 16 FROM devices d, generate_series(1, 60) s"
+        "INSERT INTO bed_readings (time, device_id, presence)"  # the pages read presence and time, not rates
+        " SELECT now() - s * interval '1 minute', d.id, true FROM devices d, generate_series(1, 60) s"
         " WHERE d.kind = 'bed_sensor' AND d.institution_id <> %s",
         (home,),
     )
     conn.execute(
-        "INSERT INTO bed_readings (time, device_id, presence, heart_rate, resp_rate)"
-        " SELECT now() - s * interval '5 seconds', d.id, true, 70, 16 FROM devices d, generate_series(1, 720) s"
+        "INSERT INTO bed_readings (time, device_id, presence)"
+        " SELECT now() - s * interval '5 seconds', d.id, true FROM devices d, generate_series(1, 720) s"
         " WHERE d.kind = 'bed_sensor' AND d.institution_id = %s AND d.id %% 50 <> 0",  # 2% silent
         (home,),
     )

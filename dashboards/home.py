@@ -1,8 +1,11 @@
 """A home: its beds now, its alarms, and how fast they were answered (variable ``institution``).
 
 Beds are shown by label, occupied or not: the board names no resident (no person code), and Grafana's login
-cannot read who is in a bed (migration 0011). Any viewer of this dashboard can pick any home: restrict who sees
-it with Grafana's folder permissions (docs/supervision.md).
+cannot read who is in a bed (migration 0011). Nor can it read heart or breathing rates: they are health data, sealed
+at rest (migration 0028), and Grafana reads the database directly, so it could neither open them nor audit who
+looked; the beds show presence and occupancy, and the vital signs are on the platform's resident page, where every
+read is audited. Any viewer of this dashboard can pick any home: restrict who sees it with Grafana's folder
+permissions (docs/supervision.md).
 """
 
 from __future__ import annotations
@@ -12,6 +15,11 @@ from grafana_foundation_sdk.builders.dashboard import Dashboard
 from eldercare.dashboards.panels import grid, number, series, variable
 
 UID = "eldercare-home"
+DESCRIPTION = (
+    "A home's beds (occupied, in bed), its alarms and how fast they were answered. Heart and breathing rates are"
+    " not here: they are health data, sealed in the database; see them on the platform's resident page, where"
+    " every read is audited."
+)
 HOURS = "make_interval(secs => greatest($__interval_ms, 3600000) / 1000.0)"  # at least an hour
 
 INSTITUTIONS = "SELECT id AS __value, name || ' (' || code || ')' AS __text FROM grafana.institutions ORDER BY name"
@@ -34,14 +42,13 @@ WHERE institution_id = $institution AND state IN ('raised', 'acknowledged', 'att
 
 BEDS = """
 SELECT bed.label AS bed, bed.kind::text AS kind, ba.bed_id IS NOT NULL AS occupied, d.code AS sensor,
-       last.time AS "last reading", last.presence AS "in bed", last.heart_rate AS "heart rate",
-       last.resp_rate AS "resp. rate"
+       last.time AS "last reading", last.presence AS "in bed"
 FROM grafana.beds bed
 LEFT JOIN grafana.bed_assignments ba ON ba.bed_id = bed.id AND ba.during @> now()
 LEFT JOIN grafana.device_bindings db ON db.bed_id = bed.id AND db.during @> now()
      AND db.device_id IN (SELECT id FROM grafana.devices WHERE kind = 'bed_sensor')
 LEFT JOIN grafana.devices d ON d.id = db.device_id
-LEFT JOIN LATERAL (SELECT x.time, x.presence, x.heart_rate, x.resp_rate FROM grafana.bed_readings x
+LEFT JOIN LATERAL (SELECT x.time, x.presence FROM grafana.bed_readings x
                    WHERE x.device_id = d.id ORDER BY x.time DESC LIMIT 1) last ON true
 WHERE bed.institution_id = $institution AND bed.retired_at IS NULL
 ORDER BY bed.label
@@ -78,19 +85,12 @@ WHERE d.institution_id = $institution AND $__timeFilter(h.bucket)
 GROUP BY 1 ORDER BY 1
 """
 
-HEART = """
-SELECT h.bucket AS time, sum(h.hr_sum) / nullif(sum(h.hr_count), 0) AS "heart rate (mean)",
-       min(h.hr_min)::float8 AS "lowest", max(h.hr_max)::float8 AS "highest"
-FROM grafana.bed_hourly h JOIN grafana.devices d ON d.id = h.device_id
-WHERE d.institution_id = $institution AND $__timeFilter(h.bucket)
-GROUP BY 1 ORDER BY 1
-"""
-
 
 def dashboard() -> Dashboard:
     return (
         Dashboard("eldercare · home")
         .uid(UID)
+        .description(DESCRIPTION)
         .tags(["eldercare", "home"])
         .timezone("Asia/Shanghai")
         .time("now-7d", "now")
@@ -102,6 +102,5 @@ def dashboard() -> Dashboard:
         .with_panel(grid("Beds now", BEDS, height=10))
         .with_panel(series("Alarms by priority", ALARMS))
         .with_panel(series("Response times (daily)", RESPONSE, unit="s"))
-        .with_panel(series("Share of observed time in bed (hourly)", IN_BED, unit="percentunit"))
-        .with_panel(series("Heart rate (hourly)", HEART))
+        .with_panel(series("Share of observed time in bed (hourly)", IN_BED, unit="percentunit", width=24))
     )

@@ -76,9 +76,10 @@ KEY_CHECK_WAIT_S = 24 * 3600.0  # ingest started while its database is down: how
 
 
 def _vault(database_url: str, *, wait_s: float = 0.0) -> Vault:
-    """The data key's vault, which seals the positions and payloads ingest stores, checked against the database's
-    (``platform/db/keycheck.py``); a missing, bad or wrong key ends the command, saying so (ingest never stores a
-    position in clear, nor one sealed with a key the platform does not have). ``wait_s``: how long a database not
+    """The data key's vault, which seals the positions, rates and payloads ingest stores and opens the rates the
+    roll-ups read, checked against the database's (``platform/db/keycheck.py``); a missing, bad or wrong key ends
+    the command, saying so (ingest never stores a position or a rate in clear, nor one sealed with a key the
+    platform does not have). ``wait_s``: how long a database not
     up yet is waited for (the service: :data:`KEY_CHECK_WAIT_S`; an operator's command: not at all)."""
     from pydantic import ValidationError
 
@@ -89,7 +90,7 @@ def _vault(database_url: str, *, wait_s: float = 0.0) -> Vault:
         return checked_vault(database_url, SecuritySettings().key_bytes(), wait_s=wait_s)
     except ValidationError as exc:
         reason = "; ".join(str(e["msg"]) for e in exc.errors())
-        why = "the positions ingest stores are sealed with it"
+        why = "the positions, heart and breathing rates and payloads ingest stores are sealed with it"
         raise SystemExit(f"eldercare ingest: ELDERCARE_DATA_KEY: {reason} ({why})") from None
     except DataKeyMismatchError as exc:
         raise SystemExit(f"eldercare ingest: {exc}") from None
@@ -190,15 +191,16 @@ def _maintain(args: argparse.Namespace) -> int:
     from eldercare.ingest.maintain import interval, run_job
     from eldercare.ingest.settings import IngestSettings
 
-    settings = IngestSettings()
+    settings, database_url = IngestSettings(), _database_url()
     jobs = args.job or list(JOBS)
+    vault = _vault(database_url) if "rollups" in jobs else None  # the roll-ups open and seal rates
     due = dict.fromkeys(jobs, 0.0)
     while True:
-        with psycopg.connect(_database_url(), autocommit=True) as conn:
+        with psycopg.connect(database_url, autocommit=True) as conn:
             for job in jobs:
                 if time.monotonic() < due[job]:
                     continue
-                outcome = run_job(conn, settings, job, force=not args.loop, wait=not args.loop)
+                outcome = run_job(conn, settings, job, force=not args.loop, wait=not args.loop, vault=vault)
                 due[job] = time.monotonic() + interval(settings, job)
                 if outcome.ran:
                     print(f"{job}: {json.dumps(outcome.result, default=str)} ({outcome.seconds:.2f} s)", flush=True)
@@ -235,9 +237,13 @@ def _rebuild(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"eldercare ingest rebuild: {error}", file=sys.stderr)
         return 2
-    with psycopg.connect(_database_url(), autocommit=True) as conn:
+    database_url = _database_url()
+    vault = _vault(database_url)  # the readings' rates are opened, and the roll-ups' sealed, with it
+    with psycopg.connect(database_url, autocommit=True) as conn:
         try:
-            done = rollups.rebuild(conn, start=start, end=end, timezone=zone, over_dropped=args.over_dropped)
+            done = rollups.rebuild(
+                conn, vault=vault, start=start, end=end, timezone=zone, over_dropped=args.over_dropped
+            )
         except rollups.RawDataGoneError as gone:
             print(f"refused: {gone}", file=sys.stderr)
             for chunk in gone.dropped[:10]:
@@ -250,4 +256,10 @@ def _rebuild(args: argparse.Namespace) -> int:
         f"rebuilt {done.hours} hours ({done.start:%Y-%m-%d %H:%M} to {done.end:%Y-%m-%d %H:%M} UTC) and"
         f" {done.days} days ({zone}) from raw data"
     )
+    if done.unopened:
+        print(
+            f"{done.unopened} sealed reading(s) or hourly summaries did not open and were left out of the rates"
+            " (the log names them)",
+            file=sys.stderr,
+        )
     return 0

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -22,6 +22,9 @@ from eldercare.ingest import gaps, locks, retention, rollups
 from eldercare.ingest.metrics import IngestMetrics
 from eldercare.ingest.registry import Conn
 from eldercare.ingest.settings import IngestSettings
+
+if TYPE_CHECKING:
+    from eldercare.platform.crypto import Vault
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +47,9 @@ def interval(settings: IngestSettings, job: str) -> float:
     }[job]
 
 
-def _work(conn: Conn, settings: IngestSettings, job: str, last_run_age_s: float | None) -> dict[str, Any]:
+def _work(
+    conn: Conn, settings: IngestSettings, job: str, last_run_age_s: float | None, vault: Vault | None
+) -> dict[str, Any]:
     if job == "gaps":
         lookback = settings.ingest_frames_retention_days * _DAY_S
         if last_run_age_s is not None:
@@ -53,8 +58,11 @@ def _work(conn: Conn, settings: IngestSettings, job: str, last_run_age_s: float 
             lookback = min(lookback, last_run_age_s + settings.ingest_gap_grace_s + 15)
         return asdict(gaps.scan(conn, grace_s=settings.ingest_gap_grace_s, lookback_s=lookback))
     if job == "rollups":
+        if vault is None:
+            raise ValueError("the roll-up job opens and seals heart and breathing rates: it needs the vault")
         result = rollups.run(
             conn,
+            vault=vault,
             lag_s=settings.ingest_rollup_lag_s,
             timezone=settings.ingest_rollup_timezone,
             raw_retention_s=settings.ingest_raw_retention_days * _DAY_S,
@@ -70,8 +78,12 @@ def _work(conn: Conn, settings: IngestSettings, job: str, last_run_age_s: float 
     )
 
 
-def run_job(conn: Conn, settings: IngestSettings, job: str, *, force: bool, wait: bool = False) -> JobRun:
-    """Run ``job`` once under its lock; unless ``force``, only if its interval has passed since the last run."""
+def run_job(
+    conn: Conn, settings: IngestSettings, job: str, *, force: bool, wait: bool = False, vault: Vault | None = None
+) -> JobRun:
+    """Run ``job`` once under its lock; unless ``force``, only if its interval has passed since the last run.
+    ``vault``: the roll-ups open the readings' sealed rates and seal their statistics with it (required for them;
+    the gap scan and retention read no personal data, and their commands need no data key)."""
     started = time.perf_counter()
     with conn.transaction():
         if not locks.hold(conn, job, wait=wait):
@@ -82,7 +94,7 @@ def run_job(conn: Conn, settings: IngestSettings, job: str, *, force: bool, wait
         age = float(last[0]) if last and last[0] is not None else None
         if not force and age is not None and age < interval(settings, job) * 0.9:
             return JobRun(job, False, {}, 0.0)
-        result = _work(conn, settings, job, age)
+        result = _work(conn, settings, job, age, vault)
         conn.execute(
             "INSERT INTO ingest_jobs (job, last_run_at, last_result) VALUES (%s, now(), %s)"
             " ON CONFLICT (job) DO UPDATE SET last_run_at = excluded.last_run_at, last_result = excluded.last_result",
@@ -100,12 +112,14 @@ class Maintainer:
         database_url: str,
         settings: IngestSettings,
         metrics: IngestMetrics,
+        vault: Vault,
         jobs: Sequence[str] = locks.JOBS,
         on_run: Callable[[JobRun], None] | None = None,
     ) -> None:
         self._database_url = database_url
         self._settings = settings
         self._metrics = metrics
+        self._vault = vault
         self._jobs = list(jobs)
         self._on_run = on_run
         self._due = dict.fromkeys(self._jobs, 0.0)
@@ -136,7 +150,7 @@ class Maintainer:
                 self._conn = psycopg.connect(
                     self._database_url, autocommit=True, application_name="ingest-maintenance", connect_timeout=5
                 )
-            outcome = run_job(self._conn, self._settings, job, force=False)
+            outcome = run_job(self._conn, self._settings, job, force=False, vault=self._vault)
         except psycopg.Error as exc:
             log.warning("maintenance %s failed: %s (retried at its next interval)", job, exc)
             self._metrics.maintenance_runs.inc(job=job, outcome="failed")

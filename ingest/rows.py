@@ -3,14 +3,15 @@
 psycopg's ``write_row`` costs a few microseconds per row (a dumper call per value, a ``datetime`` per
 timestamp); at 100,000 readings a second that alone would fill a core. Here a timestamp goes from the
 wire's milliseconds to PostgreSQL's microseconds since 2000-01-01 by integer arithmetic, and a whole row is
-one ``struct.pack``. The layout is PostgreSQL's documented binary COPY format: a signature and header,
-per row a 16-bit field count then per field a 32-bit length (-1 for NULL) and the value, and a trailer.
+one ``struct.pack``. A reading's heart and breathing rates are health data: they go sealed, in one AES block bound
+to the row (``VitalsSealer``), 0.3 µs a row. The layout is PostgreSQL's documented binary COPY format: a signature
+and header, per row a 16-bit field count then per field a 32-bit length (-1 for NULL) and the value, and a trailer.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
@@ -27,8 +28,9 @@ HOUR_MS: Final = 3_600_000
 COPY_SIGNATURE: Final = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
 COPY_TRAILER: Final = b"\xff\xff"
 
-_BED_FULL: Final = struct.Struct("!hiqiqi?ififif")  # hr, rr and move all present
+_BED_FULL: Final = struct.Struct("!hiqiqi?ifi16s")  # move and sealed rates present
 _BED_HEAD: Final = struct.Struct("!hiqiqi?")
+_VITALS: Final = struct.Struct("!i16s")
 _F4: Final = struct.Struct("!if")
 _F8: Final = struct.Struct("!id")
 _NULL: Final = b"\xff\xff\xff\xff"
@@ -44,14 +46,19 @@ def pg_micros(ms: int) -> int:
 @dataclass(slots=True)
 class Rows:
     """The telemetry rows of one batch, by table, plus the (hour, device) pairs they touch. ``vault`` seals the
-    positions (a person's whereabouts are personal data); nothing else of a reading is."""
+    positions (a person's whereabouts are personal data) and the heart and breathing rates (health data); the rest
+    of a reading is neither."""
 
     vault: Vault
+    seal_vitals: Callable[[int, int, float | None, float | None], bytes | None] = field(init=False)
     bed: list[bytes] = field(default_factory=list)
     scalar: list[bytes] = field(default_factory=list)
     location: list[bytes] = field(default_factory=list)
     accel: list[tuple[int, int, int, list[int]]] = field(default_factory=list)  # ms, device, hz, samples
     touched: set[tuple[int, int]] = field(default_factory=set)  # (hour since 1970, device id)
+
+    def __post_init__(self) -> None:
+        self.seal_vitals = self.vault.vitals_sealer().seal  # a batch is built by one thread
 
     def count(self) -> int:
         return len(self.bed) + len(self.scalar) + len(self.location) + len(self.accel)
@@ -63,15 +70,15 @@ def add_telemetry(rows: Rows, msg: m.DeviceMessage, device_id: int) -> bool:
     ts = msg.ts
     if kind is m.BedSample:
         assert isinstance(msg, m.BedSample)
-        hr, rr, move = msg.hr, msg.rr, msg.move
-        if hr is not None and rr is not None and move is not None:
-            rows.bed.append(_BED_FULL.pack(6, 8, pg_micros(ts), 8, device_id, 1, msg.presence, 4, hr, 4, rr, 4, move))
+        micros, move = pg_micros(ts), msg.move
+        vitals = rows.seal_vitals(micros, device_id, msg.hr, msg.rr)
+        if vitals is not None and move is not None:
+            rows.bed.append(_BED_FULL.pack(5, 8, micros, 8, device_id, 1, msg.presence, 4, move, 16, vitals))
         else:
             rows.bed.append(
-                _BED_HEAD.pack(6, 8, pg_micros(ts), 8, device_id, 1, msg.presence)
-                + (_NULL if hr is None else _F4.pack(4, hr))
-                + (_NULL if rr is None else _F4.pack(4, rr))
+                _BED_HEAD.pack(5, 8, micros, 8, device_id, 1, msg.presence)
                 + (_NULL if move is None else _F4.pack(4, move))
+                + (_NULL if vitals is None else _VITALS.pack(16, vitals))
             )
     elif kind is m.Battery:
         assert isinstance(msg, m.Battery)
@@ -101,21 +108,21 @@ def add_beds(rows: Rows, beds: Sequence[FastBed], device_ids: Sequence[int | Non
     """Append the rows of a fast-path frame; return the positions whose device is unknown."""
     unknown: list[int] = []
     out, touched = rows.bed, rows.touched
-    full, head = _BED_FULL.pack, _BED_HEAD.pack
+    full, head, seal = _BED_FULL.pack, _BED_HEAD.pack, rows.seal_vitals
     for position, (msg, device_id) in enumerate(zip(beds, device_ids, strict=True)):
         if device_id is None:
             unknown.append(position)
             continue
-        ts, hr, rr, move = msg.ts, msg.hr, msg.rr, msg.move
+        ts, move = msg.ts, msg.move
         micros = (ts - PG_EPOCH_MS) * 1000
-        if hr is not None and rr is not None and move is not None:
-            out.append(full(6, 8, micros, 8, device_id, 1, msg.presence, 4, hr, 4, rr, 4, move))
+        vitals = seal(micros, device_id, msg.hr, msg.rr)
+        if vitals is not None and move is not None:
+            out.append(full(5, 8, micros, 8, device_id, 1, msg.presence, 4, move, 16, vitals))
         else:
             out.append(
-                head(6, 8, micros, 8, device_id, 1, msg.presence)
-                + (_NULL if hr is None else _F4.pack(4, hr))
-                + (_NULL if rr is None else _F4.pack(4, rr))
+                head(5, 8, micros, 8, device_id, 1, msg.presence)
                 + (_NULL if move is None else _F4.pack(4, move))
+                + (_NULL if vitals is None else _VITALS.pack(16, vitals))
             )
         touched.add((ts // HOUR_MS, device_id))
     return unknown
@@ -131,7 +138,7 @@ def _scalar(ts: int, device_id: int, metric: str, value: float) -> bytes:
 def copy_rows(cur: Cursor[tuple[object, ...]], rows: Rows) -> None:
     """COPY every table that has rows, in this cursor's transaction."""
     for table, columns, data in (
-        ("bed_readings", "time, device_id, presence, heart_rate, resp_rate, movement", rows.bed),
+        ("bed_readings", "time, device_id, presence, movement, vitals_enc", rows.bed),
         ("device_readings", "time, device_id, metric, value", rows.scalar),
         ("locations", "time, device_id, accuracy, position_enc", rows.location),
     ):

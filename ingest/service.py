@@ -108,7 +108,7 @@ def build(
     on_fatal: Callable[[str], None] | None = None,
 ) -> Ingest:
     """``on_fatal`` is called (from the failing thread) when a lane's writer fails for good; ``vault`` seals the
-    positions stored."""
+    positions and rates stored, and the maintenance's roll-ups open and seal rates with it."""
     metrics = IngestMetrics()
     endpoint = Endpoint.from_settings(broker)
     watch = RegistryWatch(database_url=database_url)
@@ -141,7 +141,7 @@ def build(
         )
     maintainer = None
     if settings.ingest_maintain:
-        maintainer = Maintainer(database_url=database_url, settings=settings, metrics=metrics)
+        maintainer = Maintainer(database_url=database_url, settings=settings, metrics=metrics, vault=vault)
     ingest = Ingest(
         make_lane(alarm_config, adopted=False),
         make_lane(telemetry_config, adopted=False),

@@ -12,16 +12,25 @@ import hashlib
 import hmac
 import os
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
+import numpy as np
+import numpy.typing as npt
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 _VERSION = 1
 _NONCE = 12
 _POSITION = struct.Struct("!dd")  # latitude, longitude
+_VITALS_BLOCK = struct.Struct("!QIHH")  # (row time << 8) | flags, device, heart rate, breathing rate
+_VITALS_DTYPE = np.dtype([("head", ">u8"), ("device", ">u4"), ("hr", ">u2"), ("rr", ">u2")])
+_HR_FLAG, _RR_FLAG, _BOTH_FLAGS = 1, 2, 3
+_SUMMARY = struct.Struct("!ffdffd")  # hr min, max, sum; rr min, max, sum
 
 
 class DecryptionError(ValueError):
@@ -39,12 +48,58 @@ class Vault:
     data_key: bytes = field(repr=False)
     _aead: AESGCM = field(init=False, repr=False)
     _lookup_key: bytes = field(init=False, repr=False)
+    _vitals_key: bytes = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if len(self.data_key) != 32:
             raise ValueError("the data key must be 32 bytes")
         object.__setattr__(self, "_aead", AESGCM(_derive(self.data_key, b"aead-v1")))
         object.__setattr__(self, "_lookup_key", _derive(self.data_key, b"lookup-v1"))
+        object.__setattr__(self, "_vitals_key", _derive(self.data_key, b"vitals-v1"))
+
+    def vitals_sealer(self) -> VitalsSealer:
+        """A sealer of bed readings' vital signs, for one thread (a cipher context is not shared between threads)."""
+        return VitalsSealer(self._vitals_key)
+
+    def open_vitals(self, micros: Sequence[int], devices: Sequence[int], blobs: Sequence[bytes]) -> OpenedVitals:
+        """The vital signs of many bed readings at once, by their rows' times (PostgreSQL microseconds) and
+        devices: what :meth:`VitalsSealer.seal` stored. A row whose block does not open to its own time and device
+        (another row's block copied over it, a changed byte, another key) is marked in ``ok``, not raised: one
+        damaged row must not hide the others (a caller that must refuse refuses on ``ok``)."""
+        n = len(blobs)
+        if not (len(micros) == len(devices) == n):
+            raise ValueError("one time and one device for each sealed block")
+        if n == 0:
+            empty = np.empty(0, dtype=np.float64)
+            return OpenedVitals(empty, empty.copy(), np.empty(0, dtype=bool))
+        sizes_ok = np.fromiter((len(b) == VITALS_BLOCK_SIZE for b in blobs), dtype=bool, count=n)
+        joined = b"".join(bytes(b) if ok else bytes(VITALS_BLOCK_SIZE) for b, ok in zip(blobs, sizes_ok, strict=True))
+        decryptor = Cipher(algorithms.AES(self._vitals_key), modes.ECB()).decryptor()  # noqa: S305 - one unique block a row: see VitalsSealer
+        plain = np.frombuffer(decryptor.update(joined) + decryptor.finalize(), dtype=_VITALS_DTYPE)
+        head = plain["head"].astype(np.uint64)
+        flags = head & np.uint64(0xFF)
+        ok = (
+            sizes_ok
+            & ((head >> np.uint64(8)) == np.asarray(micros, dtype=np.int64).astype(np.uint64))
+            & (plain["device"].astype(np.int64) == np.asarray(devices, dtype=np.int64))
+            & (flags <= np.uint64(_BOTH_FLAGS))
+            & (flags != 0)
+        )
+        hr = np.where(ok & ((flags & np.uint64(_HR_FLAG)) != 0), plain["hr"] / 100.0, np.nan)
+        rr = np.where(ok & ((flags & np.uint64(_RR_FLAG)) != 0), plain["rr"] / 100.0, np.nan)
+        return OpenedVitals(hr, rr, ok)
+
+    def seal_vitals_summary(self, summary: VitalsSummary, *, column: str, row: str) -> bytes:
+        """An hour's or a day's vital-sign statistics (a roll-up row's), bound to its column and to its row
+        (``row``: the device and the period), so that a summary moved to another row does not open."""
+        return self._seal(_SUMMARY.pack(*summary), f"{column}/{row}")
+
+    def open_vitals_summary(self, blob: bytes, *, column: str, row: str) -> VitalsSummary:
+        """What :meth:`seal_vitals_summary` stored, for the same column and row."""
+        plain = self._open(bytes(blob), f"{column}/{row}")
+        if len(plain) != _SUMMARY.size:
+            raise DecryptionError("not a sealed vital-sign summary")
+        return VitalsSummary(*_SUMMARY.unpack(plain))
 
     def encrypt(self, plaintext: str, *, column: str) -> bytes:
         return self._seal(plaintext.encode("utf-8"), column)
@@ -103,8 +158,67 @@ class Vault:
         return hmac.new(self._lookup_key, value.strip().upper().encode(), hashlib.sha256).digest()
 
 
+VITALS_BLOCK_SIZE = _VITALS_BLOCK.size  # 16: one AES block
+_PACK_VITALS = _VITALS_BLOCK.pack
+
+
+class VitalsSealer:
+    """Seals a bed reading's heart and breathing rates in one AES block (16 bytes) bound to its row.
+
+    The block is ``(row time in PostgreSQL microseconds << 8) | flags``, the device id (32 bits), and the two rates
+    in hundredths (16 bits each; a flag says which is present). A device's time (to the millisecond) and its id
+    name one reading, so two blocks are equal only when one device's readings of the same millisecond carry the
+    same rates (in practice, one reading stored twice); AES applied to blocks that differ gives ciphertexts that
+    reveal nothing, not even that two rates were equal. So the block needs no nonce, and sealing costs one AES
+    block a row (0.4 µs with the packing, ``bench/vitals_seal.py``) where AES-GCM's version byte, nonce and tag
+    would cost more and 29 bytes more a row, at 100,000 readings a second. Opening checks that the block holds its
+    own row's time and device (88 bits), so a block copied from another row or changed in place does not open
+    unnoticed; a later key would be told from this one the same way, as a block opens to its row under one key
+    only. It is not AES-GCM's authentication, but a changed or moved block passes the check with odds of 2^-88."""
+
+    __slots__ = ("_update",)
+
+    def __init__(self, key: bytes) -> None:
+        self._update = Cipher(algorithms.AES(key), modes.ECB()).encryptor().update  # noqa: S305 - see above
+
+    def seal(self, micros: int, device_id: int, hr: float | None, rr: float | None) -> bytes | None:
+        """The sealed block for a reading; None when it has neither rate (nobody in bed): nothing to hide. A time
+        before 2000 or from 2^56 µs on, or a device id from 2^32 on, does not fit and raises ``struct.error``
+        (the contract's times end in 2100)."""
+        if hr is not None and rr is not None:  # the usual case first: this runs once a reading
+            block = _PACK_VITALS(micros << 8 | _BOTH_FLAGS, device_id, int(hr * 100 + 0.5), int(rr * 100 + 0.5))
+            return self._update(block)
+        if hr is not None:
+            return self._update(_PACK_VITALS(micros << 8 | _HR_FLAG, device_id, int(hr * 100 + 0.5), 0))
+        if rr is not None:
+            return self._update(_PACK_VITALS(micros << 8 | _RR_FLAG, device_id, 0, int(rr * 100 + 0.5)))
+        return None
+
+
+class OpenedVitals(NamedTuple):
+    """Rates (NaN where a row had none or did not open) and which rows opened."""
+
+    hr: npt.NDArray[np.float64]
+    rr: npt.NDArray[np.float64]
+    ok: npt.NDArray[np.bool_]
+
+
+class VitalsSummary(NamedTuple):
+    """Vital-sign statistics of an hour or a day (NaN minimum and maximum, 0 sum: no rate of that kind)."""
+
+    hr_min: float
+    hr_max: float
+    hr_sum: float
+    rr_min: float
+    rr_max: float
+    rr_sum: float
+
+
 # The columns that hold sealed positions, by the name the vault binds them to: ingest writes them, the platform reads.
 LOCATION_POSITION = "locations.position"  # a wristband's fixes
 EVENT_POSITION = "device_events.position"  # an SOS press's place, as stored for good
 INBOX_POSITION = "alarm_inbox.position"  # the same, on its way to the alarm engine
 PARKED_PAYLOAD = "parked_messages.payload"  # a message ingest could not store, as it came
+# The roll-ups' sealed vital-sign statistics (the raw readings' blocks are bound to their rows by the block itself).
+BED_HOURLY_VITALS = "bed_hourly.vitals_enc"
+BED_DAILY_VITALS = "bed_daily.vitals_enc"

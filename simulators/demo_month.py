@@ -32,6 +32,8 @@ import psycopg
 
 from eldercare.ingest import locks, rollups
 from eldercare.ingest.registry import Conn
+from eldercare.platform.config import ENV_FILE_NAME, SecuritySettings
+from eldercare.platform.db.keycheck import checked_vault
 from eldercare.simulators.errors import SimError
 from eldercare.simulators.run import commands as run_commands
 from eldercare.simulators.run import state as run_state
@@ -326,7 +328,8 @@ def live_month(
         wait_stored(database_url, start=first, end=end)
         # On the connection holding the retention lock: the rebuild takes that lock too, and would wait for
         # this block on any other.
-        rollups.rebuild(hold.conn, start=first, end=end, timezone=TIMEZONE)
+        vault = checked_vault(database_url, SecuritySettings(_env_file=base_dir / ENV_FILE_NAME).key_bytes())
+        rollups.rebuild(hold.conn, vault=vault, start=first, end=end, timezone=TIMEZONE)  # rates opened, sealed
         hold.release()  # committed before the month is verified from its roll-ups; its raw chunks may go now
     with httpx.Client(timeout=120) as http:
         office = Office(base, http)

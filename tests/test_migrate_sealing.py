@@ -214,7 +214,8 @@ def test_migrate_says_what_it_sealed_and_scrub_is_the_separate_rewrite(stack: St
         before = _files(conn)
     scrubbed = scrub_command(url)
     assert scrubbed.returncode == 0, scrubbed.stderr
-    assert "rewrote 7 table(s)" in scrubbed.stdout  # and those that held positions (0024), payloads (0026)
+    # and those that held positions (0024), payloads (0026), heart and breathing rates (0028)
+    assert "rewrote 10 table(s)" in scrubbed.stdout
     with psycopg.connect(url) as conn:
         after = _files(conn)
     assert set(before) == set(after) and all(before[t] != after[t] for t in before)  # new files: the old are gone

@@ -14,8 +14,9 @@ _SCRUB_HELP = (
     "that `db migrate` left after encrypting the text leave the table files. Until then those bytes may stay in the "
     "table files; and even after it, copies remain beyond the database's reach: the disk blocks of the old files "
     "until the file system reuses them, the write-ahead log (and any WAL archive), and backups taken before. Each "
-    "rewrite locks its table (alarms, alarm_changes, hospital_stays, deaths, parked_messages, and the positions' "
-    "locations and device_events) against reads and writes while it runs: alarms are not raised and readings not "
+    "rewrite locks its table (alarms, alarm_changes, hospital_stays, deaths, parked_messages, the positions' "
+    "locations and device_events, and the heart and breathing rates' bed_readings, bed_hourly and bed_daily) "
+    "against reads and writes while it runs: alarms are not raised and readings not "
     "stored meanwhile. Run it in a quiet hour."
 )
 
@@ -29,7 +30,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "migrate",
         help="apply the versioned migrations that are missing and encrypt personal text left in clear",
         description="Apply the versioned migrations that are missing, then encrypt the personal text an older version "
-        "left in clear (needs ELDERCARE_DATA_KEY then), then give the alarms closed before outcome codes the code "
+        "left in clear, positions and heart and breathing rates included (needs ELDERCARE_DATA_KEY then), then give "
+        "the alarms closed before outcome codes the code "
         "their outcome text reliably tells (needs the key to read the text; the others stay not known). Both run in "
         "short batches and take no lock that the platform waits for, so they may run while the platform runs; the "
         "encryption leaves the old row versions in the table files for `eldercare db scrub`.",
@@ -62,13 +64,18 @@ def _migrate(args: argparse.Namespace) -> int:
     from eldercare.platform.db.migrate import MigrationError, apply_migrations, seal_in_clear
     from eldercare.platform.db.outcomes import backfill_outcome_codes
     from eldercare.platform.db.positions import seal_positions
+    from eldercare.platform.db.vitals import seal_vitals
 
     url = _url(args)
     try:
         applied = apply_migrations(url)
         for migration in applied:
             print(f"applied {migration.version:04d}_{migration.name}", flush=True)
-        sealed = _say_sealed(seal_in_clear(url), "personal text") + _say_sealed(seal_positions(url), "positions")
+        sealed = (
+            _say_sealed(seal_in_clear(url), "personal text")
+            + _say_sealed(seal_positions(url), "positions")
+            + _say_sealed(seal_vitals(url), "heart and breathing rates")
+        )
         if sealed:
             print(
                 "their old row versions may stay in the table files until `eldercare db scrub` rewrites them"

@@ -84,16 +84,19 @@ def available() -> list[Migration]:
 
 
 def migrate(conninfo: str, *, data_key: bytes | None = None) -> list[Migration]:
-    """Apply what is missing (:func:`apply_migrations`), then seal what is in clear (:func:`seal_in_clear`), then give
-    the alarms closed without an outcome code the one their outcome text tells (``outcomes.py``); return the migrations
-    applied now. ``data_key`` (default: the settings' ``ELDERCARE_DATA_KEY``) encrypts what is in clear and opens the
-    outcome texts."""
+    """Apply what is missing (:func:`apply_migrations`), then seal what is in clear (:func:`seal_in_clear`, then the
+    positions, ``positions.py``, and the heart and breathing rates, ``vitals.py``), then give the alarms closed
+    without an outcome code the one their outcome text tells (``outcomes.py``); return the migrations applied now.
+    ``data_key`` (default: the settings' ``ELDERCARE_DATA_KEY``) encrypts what is in clear and opens the outcome
+    texts."""
     from eldercare.platform.db.outcomes import backfill_outcome_codes  # it reads the alarms' models, above db
     from eldercare.platform.db.positions import seal_positions
+    from eldercare.platform.db.vitals import seal_vitals
 
     applied_now = apply_migrations(conninfo)
     seal_in_clear(conninfo, data_key=data_key)
     seal_positions(conninfo, data_key=data_key)
+    seal_vitals(conninfo, data_key=data_key)
     backfill_outcome_codes(conninfo, data_key=data_key)
     return applied_now
 
@@ -313,14 +316,17 @@ def scrub(conninfo: str, *, lock_timeout: str = SCRUB_LOCK_TIMEOUT) -> list[str]
     and then fails, naming the table. Refused while text is still in clear: run :func:`seal_in_clear` first. Beyond
     its reach: the old table files' blocks on the disk until the file system reuses them, the write-ahead log (its
     segments until recycled, and any WAL archive), replicas' and backups' copies taken before."""
-    from eldercare.platform.db import positions
+    from eldercare.platform.db import positions, vitals
 
     with psycopg.connect(conninfo, autocommit=True) as conn:
         sealed = [t for s in _sealings() if is_applied(conn, s.since) for t in s.tables]
-        left = [t.table for t in sealed if _has_clear(conn, t)] + list(positions.positions_in_clear(conn))
+        left = [t.table for t in sealed if _has_clear(conn, t)]
+        left += [*positions.positions_in_clear(conn), *vitals.vitals_in_clear(conn)]
         if left:
             raise ScrubError(left[0], "personal data is still in clear; run `eldercare db migrate` first")
-        tables = [t.table for t in sealed] + (list(positions.TABLES) if is_applied(conn, positions.SINCE) else [])
+        tables = [t.table for t in sealed] + [
+            table for step in (positions, vitals) if is_applied(conn, step.SINCE) for table in step.TABLES
+        ]
         done: list[str] = []
         try:
             conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(lock_timeout)))

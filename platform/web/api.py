@@ -55,13 +55,15 @@ async def get_vitals(
     resident_id: PathId,
     conn: Conn,
     principal: CurrentPrincipal,
+    vault: VaultDep,
     hours: Annotated[int, Query(ge=1, le=168, description="the last this many hours")] = 6,
 ) -> Vitals:
     """Heart and breathing rate from the resident's bed sensors: the readings for an hour or less, averages
-    over ``time_bucket`` buckets (with minimum and maximum) for longer. The read is audited."""
+    over buckets (with minimum and maximum) for longer. The rates are sealed at rest and opened here for the
+    chart: the read is audited."""
     institution_id = await scope.resolve(conn, principal, Obj.RESIDENT, resident_id, Action.READ_RESIDENT)
     async with conn.transaction():
-        found = await vitals(conn, resident_id=resident_id, end=datetime.now(UTC), hours=hours)
+        found = await vitals(conn, vault=vault, resident_id=resident_id, end=datetime.now(UTC), hours=hours)
         await audit.read_health(
             conn, principal=principal, object_type="resident", object_id=resident_id, institution_id=institution_id,
             detail={"fields": ["heart_rate", "resp_rate", "presence"], "hours": hours},

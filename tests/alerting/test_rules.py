@@ -160,39 +160,6 @@ def test_a_quick_return_raises_nothing_and_low_risk_or_daytime_exits_are_ignored
     assert alarms_of(db, home) == []
 
 
-def test_vitals_out_of_range_for_the_sustain_time_raise_one_urgent_alarm(
-    db: str, vault: Vault, home: SeededHome
-) -> None:
-    sensor = _codes(home, "bed_sensor")[0]
-    dev = device_id(db, sensor)
-    now = datetime.now(UTC)
-    with psycopg.connect(db, autocommit=True) as conn:
-        for s in range(0, 100, 10):  # heart rate 140 for 100 s; the resident's range is 50..110
-            conn.execute(
-                "INSERT INTO bed_readings (time, device_id, presence, heart_rate, resp_rate)"
-                " VALUES (%s, %s, true, 140, 16)",
-                (now - timedelta(seconds=s), dev),
-            )
-    tick(db, vault)
-    tick(db, vault)
-    [alarm] = alarms_of(db, home)
-    assert (alarm["kind"], alarm["priority"], alarm["device"]) == ("vitals", "urgent", sensor)
-
-
-def test_vitals_back_in_range_within_the_window_raise_nothing(db: str, vault: Vault, home: SeededHome) -> None:
-    dev = device_id(db, _codes(home, "bed_sensor")[0])
-    now = datetime.now(UTC)
-    with psycopg.connect(db, autocommit=True) as conn:
-        for s, hr in ((0, 140), (10, 140), (20, 72), (30, 140)):
-            conn.execute(
-                "INSERT INTO bed_readings (time, device_id, presence, heart_rate, resp_rate)"
-                " VALUES (%s, %s, true, %s, 16)",
-                (now - timedelta(seconds=s), dev, hr),
-            )
-    tick(db, vault)
-    assert alarms_of(db, home) == []
-
-
 def test_a_clean_goodbye_raises_nothing_until_the_gateway_stays_silent(db: str, vault: Vault, home: SeededHome) -> None:
     def said(status: str, seconds_ago: int) -> list[str]:
         with psycopg.connect(db, autocommit=True) as conn:

@@ -29,6 +29,9 @@ from tests.platform_procs import migrate_command
 from tests.registry.support import Server, login, new_id_number, new_uscc
 from tests.supervision.grafana_reader import SCRIPT as GRAFANA_SCRIPT
 
+from eldercare.platform.crypto import Vault
+from eldercare.platform.sealed_vitals import seal_reading
+
 ADMIN = "site-admin"
 ADMIN_PASSWORD = "a-long-admin-password"
 OLD_READING = datetime.now(UTC) - timedelta(days=90)  # older than the raw retention (30 days)
@@ -117,18 +120,24 @@ def _migrate(url: str, key: bytes) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def _eldercare(*args: str, url: str) -> subprocess.CompletedProcess[str]:
+def _eldercare(*args: str, url: str, key: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    """The command line as a service runs it; ``key``: the data key, for what opens or seals personal data."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ELDERCARE_")}
     env |= {"ELDERCARE_ENV_FILE": "/nonexistent/eldercare.env", "ELDERCARE_DATABASE_URL": url}
+    if key is not None:
+        env["ELDERCARE_DATA_KEY"] = base64.b64encode(key).decode()
     env["ELDERCARE_NEW_PASSWORD"] = ADMIN_PASSWORD
     exe = Path(sys.executable).with_name("eldercare")
     return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=120, env=env, check=False)
 
 
-def _store_old_reading(url: str) -> None:
+def _store_old_reading(url: str, key: bytes) -> None:
+    """A reading with a heart rate, sealed as ingest stores it, older than the raw retention."""
+    sealed = seal_reading(Vault(key).vitals_sealer(), OLD_READING, 1, 70, None)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
-            "INSERT INTO bed_readings (time, device_id, presence, heart_rate) VALUES (%s, 1, true, 70)", (OLD_READING,)
+            "INSERT INTO bed_readings (time, device_id, presence, vitals_enc) VALUES (%s, 1, true, %s)",
+            (OLD_READING, sealed),
         )
 
 
@@ -140,7 +149,7 @@ def _first_start() -> Iterator[Deployment]:
         _migrate(app_url, key)  # the migrate service, after the container's first start
         done = _eldercare("users", "add", ADMIN, "--role", "admin", url=app_url)
         assert done.returncode == 0, done.stderr
-        _store_old_reading(app_url)
+        _store_old_reading(app_url, key)
         yield Deployment("first start", made, app_url, key)
 
 
@@ -172,7 +181,7 @@ def _upgraded() -> Iterator[Deployment]:
         assert row == (True,), "the earlier layout: the services' login is the superuser"
         done = _eldercare("users", "add", ADMIN, "--role", "admin", url=app_url)
         assert done.returncode == 0, done.stderr
-        _store_old_reading(app_url)
+        _store_old_reading(app_url, key)
 
         after = Container(folder=before.folder, port=before.port, environment=environment)  # the new compose file
         early = after.sh(UPGRADE)  # in the container of the earlier compose file: its superuser is reached over TCP
@@ -265,7 +274,9 @@ def test_migrate_and_the_api_run_as_the_owner(deployment: Deployment) -> None:
 
 
 def test_maintenance_drops_old_chunks_as_the_owner(deployment: Deployment) -> None:
-    done = _eldercare("ingest", "maintain", "--job", "rollups", "--job", "retention", url=deployment.app_url)
+    done = _eldercare(
+        "ingest", "maintain", "--job", "rollups", "--job", "retention", url=deployment.app_url, key=deployment.key
+    )  # the roll-ups open the readings' rates and seal their statistics
     assert done.returncode == 0, done.stdout + done.stderr
     with psycopg.connect(deployment.app_url) as conn:
         left = conn.execute("SELECT count(*) FROM bed_readings WHERE time = %s", (OLD_READING,)).fetchone()
@@ -279,6 +290,36 @@ def test_grafana_reads_its_views_and_nothing_else(deployment: Deployment) -> Non
         assert regions is not None and regions[0] > 3000
     with psycopg.connect(deployment.grafana_url) as conn, pytest.raises(errors.InsufficientPrivilege):
         conn.execute("SELECT password_hash FROM users")
+
+
+# Heart and breathing rates, sealed or in clear, and the roll-ups' statistics of them: health data, which Grafana can
+# neither open nor audit a read of (migration 0028). Its views have none of these columns; the tables are refused.
+RATES = ["heart_rate", "resp_rate", "vitals_enc", "hr_min", "hr_max", "hr_sum", "rr_min", "rr_max", "rr_sum"]
+RATE_TABLES = {"bed_readings": RATES[:3], "bed_hourly": RATES[2:], "bed_daily": RATES[2:]}
+
+
+def test_grafana_reads_no_heart_or_breathing_rate(deployment: Deployment) -> None:
+    with psycopg.connect(deployment.grafana_url) as conn:
+        in_views = conn.execute(
+            "SELECT c.relname || '.' || a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
+            " WHERE c.relnamespace = 'grafana'::regnamespace AND a.attnum > 0 AND NOT a.attisdropped"
+            " AND a.attname = ANY (%s)",
+            (RATES,),
+        ).fetchall()
+        readable = conn.execute(
+            "SELECT c.relname || '.' || a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
+            " WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND a.attnum > 0 AND NOT a.attisdropped"
+            " AND a.attname = ANY (%s) AND has_column_privilege(c.oid, a.attnum, 'SELECT')",
+            (RATES,),
+        ).fetchall()
+        # what the dashboards show of a bed instead: presence and occupancy
+        conn.execute("SELECT time, device_id, presence FROM grafana.bed_readings LIMIT 1")
+        conn.execute("SELECT observed_minutes, occupied_minutes FROM grafana.bed_hourly LIMIT 1")
+    assert in_views == [] and readable == []
+    for table, columns in RATE_TABLES.items():
+        for column in columns:
+            with psycopg.connect(deployment.grafana_url) as conn, pytest.raises(errors.InsufficientPrivilege):
+                conn.execute(f"SELECT {column} FROM public.{table}".encode())
 
 
 # Over TCP with the right password, each refused by pg_hba.conf before a password is asked.

@@ -4,6 +4,7 @@ COPY unchanged, bad input parked without spoiling its neighbours, the roll-up bo
 from __future__ import annotations
 
 from itertools import pairwise
+from math import isnan
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from eldercare.ingest.registry import Registry
 from eldercare.ingest.rows import HOUR_MS
 from eldercare.ingest.store import BatchStore
 from eldercare.platform.crypto import LOCATION_POSITION, PARKED_PAYLOAD, Vault
+from eldercare.platform.sealed_vitals import micros_sql
 from eldercare.simulators.load import LoadWorld
 
 from .helpers import now_ms, scalar, stored_frames, stored_readings
@@ -85,8 +87,8 @@ def test_values_go_through_the_binary_copy_unchanged(db: str, vault: Vault, worl
         assert result.rows == 8
         at = "(extract(epoch FROM time) * 1000)::bigint"
         bed = conn.execute(
-            f"SELECT {at}, d.code, presence, heart_rate, resp_rate, movement FROM bed_readings r"
-            " JOIN devices d ON d.id = r.device_id WHERE d.code = ANY(%s) ORDER BY 1",
+            f"SELECT {at}, d.code, presence, heart_rate, resp_rate, movement, {micros_sql('time')}, device_id,"
+            " vitals_enc FROM bed_readings r JOIN devices d ON d.id = r.device_id WHERE d.code = ANY(%s) ORDER BY 1",
             (beds[:3],),
         ).fetchall()
         scalar_rows = conn.execute(
@@ -103,10 +105,15 @@ def test_values_go_through_the_binary_copy_unchanged(db: str, vault: Vault, worl
             f"SELECT {at}, hz, samples FROM accel_chunks r JOIN devices d ON d.id = r.device_id WHERE d.code = %s",
             (beds[7],),
         ).fetchall()
-    assert bed == [
-        (ts, beds[0], True, 71.3, 15.7, 0.25),  # real (float4) columns, read back as text: the same digits
+    assert [row[3:5] for row in bed] == [(None, None)] * 3  # heart and breathing rates: never in clear
+    assert bed[1][8] is None  # nobody in bed, no rates: nothing sealed
+    opened = vault.open_vitals([r[6] for r in bed], [r[7] for r in bed], [r[8] or b"" for r in bed])
+    assert opened.ok.tolist() == [True, False, True]
+    rates = [(None if isnan(h) else h, None if isnan(r) else r) for h, r in zip(opened.hr, opened.rr, strict=True)]
+    assert [(*row[:3], row[5], *rate) for row, rate in zip(bed, rates, strict=True)] == [
+        (ts, beds[0], True, 0.25, 71.3, 15.7),  # movement a real (float4), read back as text: the same digits
         (ts + 1, beds[1], False, None, None, None),
-        (ts + 2, beds[2], True, 58.0, None, None),
+        (ts + 2, beds[2], True, None, 58.0, None),
     ]
     assert scalar_rows == [(ts + 3, "battery", 87.0), (ts + 4, "gas", 3.5)]
     assert [row[1:3] for row in sealed] == [(None, None)] * 2  # a person's whereabouts: never in clear
@@ -152,10 +159,10 @@ def test_a_frame_the_database_refuses_is_parked_and_the_rest_of_the_batch_stored
     ts = now_ms()
     frames = [_frame(world, seq, [_bed(world, seq, ts)], epoch=10) for seq in range(3)]
     beds = world.gateways[0].beds
-    refused = m.BedSample(dev=beds[1], ts=ts + 50, presence=True, hr=299.0)  # valid on the wire
+    refused = m.BedSample(dev=beds[1], ts=ts + 50, presence=True, move=0.95)  # valid on the wire
     frames[1] = _frame(world, 1, [refused], epoch=10)
     with psycopg.connect(db) as conn:  # one outer transaction, rolled back: the constraint never escapes
-        conn.execute("ALTER TABLE bed_readings ADD CONSTRAINT test_hr_below_250 CHECK (heart_rate < 250)")
+        conn.execute("ALTER TABLE bed_readings ADD CONSTRAINT test_move_below_09 CHECK (movement < 0.9)")
         result = _store(vault).write(conn, frames)
         stored = conn.execute(
             "SELECT count(*) FROM bed_readings r JOIN devices d ON d.id = r.device_id WHERE d.institution_id = %s",

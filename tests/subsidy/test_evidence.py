@@ -18,6 +18,7 @@ from tests.subsidy.world import TZ
 from eldercare.devices import codes
 from eldercare.ingest import rollups
 from eldercare.platform.crypto import Vault
+from eldercare.platform.sealed_vitals import seal_reading
 
 OCT = date(2026, 10, 1)
 _rng = random.Random(3)
@@ -90,13 +91,13 @@ def line(api: str, sub_db: Database, vault: Vault) -> dict[str, Any]:
             "INSERT INTO device_bindings (device_id, bed_id, during) VALUES (%s, %s, '[2026-01-02,)')",
             (device[0], bed[0]),
         )
-        with conn.cursor().copy(
-            "COPY bed_readings (time, device_id, presence, heart_rate, resp_rate) FROM STDIN"
-        ) as cp:
+        sealer = vault.vitals_sealer()  # the rates sealed as ingest stores them; the roll-up counts them in clear
+        with conn.cursor().copy("COPY bed_readings (time, device_id, presence, vitals_enc) FROM STDIN") as cp:
             for readings in READINGS.values():
                 for at, present in readings:
-                    cp.write_row((at, device[0], present, 66.0 if present else None, 15.0 if present else None))
-        rollups.rebuild(conn, start=night(1, 0), end=night(9, 0), timezone="Asia/Shanghai")
+                    rates = (66.0, 15.0) if present else (None, None)
+                    cp.write_row((at, device[0], present, seal_reading(sealer, at, device[0], *rates)))
+        rollups.rebuild(conn, vault=vault, start=night(1, 0), end=night(9, 0), timezone="Asia/Shanghai")
     admin = user(api, sub_db.url, "admin")
     set_amounts(admin)
     admin.ok(

@@ -25,6 +25,7 @@ from tests.registry.support import ADMIN_PASSWORD, Client, Database, create_data
 from tests.subsidy.support import CAUGHT, held_by, said_in_both, user
 
 from eldercare.ingest import rollups
+from eldercare.platform.crypto import Vault
 from eldercare.platform.stack.model import StackInfo
 from eldercare.simulators import demo_month
 from eldercare.simulators.run import truth as truth_log
@@ -100,7 +101,7 @@ def _verdicts(platform: Platform, month: str, homes: set[int]) -> dict[str, dict
 
 
 @pytest.mark.parametrize("name", CLAIM_SCENARIOS)
-def test_scenario_findings(name: str, platform: Platform, tmp_path: Path) -> None:
+def test_scenario_findings(name: str, platform: Platform, vault: Vault, tmp_path: Path) -> None:
     truth, lines = _run(platform, name, tmp_path / name)
     month = lines[0]["month"]
     first = date.fromisoformat(month + "-01")
@@ -111,7 +112,7 @@ def test_scenario_findings(name: str, platform: Platform, tmp_path: Path) -> Non
         end=datetime(following.year, following.month, 1, tzinfo=TZ),
     )
     with psycopg.connect(platform.db.url, autocommit=True) as conn:
-        rollups.rebuild(conn, start=datetime(first.year, first.month, 1, tzinfo=UTC) - timedelta(days=1),
+        rollups.rebuild(conn, vault=vault, start=datetime(first.year, first.month, 1, tzinfo=UTC) - timedelta(days=1),
                         end=datetime(first.year, first.month, 1, tzinfo=UTC) + timedelta(days=33),
                         timezone="Asia/Shanghai")  # fmt: skip
     data = (tmp_path / name / "claims.csv").read_bytes()

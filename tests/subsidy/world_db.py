@@ -175,12 +175,14 @@ def night_states(scenario: Scenario) -> dict[tuple[str, int], tuple[str, bool]]:
     return states
 
 
+# The counts of readings with a heart and a breathing rate, in clear as the roll-up job writes them (what the
+# evidence reads). The rates' minimum, maximum and sum the job would seal in vitals_enc (migration 0028) are left out:
+# no reader of this world opens them, and sealing them a row at a time in Python would slow the making of the
+# benchmark's world (millions of hours), which SQL writes here in one statement.
 _HOURS = """
-INSERT INTO bed_hourly (bucket, device_id, samples, observed_minutes, occupied_minutes,
-                        hr_count, hr_min, hr_max, hr_sum, rr_count, rr_min, rr_max, rr_sum)
+INSERT INTO bed_hourly (bucket, device_id, samples, observed_minutes, occupied_minutes, hr_count, rr_count)
 SELECT (n.night + make_time(22, 0, 0)) AT TIME ZONE 'Asia/Shanghai' + make_interval(hours => k.k), n.device_id,
-       60, 60, o.occ, v.n, CASE WHEN v.n > 0 THEN 55 END, CASE WHEN v.n > 0 THEN 82 END, v.n * 67.5,
-       v.n, CASE WHEN v.n > 0 THEN 12 END, CASE WHEN v.n > 0 THEN 20 END, v.n * 16.0
+       60, 60, o.occ, v.n, v.n
 FROM w_nights n
 CROSS JOIN generate_series(0, 7) k(k)
 CROSS JOIN LATERAL (SELECT CASE n.state WHEN 'present' THEN CASE WHEN k.k = 4 THEN 38 ELSE 60 END ELSE 0 END AS occ) o

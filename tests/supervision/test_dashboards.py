@@ -22,6 +22,8 @@ from tests.supervision.world import TZ, World, local
 from eldercare.dashboards import build, home, operations, regulator
 from eldercare.dashboards.sql import DATASOURCE_TYPE, DATASOURCE_UID, expand
 from eldercare.ingest import rollups
+from eldercare.platform.crypto import Vault
+from eldercare.platform.sealed_vitals import seal_reading
 from eldercare.platform.stack.model import StackInfo
 from eldercare.platform.supervision import credit
 
@@ -30,18 +32,18 @@ TIMESTAMP = {"timestamptz"}
 
 
 @pytest.fixture(scope="module")
-def filled(sup_db: Database, world: World) -> World:
+def filled(sup_db: Database, world: World, vault: Vault) -> World:
     a = world.a
     day = date(2026, 10, 30)
     with psycopg.connect(sup_db.url, autocommit=True) as conn:
-        # Raw bed readings of BS-A0 on 30 October: one every minute from 00:00 to 11:59 local, in bed from 06:00.
-        t0 = local(day, 0)
-        conn.execute(
-            "INSERT INTO bed_readings (time, device_id, presence, heart_rate, resp_rate)"
-            " SELECT %s + n * interval '1 minute', %s, n >= 360, 60 + n %% 20, 16 FROM generate_series(0, 719) n",
-            (t0, a.devices["BS-A0"]),
-        )
-        rollups.rebuild(conn, start=t0, end=t0 + timedelta(days=1), timezone="Asia/Shanghai")
+        # Raw bed readings of BS-A0 on 30 October: one every minute from 00:00 to 11:59 local, in bed from 06:00
+        # (with rates, sealed as ingest stores them).
+        t0, device, sealer = local(day, 0), a.devices["BS-A0"], vault.vitals_sealer()
+        with conn.cursor().copy("COPY bed_readings (time, device_id, presence, vitals_enc) FROM STDIN") as copy:
+            for n in range(720):
+                at = t0 + timedelta(minutes=n)
+                copy.write_row((at, device, n >= 360, seal_reading(sealer, at, device, 60 + n % 20, 16)))
+        rollups.rebuild(conn, vault=vault, start=t0, end=t0 + timedelta(days=1), timezone="Asia/Shanghai")
         row = conn.execute(
             "SELECT active_minutes FROM device_daily WHERE device_id = %s AND day = %s", (a.devices["BS-A0"], day)
         ).fetchone()

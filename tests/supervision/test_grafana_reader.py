@@ -61,6 +61,10 @@ REFUSED = [
     "SELECT password_hash FROM gateways",
     "SELECT payload FROM parked_messages",
     "SELECT heart_rate FROM bed_readings",
+    "SELECT resp_rate FROM bed_readings",
+    "SELECT vitals_enc FROM bed_readings",
+    "SELECT hr_min, hr_max, hr_sum, vitals_enc FROM bed_hourly",
+    "SELECT rr_min, rr_max, rr_sum, vitals_enc FROM bed_daily",
     "SELECT resident_id FROM bed_assignments",
     "SELECT * FROM supervision_figures(ARRAY[1]::bigint[], '2026-10-01', '2026-10-30')",
 ]
@@ -126,6 +130,24 @@ def test_made_after_the_migrations_it_runs_every_dashboard_query(reader: Reader)
 def test_personal_data_and_secrets_are_refused(reader: Reader, statement: str) -> None:
     with psycopg.connect(reader.url) as conn, pytest.raises(errors.InsufficientPrivilege):
         conn.execute(statement)
+
+
+# Heart and breathing rates, in clear or sealed, and their roll-ups' statistics (migration 0028): health data.
+RATES = r"^(heart_rate|resp_rate|vitals_enc|(hr|rr)_(min|max|sum|avg))$"
+
+
+def test_no_view_of_it_holds_a_rate(migrated: Database, reader: Reader) -> None:
+    """Grafana cannot open sealed rates nor audit a read: its views have none (the dashboards show presence and
+    occupancy; the resident's page shows the rates, audited)."""
+    with psycopg.connect(migrated.admin_url) as conn:
+        columns = conn.execute(
+            "SELECT c.relname, a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
+            " WHERE c.relnamespace = 'grafana'::regnamespace AND a.attnum > 0 AND NOT a.attisdropped"
+        ).fetchall()
+    assert {"bed_readings", "bed_hourly"} <= {relation for relation, _ in columns}
+    assert [(r, c) for r, c in columns if re.match(RATES, c)] == []
+    with psycopg.connect(reader.url) as conn, pytest.raises(errors.UndefinedColumn):
+        conn.execute("SELECT heart_rate FROM grafana.bed_readings")
 
 
 def test_it_reads_schema_grafana_and_nothing_else(migrated: Database, reader: Reader) -> None:

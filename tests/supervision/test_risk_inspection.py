@@ -16,6 +16,8 @@ import pytest
 from tests.registry.support import Client, Database
 from tests.supervision.world import World
 
+from eldercare.platform.crypto import Vault
+from eldercare.platform.sealed_vitals import seal_reading
 from eldercare.platform.supervision import pages, report_pdf, risk
 
 NINE = ["choking", "food_medicine", "pressure_sores", "scalds", "falls_from_bed", "falls", "wandering", "harm",
@@ -23,15 +25,17 @@ NINE = ["choking", "food_medicine", "pressure_sores", "scalds", "falls_from_bed"
 
 
 @pytest.fixture(scope="module")
-def now_state(sup_db: Database, world: World) -> World:
+def now_state(sup_db: Database, world: World, vault: Vault) -> World:
     """Home A now: sensors 0-7 reporting, 8-9 silent; a low battery; a faulty sensor; a fresh fall alarm."""
     now = datetime.now(UTC)
     a = world.a
+    sealer = vault.vitals_sealer()
     with psycopg.connect(sup_db.url, autocommit=True) as conn:
         for n in range(8):
+            at, sensor = now - timedelta(seconds=20), a.devices[f"BS-A{n}"]
             conn.execute(
-                "INSERT INTO bed_readings (time, device_id, presence, heart_rate) VALUES (%s, %s, true, 70)",
-                (now - timedelta(seconds=20), a.devices[f"BS-A{n}"]),
+                "INSERT INTO bed_readings (time, device_id, presence, vitals_enc) VALUES (%s, %s, true, %s)",
+                (at, sensor, seal_reading(sealer, at, sensor, 70, None)),
             )
         conn.execute(
             "INSERT INTO device_readings (time, device_id, metric, value) VALUES (%s, %s, 'battery', 15),"
