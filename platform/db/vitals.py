@@ -98,31 +98,26 @@ UPDATE bed_readings t SET vitals_enc = s.enc, heart_rate = NULL, resp_rate = NUL
 FROM unnest(%(first)s::oid[], %(second)s::tid[], %(enc)s::bytea[]) AS s(chunk, row, enc)
 WHERE t.tableoid = s.chunk AND t.ctid = s.row AND t.time >= %(start)s AND t.time <= %(end)s
 """
-# A roll-up's batch: the key (device, period), the period again (where the next batch starts), the six statistics.
-_HOURLY_LEFT = "SELECT max(bucket) FROM bed_hourly WHERE hr_sum IS NOT NULL OR rr_sum IS NOT NULL"
-_HOURLY_BATCH = """
-SELECT device_id, bucket, bucket, hr_min, hr_max, hr_sum, rr_min, rr_max, rr_sum FROM bed_hourly
-WHERE (hr_sum IS NOT NULL OR rr_sum IS NOT NULL) AND bucket >= %(after)s AND bucket <= %(last)s
-ORDER BY bucket LIMIT %(limit)s FOR NO KEY UPDATE
-"""
-_HOURLY_SEAL = """
-UPDATE bed_hourly t
+
+
+def _rollup_table(name: str, period: str, sql_type: str, column: str) -> _Table:
+    """A roll-up table (``bed_hourly`` by ``bucket``, ``bed_daily`` by ``day``): its batch is the key (device,
+    period), the period again (where the next batch starts) and the six statistics; it is updated by its key. What
+    is put in the SQL is this module's names only (the two calls in ``_HOLDERS``)."""
+    in_clear = "(hr_sum IS NOT NULL OR rr_sum IS NOT NULL)"  # a row whose counts are 0 has no statistics at all
+    left = f"SELECT max({period}) FROM {name} WHERE {in_clear}"  # noqa: S608
+    batch = f"""
+SELECT device_id, {period}, {period}, hr_min, hr_max, hr_sum, rr_min, rr_max, rr_sum FROM {name}
+WHERE {in_clear} AND {period} >= %(after)s AND {period} <= %(last)s
+ORDER BY {period} LIMIT %(limit)s FOR NO KEY UPDATE
+"""  # noqa: S608
+    seal = f"""
+UPDATE {name} t
 SET vitals_enc = s.enc, hr_min = NULL, hr_max = NULL, hr_sum = NULL, rr_min = NULL, rr_max = NULL, rr_sum = NULL
-FROM unnest(%(first)s::bigint[], %(second)s::timestamptz[], %(enc)s::bytea[]) AS s(device_id, bucket, enc)
-WHERE t.device_id = s.device_id AND t.bucket = s.bucket AND t.bucket >= %(start)s AND t.bucket <= %(end)s
-"""
-_DAILY_LEFT = "SELECT max(day) FROM bed_daily WHERE hr_sum IS NOT NULL OR rr_sum IS NOT NULL"
-_DAILY_BATCH = """
-SELECT device_id, day, day, hr_min, hr_max, hr_sum, rr_min, rr_max, rr_sum FROM bed_daily
-WHERE (hr_sum IS NOT NULL OR rr_sum IS NOT NULL) AND day >= %(after)s AND day <= %(last)s
-ORDER BY day LIMIT %(limit)s FOR NO KEY UPDATE
-"""
-_DAILY_SEAL = """
-UPDATE bed_daily t
-SET vitals_enc = s.enc, hr_min = NULL, hr_max = NULL, hr_sum = NULL, rr_min = NULL, rr_max = NULL, rr_sum = NULL
-FROM unnest(%(first)s::bigint[], %(second)s::date[], %(enc)s::bytea[]) AS s(device_id, day, enc)
-WHERE t.device_id = s.device_id AND t.day = s.day AND t.day >= %(start)s AND t.day <= %(end)s
-"""
+FROM unnest(%(first)s::bigint[], %(second)s::{sql_type}[], %(enc)s::bytea[]) AS s(device_id, period, enc)
+WHERE t.device_id = s.device_id AND t.{period} = s.period AND t.{period} >= %(start)s AND t.{period} <= %(end)s
+"""  # noqa: S608
+    return _Table(name, left, batch, seal, _summaries_sealer(column))
 
 
 def _readings_sealer(vault: Vault) -> _Sealer:
@@ -166,14 +161,8 @@ def _summary(stats: list[float | None]) -> VitalsSummary:
 
 _HOLDERS = {
     "bed_readings": _Table("bed_readings", _READINGS_LEFT, _READINGS_BATCH, _READINGS_SEAL, _readings_sealer),
-    "bed_hourly": _Table(
-        "bed_hourly",
-        _HOURLY_LEFT,
-        _HOURLY_BATCH,
-        _HOURLY_SEAL,
-        _summaries_sealer(BED_HOURLY_VITALS),
-    ),
-    "bed_daily": _Table("bed_daily", _DAILY_LEFT, _DAILY_BATCH, _DAILY_SEAL, _summaries_sealer(BED_DAILY_VITALS)),
+    "bed_hourly": _rollup_table("bed_hourly", "bucket", "timestamptz", BED_HOURLY_VITALS),
+    "bed_daily": _rollup_table("bed_daily", "day", "date", BED_DAILY_VITALS),
 }
 
 

@@ -161,3 +161,12 @@ def explained(*procs: Any) -> Iterator[None]:
     except AssertionError as exc:
         logs = "\n".join(f"--- {p.name} ---\n" + "\n".join(p.lines[-60:]) for p in procs)
         raise AssertionError(f"{exc}\n{logs}") from exc
+
+
+def forget_rates(db: str, world: LoadWorld) -> None:
+    """Remove a test home's readings and roll-ups: their rates are health data, not to be left in the shared
+    database after the test."""
+    with psycopg.connect(db, autocommit=True) as conn:
+        devices = "(SELECT id FROM devices WHERE institution_id = %s)"
+        for table in ("bed_readings", "bed_hourly", "bed_daily"):
+            conn.execute(f"DELETE FROM {table} WHERE device_id IN {devices}", (world.institution_id,))

@@ -32,7 +32,7 @@ from eldercare.platform.sealed_vitals import seal_reading, summary_row
 from eldercare.platform.stack.model import StackInfo
 from eldercare.simulators.load import LoadWorld
 
-from .helpers import ingest_cli, now_ms
+from .helpers import forget_rates, ingest_cli, now_ms
 
 TZ = "Asia/Shanghai"
 DAY_S = 86_400.0
@@ -43,10 +43,7 @@ _seq = iter(range(10**9))
 def world(world: LoadWorld, db: str) -> Iterator[LoadWorld]:
     """The home of the conftest, whose readings and roll-ups (rates: health data) are removed afterwards."""
     yield world
-    with psycopg.connect(db, autocommit=True) as conn:
-        devices = "(SELECT id FROM devices WHERE institution_id = %s)"
-        for table in ("bed_readings", "bed_hourly", "bed_daily"):
-            conn.execute(f"DELETE FROM {table} WHERE device_id IN {devices}", (world.institution_id,))
+    forget_rates(db, world)
 
 
 def _f32(value: float) -> float:

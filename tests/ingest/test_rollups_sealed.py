@@ -19,6 +19,8 @@ from eldercare.platform.crypto import BED_DAILY_VITALS, BED_HOURLY_VITALS, Vault
 from eldercare.platform.sealed_vitals import seal_reading, summary_row
 from eldercare.simulators.load import LoadWorld
 
+from .helpers import forget_rates
+
 TZ = "Asia/Shanghai"
 _LOGGER = "eldercare.ingest.rollups"
 
@@ -27,10 +29,7 @@ _LOGGER = "eldercare.ingest.rollups"
 def world(world: LoadWorld, db: str) -> Iterator[LoadWorld]:
     """The home of the conftest, whose readings and roll-ups (rates: health data) are removed afterwards."""
     yield world
-    with psycopg.connect(db, autocommit=True) as conn:
-        devices = "(SELECT id FROM devices WHERE institution_id = %s)"
-        for table in ("bed_readings", "bed_hourly", "bed_daily"):
-            conn.execute(f"DELETE FROM {table} WHERE device_id IN {devices}", (world.institution_id,))
+    forget_rates(db, world)
 
 
 def _beds(conn: psycopg.Connection[Any], world: LoadWorld) -> tuple[int, int]:
