@@ -14,11 +14,12 @@ from typing import Final
 from eldercare.platform.crypto import VitalsSealer
 
 PG_EPOCH: Final = datetime(2000, 1, 1, tzinfo=UTC)
+PG_EPOCH_UNIX_US: Final = 946_684_800_000_000  # PG_EPOCH in Unix microseconds
 
 
 def micros_sql(column: str) -> str:
     """SQL for a ``timestamptz`` column as PostgreSQL microseconds since 2000-01-01 (``bigint``)."""
-    return f"((extract(epoch FROM {column}) * 1000000)::bigint - 946684800000000)"
+    return f"((extract(epoch FROM {column}) * 1000000)::bigint - {PG_EPOCH_UNIX_US})"
 
 
 def micros_of(when: datetime) -> int:

@@ -82,6 +82,7 @@ class _Table:
     batch: str  # a batch of rows in clear from a time on, in time order, locked; the time third
     seal: str  # the batch's rows sealed by their places or keys (its first two columns), between its first and last
     sealer: Callable[[Vault], _Sealer]  # given the vault: a batch's rates, sealed
+    batch_rows: int  # rows sealed per transaction
 
 
 _READINGS_LEFT = "SELECT max(time) FROM bed_readings WHERE heart_rate IS NOT NULL OR resp_rate IS NOT NULL"
@@ -117,7 +118,7 @@ SET vitals_enc = s.enc, hr_min = NULL, hr_max = NULL, hr_sum = NULL, rr_min = NU
 FROM unnest(%(first)s::bigint[], %(second)s::{sql_type}[], %(enc)s::bytea[]) AS s(device_id, period, enc)
 WHERE t.device_id = s.device_id AND t.{period} = s.period AND t.{period} >= %(start)s AND t.{period} <= %(end)s
 """  # noqa: S608
-    return _Table(name, left, batch, seal, _summaries_sealer(column))
+    return _Table(name, left, batch, seal, _summaries_sealer(column), SUMMARY_BATCH_ROWS)
 
 
 def _readings_sealer(vault: Vault) -> _Sealer:
@@ -160,7 +161,9 @@ def _summary(stats: list[float | None]) -> VitalsSummary:
 
 
 _HOLDERS = {
-    "bed_readings": _Table("bed_readings", _READINGS_LEFT, _READINGS_BATCH, _READINGS_SEAL, _readings_sealer),
+    "bed_readings": _Table(
+        "bed_readings", _READINGS_LEFT, _READINGS_BATCH, _READINGS_SEAL, _readings_sealer, READING_BATCH_ROWS
+    ),
     "bed_hourly": _rollup_table("bed_hourly", "bucket", "timestamptz", BED_HOURLY_VITALS),
     "bed_daily": _rollup_table("bed_daily", "day", "date", BED_DAILY_VITALS),
 }
@@ -169,7 +172,7 @@ _HOLDERS = {
 def _seal(conn: Conn, vault: Vault, table: _Table, last: datetime | date) -> Sealed:
     """The table's rows in clear, sealed in short transactions of a batch each, in time order, up to ``last`` (the
     last one in clear at the start)."""
-    seal, limit = table.sealer(vault), READING_BATCH_ROWS if table.name == "bed_readings" else SUMMARY_BATCH_ROWS
+    seal, limit = table.sealer(vault), table.batch_rows
     after: datetime | date = _START if isinstance(last, datetime) else date.min
     rows, batches = 0, 0
     while True:

@@ -19,7 +19,7 @@ import logging
 import math
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Final, NamedTuple, TypeAlias
+from typing import NamedTuple, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
@@ -27,7 +27,7 @@ from pydantic import BaseModel
 
 from eldercare.platform.auth.service import AsyncConn
 from eldercare.platform.crypto import Vault
-from eldercare.platform.sealed_vitals import PG_EPOCH, micros_sql
+from eldercare.platform.sealed_vitals import PG_EPOCH_UNIX_US, micros_sql
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,6 @@ RAW_UP_TO_HOURS = 1
 TARGET_POINTS = 360
 # Each divides a day, so a bucket starts where TimescaleDB's time_bucket would start it (and on the minute, the hour).
 _WIDTHS_S = (10, 30, 60, 120, 300, 600, 900, 1800, 3600)
-_UNIX_OF_PG_EPOCH_US: Final = int(PG_EPOCH.timestamp()) * 1_000_000
 
 # The resident's bed sensors and the time each one watched them, cut to the requested range.
 _SPANS = """
@@ -118,7 +117,7 @@ async def vitals(conn: AsyncConn, *, vault: Vault, resident_id: int, end: dateti
         start=start,
         end=end,
         bucket_s=width,
-        t=((columns.t + _UNIX_OF_PG_EPOCH_US) / 1e6).tolist(),
+        t=((columns.t + PG_EPOCH_UNIX_US) / 1e6).tolist(),
         hr=_listed(columns.hr),
         hr_min=_listed(columns.hr_min),
         hr_max=_listed(columns.hr_max),
