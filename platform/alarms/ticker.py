@@ -230,7 +230,13 @@ async def vitals(conn: AsyncConn, vault: Vault) -> int:
                 resident_id=bed.resident_id,
                 occurred_at=await _now(conn),
                 published_at=None,
-                detail={"out_of_range": what, "heart_rate": last_hr, "resp_rate": last_rr},  # sealed: text.py
+                detail={  # sealed: text.py; the ranges so that the nurse sees how far out the rates are
+                    "out_of_range": what,
+                    "heart_rate": last_hr,
+                    "resp_rate": last_rr,
+                    "heart_rate_range": list(bed.heart),
+                    "resp_rate_range": list(bed.breath),
+                },
                 held_by=None,
                 note="vital signs out of the resident's range",
             )

@@ -26,6 +26,7 @@ from eldercare.platform.sealed_vitals import seal_reading
 from eldercare.simulators.seed import SeededHome
 
 Reading = tuple[int, float | None, float | None]  # seconds ago, heart rate, breathing rate
+RANGES = {"heart_rate_range": [50.0, 110.0], "resp_rate_range": [10.0, 25.0]}  # the seeded residents' (defaults)
 
 
 @pytest.fixture
@@ -78,28 +79,26 @@ def test_rates_out_of_range_for_the_sustain_time_raise_one_urgent_alarm_with_the
         "out_of_range": ["heart_rate"],
         "heart_rate": 140.0,
         "resp_rate": 16.0,
+        **RANGES,
     }
 
 
-def test_both_rates_are_named_when_both_are_out(db: str, vault: Vault, home: SeededHome, sensor: int) -> None:
-    _store(db, vault, sensor, [(s, 42.5, 31.25) for s in (5, 15, 25)])
+@pytest.mark.parametrize(
+    ("hr", "rr", "named"),
+    [(42.5, 31.25, ["heart_rate", "resp_rate"]), (72.0, 8.0, ["resp_rate"])],
+    ids=["both out", "breathing alone out"],
+)
+def test_the_rates_out_of_range_are_named(
+    db: str, vault: Vault, home: SeededHome, sensor: int, hr: float, rr: float, named: list[str]
+) -> None:
+    _store(db, vault, sensor, [(s, hr, rr) for s in (5, 15, 25)])
     tick(db, vault)
     [alarm] = _vitals_alarms(db, home)
     assert alarm_text(db, vault, alarm["id"]).detail == {
-        "out_of_range": ["heart_rate", "resp_rate"],
-        "heart_rate": 42.5,
-        "resp_rate": 31.25,
-    }
-
-
-def test_breathing_alone_out_of_range_raises(db: str, vault: Vault, home: SeededHome, sensor: int) -> None:
-    _store(db, vault, sensor, [(s, 72.0, 8.0) for s in (5, 15, 25)])
-    tick(db, vault)
-    [alarm] = _vitals_alarms(db, home)
-    assert alarm_text(db, vault, alarm["id"]).detail == {
-        "out_of_range": ["resp_rate"],
-        "heart_rate": 72.0,
-        "resp_rate": 8.0,
+        "out_of_range": named,
+        "heart_rate": hr,
+        "resp_rate": rr,
+        **RANGES,
     }
 
 
@@ -124,6 +123,7 @@ def test_a_last_reading_that_shows_no_two_rates_does_not_clear_the_bed(
         "out_of_range": ["heart_rate"],
         "heart_rate": 140.0,
         "resp_rate": 16.0,
+        **RANGES,
     }
 
 
@@ -215,5 +215,12 @@ def test_no_rate_is_stored_in_clear_and_staff_see_them(db: str, vault: Vault, ho
 
         return run(with_conn(db, read))
 
-    assert as_seen_by(Role.STAFF).detail == {"out_of_range": ["heart_rate"], "heart_rate": 138.0, "resp_rate": 16.0}
-    assert as_seen_by(Role.REGULATOR).detail == dict.fromkeys(("out_of_range", "heart_rate", "resp_rate"), "***")
+    assert as_seen_by(Role.STAFF).detail == {
+        "out_of_range": ["heart_rate"],
+        "heart_rate": 138.0,
+        "resp_rate": 16.0,
+        **RANGES,
+    }
+    assert as_seen_by(Role.REGULATOR).detail == dict.fromkeys(
+        ("out_of_range", "heart_rate", "resp_rate", "heart_rate_range", "resp_rate_range"), "***"
+    )
