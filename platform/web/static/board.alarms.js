@@ -1,6 +1,7 @@
 // Open alarms, live: the alarm stream (server-sent events) gives a snapshot of the open alarms, then every
 // change; the store keeps them and tells the page. Acting on an alarm (acknowledge, attending, resolve with an
-// outcome) goes through the API; every board then hears the change on its own stream.
+// outcome) goes through the API; every board then hears the change on its own stream. What each alarm is about (its
+// detail: a heart rate, minutes out of bed) is put in words by board.detail.js.
 "use strict";
 
 (function () {
@@ -97,6 +98,8 @@
   }
 
   function kindText(alarm) { return tCode("kind", alarm.kind); }
+  // The handover page uses the store without board.detail.js: there, no line.
+  function detailText(alarm) { return window.BoardDetail ? window.BoardDetail.detailText(alarm) : ""; }
   function outcomeText(outcome) { return tCode("outcome", outcome); }
 
   function ageText(alarm) {
@@ -112,7 +115,8 @@
       alarm.state !== "attending" ? el("button", { type: "button", class: "btn", "data-action": "attend", onclick: () => onAction(alarm, "attend") }, t("action_attend")) : null,
       el("button", { type: "button", class: "btn", "data-action": "resolve", onclick: () => onAction(alarm, "resolve") }, t("action_resolve")),
     );
-    const label = [t("prio." + alarm.priority), kindText(alarm), where, who, tCode("state", alarm.state)].filter(Boolean).join(", ");
+    const detail = detailText(alarm);
+    const label = [t("prio." + alarm.priority), kindText(alarm), detail, where, who, tCode("state", alarm.state)].filter(Boolean).join(", ");
     return el("li", { class: "alarm prio-border-" + alarm.priority, "data-alarm-id": String(alarm.id), "data-state": alarm.state, "data-priority": alarm.priority, "aria-label": label },
       el("div", { class: "alarm-head prio-" + alarm.priority + flashing },
         el("span", { class: "prio-mark", "aria-hidden": "true" }, MARK[alarm.priority]),
@@ -121,6 +125,7 @@
         alarm.repeat_count > 1 ? el("span", { class: "repeat" }, t("repeats", { n: alarm.repeat_count })) : null,
       ),
       el("div", { class: "alarm-body" },
+        detail ? el("div", { class: "alarm-detail" }, detail) : null,
         el("div", { class: "alarm-where" }, where, who ? el("span", { class: "who" }, " · " + who) : null),
         el("div", { class: "alarm-time" }, ageText(alarm), " ", el("span", { class: "badge state-" + alarm.state }, tCode("state", alarm.state))),
         actions,
@@ -169,10 +174,13 @@
       other.disabled = true;
       error.hidden = true;
       document.getElementById("resolve-what").textContent = describe(alarm);
+      const detail = document.getElementById("resolve-detail");
+      detail.textContent = detailText(alarm);
+      detail.hidden = !detail.textContent;
       dialog.showModal();
       form.querySelector("input[name=outcome]").focus();
     };
   }
 
-  window.BoardAlarms = { AlarmStore, alarmItem, resolveDialog, compare, kindText, outcomeText, MARK };
+  window.BoardAlarms = { AlarmStore, alarmItem, resolveDialog, compare, kindText, detailText, outcomeText, MARK };
 })();
