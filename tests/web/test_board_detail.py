@@ -163,7 +163,7 @@ def test_each_alarm_says_what_the_device_or_the_rule_saw(browsers: Browsers, web
     _assert_minutes(r"离床 (\d+) 分钟（\d\d:\d\d 起）", _line(page, raised, "bed_exit"))
     assert _line(page, raised, "wander") == "离院 1.3 公里；位置 31.06142, 111.65573"
     assert _line(page, raised, "fall") == "雷达检测；置信度 0.93"
-    assert _line(page, raised, "battery") == "故障代码 low_battery"
+    assert _line(page, raised, "battery") == f"设备 {web.beds[6].button}"  # which of the bed's devices
     assert _line(page, raised, "masked") == "心率 *** 次/分；呼吸 *** 次/分"
 
     # A device's text that looks like HTML is shown as text: no element made of it, nothing run.
@@ -202,7 +202,7 @@ def test_the_line_follows_the_page_language(browsers: Browsers, web: World, rais
     _assert_minutes(r"out of bed (\d+) min \(since \d\d:\d\d\)", _line(page, raised, "bed_exit"))
     assert _line(page, raised, "wander") == "1.3 km from the home; position 31.06142, 111.65573"
     assert _line(page, raised, "fall") == "detected by the radar; confidence 0.93"
-    assert _line(page, raised, "battery") == "fault code low_battery"
+    assert _line(page, raised, "battery") == f"device {web.beds[6].button}"
     # Switched back to Chinese on the page: the lines are written again in Chinese.
     page.get_by_role("button", name="中文").click()
     expect(_item(page, raised, "fall").locator(".alarm-detail")).to_have_text("雷达检测；置信度 0.93")

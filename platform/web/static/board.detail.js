@@ -7,7 +7,7 @@
 //   gateway_offline  gateway, last_status                                                     alarms/ticker.py
 //   fall             source, confidence                               alarms/engine.py from ingest/store.py
 //   sos              lat, lon, or position: "unreadable"              alarms/engine.py from ingest/store.py
-//   device_<fault>   fault, active                                    alarms/engine.py from ingest/store.py
+//   device_<fault>   fault, active (the kind says it: the line names the alarm's device) alarms/engine.py
 //   any kind         unreadable: true (the text does not decrypt)     alarms/text.py
 // button, smoke, gas, water and no_presence carry nothing the kind does not already say. The values come from
 // devices: only the keys above, of the type expected, are shown, and as text (never as HTML); a kind or a key not
@@ -89,9 +89,11 @@
     return [away, position(d)];
   }
 
-  function fault(d) {
-    const code = text(d.fault);
-    return [code !== null ? t("detail.fault_code", { code }) : null];
+  // A device's fault: the kind names the fault already; which of the bed's devices (a sensor, a button) is the one
+  // to see to.
+  function fault(alarm) {
+    const code = text(alarm.device_code);
+    return [code !== null ? t("device_code", { code }) : null];
   }
 
   function gateway(alarm, d) {
@@ -109,10 +111,10 @@
     ["fall", (a, d) => fall(d)],
     ["sos", (a, d) => [position(d)]],
     ["wander", (a, d) => wander(d)],
-    ["device_offline", (a, d) => fault(d)],
-    ["device_low_battery", (a, d) => fault(d)],
-    ["device_sensor_error", (a, d) => fault(d)],
-    ["device_tamper", (a, d) => fault(d)],
+    ["device_offline", fault],
+    ["device_low_battery", fault],
+    ["device_sensor_error", fault],
+    ["device_tamper", fault],
     ["gateway_offline", gateway],
   ]);
 
