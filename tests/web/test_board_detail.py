@@ -209,3 +209,13 @@ def test_the_line_follows_the_page_language(browsers: Browsers, web: World, rais
     expect(_item(page, raised, "wander").locator(".alarm-detail")).to_have_text(
         "离院 1.3 公里；位置 31.06142, 111.65573"
     )
+
+
+def test_a_new_alarm_is_announced_with_its_line(browsers: Browsers, web: World, raised: Raised) -> None:
+    """The live region (what a screen reader reads out when an alarm comes in) says what it is about too."""
+    page = browsers.open(web.users.nurse, viewport=(1920, 1400)).page("/board")
+    ready(page)
+    raised.insert("vitals", "vitals", "urgent", VITALS, bed=6)
+    _item(page, raised, "vitals")
+    expect(page.locator("#live")).to_contain_text("新报警：较急 · 心率或呼吸异常 · ")
+    expect(page.locator("#live")).to_contain_text(f" · 心率 142 次/分（范围 40{DASH}120）")

@@ -6,7 +6,7 @@
 
 (async function () {
   const { t, tCode, el, api } = window.EC;
-  const { AlarmStore, alarmItem, resolveDialog, MARK } = window.BoardAlarms;
+  const { AlarmStore, alarmItem, resolveDialog, detailText, MARK } = window.BoardAlarms;
   const { Undelivered } = window.BoardUndelivered;
   const FLOOR_KEY = "eldercare.board.floor";
   const REFRESH_MS = 15000;
@@ -222,7 +222,7 @@
 
   store.onChange((fresh) => {
     render();
-    for (const alarm of fresh) EC.announce(t("announce_new", { what: describe(alarm) }));
+    for (const alarm of fresh) EC.announce(t("announce_new", { what: [describe(alarm), detailText(alarm)].filter(Boolean).join(" · ") }));
     refreshSoon();
   });
 
