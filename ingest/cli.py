@@ -87,7 +87,8 @@ def _vault(database_url: str, *, wait_s: float = 0.0) -> Vault:
     from eldercare.platform.db.keycheck import DataKeyMismatchError, checked_vault
 
     try:
-        return checked_vault(database_url, SecuritySettings().key_bytes(), wait_s=wait_s)
+        security = SecuritySettings()
+        return checked_vault(database_url, security.key_bytes(), previous=security.previous_key_bytes(), wait_s=wait_s)
     except ValidationError as exc:
         reason = "; ".join(str(e["msg"]) for e in exc.errors())
         why = "the positions, heart and breathing rates and payloads ingest stores are sealed with it"

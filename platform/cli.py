@@ -34,6 +34,7 @@ def _serve(args: argparse.Namespace) -> int:
     app = create_app(
         database_url=database.database_url,
         data_key=security.key_bytes(),
+        previous_key=security.previous_key_bytes(),
         notify=notify,
         ticker_period_s=float(os.environ.get("ELDERCARE_TICKER_PERIOD_S", "5")),
     )

@@ -12,7 +12,7 @@ import os
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "ELDERCARE_"
@@ -68,17 +68,30 @@ class SecuritySettings(BaseSettings):
 
     environment: Environment = Environment.DEVELOPMENT
     data_key: SecretStr = Field(description="base64 of 32 random bytes; encrypts personal data at rest")
+    data_key_previous: SecretStr | None = Field(
+        default=None,
+        description="during a key rotation only: the key being replaced (base64 of 32 bytes), so that what it sealed "
+        "still opens until `eldercare db rekey` has re-sealed it; unset (or empty) otherwise",
+    )
 
-    @field_validator("data_key")
+    @field_validator("data_key", "data_key_previous")
     @classmethod
-    def _key_is_32_bytes(cls, value: SecretStr) -> SecretStr:
+    def _key_is_32_bytes(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is None or (info.field_name == "data_key_previous" and not value.get_secret_value()):
+            return None  # an empty ELDERCARE_DATA_KEY_PREVIOUS= is no previous key
         try:
             raw = base64.b64decode(value.get_secret_value(), validate=True)
         except (binascii.Error, ValueError) as exc:
-            raise ValueError("data_key must be base64") from exc
+            raise ValueError(f"{info.field_name} must be base64") from exc
         if len(raw) != 32:
-            raise ValueError(f"data_key must decode to 32 bytes, not {len(raw)}")
+            raise ValueError(f"{info.field_name} must decode to 32 bytes, not {len(raw)}")
         return value
 
     def key_bytes(self) -> bytes:
         return base64.b64decode(self.data_key.get_secret_value())
+
+    def previous_key_bytes(self) -> bytes | None:
+        """The key being rotated away from (``ELDERCARE_DATA_KEY_PREVIOUS``), or None."""
+        if self.data_key_previous is None:
+            return None
+        return base64.b64decode(self.data_key_previous.get_secret_value())

@@ -18,7 +18,7 @@ from tests.registry.support import Database, create_database, data_key, drop_dat
 
 from eldercare.platform.api.app import create_app
 from eldercare.platform.crypto import Vault
-from eldercare.platform.db.keycheck import DataKeyMismatchError, check_data_key, checked_vault
+from eldercare.platform.db.keycheck import DataKeyMismatchError, check_data_key, checked_vault, finish_rotation
 from eldercare.platform.registry.broker import LocalBroker
 from eldercare.platform.stack.model import StackInfo
 from eldercare.simulators.seed import seed_home
@@ -118,3 +118,43 @@ def test_a_database_not_up_yet_is_waited_for_and_a_wrong_key_is_not(
     with pytest.raises(DataKeyMismatchError):
         checked_vault(fresh.url, os.urandom(32), wait_s=60)
     assert time.monotonic() - started < 5
+
+
+def test_a_rotation_records_the_new_key_and_refuses_the_old_one_and_an_unfinished_one(
+    stack: StackInfo, fresh: Database
+) -> None:
+    """Point by point: NEW with PREVIOUS=OLD starts the rotation (OLD kept as retiring); then OLD is refused, saying
+    it is the key rotated away from; a third key is refused; NEW alone is refused until the rekey finishes."""
+    old, new = os.urandom(32), os.urandom(32)
+    check_data_key(fresh.url, Vault(old))
+    checked_vault(fresh.url, new, previous=old)
+    with psycopg.connect(fresh.url) as conn:
+        row = conn.execute("SELECT check_value, retiring_check, rotation_started_at FROM data_key_check").fetchone()
+    assert row is not None and (bytes(row[0]), bytes(row[1])) == (Vault(new).key_check(), Vault(old).key_check())
+    assert row[2] is not None
+    checked_vault(fresh.url, new, previous=old)  # the other services, restarted with both keys: fine
+    with pytest.raises(DataKeyMismatchError, match="the key being rotated away from"):
+        checked_vault(fresh.url, old)
+    with pytest.raises(DataKeyMismatchError, match="the key being rotated away from"):
+        checked_vault(fresh.url, old, previous=new)  # the two swapped
+    with pytest.raises(DataKeyMismatchError, match="is not the key"):
+        checked_vault(fresh.url, os.urandom(32), previous=old)
+    with pytest.raises(DataKeyMismatchError, match=r"Set ELDERCARE_DATA_KEY_PREVIOUS .* run `eldercare db rekey`"):
+        checked_vault(fresh.url, new)
+    with pytest.raises(DataKeyMismatchError, match="it is set to another key"):
+        checked_vault(fresh.url, new, previous=os.urandom(32))
+    # a service someone forgot to update, started as a process: it stops and says why
+    stale = ingest_cli(
+        stack, "--name", "stale", ELDERCARE_DATABASE_URL=fresh.url, ELDERCARE_DATA_KEY=base64.b64encode(old).decode()
+    )
+    assert stale.returncode != 0 and "rotated away from" in stale.stderr, stale
+    unfinished = ingest_cli(
+        stack, "--name", "nopre", ELDERCARE_DATABASE_URL=fresh.url, ELDERCARE_DATA_KEY=base64.b64encode(new).decode()
+    )
+    assert unfinished.returncode != 0 and "ELDERCARE_DATA_KEY_PREVIOUS" in unfinished.stderr, unfinished
+    # finished (the rekey's last step): NEW alone is fine, and OLD is just another key
+    with psycopg.connect(fresh.url, autocommit=True) as conn:
+        assert finish_rotation(conn, Vault(new, previous=old))
+    checked_vault(fresh.url, new)
+    with pytest.raises(DataKeyMismatchError, match="is not the key"):
+        checked_vault(fresh.url, old)

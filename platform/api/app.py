@@ -102,12 +102,14 @@ class Supervisor:
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
 
 
-async def _open(pool: AsyncConnectionPool[AsyncConn], database_url: str, data_key: bytes) -> Vault:
+async def _open(
+    pool: AsyncConnectionPool[AsyncConn], database_url: str, data_key: bytes, previous_key: bytes | None
+) -> Vault:
     """Open the pool, then check the data key before anything else (a platform on another key than the database's
     would seal what nobody could open): the key's vault. The pool is closed again if the key is refused."""
     await pool.open(wait=True, timeout=30)
     try:
-        return await asyncio.to_thread(checked_vault, database_url, data_key)
+        return await asyncio.to_thread(checked_vault, database_url, data_key, previous=previous_key)
     except BaseException:
         await pool.close()
         raise
@@ -117,6 +119,7 @@ def create_app(
     *,
     database_url: str,
     data_key: bytes,
+    previous_key: bytes | None = None,
     notify: NotifySettings | None = None,
     run_background: bool = True,
     ticker_period_s: float = 5.0,
@@ -127,7 +130,7 @@ def create_app(
         pool: AsyncConnectionPool[AsyncConn] = AsyncConnectionPool(
             database_url, min_size=2, max_size=20, open=False, kwargs={"autocommit": True}
         )
-        vault = await _open(pool, database_url, data_key)
+        vault = await _open(pool, database_url, data_key, previous_key)
         app.state.pool = pool
         app.state.vault = vault
         hub = AlarmHub(database_url=database_url, pool=pool, vault=vault)

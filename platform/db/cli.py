@@ -1,4 +1,4 @@
-"""``eldercare db migrate`` and ``eldercare db scrub``."""
+"""``eldercare db migrate``, ``eldercare db rekey`` and ``eldercare db scrub``."""
 
 from __future__ import annotations
 
@@ -38,6 +38,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     migrate.add_argument("--database-url", help="libpq URL; default from the settings (ELDERCARE_DATABASE_URL)")
     migrate.set_defaults(handler=_migrate)
+    rekey = db_sub.add_parser(
+        "rekey",
+        help="finish a rotation of the data key: re-seal with the new key what the previous key sealed",
+        description="Re-seal with the new key (ELDERCARE_DATA_KEY) every personal value the previous key "
+        "(ELDERCARE_DATA_KEY_PREVIOUS) sealed, compute the ID number hashes again, and when nothing of the previous "
+        "key is left, forget it: then remove ELDERCARE_DATA_KEY_PREVIOUS from every service. Runs in short batches "
+        "that take no lock the platform waits for, so it may run while the platform and ingest run (every one of "
+        "them restarted with both keys first); run it again after an interruption. The old row versions stay in the "
+        "table files until `eldercare db scrub`.",
+    )
+    rekey.add_argument("--database-url", help="libpq URL; default from the settings (ELDERCARE_DATABASE_URL)")
+    rekey.add_argument(
+        "--drop-unmatched-registers",
+        action="store_true",
+        help="remove the subsidy registers' entries imported before the rotation that name no resident (only their "
+        "ID number's hash is stored, which cannot be computed again): import the registers again first",
+    )
+    rekey.set_defaults(handler=_rekey)
     scrub = db_sub.add_parser(
         "scrub",
         help="maintenance for a quiet hour: rewrite the tables that held personal text in clear (locks each one)",
@@ -100,6 +118,41 @@ def _migrate(args: argparse.Namespace) -> int:
         )
     if not (applied or sealed or coded.examined):
         print("up to date")
+    return 0
+
+
+def _rekey(args: argparse.Namespace) -> int:
+    from eldercare.platform.db.rekey import RekeyError, rekey
+
+    try:
+        rotation = rekey(_url(args), drop_unmatched=args.drop_unmatched_registers)
+    except RekeyError as exc:
+        print(f"eldercare db rekey: {exc}", file=sys.stderr)
+        return 1
+    if not rotation.was_under_way:
+        print("no rotation under way: nothing is sealed with ELDERCARE_DATA_KEY_PREVIOUS; remove it from the services")
+        return 0
+    for t in rotation.tables:
+        line = f"{t.table}: {t.rows} row(s) read, {t.resealed} sealed again with the new key"
+        if t.dropped:
+            line += f", {t.dropped} dropped"
+        print(line)
+        if t.unreadable:
+            print(f"  {t.unreadable} value(s) of {t.table} open with neither key (damaged): left as they are")
+        if t.unmatched:
+            print(
+                f"  {t.unmatched} entr(ies) of {t.table}, imported before the rotation, name no resident: their hash "
+                "cannot be computed again. Import the register again, then run `eldercare db rekey "
+                "--drop-unmatched-registers`"
+            )
+    if not rotation.finished:
+        print("eldercare db rekey: the rotation is not finished", file=sys.stderr)
+        return 1
+    print(
+        "rotation finished: nothing sealed with the previous key is left, and it is forgotten. Remove "
+        "ELDERCARE_DATA_KEY_PREVIOUS from every service and restart them; the old row versions stay in the table "
+        "files until `eldercare db scrub`"
+    )
     return 0
 
 

@@ -203,9 +203,8 @@ def seal_in_clear(conninfo: str, *, data_key: bytes | None = None) -> list[Seale
         due = [(s, t) for s in _sealings() if is_applied(conn, s.since) for t in s.tables if _has_clear(conn, t)]
         if not due:
             return []
-        vault = checked_vault(
-            conninfo,
-            data_key or settings_key(due[0][0].since, need="personal data is stored in clear", to="encrypt it"),
+        vault = sealing_vault(
+            conninfo, data_key, due[0][0].since, need="personal data is stored in clear", to="encrypt it"
         )
         sealed: list[Sealed] = []
         for sealing, table in due:
@@ -340,6 +339,22 @@ def scrub(conninfo: str, *, lock_timeout: str = SCRUB_LOCK_TIMEOUT) -> list[str]
             log.info("rewrote %s", table)
             done.append(table)
     return done
+
+
+def sealing_vault(conninfo: str, data_key: bytes | None, version: int, *, need: str, to: str) -> Vault:
+    """The checked vault a migrate step seals or opens with: ``data_key``'s, or the settings' (``ELDERCARE_DATA_KEY``
+    and, during a rotation, ``ELDERCARE_DATA_KEY_PREVIOUS``); a :class:`MigrationError` of ``version`` if the
+    settings have no valid key (:func:`settings_key`)."""
+    if data_key is not None:
+        return checked_vault(conninfo, data_key)
+    key = settings_key(version, need=need, to=to)
+    return checked_vault(conninfo, key, previous=_settings_previous_key())
+
+
+def _settings_previous_key() -> bytes | None:
+    from eldercare.platform.config import SecuritySettings
+
+    return SecuritySettings().previous_key_bytes()  # read after settings_key: valid by then
 
 
 def settings_key(version: int, *, need: str, to: str) -> bytes:

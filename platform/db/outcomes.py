@@ -34,8 +34,7 @@ from eldercare.platform.alarms import text
 from eldercare.platform.alarms.models import OutcomeCode
 from eldercare.platform.alarms.service import closing_code
 from eldercare.platform.crypto import DecryptionError, Vault
-from eldercare.platform.db.keycheck import checked_vault
-from eldercare.platform.db.migrate import LOCK_KEY, Conn, is_applied, settings_key
+from eldercare.platform.db.migrate import LOCK_KEY, Conn, is_applied, sealing_vault
 
 log = logging.getLogger(__name__)
 
@@ -129,9 +128,7 @@ def backfill_outcome_codes(conninfo: str, *, data_key: bytes | None = None) -> B
             _settle(conn, ceiling)
             return Backfilled()
         need = "alarms were closed before outcome codes"
-        vault = checked_vault(
-            conninfo, data_key or settings_key(CODES, need=need, to="read their outcome text for the code")
-        )
+        vault = sealing_vault(conninfo, data_key, CODES, need=need, to="read their outcome text for the code")
         result, unreadable_at = _fill(conn, vault, after=after, last=last)
         # Up to the oldest open alarm: one closed later, by a platform of a version before 0015, is still looked at.
         # Not past a text that did not decrypt: it is read again.

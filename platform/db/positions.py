@@ -21,8 +21,8 @@ from typing import Any
 import psycopg
 
 from eldercare.platform.crypto import EVENT_POSITION, LOCATION_POSITION, Vault
-from eldercare.platform.db.keycheck import checked_vault
-from eldercare.platform.db.migrate import LOCK_KEY, Sealed, is_applied, settings_key
+from eldercare.platform.db.batches import in_batches
+from eldercare.platform.db.migrate import Sealed, is_applied, sealing_vault
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +76,7 @@ def seal_positions(conninfo: str, *, data_key: bytes | None = None) -> list[Seal
         due = positions_in_clear(conn)
         if not due:
             return []
-        key = data_key or settings_key(SINCE, need="positions are stored in clear", to="encrypt them")
-        vault = checked_vault(conninfo, key)
+        vault = sealing_vault(conninfo, data_key, SINCE, need="positions are stored in clear", to="encrypt them")
         sealed = [_seal(conn, vault, _HOLDERS[table], last) for table, last in due.items()]
         for done in sealed:
             log.info("encrypted the positions of %d rows of %s (%d batches)", done.rows, done.table, done.batches)
@@ -109,19 +108,21 @@ _HOLDERS = {
 
 
 def _seal(conn: Conn, vault: Vault, table: _Table, last: datetime) -> Sealed:
-    """The table's rows in clear, sealed in short transactions of :data:`BATCH_ROWS`, in time order, up to ``last``
-    (the last one in clear at the start)."""
-    after, rows, batches = _START, 0, 0
-    while True:
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
-            batch = conn.execute(table.batch, {"after": after, "last": last, "limit": BATCH_ROWS}).fetchall()
-            if not batch:
-                break
-            sealed = [table.sealed(vault, r) for r in batch]
-            conn.execute(table.seal, ([r[0] for r in batch], [r[1] for r in batch], sealed, batch[0][2], batch[-1][2]))
-        rows, batches, after = rows + len(batch), batches + 1, batch[-1][2]
-    return Sealed(table.name, "positions", rows, batches)
+    """The table's rows in clear, sealed in short transactions of :data:`BATCH_ROWS` (:func:`batches.in_batches`),
+    in time order, up to ``last`` (the last one in clear at the start)."""
+
+    def select(after: datetime) -> list[tuple[Any, ...]]:
+        return conn.execute(table.batch, {"after": after, "last": last, "limit": BATCH_ROWS}).fetchall()
+
+    def rewrite(batch: list[tuple[Any, ...]]) -> int:
+        sealed = [table.sealed(vault, r) for r in batch]
+        conn.execute(table.seal, ([r[0] for r in batch], [r[1] for r in batch], sealed, batch[0][2], batch[-1][2]))
+        return len(batch)
+
+    done = in_batches(
+        conn, start=_START, select=select, rewrite=rewrite, after=lambda b: b[-1][2], what=f"sealing {table.name}"
+    )
+    return Sealed(table.name, "positions", done.rows, done.batches)
 
 
 def _event_position(vault: Vault, detail: dict[str, Any]) -> bytes | None:

@@ -25,8 +25,8 @@ from typing import Any
 import psycopg
 
 from eldercare.platform.crypto import BED_DAILY_VITALS, BED_HOURLY_VITALS, Vault, VitalsSummary
-from eldercare.platform.db.keycheck import checked_vault
-from eldercare.platform.db.migrate import LOCK_KEY, Sealed, is_applied, settings_key
+from eldercare.platform.db.batches import in_batches
+from eldercare.platform.db.migrate import Sealed, is_applied, sealing_vault
 from eldercare.platform.sealed_vitals import seal_reading, summary_row
 
 log = logging.getLogger(__name__)
@@ -63,8 +63,8 @@ def seal_vitals(conninfo: str, *, data_key: bytes | None = None) -> list[Sealed]
         due = vitals_in_clear(conn)
         if not due:
             return []
-        key = data_key or settings_key(SINCE, need="heart and breathing rates are stored in clear", to="encrypt them")
-        vault = checked_vault(conninfo, key)
+        need = "heart and breathing rates are stored in clear"
+        vault = sealing_vault(conninfo, data_key, SINCE, need=need, to="encrypt them")
         sealed = [_seal(conn, vault, _HOLDERS[table], last) for table, last in due.items()]
         for done in sealed:
             log.info("encrypted the rates of %d rows of %s (%d batches)", done.rows, done.table, done.batches)
@@ -170,21 +170,22 @@ _HOLDERS = {
 
 
 def _seal(conn: Conn, vault: Vault, table: _Table, last: datetime | date) -> Sealed:
-    """The table's rows in clear, sealed in short transactions of a batch each, in time order, up to ``last`` (the
-    last one in clear at the start)."""
+    """The table's rows in clear, sealed in short transactions of a batch each (:func:`batches.in_batches`), in time
+    order, up to ``last`` (the last one in clear at the start)."""
     seal, limit = table.sealer(vault), table.batch_rows
-    after: datetime | date = _START if isinstance(last, datetime) else date.min
-    rows, batches = 0, 0
-    while True:
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
-            batch = conn.execute(table.batch, {"after": after, "last": last, "limit": limit}).fetchall()
-            if not batch:
-                break
-            first, second, enc = [r[0] for r in batch], [r[1] for r in batch], seal(batch)
-            conn.execute(
-                table.seal, {"first": first, "second": second, "enc": enc, "start": batch[0][2], "end": batch[-1][2]}
-            )
-        rows, batches, after = rows + len(batch), batches + 1, batch[-1][2]
-        log.debug("sealed the rates of %d rows of %s (up to %s)", rows, table.name, after)
-    return Sealed(table.name, "rates", rows, batches)
+
+    def select(after: datetime | date) -> list[tuple[Any, ...]]:
+        return conn.execute(table.batch, {"after": after, "last": last, "limit": limit}).fetchall()
+
+    def rewrite(batch: list[tuple[Any, ...]]) -> int:
+        first, second, enc = [r[0] for r in batch], [r[1] for r in batch], seal(batch)
+        conn.execute(
+            table.seal, {"first": first, "second": second, "enc": enc, "start": batch[0][2], "end": batch[-1][2]}
+        )
+        return len(batch)
+
+    start: datetime | date = _START if isinstance(last, datetime) else date.min
+    done = in_batches(
+        conn, start=start, select=select, rewrite=rewrite, after=lambda b: b[-1][2], what=f"sealing {table.name}"
+    )
+    return Sealed(table.name, "rates", done.rows, done.batches)

@@ -21,7 +21,8 @@ def vault(request: Request) -> Vault:
     if found is None:
         from eldercare.platform.config import SecuritySettings
 
-        found = Vault(SecuritySettings().key_bytes())
+        security = SecuritySettings()
+        found = Vault(security.key_bytes(), previous=security.previous_key_bytes())
         state.vault = found
     return found
 

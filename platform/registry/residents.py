@@ -21,6 +21,7 @@ from eldercare.platform.auth.service import AsyncConn
 from eldercare.platform.crypto import Vault
 from eldercare.platform.registry.db import atomic
 from eldercare.platform.registry.deps import VaultDep
+from eldercare.platform.registry.service import new_id_number_hash
 from eldercare.platform.registry.types import (
     RESPONSES,
     Capability,
@@ -168,7 +169,7 @@ async def insert(
                 "pc": person_code,
                 "n": vault.encrypt(body.name, column="residents.name"),
                 "ie": vault.encrypt(parsed.number, column="residents.id_number"),
-                "ih": vault.lookup_hash(parsed.number),
+                "ih": await new_id_number_hash(conn, vault=vault, institution_id=institution_id, number=parsed.number),
                 "im": parsed.masked,
                 "bd": parsed.birth_date,
                 "sex": parsed.sex,

@@ -44,6 +44,23 @@ async def _one_id(conn: AsyncConn, query: str, params: tuple[object, ...]) -> in
     return value
 
 
+async def new_id_number_hash(conn: AsyncConn, *, vault: Vault, institution_id: int, number: str) -> bytes:
+    """The look-up hash to store for a new resident's ID number (the current key's), inside the caller's transaction.
+
+    The database refuses a second resident of one ID number in an institution by the hash (the unique key). During a
+    data key rotation a resident registered before may still carry the previous key's hash, which the new one does
+    not equal: that resident's hash is brought to the current key first (what ``eldercare db rekey`` would do), so
+    the insert that follows meets the unique key as always, and is refused the same way. A refused insert rolls the
+    change back with it."""
+    hashes = vault.lookup_hashes(number)
+    if len(hashes) > 1:
+        await conn.execute(
+            "UPDATE residents SET id_number_hash = %s WHERE institution_id = %s AND id_number_hash = ANY(%s)",
+            (hashes[0], institution_id, hashes[1:]),
+        )
+    return hashes[0]
+
+
 async def create_institution(
     conn: AsyncConn,
     *,
@@ -122,7 +139,7 @@ async def create_resident(
             person_code,
             vault.encrypt(name, column="residents.name"),
             vault.encrypt(parsed.number, column="residents.id_number"),
-            vault.lookup_hash(parsed.number),
+            await new_id_number_hash(conn, vault=vault, institution_id=institution_id, number=parsed.number),
             parsed.masked,
             parsed.birth_date,
             parsed.sex,

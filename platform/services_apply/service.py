@@ -71,8 +71,8 @@ async def find_applicant(conn: AsyncConn, *, vault: Vault, name: str, id_number:
         await cur.execute(
             "SELECT r.id, r.name_enc, r.id_number_masked, r.capability::text AS capability, r.institution_id,"
             " i.region_code FROM residents r JOIN institutions i ON i.id = r.institution_id"
-            " WHERE r.id_number_hash = %s AND r.status <> 'deceased' ORDER BY r.created_at DESC",
-            (vault.lookup_hash(parsed.number),),
+            " WHERE r.id_number_hash = ANY(%s) AND r.status <> 'deceased' ORDER BY r.created_at DESC",
+            (vault.lookup_hashes(parsed.number),),
         )
         rows = await cur.fetchall()
     wanted = "".join(name.split())

@@ -170,8 +170,8 @@ async def _resident(
         await conn.execute(
             "SELECT id, person_code, name_enc, capability::text, fall_risk::text, wander_risk, heart_rate_min,"
             " heart_rate_max, resp_rate_min, resp_rate_max FROM residents"
-            " WHERE institution_id = %s AND id_number_hash = %s FOR UPDATE",
-            (institution_id, vault.lookup_hash(number)),
+            " WHERE institution_id = %s AND id_number_hash = ANY(%s) FOR UPDATE",
+            (institution_id, vault.lookup_hashes(number)),
         )
     ).fetchone()
     if row is None:
