@@ -328,7 +328,8 @@ def live_month(
         wait_stored(database_url, start=first, end=end)
         # On the connection holding the retention lock: the rebuild takes that lock too, and would wait for
         # this block on any other.
-        vault = checked_vault(database_url, SecuritySettings(_env_file=base_dir / ENV_FILE_NAME).key_bytes())
+        security = SecuritySettings(_env_file=base_dir / ENV_FILE_NAME)
+        vault = checked_vault(database_url, security.key_bytes(), previous=security.previous_key_bytes())
         rollups.rebuild(hold.conn, vault=vault, start=first, end=end, timezone=TIMEZONE)  # rates opened, sealed
         hold.release()  # committed before the month is verified from its roll-ups; its raw chunks may go now
     with httpx.Client(timeout=120) as http:
