@@ -116,7 +116,6 @@ class Membership:
             self._conn = psycopg.connect(
                 self._database_url,
                 autocommit=True,
-                application_name=f"ingest-{self._name}-membership",
                 connect_timeout=5,
             )
             self._connected_at = time.monotonic()

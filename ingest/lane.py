@@ -161,9 +161,7 @@ class Lane:
 
     def _connection(self) -> Conn:
         if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(
-                self._database_url, autocommit=True, application_name=f"ingest-{self.kind}", connect_timeout=5
-            )
+            self._conn = psycopg.connect(self._database_url, autocommit=True, connect_timeout=5)
         return self._conn
 
     def _write_loop(self) -> None:

@@ -147,9 +147,7 @@ class Maintainer:
     def run_now(self, job: str) -> JobRun | None:
         try:
             if self._conn is None or self._conn.closed:
-                self._conn = psycopg.connect(
-                    self._database_url, autocommit=True, application_name="ingest-maintenance", connect_timeout=5
-                )
+                self._conn = psycopg.connect(self._database_url, autocommit=True, connect_timeout=5)
             outcome = run_job(self._conn, self._settings, job, force=False, vault=self._vault)
         except psycopg.Error as exc:
             log.warning("maintenance %s failed: %s (retried at its next interval)", job, exc)

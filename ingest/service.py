@@ -25,6 +25,7 @@ from eldercare.ingest.store import BatchStore
 from eldercare.ingest.watch import RegistryWatch
 from eldercare.platform.config import BrokerSettings
 from eldercare.platform.crypto import Vault
+from eldercare.platform.db.keycheck import tagged
 
 log = logging.getLogger(__name__)
 
@@ -111,14 +112,19 @@ def build(
     positions and rates stored, and the maintenance's roll-ups open and seal rates with it."""
     metrics = IngestMetrics()
     endpoint = Endpoint.from_settings(broker)
-    watch = RegistryWatch(database_url=database_url)
+
+    def url(name: str) -> str:
+        """Each connection named for its part, and for the data key it seals with (for ``eldercare db rekey``)."""
+        return tagged(database_url, vault, name)
+
+    watch = RegistryWatch(database_url=url("ingest-registry-watch"))
 
     def make_lane(config: LaneConfig, *, adopted: bool = True) -> Lane:
         store = BatchStore(registry=Registry(retry_s=settings.ingest_unknown_retry_s, watch=watch), vault=vault)
         return Lane(
             config=config,
             endpoint=endpoint,
-            database_url=database_url,
+            database_url=url(f"ingest-{config.kind}"),
             store=store,
             metrics=metrics,
             adopted=adopted,
@@ -129,7 +135,7 @@ def build(
     membership = None
     if settings.ingest_adopt:
         membership = Membership(
-            database_url=database_url,
+            database_url=url(f"ingest-{settings.ingest_name}-membership"),
             name=settings.ingest_name,
             group=settings.ingest_group,
             own=(alarm_config, telemetry_config),
@@ -141,7 +147,7 @@ def build(
         )
     maintainer = None
     if settings.ingest_maintain:
-        maintainer = Maintainer(database_url=database_url, settings=settings, metrics=metrics, vault=vault)
+        maintainer = Maintainer(database_url=url("ingest-maintenance"), settings=settings, metrics=metrics, vault=vault)
     ingest = Ingest(
         make_lane(alarm_config, adopted=False),
         make_lane(telemetry_config, adopted=False),

@@ -106,7 +106,6 @@ class RegistryWatch:
         with psycopg.connect(
             self._database_url,
             autocommit=True,
-            application_name="ingest-registry-watch",
             connect_timeout=5,
             # a peer gone without a word (a half-open TCP connection) is noticed within about 20 s
             keepalives=1,

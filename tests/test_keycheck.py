@@ -18,7 +18,13 @@ from tests.registry.support import Database, create_database, data_key, drop_dat
 
 from eldercare.platform.api.app import create_app
 from eldercare.platform.crypto import Vault
-from eldercare.platform.db.keycheck import DataKeyMismatchError, check_data_key, checked_vault, finish_rotation
+from eldercare.platform.db.keycheck import (
+    DataKeyMismatchError,
+    check_data_key,
+    checked_vault,
+    finish_rotation,
+    key_tag,
+)
 from eldercare.platform.registry.broker import LocalBroker
 from eldercare.platform.stack.model import StackInfo
 from eldercare.simulators.seed import seed_home
@@ -83,6 +89,24 @@ def test_a_platform_on_another_key_does_not_start(stack: StackInfo, fresh: Datab
     with pytest.raises(DataKeyMismatchError):
         asyncio.run(start(os.urandom(32)))
     asyncio.run(start(data_key(stack)))
+
+
+def test_the_platforms_connections_carry_its_key_tag(stack: StackInfo, fresh: Database) -> None:
+    """What ``eldercare db rekey`` finds a platform left on a retired key by (``tests/test_rekey.py``)."""
+    key = data_key(stack)
+    tag = key_tag(Vault(key).key_check())
+
+    async def names_while_up() -> list[str]:
+        app = create_app(database_url=fresh.url, data_key=key, run_background=False)
+        async with app.router.lifespan_context(app), await psycopg.AsyncConnection.connect(fresh.url) as conn:
+            cur = await conn.execute(
+                "SELECT application_name FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+            )
+            return [row[0] for row in await cur.fetchall()]
+
+    names = asyncio.run(names_while_up())
+    assert names and all(name == f"eldercare-platform {tag}" for name in names), names
 
 
 def test_ingest_and_migrate_on_another_key_stop_at_once_and_say_why(stack: StackInfo, fresh: Database) -> None:

@@ -387,3 +387,20 @@ def test_a_duplicate_id_number_is_refused_during_the_rotation(world: World) -> N
     asyncio.run(register(other))  # a new number is registered, under NEW's hash
     with psycopg.connect(world.db.url) as conn:
         assert Vault(NEW).lookup_hash(other) in _hashes(conn, "residents")
+
+
+def test_a_service_left_on_the_old_key_stops_the_rekey_and_is_named(world: World) -> None:
+    """A service running since before the rotation, never restarted, seals with the old key still: no start-up check
+    sees it, its connections' key tag does. The rekey refuses until it is gone, naming it, and finishes then."""
+    keycheck.check_data_key(world.db.url, Vault(NEW, previous=OLD))  # the others restarted: the rotation began
+    stale = keycheck.tagged(world.db.url, Vault(OLD), "eldercare-platform")
+    with psycopg.connect(stale, autocommit=True):
+        refused = _rekey_command(world.db, "--drop-unmatched-registers")
+        assert refused.returncode == 1
+        assert "still runs on the key being replaced" in refused.stderr, refused.stderr
+        assert f"eldercare-platform {keycheck.key_tag(Vault(OLD).key_check())} (from " in refused.stderr
+    with psycopg.connect(world.db.url) as conn:
+        assert keycheck.recorded(conn) == keycheck.Recorded(Vault(NEW).key_check(), Vault(OLD).key_check())
+    done = _rekey_command(world.db, "--drop-unmatched-registers")  # restarted (here: gone)
+    assert done.returncode == 0, done.stderr
+    assert "rotation finished" in done.stdout

@@ -25,7 +25,7 @@ from eldercare.platform.api.limits import BodyLimit
 from eldercare.platform.auth.router import router as auth_router
 from eldercare.platform.auth.service import AsyncConn
 from eldercare.platform.crypto import Vault
-from eldercare.platform.db.keycheck import checked_vault
+from eldercare.platform.db.keycheck import checked_vault, tagged
 from eldercare.platform.map.router import router as map_router
 from eldercare.platform.notify import sender
 from eldercare.platform.notify.router import router as notify_router
@@ -125,6 +125,9 @@ def create_app(
     ticker_period_s: float = 5.0,
     sender_policy: sender.SenderPolicy | None = None,
 ) -> FastAPI:
+    # Every connection says which data key this process holds, for `eldercare db rekey` to find one left on an old key.
+    database_url = tagged(database_url, Vault(data_key), "eldercare-platform")
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool: AsyncConnectionPool[AsyncConn] = AsyncConnectionPool(

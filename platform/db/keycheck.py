@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 
 from eldercare.platform.crypto import DecryptionError, Vault
 
@@ -92,6 +93,33 @@ def check_data_key(conninfo: str, vault: Vault) -> None:
         if found.retiring is not None and found.retiring != theirs:
             why = "it is not set" if theirs is None else "it is set to another key"
             raise DataKeyMismatchError(_UNFINISHED.format(why=why))
+
+
+KEY_TAG = "key="  # in a connection's application_name: which data key the process holds
+
+
+def key_tag(check_value: bytes) -> str:
+    """What a process's connections carry in ``application_name`` to say which data key it seals with: the first four
+    bytes of the key's check value (which reveal nothing of the key, see :meth:`Vault.key_check`)."""
+    return KEY_TAG + check_value[:4].hex()
+
+
+def tagged(conninfo: str, vault: Vault, name: str) -> str:
+    """``conninfo`` whose connections are named ``name key=<tag>`` (``pg_stat_activity.application_name``), so that
+    ``eldercare db rekey`` can find a service still running on the key being rotated away from, which no start-up
+    check sees (it started before the rotation, and was not restarted)."""
+    return make_conninfo(conninfo, application_name=f"{name} {key_tag(vault.key_check())}")
+
+
+def holders_of(conn: Conn, check_value: bytes) -> list[str]:
+    """The connections, other than this one, of processes that hold the key of ``check_value`` (by their tag): each
+    as its name, client address and start, for an operator to find."""
+    rows = conn.execute(
+        "SELECT application_name, coalesce(host(client_addr), 'local socket'), backend_start, pid"
+        " FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND application_name LIKE %s ORDER BY backend_start",
+        ("% " + key_tag(check_value),),
+    ).fetchall()
+    return [f"{name} (from {addr}, since {start:%Y-%m-%d %H:%M:%S %Z}, pid {pid})" for name, addr, start, pid in rows]
 
 
 def recorded(conn: Conn) -> Recorded | None:

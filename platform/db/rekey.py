@@ -190,10 +190,11 @@ def rekey(
     if vault.previous is None:
         raise RekeyError("ELDERCARE_DATA_KEY_PREVIOUS is the same key as ELDERCARE_DATA_KEY: nothing to rotate")
     rotation = Rotation()
-    with psycopg.connect(conninfo, autocommit=True) as conn:
+    with psycopg.connect(keycheck.tagged(conninfo, vault, "eldercare-rekey"), autocommit=True) as conn:
         found = keycheck.recorded(conn)
         if found is None or found.retiring is None:
             return Rotation(finished=True, was_under_way=False)
+        _no_holders(conn, found.retiring)
         for table in sealed_tables():
             done = (
                 _rekey_keyed(conn, vault, table) if isinstance(table, KeyedTable) else _rekey_time(conn, vault, table)
@@ -205,8 +206,23 @@ def rekey(
         if changed:  # the old row versions' space for reuse; their bytes stay until `db scrub`
             conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.SQL(", ").join(map(sql.Identifier, changed))))
         if not any(t.unmatched for t in rotation.tables):
+            _no_holders(conn, found.retiring)  # one that connected meanwhile has sealed with it since
             rotation.finished = keycheck.finish_rotation(conn, vault)
     return rotation
+
+
+def _no_holders(conn: Conn, retiring: bytes) -> None:
+    """:class:`RekeyError` while a process still seals with the key being replaced: one that was running when the
+    rotation began and was not restarted (no start-up check sees it). Found by the key tag its connections carry
+    (``keycheck.tagged``; a process of a version before it carries none, and is not found)."""
+    holders = keycheck.holders_of(conn, retiring)
+    if holders:
+        raise RekeyError(
+            "a service still runs on the key being replaced and seals new data with it: "
+            + "; ".join(holders)
+            + ". Restart it with ELDERCARE_DATA_KEY the new key and ELDERCARE_DATA_KEY_PREVIOUS the old one, then run "
+            "the rekey again (what was sealed again so far stays done)"
+        )
 
 
 def _settings_keys() -> tuple[bytes, bytes | None]:
