@@ -404,3 +404,28 @@ def test_a_service_left_on_the_old_key_stops_the_rekey_and_is_named(world: World
     done = _rekey_command(world.db, "--drop-unmatched-registers")  # restarted (here: gone)
     assert done.returncode == 0, done.stderr
     assert "rotation finished" in done.stdout
+
+
+def _register_matches(conn: psycopg.Connection[tuple[Any, ...]]) -> int:
+    """The residents a subsidy check finds in the registers (by hash, as ``platform/subsidy`` joins them)."""
+    row = conn.execute(
+        "SELECT (SELECT count(*) FROM residents r JOIN death_register d USING (id_number_hash))"
+        " + (SELECT count(*) FROM residents r JOIN hardship_register h USING (id_number_hash))"
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_a_residents_hash_and_its_register_entries_change_in_one_commit(world: World) -> None:
+    """Subsidy checks may run while the rekey does (it takes hours over the readings): a resident whose hash the
+    rekey changed is found in the registers as before, at once, not only when the registers' turn comes at the end."""
+    both = Vault(NEW, previous=OLD)
+    keycheck.check_data_key(world.db.url, both)
+    with psycopg.connect(world.db.url, autocommit=True) as conn:
+        before = _register_matches(conn)
+        assert before == 2  # a death and a hardship entry of two residents
+        residents = next(t for t in rekey.sealed_tables() if t.table == "residents")
+        assert isinstance(residents, rekey.KeyedTable)
+        assert rekey._rekey_keyed(conn, both, residents).resealed == 4
+        assert _hashes(conn, "residents") == {Vault(NEW).lookup_hash(n) for n in world.numbers}
+        assert _register_matches(conn) == before

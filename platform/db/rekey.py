@@ -7,8 +7,10 @@ column, and to the same row where a value is bound to its row) is walked in key 
 (:func:`batches.in_batches`: a transaction each, locking only its rows, so the platform and ingest run on); a value
 the current key opens is left, one the previous key opens is sealed again with the current key; the residents' ID
 number hashes are computed again from the numbers. The subsidy registers keep only hashes of ID numbers (the numbers
-are not stored): a hash of a registered resident's number is mapped to the new one; one of a person who is nobody's
-resident cannot be, and is dropped only when asked (``drop_unmatched``), after the registers were imported again.
+are not stored): a hash of a registered resident's number is mapped to the new one, in the commit that changes the
+resident's (so a subsidy check running meanwhile finds the resident in the registers as before); one of a person
+who is nobody's resident cannot be, and is dropped only when asked (``drop_unmatched``), after the registers were
+imported again.
 When nothing sealed by the previous key is left, the rotation is finished. Run again after a kill: what was re-sealed
 opens with the current key and is left as it is.
 
@@ -283,6 +285,7 @@ def _rekey_keyed(conn: Conn, vault: Vault, table: KeyedTable) -> Rekeyed:
 
     def rewrite(batch: list[Row]) -> int:
         changed: list[list[Any]] = []
+        rehashed: dict[bytes, bytes] = {}  # residents' ID number hashes: the previous key's -> the current key's
         for row in batch:
             new: list[bytes | None] = []
             for column, blob in zip(table.columns, row[width : width + len(cols)], strict=True):
@@ -295,7 +298,10 @@ def _rekey_keyed(conn: Conn, vault: Vault, table: KeyedTable) -> Rekeyed:
                     sealed = None
                 new.append(sealed)
             if table.id_hash:
-                new.append(_id_hash(vault, row[width + 1], row[-1]))
+                hashed = _id_hash(vault, row[width + 1], row[-1])
+                new.append(hashed)
+                if hashed is not None:
+                    rehashed[bytes(row[-1])] = hashed
             if any(v is not None for v in new):
                 changed.append([*row[:width], *new])
         if changed:
@@ -306,6 +312,8 @@ def _rekey_keyed(conn: Conn, vault: Vault, table: KeyedTable) -> Rekeyed:
                     f"{table.table}: {exc.diag.message_primary} ({exc.diag.constraint_name}): two rows of one value "
                     "under the two keys; resolve the duplicate and run the rekey again"
                 ) from None
+        if rehashed:  # the registers' entries of these residents, in the same commit: a check never sees them apart
+            _map_registers(conn, list(rehashed), list(rehashed.values()))
         return len(changed)
 
     walked = in_batches(
@@ -398,15 +406,15 @@ def _rehash_registers(conn: Conn, vault: Vault, *, drop_unmatched: bool) -> list
         pairs[old.lookup_hash(number)] = vault.lookup_hash(number)
     olds, news = list(pairs), list(pairs.values())
     found: list[Rekeyed] = []
-    for table, same in (("death_register", "x.source = r.source"), ("hardship_register", _SAME_HARDSHIP)):
-        done = Rekeyed(table)
-        for i in range(0, len(olds), BATCH_ROWS):
-            with conn.transaction():
-                params = {"old": olds[i : i + BATCH_ROWS], "new": news[i : i + BATCH_ROWS]}
-                moved = conn.execute(_REHASH.format(table=table, same=same), params).rowcount
-                gone = conn.execute(_DROP_TWIN.format(table=table), params).rowcount
-            done.resealed += max(moved, 0)
-            done.dropped += max(gone, 0)
+    done_by = {table: Rekeyed(table) for table, _ in _REGISTER_MATCH}
+    for i in range(0, len(olds), BATCH_ROWS):
+        with conn.transaction():
+            for table, (moved, gone) in _map_registers(
+                conn, olds[i : i + BATCH_ROWS], news[i : i + BATCH_ROWS]
+            ).items():
+                done_by[table].resealed += moved
+                done_by[table].dropped += gone
+    for table, done in done_by.items():
         left, known = _UNMATCHED.format(table=table), {"new": news}
         if drop_unmatched:
             done.dropped += max(conn.execute(f"DELETE FROM {table} r WHERE {left}", known).rowcount, 0)  # noqa: S608
@@ -417,7 +425,20 @@ def _rehash_registers(conn: Conn, vault: Vault, *, drop_unmatched: bool) -> list
     return found
 
 
+def _map_registers(conn: Conn, olds: list[bytes], news: list[bytes]) -> dict[str, tuple[int, int]]:
+    """The registers' entries of the previous key's hashes ``olds`` given the current key's ``news`` (in the caller's
+    transaction): per register, how many were mapped, and how many removed as twins of an entry imported again."""
+    params = {"old": olds, "new": news}
+    out: dict[str, tuple[int, int]] = {}
+    for table, same in _REGISTER_MATCH:
+        moved = conn.execute(_REHASH.format(table=table, same=same), params).rowcount
+        gone = conn.execute(_DROP_TWIN.format(table=table), params).rowcount
+        out[table] = (max(moved, 0), max(gone, 0))
+    return out
+
+
 _SAME_HARDSHIP = "x.category = r.category AND x.valid && r.valid"
+_REGISTER_MATCH = (("death_register", "x.source = r.source"), ("hardship_register", _SAME_HARDSHIP))
 _REHASH = """
 UPDATE {table} r SET id_number_hash = m.new FROM unnest(%(old)s::bytea[], %(new)s::bytea[]) AS m(old, new)
 WHERE r.id_number_hash = m.old
