@@ -1,5 +1,6 @@
-"""The short-batch loop that rewrites rows beside a live platform: ``vitals.py`` and ``positions.py`` seal what an
-older version stored in clear with it, ``rekey.py`` re-seals what a retiring data key sealed.
+"""The short-batch loop that rewrites rows beside a live platform: ``migrate.py``, ``vitals.py`` and ``positions.py``
+seal what an older version stored in clear with it, ``outcomes.py`` gives old alarms their outcome codes, and
+``rekey.py`` re-seals what a retiring data key sealed.
 
 Each batch is a transaction of its own: it takes the migrations' advisory lock (so it never runs while a migrate
 changes the SQL under it), selects its rows (locking them, ``FOR NO KEY UPDATE``, where the caller's SQL says so),
@@ -17,7 +18,7 @@ from typing import Any, TypeVar
 
 import psycopg
 
-from eldercare.platform.db.migrate import LOCK_KEY
+LOCK_KEY = 0x656C646572  # "elder": the migrations' advisory lock (``migrate.py`` takes it to apply them)
 
 log = logging.getLogger(__name__)
 

@@ -32,11 +32,11 @@ from psycopg import sql
 
 from eldercare.platform.crypto import Vault
 from eldercare.platform.db import SCRUB_LOCK_TIMEOUT
+from eldercare.platform.db.batches import LOCK_KEY, Row, in_batches
 from eldercare.platform.db.keycheck import checked_vault  # a wrong key seals nothing
 
 log = logging.getLogger(__name__)
 
-LOCK_KEY = 0x656C646572  # "elder"
 _NAME = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
 
 
@@ -280,22 +280,24 @@ def _seal_table(conn: Conn, vault: Vault, table: ClearTable, what: str) -> Seale
         encs=sql.SQL(", ").join(encs),
         key=key,
     )
-    after: int = -(2**63)
-    rows = batches = 0
-    while True:
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))  # not while another migrate changes the SQL
-            batch = conn.execute(select, (after, last[0], SEAL_BATCH_ROWS)).fetchall()
-            if not batch:
-                break
-            columns: list[list[bytes | None]] = [[] for _ in table.columns]
-            for _, *values in batch:
-                for out, column, value in zip(columns, table.columns, values, strict=True):
-                    out.append(_sealed(vault, value, table.aad(column)))
-            conn.execute(update, ([row[0] for row in batch], *columns))
-        rows, batches, after = rows + len(batch), batches + 1, batch[-1][0]
-        log.debug("sealed %d rows of %s (up to %s %s)", rows, table.table, table.key, after)
-    return Sealed(table.table, what, rows, batches)
+
+    def rewrite(batch: list[Row]) -> int:
+        columns: list[list[bytes | None]] = [[] for _ in table.columns]
+        for _, *values in batch:
+            for out, column, value in zip(columns, table.columns, values, strict=True):
+                out.append(_sealed(vault, value, table.aad(column)))
+        conn.execute(update, ([row[0] for row in batch], *columns))
+        return len(batch)
+
+    walked = in_batches(
+        conn,
+        start=-(2**63),
+        select=lambda after: conn.execute(select, (after, last[0], SEAL_BATCH_ROWS)).fetchall(),
+        rewrite=rewrite,
+        after=lambda batch: batch[-1][0],
+        what=f"seal {table.table}",
+    )
+    return Sealed(table.table, what, walked.rows, walked.batches)
 
 
 def _sealed(vault: Vault, value: str | bytes | None, column: str) -> bytes | None:

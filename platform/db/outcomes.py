@@ -34,7 +34,8 @@ from eldercare.platform.alarms import text
 from eldercare.platform.alarms.models import OutcomeCode
 from eldercare.platform.alarms.service import closing_code
 from eldercare.platform.crypto import DecryptionError, Vault
-from eldercare.platform.db.migrate import LOCK_KEY, Conn, is_applied, sealing_vault
+from eldercare.platform.db.batches import Row, in_batches
+from eldercare.platform.db.migrate import Conn, is_applied, sealing_vault
 
 log = logging.getLogger(__name__)
 
@@ -148,34 +149,37 @@ def backfill_outcome_codes(conninfo: str, *, data_key: bytes | None = None) -> B
 def _fill(conn: Conn, vault: Vault, *, after: int, last: int) -> tuple[Backfilled, int | None]:
     """The closed alarms without a code with ids in (``after``, ``last``], batch by batch in id order; what was done,
     and the first alarm whose text did not decrypt."""
-    examined = filled = unreadable = batches = 0
+    unreadable = 0
     unreadable_at: int | None = None
-    while True:
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))  # not while another migrate runs
-            batch = conn.execute(
-                _BATCH, {"after": after, "last": last, "rows": OUTCOME_BATCH_ROWS, "codes": CODES}
-            ).fetchall()
-            if not batch:
-                break
-            ids: list[int] = []
-            codes: list[str] = []
-            for alarm_id, state, blob, clear, closed_by in batch:
-                try:
-                    outcome = clear if blob is None else vault.decrypt(bytes(blob), column=text.OUTCOME)
-                except DecryptionError:
-                    unreadable += 1
-                    unreadable_at = alarm_id if unreadable_at is None else unreadable_at
-                    continue
-                code = recorded_code(outcome, state=state, closed_by=closed_by)
-                if code is not None:
-                    ids.append(alarm_id)
-                    codes.append(code.value)
-            if ids:
-                filled += conn.execute(_FILL, (ids, codes)).rowcount
-        examined, batches, after = examined + len(batch), batches + 1, batch[-1][0]
-        log.debug("looked at %d closed alarms without an outcome code (up to id %d)", examined, after)
-    return Backfilled(examined, filled, unreadable, batches), unreadable_at
+
+    def fill(batch: list[Row]) -> int:
+        nonlocal unreadable, unreadable_at
+        ids: list[int] = []
+        codes: list[str] = []
+        for alarm_id, state, blob, clear, closed_by in batch:
+            try:
+                outcome = clear if blob is None else vault.decrypt(bytes(blob), column=text.OUTCOME)
+            except DecryptionError:
+                unreadable += 1
+                unreadable_at = alarm_id if unreadable_at is None else unreadable_at
+                continue
+            code = recorded_code(outcome, state=state, closed_by=closed_by)
+            if code is not None:
+                ids.append(alarm_id)
+                codes.append(code.value)
+        return conn.execute(_FILL, (ids, codes)).rowcount if ids else 0
+
+    walked = in_batches(
+        conn,
+        start=after,
+        select=lambda at: conn.execute(
+            _BATCH, {"after": at, "last": last, "rows": OUTCOME_BATCH_ROWS, "codes": CODES}
+        ).fetchall(),
+        rewrite=fill,
+        after=lambda batch: int(batch[-1][0]),
+        what="closed alarms without an outcome code",
+    )
+    return Backfilled(walked.rows, walked.changed, unreadable, walked.batches), unreadable_at
 
 
 def _settle(conn: Conn, through: int | None) -> None:
