@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import NamedTuple
 
@@ -39,11 +40,31 @@ from eldercare.platform.sealed_vitals import micros_sql
 
 log = logging.getLogger(__name__)
 
+# A rule's parameters for a row (a bed, a wristband, a gateway, an alarm) are joined from ``rule_params_all(rule)``
+# (migration 0030), computed once a query for every institution and every resident with a row of their own:
+#     JOIN rule_params_all(rule) home ON home.institution_id = <institution> AND home.resident_id IS NULL
+#     LEFT JOIN rule_params_all(rule) own ON own.institution_id = <institution> AND own.resident_id = <resident>
+#     ... CASE WHEN own.resident_id IS NULL THEN home.params ELSE own.params END
+# which is ``rule_params(rule, institution, resident)`` (tests/alerting/test_rule_params_all.py) without a plpgsql
+# call a row: on 20,000 beds those calls were 1.0 s of the database's 1.4 s a tick (docs/alerting.md). The bed-exit
+# job still calls rule_params: its rows are the few exits being watched.
+
+
+@asynccontextmanager
+async def _transaction(conn: AsyncConn) -> AsyncIterator[None]:
+    """A job's transaction, without JIT compilation. The jobs' queries probe indexes a bed at a time, which JIT does
+    not speed up, but their estimated cost grows with the readings' table: on 20,000 beds the vital-range rule's
+    crossed ``jit_optimize_above_cost`` and PostgreSQL spent 0.6 s compiling it, every tick, to run it in 0.2 s
+    (bench/ticker_tick.py, docs/alerting.md)."""
+    async with conn.transaction():
+        await conn.execute("SET LOCAL jit = off")
+        yield
+
 
 async def bed_exits(conn: AsyncConn, vault: Vault) -> int:
     """Raise watched bed exits whose delay has passed; make long ones emergencies."""
     done = 0
-    async with conn.transaction():
+    async with _transaction(conn):
         due = await (
             await conn.execute(
                 "SELECT w.id, w.device_id, w.resident_id, w.exited_at, d.institution_id, ba.bed_id"
@@ -103,16 +124,19 @@ async def bed_exits(conn: AsyncConn, vault: Vault) -> int:
 # others' windows are read (_VITALS_WINDOWS). Measured on 18,093 watched beds with a reading every 5 s (460,000
 # readings in the default 120 s window): the rule judged in SQL over clear rates took 4.4 s and more a tick (it hashed
 # the whole chunk); every bed's window opened here, 1.6 s, 0.3 s of them in this process (the web's event loop); this
-# query and the suspects' windows, 0.5 s, the rules' parameters (rule_params, a bed) 0.24 s of it.
+# query and the suspects' windows, 0.5 s, the rules' parameters (rule_params, a bed) 0.24 s of it; joined from
+# rule_params_all since, 0.2 s on 18,032 watched beds (bench/ticker_tick.py).
 _VITALS_WATCHED = f"""
 WITH bound AS MATERIALIZED (
     SELECT d.id AS device_id, d.institution_id, db.bed_id, r.id AS resident_id,
            r.heart_rate_min, r.heart_rate_max, r.resp_rate_min, r.resp_rate_max,
-           rule_params('vitals', d.institution_id, r.id) AS p
+           CASE WHEN own.resident_id IS NULL THEN home.params ELSE own.params END AS p
     FROM devices d
     JOIN device_bindings db ON db.device_id = d.id AND db.during @> now()
     JOIN bed_assignments ba ON ba.bed_id = db.bed_id AND ba.during @> now()
     JOIN residents r ON r.id = ba.resident_id
+    JOIN rule_params_all('vitals') home ON home.institution_id = d.institution_id AND home.resident_id IS NULL
+    LEFT JOIN rule_params_all('vitals') own ON own.institution_id = d.institution_id AND own.resident_id = r.id
     WHERE d.kind = 'bed_sensor' AND d.retired_at IS NULL
 ), watched AS (
     SELECT b.*, now() - make_interval(secs => (b.p->>'sustain_s')::float) AS since,
@@ -195,7 +219,7 @@ async def vitals(conn: AsyncConn, vault: Vault) -> int:
     rates are sealed: each query's blocks are opened in one call. A block that does not open is left out of its bed's
     judgment and logged; the bed's other readings, and the other beds, are judged all the same."""
     raised = 0
-    async with conn.transaction():
+    async with _transaction(conn):
         beds = await _suspects(conn, vault)
         if not beds:
             return 0
@@ -250,11 +274,13 @@ async def vitals(conn: AsyncConn, vault: Vault) -> int:
 _WANDER = """
 WITH worn AS (
     SELECT d.id AS device_id, d.institution_id, r.id AS resident_id, i.lat AS home_lat, i.lon AS home_lon,
-           rule_params('wander', d.institution_id, r.id) AS p
+           CASE WHEN own.resident_id IS NULL THEN home.params ELSE own.params END AS p
     FROM devices d
     JOIN device_bindings db ON db.device_id = d.id AND db.during @> now()
     JOIN residents r ON r.id = db.resident_id AND r.wander_risk
     JOIN institutions i ON i.id = d.institution_id AND i.lat IS NOT NULL
+    JOIN rule_params_all('wander') home ON home.institution_id = d.institution_id AND home.resident_id IS NULL
+    LEFT JOIN rule_params_all('wander') own ON own.institution_id = d.institution_id AND own.resident_id = r.id
     WHERE d.kind = 'wristband'
 )
 SELECT w.device_id, w.institution_id, w.resident_id, l.time, l.position_enc, l.lat, l.lon, w.home_lat, w.home_lon,
@@ -283,7 +309,7 @@ def _fix(vault: Vault, device_id: int, sealed: bytes | None, lat: float | None, 
 
 async def wander(conn: AsyncConn, vault: Vault) -> int:
     raised = 0
-    async with conn.transaction():
+    async with _transaction(conn):
         rows = await (await conn.execute(_WANDER)).fetchall()
         for device_id, institution_id, resident_id, at, sealed, lat, lon, home_lat, home_lon, radius_m in rows:
             fix = _fix(vault, device_id, sealed, lat, lon)
@@ -311,31 +337,43 @@ async def wander(conn: AsyncConn, vault: Vault) -> int:
     return raised
 
 
+# The watched beds (a bed sensor bound to a bed with a resident, under a `no_presence` rule, assigned before the
+# rule's window began) first, each with its window's start, then each bed's probes of its readings by the index,
+# a bed at a time (``OFFSET 0`` keeps each EXISTS a probe: turned into a join, the planner at times read the last
+# 10 minutes of every sensor into a hash, then every reading of each bed, 0.9 s a tick on 20,000 beds against 0.17 s).
 _NO_PRESENCE = """
-SELECT d.id, d.institution_id, db.bed_id, ba.resident_id
-FROM devices d
-JOIN device_bindings db ON db.device_id = d.id AND db.during @> now()
-JOIN bed_assignments ba ON ba.bed_id = db.bed_id AND ba.during @> now()
-CROSS JOIN LATERAL (SELECT rule_params('no_presence', d.institution_id, ba.resident_id) AS p) r
-CROSS JOIN LATERAL (SELECT now() - make_interval(hours => (r.p->>'hours')::int) AS since) w
-WHERE d.kind = 'bed_sensor' AND r.p IS NOT NULL
-  AND lower(ba.during) < w.since
-  AND EXISTS (SELECT 1 FROM bed_readings x WHERE x.device_id = d.id AND x.time > now() - interval '10 minutes')
+WITH watched AS MATERIALIZED (
+    SELECT d.id AS device_id, d.institution_id, db.bed_id, ba.resident_id, w.since
+    FROM devices d
+    JOIN device_bindings db ON db.device_id = d.id AND db.during @> now()
+    JOIN bed_assignments ba ON ba.bed_id = db.bed_id AND ba.during @> now()
+    JOIN rule_params_all('no_presence') home ON home.institution_id = d.institution_id AND home.resident_id IS NULL
+    LEFT JOIN rule_params_all('no_presence') own ON own.institution_id = d.institution_id
+         AND own.resident_id = ba.resident_id
+    CROSS JOIN LATERAL (SELECT CASE WHEN own.resident_id IS NULL THEN home.params ELSE own.params END AS p) r
+    CROSS JOIN LATERAL (SELECT now() - make_interval(hours => (r.p->>'hours')::int) AS since) w
+    WHERE d.kind = 'bed_sensor' AND r.p IS NOT NULL AND lower(ba.during) < w.since
+)
+SELECT b.device_id, b.institution_id, b.bed_id, b.resident_id
+FROM watched b
+WHERE EXISTS (SELECT 1 FROM bed_readings x WHERE x.device_id = b.device_id AND x.time > now() - interval '10 minutes'
+              OFFSET 0)
   -- evidence for the whole window: the sensor was already reporting when it began (a sensor that has only
   -- just started, or came back after an outage, has not watched an empty bed for hours)
-  AND EXISTS (SELECT 1 FROM bed_readings x WHERE x.device_id = d.id
-              AND x.time <= w.since AND x.time > w.since - interval '30 minutes')
+  AND EXISTS (SELECT 1 FROM bed_readings x WHERE x.device_id = b.device_id
+              AND x.time <= b.since AND x.time > b.since - interval '30 minutes' OFFSET 0)
   -- a resident in hospital at any time of the window keeps the bed, empty for a reason
-  AND NOT EXISTS (SELECT 1 FROM hospital_stays h WHERE h.resident_id = ba.resident_id
-                  AND h.during && tstzrange(w.since, now()))
-  AND NOT EXISTS (SELECT 1 FROM bed_readings x WHERE x.device_id = d.id AND x.presence AND x.time > w.since)
-  AND NOT EXISTS (SELECT 1 FROM alarms a WHERE a.device_id = d.id AND a.kind = 'no_presence'
+  AND NOT EXISTS (SELECT 1 FROM hospital_stays h WHERE h.resident_id = b.resident_id
+                  AND h.during && tstzrange(b.since, now()))
+  AND NOT EXISTS (SELECT 1 FROM bed_readings x WHERE x.device_id = b.device_id AND x.presence AND x.time > b.since
+                  OFFSET 0)
+  AND NOT EXISTS (SELECT 1 FROM alarms a WHERE a.device_id = b.device_id AND a.kind = 'no_presence'
                   AND a.state IN ('raised', 'acknowledged', 'attending'))
 """
 
 
 async def no_presence(conn: AsyncConn, vault: Vault) -> int:
-    async with conn.transaction():
+    async with _transaction(conn):
         rows = await (await conn.execute(_NO_PRESENCE)).fetchall()
         for device_id, institution_id, bed_id, resident_id in rows:
             await changes.raise_alarm(
@@ -356,21 +394,32 @@ async def no_presence(conn: AsyncConn, vault: Vault) -> int:
     return len(rows)
 
 
+# The gateways silent for their home's ``silence_s`` (or dead by their last will) without an open gateway alarm; and
+# the open gateway alarms whose gateway has been seen again since, within ``silence_s`` (60 s where the rule is off).
+_SILENT = """
+SELECT g.id, g.institution_id, g.gateway_id, g.last_seen_at, g.last_status FROM gateways g
+JOIN rule_params_all('gateway_offline') home ON home.institution_id = g.institution_id AND home.resident_id IS NULL
+WHERE g.revoked_at IS NULL AND g.last_seen_at IS NOT NULL AND home.params IS NOT NULL
+  AND (g.last_status = 'death' OR g.last_seen_at < now() - make_interval(secs => (home.params->>'silence_s')::float))
+  AND NOT EXISTS (SELECT 1 FROM alarms a WHERE a.gateway_pk = g.id AND a.kind = 'gateway_offline'
+                  AND a.state IN ('raised', 'acknowledged', 'attending'))
+FOR UPDATE OF g SKIP LOCKED
+"""
+_BACK = """
+SELECT a.id, a.state::text FROM alarms a JOIN gateways g ON g.id = a.gateway_pk
+JOIN rule_params_all('gateway_offline') home ON home.institution_id = g.institution_id AND home.resident_id IS NULL
+WHERE a.kind = 'gateway_offline' AND a.state IN ('raised', 'acknowledged', 'attending')
+  AND g.last_status <> 'death' AND g.last_seen_at > a.occurred_at
+  AND g.last_seen_at >= now() - make_interval(secs => (coalesce(home.params->>'silence_s', '60'))::float)
+FOR UPDATE OF a SKIP LOCKED
+"""
+
+
 async def gateways(conn: AsyncConn, vault: Vault) -> int:
     """One technical alarm per silent gateway; resolved (with what it held back) when it returns."""
     done = 0
-    async with conn.transaction():
-        silent = await (
-            await conn.execute(
-                "SELECT g.id, g.institution_id, g.gateway_id, g.last_seen_at, g.last_status FROM gateways g"
-                " WHERE g.revoked_at IS NULL AND g.last_seen_at IS NOT NULL"
-                " AND rule_params('gateway_offline', g.institution_id, NULL) IS NOT NULL"
-                " AND (g.last_status = 'death' OR g.last_seen_at < now() - make_interval(secs =>"
-                " (rule_params('gateway_offline', g.institution_id, NULL)->>'silence_s')::float))"
-                " AND NOT EXISTS (SELECT 1 FROM alarms a WHERE a.gateway_pk = g.id AND a.kind = 'gateway_offline'"
-                " AND a.state IN ('raised', 'acknowledged', 'attending')) FOR UPDATE OF g SKIP LOCKED"
-            )
-        ).fetchall()
+    async with _transaction(conn):
+        silent = await (await conn.execute(_SILENT)).fetchall()
         for gateway_pk, institution_id, gateway_id, last_seen, last_status in silent:
             await changes.raise_alarm(
                 conn,
@@ -389,16 +438,7 @@ async def gateways(conn: AsyncConn, vault: Vault) -> int:
                 gateway_pk=gateway_pk,
             )
             done += 1
-        back = await (
-            await conn.execute(
-                "SELECT a.id, a.state::text FROM alarms a JOIN gateways g ON g.id = a.gateway_pk"
-                " WHERE a.kind = 'gateway_offline' AND a.state IN ('raised', 'acknowledged', 'attending')"
-                " AND g.last_status <> 'death' AND g.last_seen_at > a.occurred_at"
-                " AND g.last_seen_at >= now() - make_interval(secs =>"
-                " (coalesce(rule_params('gateway_offline', g.institution_id, NULL)->>'silence_s', '60'))::float)"
-                " FOR UPDATE OF a SKIP LOCKED"
-            )
-        ).fetchall()
+        back = await (await conn.execute(_BACK)).fetchall()
         for alarm_id, state in back:
             await changes.close(
                 conn,
@@ -422,7 +462,10 @@ async def gateways(conn: AsyncConn, vault: Vault) -> int:
 _ESCALATIONS = """
 WITH due AS (
     SELECT a.id, (r.p->>'tiers')::int AS tiers FROM alarms a
-    CROSS JOIN LATERAL (SELECT rule_params('escalation', a.institution_id, a.resident_id) AS p) r
+    JOIN rule_params_all('escalation') home ON home.institution_id = a.institution_id AND home.resident_id IS NULL
+    LEFT JOIN rule_params_all('escalation') own ON own.institution_id = a.institution_id
+         AND own.resident_id = a.resident_id
+    CROSS JOIN LATERAL (SELECT CASE WHEN own.resident_id IS NULL THEN home.params ELSE own.params END AS p) r
     WHERE a.held_by IS NULL AND r.p IS NOT NULL AND (
         -- nobody has said they saw it: a tier up each time the timeout passes, up to the last tier
         (a.state = 'raised' AND a.escalation_level < (r.p->>'tiers')::int
@@ -444,7 +487,7 @@ RETURNING alarms.id, alarms.state::text, alarms.escalation_level
 
 
 async def escalations(conn: AsyncConn, vault: Vault) -> int:
-    async with conn.transaction():
+    async with _transaction(conn):
         rows = await (await conn.execute(_ESCALATIONS)).fetchall()
         for alarm_id, state, level in rows:
             why = "not acknowledged" if state == State.RAISED else "acknowledged, but nobody is attending"
