@@ -64,6 +64,7 @@ _GCM: dict[tuple[str, str], str] = {
     ("hospital_stays", "note_enc"): "hospital_stays.note",
     ("deaths", "place_enc"): "deaths.place",
     ("bed_assignments", "end_note_enc"): "bed_assignments.end_note",
+    ("resident_visits", "note_enc"): "resident_visits.note",
     ("parked_messages", "payload_enc"): PARKED_PAYLOAD,
     ("locations", "position_enc"): LOCATION_POSITION,
     ("device_events", "position_enc"): EVENT_POSITION,
@@ -168,6 +169,11 @@ def _seed(stack: StackInfo, db: Database, old: Vault) -> World:
             ", end_reason = 'discharge'"
             " WHERE resident_id = %s",
             (old.encrypt("出院", column="bed_assignments.end_note"), first),
+        )
+        conn.execute(
+            "INSERT INTO resident_visits (resident_id, visited_at, visited_by, mode, outcome, note_enc)"
+            " VALUES (%s, now() - interval '1 day', %s, 'in_person', 'needs_follow_up', %s)",
+            (first, user[0], old.encrypt("膝盖痛", column="resident_visits.note")),
         )
         conn.execute(
             "INSERT INTO deaths (resident_id, died_at, source, place_enc) VALUES (%s, now(), 'institution', %s)",

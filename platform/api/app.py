@@ -33,6 +33,7 @@ from eldercare.platform.notify.settings import NotifySettings, build_channels
 from eldercare.platform.registry.router import router as registry_router
 from eldercare.platform.subsidy.router import router as subsidy_router
 from eldercare.platform.supervision.router import router as supervision_router
+from eldercare.platform.visits.router import router as visits_router
 from eldercare.platform.web import static
 from eldercare.platform.web.router import router as web_router
 
@@ -184,6 +185,7 @@ def create_app(
     app.include_router(registry_router)
     app.include_router(map_router)
     app.include_router(supervision_router)
+    app.include_router(visits_router)
     app.include_router(subsidy_router)
     app.include_router(web_router)
 

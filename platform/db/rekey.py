@@ -152,6 +152,7 @@ def sealed_tables() -> tuple[KeyedTable | TimeTable, ...]:
             "deaths", ("resident_id",), ("bigint",), (_LOWEST,), (Column("place_enc", health_text.PLACE),), BATCH_ROWS
         ),
         by_id("bed_assignments", Column("end_note_enc", health_text.END_NOTE)),
+        by_id("resident_visits", Column("note_enc", health_text.VISIT_NOTE)),
         by_id("parked_messages", Column("payload_enc", PARKED_PAYLOAD)),
         TimeTable("locations", Column("position_enc", LOCATION_POSITION), BATCH_ROWS),
         TimeTable("device_events", Column("position_enc", EVENT_POSITION), BATCH_ROWS),

@@ -17,6 +17,7 @@ HOSPITAL = "hospital_stays.hospital"
 NOTE = "hospital_stays.note"
 PLACE = "deaths.place"
 END_NOTE = "bed_assignments.end_note"  # a discharge's note (migration 0014: never stored in clear)
+VISIT_NOTE = "resident_visits.note"  # a visit's note (migration 0031: never stored in clear)
 
 SEALING = Sealing(
     since=12,  # the migration that added the encrypted columns

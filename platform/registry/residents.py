@@ -50,6 +50,9 @@ class Care(BaseModel):
     capability: Capability = Capability.SELF_CARE
     fall_risk: Risk = Risk.LOW
     wander_risk: bool = False
+    lives_alone: bool = Field(
+        default=False, description="lives alone at home: on the list of regular visits (docs/supervision.md)"
+    )
     heart_rate_min: HeartRate = 50
     heart_rate_max: HeartRate = 110
     resp_rate_min: RespRate = 10
@@ -74,6 +77,7 @@ class ResidentUpdate(BaseModel):
     capability: Capability | None = None
     fall_risk: Risk | None = None
     wander_risk: bool | None = None
+    lives_alone: bool | None = None
     heart_rate_min: HeartRate | None = None
     heart_rate_max: HeartRate | None = None
     resp_rate_min: RespRate | None = None
@@ -89,6 +93,7 @@ class Resident(Care):
     sex: str
     age: int
     status: str
+    lives_alone_since: date | None = Field(description="the local day the resident was put on the visit list")
     bed_id: int | None
     bed_code: str | None
     bed_label: str | None
@@ -106,7 +111,8 @@ class RevealedIdNumber(BaseModel):
 
 _SELECT = sql.SQL(
     "SELECT r.id, r.person_code, r.institution_id, r.name_enc, r.id_number_masked, r.sex, r.birth_date,"
-    " r.capability::text AS capability, r.fall_risk::text AS fall_risk, r.wander_risk, r.heart_rate_min,"
+    " r.capability::text AS capability, r.fall_risk::text AS fall_risk, r.wander_risk, r.lives_alone,"
+    " r.lives_alone_since, r.heart_rate_min,"
     " r.heart_rate_max, r.resp_rate_min, r.resp_rate_max, r.status::text AS status, r.created_at,"
     " b.id AS bed_id, b.code AS bed_code, b.label AS bed_label"
     " FROM residents r LEFT JOIN bed_assignments a ON a.resident_id = r.id AND a.during @> now()"
@@ -160,9 +166,10 @@ async def insert(
     row = await (
         await conn.execute(
             "INSERT INTO residents (institution_id, person_code, name_enc, id_number_enc, id_number_hash,"
-            " id_number_masked, birth_date, sex, capability, fall_risk, wander_risk, heart_rate_min, heart_rate_max,"
-            " resp_rate_min, resp_rate_max) VALUES (%(i)s, %(pc)s, %(n)s, %(ie)s, %(ih)s, %(im)s, %(bd)s, %(sex)s,"
-            " %(capability)s, %(fall_risk)s, %(wander_risk)s, %(heart_rate_min)s, %(heart_rate_max)s,"
+            " id_number_masked, birth_date, sex, capability, fall_risk, wander_risk, lives_alone, heart_rate_min,"
+            " heart_rate_max, resp_rate_min, resp_rate_max) VALUES (%(i)s, %(pc)s, %(n)s, %(ie)s, %(ih)s, %(im)s,"
+            " %(bd)s, %(sex)s, %(capability)s, %(fall_risk)s, %(wander_risk)s, %(lives_alone)s, %(heart_rate_min)s,"
+            " %(heart_rate_max)s,"
             " %(resp_rate_min)s, %(resp_rate_max)s) RETURNING id",
             {
                 "i": institution_id,

@@ -25,6 +25,8 @@ from eldercare.platform.supervision.access import (
     require,
 )
 from eldercare.platform.supervision.figures import FiguresReport, figures
+from eldercare.platform.visits import service as visits
+from eldercare.platform.visits.models import CoverageReport
 
 supervision = APIRouter(prefix="/api/v1/supervision", tags=["supervision"], responses=RESPONSES)
 public = APIRouter(tags=["public: inspections"], responses={422: RESPONSES[422]})
@@ -63,6 +65,24 @@ async def get_attention(
     homes = await homes_in_scope(conn, principal=principal, region=region)
     report = await figures(conn, homes=homes, start=start, end=end)
     return attention.rank(report.homes, flagged=await credit.flagged_homes(conn, homes=homes))
+
+
+@supervision.get("/visits")
+async def get_visit_coverage(
+    *,
+    conn: Conn,
+    principal: CurrentPrincipal,
+    start: Start,
+    end: End,
+    region: Region = None,
+    institution_id: Annotated[int | None, Query(ge=1)] = None,
+) -> CoverageReport:
+    """Visits to elders living alone: key subjects visited every month, general ones in the year (targets 100%),
+    per home in scope and for all of them (``region``, institution_id 0). Counts only, nobody named."""
+    require(principal, READ_FIGURES, "read supervision figures")
+    check_period(start, end)
+    homes = await homes_in_scope(conn, principal=principal, region=region, institution_id=institution_id)
+    return await visits.coverage(conn, homes=homes, start=start, end=end)
 
 
 class RoundIn(BaseModel):

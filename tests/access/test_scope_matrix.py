@@ -202,6 +202,14 @@ def _bodies(world: World) -> dict[tuple[str, str], dict[str, Any]]:
         ("POST", "/api/v1/residents/{resident_id}/transfer"): {"json": {"bed_id": a.beds[2]["id"]}},
         ("POST", "/api/v1/residents/{resident_id}/discharge"): {"json": {}},
         ("GET", "/api/v1/residents/{resident_id}/beds"): {},
+        # visits to elders living alone (platform/visits/): a named resident outside the scope is not found; the due
+        # list is the caller's homes' only (refused to regulators and families); the coverage is filtered to homes
+        ("POST", "/api/v1/residents/{resident_id}/visits"): {
+            "json": {"visited_at": now, "mode": "in_person", "outcome": "well", "note": "外人"}
+        },
+        ("GET", "/api/v1/residents/{resident_id}/visits"): {},
+        ("GET", "/api/v1/visits/due"): {},
+        ("GET", "/api/v1/supervision/visits"): {"params": {"from": "2026-10-01", "to": "2026-10-31"}},
         ("GET", "/api/v1/residents/{resident_id}/hospital-stays"): {},
         ("POST", "/api/v1/residents/{resident_id}/hospital-stays"): {"json": {"hospital": "某医院", "start": now}},
         ("POST", "/api/v1/hospital-stays/{stay_id}/end"): {"json": {}},

@@ -1,5 +1,6 @@
 // The shift handover: open alarms (live from the alarm stream), residents out of bed with how long, residents
-// in hospital, and devices to fix (offline, or with an open fault), from the board endpoint.
+// in hospital, and devices to fix (offline, or with an open fault), from the board endpoint; and the visits to
+// elders living alone due within a week or overdue (GET /api/v1/visits/due), most overdue first.
 "use strict";
 
 (async function () {
@@ -8,7 +9,7 @@
   const me = await EC.start({ roles: ["staff", "head", "admin"] });
   const params = new URLSearchParams(window.location.search);
   const institutionId = Number(params.get("institution")) || me.institution_id;
-  const state = { board: null, names: new Map() };
+  const state = { board: null, names: new Map(), visits: [] };
   const store = new AlarmStore();
 
   function bedOf(code) { return state.board ? state.board.beds.find((b) => b.bed_code === code) : undefined; }
@@ -65,16 +66,29 @@
     fill("t-devices", devices, "n-devices");
   }
 
+  function renderVisits() {
+    fill("t-visits", state.visits.map((v) => el("tr", { "data-resident-id": String(v.resident_id), "data-kind": v.kind },
+      el("td", {}, el("a", { href: "/resident/" + v.resident_id }, v.name + " (" + v.person_code + ")")),
+      el("td", {}, tCode("visit_kind", v.kind)),
+      el("td", {}, v.last_visit ? EC.fmtDate(v.last_visit) : t("never_visited")),
+      el("td", {}, EC.fmtDate(v.due)),
+      el("td", { class: v.days_overdue > 0 ? "overdue" : "" }, v.days_overdue > 0 ? t("overdue_days", { n: v.days_overdue }) : t("not_overdue")))),
+    "n-visits");
+  }
+
   async function load() {
     try {
-      const [board, residents] = await Promise.all([
+      const [board, visits, residents] = await Promise.all([
         api("/api/v1/institutions/" + institutionId + "/board"),
+        api("/api/v1/visits/due"),
         state.names.size ? Promise.resolve(null) : api("/api/v1/institutions/" + institutionId + "/residents?status=admitted&limit=500"),
       ]);
       state.board = board;
+      state.visits = visits.filter((v) => v.institution_id === institutionId); // an admin's answer holds every home's
       if (residents) for (const r of residents) state.names.set(r.id, r.name);
       renderBoard();
       renderAlarms();
+      renderVisits();
     } catch (e) {
       EC.showError("page-error", e);
     }
@@ -82,7 +96,7 @@
 
   document.getElementById("print").addEventListener("click", () => window.print());
   store.onChange(() => renderAlarms());
-  EC.onLang(() => { renderBoard(); renderAlarms(); });
+  EC.onLang(() => { renderBoard(); renderAlarms(); renderVisits(); });
   await load();
   store.connect(() => {});
   window.setInterval(load, 30000);
