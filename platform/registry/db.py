@@ -85,6 +85,9 @@ def translate(exc: pg.Error) -> Problem:
                 "refers to something that does not exist",
                 [FieldError(field=field, reason=reason or "unknown reference")],
             )
+        case pg.NotNullViolation() if exc.diag.column_name:  # an explicit null for a field that has a value always
+            column = f"body.{exc.diag.column_name}"
+            return Problem(422, f"{column} may not be null", [FieldError(field=column, reason="may not be null")])
         case pg.IntegrityError():  # check, not-null
             return Problem(
                 422, "the values are not valid together", [FieldError(field=field, reason=reason or "violates a rule")]

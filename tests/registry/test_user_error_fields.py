@@ -36,3 +36,17 @@ def test_a_link_without_consent_names_body_consent_as_a_validation_error_does(wo
     missing = head.post(f"/api/v1/users/{family['id']}/family-links", json=link)
     assert missing.status_code == 422, missing.text
     assert _fields(missing) == ["body.consent"]
+
+
+def test_an_explicit_null_for_a_field_that_always_has_a_value_names_the_field(world: World) -> None:
+    """A PATCH leaves out what it does not change; a null sent for a field the database keeps a value of (a fall risk,
+    the living-alone flag) is refused naming that field, not as "body", and changes nothing."""
+    staff = world.users["staff_a"]
+    resident = world.a.residents[0]["id"]
+    before = staff.ok("GET", f"/api/v1/residents/{resident}")
+    for field in ("fall_risk", "lives_alone"):
+        refused = staff.patch(f"/api/v1/residents/{resident}", json={field: None})
+        assert refused.status_code == 422, refused.text
+        assert _fields(refused) == [f"body.{field}"]
+        assert refused.json()["errors"][0]["reason"] == "may not be null"
+    assert staff.ok("GET", f"/api/v1/residents/{resident}") == before
