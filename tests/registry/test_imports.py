@@ -103,8 +103,37 @@ def test_xlsx_beds_and_devices(world: World) -> None:
     )
     assert len(_post(world, "devices", "d.xlsx", devices).json()["created"]) == 2  # type: ignore[attr-defined]
     assert _post(world, "devices", "d.xlsx", devices).json()["unchanged"] == 2  # type: ignore[attr-defined]
+    bare = xlsx([["code", "kind"], ["BT-IMP-1", "button"], ["BT-IMP-2", "button"]])  # no heartbeat: keep theirs
+    assert _post(world, "devices", "bare.xlsx", bare).json()["unchanged"] == 2  # type: ignore[attr-defined]
+    beating = "SELECT count(*) FROM devices WHERE code = ANY(%s) AND heartbeat_s = 300"
+    assert _count(world, beating, ["BT-IMP-1", "BT-IMP-2"]) == 2
     numeric_ids = xlsx([["name", "id_number"], ["数字", 420502194001011234]])
     reply = _post(world, "residents", "n.xlsx", numeric_ids)
     assert reply.status_code == 422 and "as text" in reply.text  # type: ignore[attr-defined]
     broken = _post(world, "devices", "d.xlsx", b"PK\x03\x04 not really a workbook")
     assert broken.status_code == 422  # type: ignore[attr-defined]
+
+
+def test_a_roster_without_a_column_keeps_what_the_residents_have_and_lives_alone_imports(world: World) -> None:
+    """A roster of names and ID numbers alone, imported again over residents of high fall risk, living alone: it
+    changes nothing (before, every care field the file had no column for was set back to its default: the night
+    bed-exit alarms, which watch high fall risks, stopped watching them). A ``lives_alone`` column (是/否) is read."""
+    numbers = [new_id_number("420502", born=date(1931 + n, 3, 4)) for n in range(2)]
+    full = (
+        "name,id_number,capability,fall_risk,wander_risk,lives_alone\n"
+        + "".join(f"独居{n},{number},partly_disabled,high,否,是\n" for n, number in enumerate(numbers))
+    ).encode()
+    assert len(_post(world, "residents", "full.csv", full).json()["created"]) == 2  # type: ignore[attr-defined]
+    bare = ("name,id_number\n" + "".join(f"独居{n},{number}\n" for n, number in enumerate(numbers))).encode()
+    again = _post(world, "residents", "bare.csv", bare).json()  # type: ignore[attr-defined]
+    assert (again["created"], again["updated"], again["unchanged"]) == ([], [], 2)
+    empty_cells = full.replace(b",partly_disabled,high,", b",,,", 1)  # the first row's capability and risk left empty
+    assert _post(world, "residents", "cells.csv", empty_cells).json()["unchanged"] == 2  # type: ignore[attr-defined]
+    kept = "SELECT count(*) FROM residents WHERE institution_id = %s AND capability = 'partly_disabled'"
+    kept += " AND fall_risk = 'high' AND lives_alone AND lives_alone_since IS NOT NULL AND birth_date >= '1931-01-01'"
+    kept += " AND birth_date < '1933-01-01'"
+    assert _count(world, kept, world.a.id) == 2
+    with psycopg.connect(world.db.url, autocommit=True) as conn:  # the visit list is the shared world's: leave it
+        conn.execute(
+            "UPDATE residents SET lives_alone = false WHERE institution_id = %s AND lives_alone", (world.a.id,)
+        )

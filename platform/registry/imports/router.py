@@ -44,9 +44,10 @@ async def import_file(
 ) -> ImportReport:
     """Import every row or none: any bad row answers 422 with each problem as ``rows[N].column``.
 
-    Columns — residents: name, id_number (required), capability, fall_risk, wander_risk, heart_rate_min,
-    heart_rate_max, resp_rate_min, resp_rate_max; beds: building, floor, room, label, kind; devices: code,
-    kind (required), vendor, model, heartbeat_s. Re-importing the same file changes nothing.
+    Columns — residents: name, id_number (required), capability, fall_risk, wander_risk, lives_alone,
+    heart_rate_min, heart_rate_max, resp_rate_min, resp_rate_max (a resident already registered keeps what the file
+    has no column or an empty cell for); beds: building, floor, room, label, kind; devices: code, kind (required),
+    vendor, model, heartbeat_s. Re-importing the same file changes nothing.
     """
     await scope.resolve(conn, principal, Obj.INSTITUTION, institution_id, Action.WRITE_REGISTRY)
     data = await file.read(MAX_BYTES + 1)

@@ -27,7 +27,17 @@ from eldercare.platform.registry.types import BedKind, Label, Name
 
 Kind = Literal["residents", "beds", "devices"]
 
-_CARE = ("capability", "fall_risk", "wander_risk", "heart_rate_min", "heart_rate_max", "resp_rate_min", "resp_rate_max")
+_CARE = (
+    "capability",
+    "fall_risk",
+    "wander_risk",
+    "lives_alone",
+    "heart_rate_min",
+    "heart_rate_max",
+    "resp_rate_min",
+    "resp_rate_max",
+)
+_YES_NO_COLUMNS = ("wander_risk", "lives_alone")
 COLUMNS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "residents": (("name", "id_number", *_CARE), ("name", "id_number")),
     "beds": (("building", "floor", "room", "label", "kind"), ("building", "floor", "room", "label", "kind")),
@@ -57,8 +67,9 @@ class Report:
 
 def _prepare_resident(row: Row) -> dict[str, Any]:
     data = {k: v for k, v in row.values.items() if v != ""}
-    if "wander_risk" in data:
-        data["wander_risk"] = _YES_NO.get(data["wander_risk"].lower(), data["wander_risk"])
+    for column in _YES_NO_COLUMNS:
+        if column in data:
+            data[column] = _YES_NO.get(data[column].lower(), data[column])
     return data
 
 
@@ -168,8 +179,8 @@ async def _resident(
     number = codes.parse_id_number(model.id_number).number
     row = await (
         await conn.execute(
-            "SELECT id, person_code, name_enc, capability::text, fall_risk::text, wander_risk, heart_rate_min,"
-            " heart_rate_max, resp_rate_min, resp_rate_max FROM residents"
+            "SELECT id, person_code, name_enc, capability::text, fall_risk::text, wander_risk, lives_alone,"
+            " heart_rate_min, heart_rate_max, resp_rate_min, resp_rate_max FROM residents"
             " WHERE institution_id = %s AND id_number_hash = ANY(%s) FOR UPDATE",
             (institution_id, vault.lookup_hashes(number)),
         )
@@ -178,7 +189,10 @@ async def _resident(
         _, person_code = await residents.insert(conn, principal, vault=vault, institution_id=institution_id, body=model)
         report.created.append(person_code)
         return
-    wanted = model.model_dump(mode="json", include=set(_CARE))
+    # Only what the file says: a column it does not have, or a cell left empty, changes nothing (a roster without the
+    # fall_risk column would otherwise set every high fall risk back to low, and stop the night bed-exit alarms
+    # that watch them; one without lives_alone would take everyone off the visit list).
+    wanted = model.model_dump(mode="json", include=set(_CARE) & model.model_fields_set)
     current = dict(zip(_CARE, row[3:], strict=True))
     changes: dict[str, Any] = {k: v for k, v in wanted.items() if current[k] != v}
     if vault.decrypt(bytes(row[2]), column="residents.name") != model.name:
@@ -258,7 +272,9 @@ async def _device(
         await devices.insert(conn, principal, institution_id=institution_id, body=model)
         report.created.append(model.code)
         return
-    wanted = model.model_dump(mode="json", include={"kind", "vendor", "model", "heartbeat_s"})
+    # as for residents: a column the file lacks, or an empty cell, keeps the device's (a list without heartbeat_s set
+    # every device back to the default heartbeat, by which it is judged offline)
+    wanted = model.model_dump(mode="json", include={"kind", "vendor", "model", "heartbeat_s"} & model.model_fields_set)
     current = dict(zip(("kind", "vendor", "model", "heartbeat_s"), row[1:], strict=True))
     changes = {k: v for k, v in wanted.items() if current[k] != v}
     if changes:
