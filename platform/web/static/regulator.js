@@ -1,13 +1,14 @@
 // The regulator's view of their region: totals, the homes on a map (Leaflet, as the facility map: tiles only
 // when configured), the homes that need attention with their reasons, and every home's supervision figures in
-// a table sortable by any column. Names of homes lead to the drill-down of one home.
+// a table sortable by any column, and the coverage of the visits to elders living alone (a table of its own: the
+// figures' table is already as wide as a 1366 px screen). Names of homes lead to the drill-down of one home.
 "use strict";
 
 (async function () {
   const { t, el, api } = window.EC;
   const me = await EC.start({ roles: ["regulator", "admin"] });
   const p = REG.period();
-  const state = { report: null, attention: [], credit: new Map(), places: new Map(), sort: { key: "institution_name", dir: 1 }, map: null, layer: null };
+  const state = { report: null, coverage: null, attention: [], credit: new Map(), places: new Map(), sort: { key: "institution_name", dir: 1 }, map: null, layer: null };
   const form = document.getElementById("period");
   form.from.value = p.from;
   form.to.value = p.to;
@@ -22,6 +23,7 @@
   // --- totals -------------------------------------------------------------------------------------------
   function renderTotals() {
     const r = state.report.region;
+    const c = state.coverage && state.coverage.region;
     const items = [
       ["total_homes", String(state.report.homes.length), ""],
       ["col_beds", REG.fmt.int(r.beds), ""],
@@ -35,8 +37,12 @@
       ["col_falls", REG.fmt.int(r.falls), ""],
       ["col_false_alarms", REG.fmt.falseAlarms(r.false_alarms, r), ""],
       ["col_false_alarm_rate", REG.fmt.falseAlarmRate(r.false_alarm_rate, r), ""],
+      ...(c ? [
+        ["col_key_coverage", REG.fmt.pct(c.key_coverage), visitJudge(c.key_coverage, c.key_target), t("with_target", { label: t("col_key_coverage"), v: REG.fmt.pct(c.key_target) })],
+        ["col_general_coverage", REG.fmt.pct(c.general_coverage), visitJudge(c.general_coverage, c.general_target), t("with_target", { label: t("col_general_coverage"), v: REG.fmt.pct(c.general_target) })],
+      ] : []),
     ];
-    document.getElementById("totals").replaceChildren(...items.map(([label, value, cls]) => el("div", { "data-key": label }, el("dt", {}, t(label)), el("dd", { class: cls }, value))));
+    document.getElementById("totals").replaceChildren(...items.map(([key, value, cls, label]) => el("div", { "data-key": key }, el("dt", {}, label || t(key)), el("dd", { class: cls === "bad" ? cls : "" }, value))));
     document.getElementById("region-name").textContent = t("region_period", { region: p.region || me.region_code || t("all_regions"), from: state.report.start, to: state.report.end });
   }
 
@@ -86,6 +92,42 @@
     const again = document.querySelector('#homes [data-sort="' + key + '"]');
     if (again) again.focus();
     EC.announce(t("sorted_by", { col: t(REG.COLUMNS.find((c) => c.key === key).label), dir: t(state.sort.dir > 0 ? "ascending" : "descending") }));
+  }
+
+  // --- visits to elders living alone -----------------------------------------------------------------------
+  // Key subjects visited in every month, general ones within the year (docs/supervision.md); both targets 100%.
+  // Nobody of a kind: "—" (a rate of nobody is not 0%), neither good nor bad.
+  function visitJudge(rate, target) {
+    if (rate === null || rate === undefined) return "";
+    return rate < target ? "bad" : "good";
+  }
+  const visited = (covered, total) => (total > 0 ? REG.fmt.int(covered) + "/" + REG.fmt.int(total) : "—");
+  const VISIT_COLUMNS = [
+    { key: "living_alone", label: "col_living_alone", fmt: (c) => REG.fmt.int(c.living_alone) },
+    { key: "key_visited", label: "col_key_visited", fmt: (c) => visited(c.key_visited_monthly, c.key_subjects) },
+    { key: "key_coverage", label: "col_key_coverage", fmt: (c) => REG.fmt.pct(c.key_coverage), judge: (c) => visitJudge(c.key_coverage, c.key_target) },
+    { key: "general_visited", label: "col_general_visited", fmt: (c) => visited(c.general_visited_yearly, c.general_subjects) },
+    { key: "general_coverage", label: "col_general_coverage", fmt: (c) => REG.fmt.pct(c.general_coverage), judge: (c) => visitJudge(c.general_coverage, c.general_target) },
+  ];
+
+  function visitCells(c) {
+    return VISIT_COLUMNS.map((col) => {
+      const judged = col.judge ? col.judge(c) : "";
+      return el("td", { class: ["num", judged].filter(Boolean).join(" "), "data-key": col.key }, col.fmt(c) + (judged === "bad" ? " ⚠" : ""));
+    });
+  }
+
+  function renderVisits() {
+    const table = document.getElementById("visits-table");
+    const name = (h) => h.institution_name || h.institution_code || "";
+    const homes = [...state.coverage.homes].sort((a, b) => name(a).localeCompare(name(b), EC.lang));
+    table.querySelector("thead").replaceChildren(el("tr", {}, el("th", { scope: "col" }, t("col_home")),
+      ...VISIT_COLUMNS.map((col) => el("th", { scope: "col", class: "num" }, t(col.label)))));
+    table.querySelector("tbody").replaceChildren(
+      ...homes.map((h) => el("tr", { "data-institution-id": String(h.institution_id) }, el("th", { scope: "row" }, link(h)), ...visitCells(h))),
+      el("tr", { class: "total", "data-institution-id": "0" }, el("td", {}, t("region_totals")), ...visitCells(state.coverage.region)));
+    table.hidden = false;
+    document.getElementById("visits-error").hidden = true;
   }
 
   // --- attention ----------------------------------------------------------------------------------------
@@ -159,18 +201,24 @@
   async function load() {
     try {
       const query = REG.figuresQuery(p);
-      const [report, attention, credit, config] = await Promise.all([
+      // The visits' coverage is a section of its own: its failure is said there and leaves the rest of the page.
+      const visits = api("/api/v1/supervision/visits?" + query).then((coverage) => ({ coverage }), (error) => ({ error }));
+      const [report, attention, credit, config, coverage] = await Promise.all([
         api("/api/v1/supervision/figures?" + query),
         api("/api/v1/supervision/attention?" + query),
         api("/api/v1/supervision/credit-scores"),
         api("/api/v1/map/config"),
+        visits,
       ]);
       state.report = report;
+      state.coverage = coverage.coverage || null;
       state.attention = attention;
       state.credit = new Map(credit.map((s) => [s.institution_id, s]));
       document.getElementById("page-error").hidden = true;
       renderTotals();
       renderTable();
+      if (state.coverage) renderVisits();
+      else EC.showError("visits-error", coverage.error);
       renderAttention();
       await loadPlaces(config.tile_crs);
       await renderMap();
@@ -187,7 +235,7 @@
     REG.savePeriod(next);
     window.location.assign("/regulator?" + REG.figuresQuery(next));
   });
-  EC.onLang(() => { if (state.report) { renderTotals(); renderTable(); renderAttention(); renderMap(); } });
+  EC.onLang(() => { if (state.report) { renderTotals(); renderTable(); renderAttention(); renderMap(); } if (state.coverage) renderVisits(); });
   await load();
   document.body.dataset.ready = "true";
 })();
