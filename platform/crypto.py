@@ -188,16 +188,20 @@ class Vault:
         return bytes([_VERSION]) + nonce + self._aead.encrypt(nonce, plaintext, column.encode())
 
     def _open(self, blob: bytes, column: str) -> bytes:
+        return self._open_keyed(blob, column)[0]
+
+    def _open_keyed(self, blob: bytes, column: str) -> tuple[bytes, bool]:
+        """The plaintext, and whether the previous key (not the current one) opened it."""
         if len(blob) < 1 + _NONCE + 16 or blob[0] != _VERSION:
             raise DecryptionError(f"not a version-{_VERSION} ciphertext")
         nonce, sealed, aad = blob[1 : 1 + _NONCE], blob[1 + _NONCE :], column.encode()
         try:
-            return self._aead.decrypt(nonce, sealed, aad)
+            return self._aead.decrypt(nonce, sealed, aad), False
         except InvalidTag:
             if self._old_aead is None:
                 raise DecryptionError("ciphertext does not open with this key and column") from None
         try:
-            return self._old_aead.decrypt(nonce, sealed, aad)
+            return self._old_aead.decrypt(nonce, sealed, aad), True
         except InvalidTag:
             raise DecryptionError("ciphertext opens with neither the key nor the previous key and column") from None
 
@@ -206,14 +210,8 @@ class Vault:
         row for a value bound to its row as :meth:`seal_vitals_summary`'s); None if the current key opens it
         already; :class:`DecryptionError` if neither does."""
         aad = column if row is None else _bound(column, row)
-        blob = bytes(blob)
-        if len(blob) < 1 + _NONCE + 16 or blob[0] != _VERSION:
-            raise DecryptionError(f"not a version-{_VERSION} ciphertext")
-        try:
-            self._aead.decrypt(blob[1 : 1 + _NONCE], blob[1 + _NONCE :], aad.encode())
-        except InvalidTag:
-            return self._seal(self._open(blob, aad), aad)
-        return None
+        plain, by_previous = self._open_keyed(bytes(blob), aad)
+        return self._seal(plain, aad) if by_previous else None
 
     def key_check(self) -> bytes:
         """A value that tells this key from another and reveals nothing about it (an HMAC under a sub-key of its
