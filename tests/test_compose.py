@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from eldercare.platform.stack.postgres import TUNING
+
 REPO = Path(__file__).resolve().parents[1]
 SECRETS = {
     "ELDERCARE_DB_PASSWORD": "x" * 16,
@@ -102,6 +104,7 @@ def test_the_database_server_runs_as_the_tests_run_it() -> None:
     values = {name: value for name, _, value in (assignment.partition("=") for assignment in command[2::2])}
     assert values["timescaledb.license"] == "apache"
     assert values["hba_file"] == "/eldercare/timescaledb/pg_hba.conf"
+    assert values["jit"] == TUNING["jit"] == "off"  # no plan compiled while an alarm waits (platform/stack/postgres.py)
     mounts = [volume.split(":")[:2] for volume in timescaledb["volumes"] if isinstance(volume, str)]
     assert [str(REPO / "deploy/timescaledb"), "/eldercare/timescaledb"] in mounts
     assert (REPO / "deploy/timescaledb/pg_hba.conf").is_file()

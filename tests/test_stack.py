@@ -80,6 +80,7 @@ def test_timescaledb_is_loaded_and_works(stack: StackInfo) -> None:
         ).fetchone() or (None, None)
         assert version is not None
         assert license_ == "apache"
+        assert conn.execute("SHOW jit").fetchone() == ("off",)  # no plan compiled while an alarm waits
         conn.execute("CREATE TABLE stack_probe (at timestamptz NOT NULL, value double precision)")
         conn.execute("SELECT create_hypertable('stack_probe', by_range('at', INTERVAL '1 day'))")
         start = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)

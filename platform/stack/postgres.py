@@ -58,6 +58,10 @@ TUNING: dict[str, str] = {
     "timezone": "'UTC'",
     "log_timezone": "'UTC'",
     "lc_messages": "'C'",
+    # The platform's queries are short and many; a plan whose estimate crosses jit_above_cost (it grows with the
+    # tables) compiled for 0.6 s to run for 0.2 s, three times already (ticker, map, subsidy: see docs). An alarm
+    # must not wait behind a compiler: off for the whole cluster (docker-compose.yml too).
+    "jit": "off",
     "timescaledb.max_background_workers": "4",
 }
 
