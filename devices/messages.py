@@ -122,11 +122,20 @@ class FaultKind(StrEnum):
     TAMPER = "tamper"
 
 
-class DeviceFault(_Msg, tag="fault", frozen=True, kw_only=True):
+class DeviceFault(_Msg, tag="fault", frozen=True, kw_only=True, omit_defaults=True):
     """A device fault raised (``active`` true) or cleared (false), mostly by the gateway's supervision."""
 
     fault: FaultKind
     active: bool
+    # A low_battery fault's battery level (%), as the reading that raised or cleared it said; optional (faults
+    # from before it stay valid) and on no other kind of fault. Left out when absent (``omit_defaults``), so a
+    # fault without it is sent exactly as before.
+    level: Annotated[Percent, msgspec.Meta(description="low_battery only: the battery level, %")] | None = None
+
+    def __post_init__(self) -> None:
+        if self.level is not None and self.fault is not FaultKind.LOW_BATTERY:
+            # msgspec turns this into a ValidationError naming the message's path in a frame
+            raise ValueError(f"`level` is for a low_battery fault only, not {self.fault.value}")
 
 
 TelemetryMessage = BedSample | Battery | Location | EnvReading | AccelSamples
@@ -230,4 +239,8 @@ def is_alarm_class(message: DeviceMessage) -> bool:
 def json_schemas() -> dict[str, object]:
     """JSON Schemas (draft 2020-12) of the frame and the status message, with shared ``$defs``."""
     schemas, components = msgspec.json.schema_components((Frame, StatusMessage), ref_template="#/$defs/{name}")
+    fault = components["DeviceFault"]
+    # What DeviceFault.__post_init__ checks, which msgspec's schema cannot say: a level is for low_battery only.
+    fault["if"] = {"required": ["level"], "properties": {"level": {"type": "integer"}}}
+    fault["then"] = {"properties": {"fault": {"const": FaultKind.LOW_BATTERY.value}}}
     return {"frame": schemas[0], "status": schemas[1], "$defs": components}

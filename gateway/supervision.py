@@ -3,8 +3,8 @@
 Offline. Each device class has an expected heartbeat (any message counts). A device unheard for two
 heartbeats plus a margin raises one ``fault`` (``offline``, active); its next message clears it (active
 false). Low battery likewise: one event below the class's threshold, cleared once the level is back above
-threshold plus a hysteresis. Active faults are kept in the store, so a restart neither repeats nor forgets
-them.
+threshold plus a hysteresis; both carry the level of the reading that raised or cleared them. Active faults
+are kept in the store, so a restart neither repeats nor forgets them.
 
 What must not become one alarm per device:
 
@@ -93,9 +93,10 @@ class Supervisor:
     def timeout(self, device_class: DeviceClass) -> float:
         return 2 * self._config.for_class(device_class).heartbeat_s + self._config.margin_s
 
-    def _fault(self, dev: str, kind: m.FaultKind, *, active: bool) -> Fault:
+    def _fault(self, dev: str, kind: m.FaultKind, *, active: bool, level: int | None = None) -> Fault:
+        """``level``: a low battery's level, from the reading that raised or cleared it (staff see how low)."""
         log.info("device %s: %s %s", dev, kind.value, "raised" if active else "cleared")
-        return m.DeviceFault(dev=dev, ts=self._clock_ms(), fault=kind, active=active)
+        return m.DeviceFault(dev=dev, ts=self._clock_ms(), fault=kind, active=active, level=level)
 
     def observe(self, message: m.DeviceMessage, device_class: DeviceClass, *, source: str, now: float) -> list[Fault]:
         """A message from a device: it is alive; a battery reading may raise or clear low battery."""
@@ -112,10 +113,10 @@ class Supervisor:
             limit = self._config.for_class(watch.device_class).low_battery_pct
             if not watch.low_battery and message.level < limit:
                 watch.low_battery = True
-                out.append(self._fault(message.dev, m.FaultKind.LOW_BATTERY, active=True))
+                out.append(self._fault(message.dev, m.FaultKind.LOW_BATTERY, active=True, level=message.level))
             elif watch.low_battery and message.level >= limit + self._config.battery_hysteresis_pct:
                 watch.low_battery = False
-                out.append(self._fault(message.dev, m.FaultKind.LOW_BATTERY, active=False))
+                out.append(self._fault(message.dev, m.FaultKind.LOW_BATTERY, active=False, level=message.level))
         return out
 
     def tick(self, now: float) -> list[Fault]:

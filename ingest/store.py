@@ -124,8 +124,11 @@ def _event_detail(message: m.DeviceMessage) -> tuple[str, dict[str, Any], tuple[
             return "bed_exit", {"back": back}, None
         case m.EnvAlarm(kind=kind, active=active):
             return "env_alarm", {"kind": kind, "active": active}, None
-        case m.DeviceFault(fault=fault, active=active):
-            return "fault", {"fault": fault.value, "active": active}, None
+        case m.DeviceFault(fault=fault, active=active, level=level):
+            fault_detail: dict[str, Any] = {"fault": fault.value, "active": active}
+            if level is not None:  # a low battery's level (%), from a gateway that sends it: staff see how low
+                fault_detail["level"] = level
+            return "fault", fault_detail, None
     raise AssertionError(message)  # pragma: no cover - telemetry never reaches here
 
 

@@ -38,6 +38,14 @@ _RULE_OF_EVENT = {
     "bed_exit": "bed_exit_night",
 }
 _RISK_ORDER = {"low": 0, "medium": 1, "high": 2}
+# A low battery from a gateway that does not send the level (before contract field ``level``): the device's last
+# battery reading instead, if it is recent. The gateway raises the fault on a reading, so that reading is about
+# the event's time; an hour back covers every class's reporting period (at most a few heartbeats of 10 min) and
+# a battery runs down over days, so the level is still true. A minute after allows for the device's clock being
+# ahead of the gateway's; a later reading (charged since, read while the engine catches up) is not the level
+# that raised the alarm. The reading may still be on its way in the telemetry lane: then there is no level.
+LEVEL_READING_BEFORE = timedelta(hours=1)
+LEVEL_READING_AFTER = timedelta(minutes=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +159,8 @@ async def _apply(
                     code=OutcomeCode.DEVICE_ISSUE,
                     vault=vault,
                 )
+            if d.get("fault") == "low_battery" and d.get("level") is None:
+                event = await _with_battery_level(conn, event)
             return await _raise(conn, vault, event, place, kind=kind, priority=Priority.TECHNICAL, params=params)
         case _:
             return await _raise(
@@ -162,6 +172,22 @@ async def _apply(
                 priority=Priority(params.get("priority", "emergency")),
                 params=params,
             )
+
+
+async def _with_battery_level(conn: AsyncConn, event: InboxEvent) -> InboxEvent:
+    """A low battery without its level: the level of the device's last battery reading around the event's time
+    (:data:`LEVEL_READING_BEFORE`, :data:`LEVEL_READING_AFTER`) in its detail, so staff see how low; else as it is."""
+    assert event.device_id is not None
+    row = await (
+        await conn.execute(
+            "SELECT value FROM device_readings WHERE device_id = %s AND metric = 'battery' AND time BETWEEN %s AND %s"
+            " ORDER BY time DESC LIMIT 1",
+            (event.device_id, event.event_time - LEVEL_READING_BEFORE, event.event_time + LEVEL_READING_AFTER),
+        )
+    ).fetchone()
+    if row is None:
+        return event
+    return replace(event, detail={**event.detail, "level": round(row[0])})
 
 
 async def _close(

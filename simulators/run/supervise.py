@@ -2,8 +2,8 @@
 
 The same rules as the gateway's (``gateway/supervision.py``): a device unheard for two heartbeats plus a
 30 s margin raises one ``offline`` fault, its next message clears it; a battery below 20 % raises
-``low_battery``, cleared at 25 %. The gateway's own supervisor runs on the real clock (a run at 60x would
-see no device silent for long enough), so direct mode judges silence in simulated time.
+``low_battery``, cleared at 25 %, each with the level read. The gateway's own supervisor runs on the real clock
+(a run at 60x would see no device silent for long enough), so direct mode judges silence in simulated time.
 """
 
 from __future__ import annotations
@@ -49,12 +49,21 @@ class Supervision:
             watch.offline = False
             out.append(m.DeviceFault(dev=message.dev, ts=message.ts, fault=m.FaultKind.OFFLINE, active=False))
         if isinstance(message, m.Battery):
-            if not watch.low and message.level < LOW_PCT:
+            low = watch.low
+            if not low and message.level < LOW_PCT:
                 watch.low = True
-                out.append(m.DeviceFault(dev=message.dev, ts=message.ts, fault=m.FaultKind.LOW_BATTERY, active=True))
-            elif watch.low and message.level >= LOW_PCT + HYSTERESIS_PCT:
+            elif low and message.level >= LOW_PCT + HYSTERESIS_PCT:
                 watch.low = False
-                out.append(m.DeviceFault(dev=message.dev, ts=message.ts, fault=m.FaultKind.LOW_BATTERY, active=False))
+            if watch.low != low:  # raised or cleared, with the level that did it (the board shows how low)
+                out.append(
+                    m.DeviceFault(
+                        dev=message.dev,
+                        ts=message.ts,
+                        fault=m.FaultKind.LOW_BATTERY,
+                        active=watch.low,
+                        level=message.level,
+                    )
+                )
         return out
 
     def tick(self, now: int) -> list[m.DeviceFault]:

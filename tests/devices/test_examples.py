@@ -106,3 +106,32 @@ def test_accel_example_schema_checks_the_triples() -> None:
         _validator("frame").validate(bad)
     with pytest.raises(messages.PayloadError):
         messages.decode_frame(json.dumps(bad).encode())
+
+
+def test_the_schema_and_the_decoder_agree_on_a_fault_level() -> None:
+    """A battery level on a low_battery fault only (what msgspec's own schema cannot say), 0 to 100, and optional."""
+    frame = _load(asyncapi.EXAMPLES_DIR / "fault.json")
+    msg = {**frame["msgs"][0], "fault": "low_battery"}
+    good = [
+        msg,
+        {**msg, "level": 0},
+        {**msg, "level": 100, "active": False},
+        {**msg, "fault": "offline", "level": None},
+    ]
+    bad = [
+        {**msg, "fault": "offline", "level": 12},
+        {**msg, "fault": "tamper", "level": 0},
+        {**msg, "level": 101},
+        {**msg, "level": -1},
+        {**msg, "level": "12"},
+    ]
+    for one in good:
+        payload = {**frame, "msgs": [one]}
+        _validator("frame").validate(payload)
+        messages.decode_frame(json.dumps(payload).encode())
+    for one in bad:
+        payload = {**frame, "msgs": [one]}
+        with pytest.raises(jsonschema.ValidationError):
+            _validator("frame").validate(payload)
+        with pytest.raises(messages.PayloadError):
+            messages.decode_frame(json.dumps(payload).encode())

@@ -27,6 +27,12 @@ def _button(**fields: Any) -> dict[str, Any]:
     return msg
 
 
+def _fault(fault: str, **fields: Any) -> dict[str, Any]:
+    msg: dict[str, Any] = {"t": "fault", "dev": "BTN-1", "ts": T0, "fault": fault, "active": True}
+    msg.update(fields)
+    return msg
+
+
 def _bytes(payload: object) -> bytes:
     return json.dumps(payload).encode()
 
@@ -44,6 +50,9 @@ GOOD_MESSAGES: list[dict[str, Any]] = [
     {"t": "bed_exit", "dev": "BED-1", "ts": T0, "back": True},
     {"t": "env_alarm", "dev": "GAS-1", "ts": T0, "kind": "gas", "active": False},
     {"t": "fault", "dev": "BTN-1", "ts": T0, "fault": "low_battery", "active": True},
+    {"t": "fault", "dev": "BTN-1", "ts": T0, "fault": "low_battery", "active": True, "level": 12},
+    {"t": "fault", "dev": "BTN-1", "ts": T0, "fault": "low_battery", "active": False, "level": 100},
+    {"t": "fault", "dev": "BTN-1", "ts": T0, "fault": "offline", "active": True, "level": None},
 ]
 
 TYPE_OF_TAG: dict[str, type[Any]] = {
@@ -112,6 +121,16 @@ def test_tags_cover_the_union_once_each() -> None:
         (_frame({"t": "accel", "dev": "WB-1", "ts": T0, "hz": 50, "xyz": [[1, 2]]}), "$.msgs[0].xyz[0]"),
         (_frame({"t": "fall", "dev": "R-1", "ts": T0, "source": "radar", "confidence": 1.5}), "$.msgs[0].confidence"),
         (_frame({"t": "fault", "dev": "B-1", "ts": T0, "fault": "broken", "active": True}), "$.msgs[0].fault"),
+        (_frame(_fault("low_battery", level=101)), "$.msgs[0].level"),
+        (_frame(_fault("low_battery", level=-1)), "$.msgs[0].level"),
+        (_frame(_fault("low_battery", level=12.5)), "$.msgs[0].level"),
+        (_frame(_fault("low_battery", level="12")), "$.msgs[0].level"),
+        (
+            _frame(_button(), _fault("offline", level=12)),
+            "`level` is for a low_battery fault only, not offline - at `$.msgs[1]`",
+        ),
+        (_frame(_fault("tamper", level=0)), "`level` is for a low_battery fault only, not tamper - at `$.msgs[0]`"),
+        (_frame(_fault("sensor_error", level=50)), "`level` is for a low_battery fault only"),
     ],
 )
 def test_bad_frames_are_rejected_naming_the_field(payload: dict[str, Any], where: str) -> None:
@@ -204,3 +223,16 @@ def test_messages_are_frozen() -> None:
     button = messages.Button(dev="BTN-1", ts=T0, action=messages.ButtonAction.PRESS)
     with pytest.raises(AttributeError):
         button.dev = "other"  # type: ignore[misc]
+
+
+def test_a_fault_says_its_battery_level_only_when_it_has_one() -> None:
+    """Built in code, a level on another kind of fault is refused as on the wire; without a level a fault is sent
+    as before the field was added (what older platforms and tools expect to read)."""
+    low = messages.DeviceFault(dev="BTN-1", ts=T0, fault=messages.FaultKind.LOW_BATTERY, active=True, level=12)
+    assert json.loads(messages.encode(low))["level"] == 12
+    offline = messages.DeviceFault(dev="BTN-1", ts=T0, fault=messages.FaultKind.OFFLINE, active=True)
+    assert messages.encode(offline) == b'{"t":"fault","dev":"BTN-1","ts":%d,"fault":"offline","active":true}' % T0
+    with pytest.raises(ValueError, match="`level` is for a low_battery fault only, not tamper"):
+        messages.DeviceFault(dev="BTN-1", ts=T0, fault=messages.FaultKind.TAMPER, active=True, level=12)
+    frame = messages.Frame(v=1, epoch=1, seq=0, sent=T0, msgs=[low, offline])
+    assert messages.decode_frame(messages.encode(frame)) == frame

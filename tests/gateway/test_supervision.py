@@ -62,6 +62,26 @@ def test_low_battery_raises_once_and_clears_with_hysteresis() -> None:
     assert battery(25, 6) == []
 
 
+def test_a_low_battery_fault_carries_the_level_that_raised_or_cleared_it() -> None:
+    """Staff see how low: the fault carries the reading's level; an offline fault carries none."""
+    s = supervisor({"BT-1": DeviceClass.BUTTON})
+
+    def battery(level: int, now: float) -> list[tuple[m.FaultKind, bool, int | None]]:
+        msg = m.Battery(dev="BT-1", ts=T0, level=level)
+        return [(f.fault, f.active, f.level) for f in s.observe(msg, DeviceClass.BUTTON, source="lan", now=now)]
+
+    assert battery(12, 1) == [(m.FaultKind.LOW_BATTERY, True, 12)]
+    assert battery(3, 2) == []  # raised once: lower still is not a new fault
+    assert battery(27, 3) == [(m.FaultKind.LOW_BATTERY, False, 27)]
+    [offline] = run(s, 4, 300)
+    assert (offline.fault, offline.active, offline.level) == (m.FaultKind.OFFLINE, True, None)
+    back = s.observe(m.Battery(dev="BT-1", ts=T0, level=0), DeviceClass.BUTTON, source="lan", now=301)
+    assert [(f.fault, f.active, f.level) for f in back] == [
+        (m.FaultKind.OFFLINE, False, None),
+        (m.FaultKind.LOW_BATTERY, True, 0),
+    ]
+
+
 def test_after_a_restart_devices_get_a_grace_period_and_known_faults_are_not_repeated() -> None:
     devices = {"BS-1": DeviceClass.BED_SENSOR, "BS-2": DeviceClass.BED_SENSOR}
     # BS-2 was already offline before the restart (kept in the store).

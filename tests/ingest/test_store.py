@@ -270,3 +270,43 @@ def test_an_alarm_frame_the_database_refuses_leaves_the_others_stored(db: str, v
                   " WHERE d.code = %s AND a.event_time >= to_timestamp(%s / 1000.0)",
                   (world.gateways[0].button, ts))  # fmt: skip
     assert [round(float(v)) for v in kept] == [ts + 1, ts + 3]
+
+
+def test_a_low_battery_keeps_its_level_into_the_alarm_inbox(db: str, vault: Vault, world: LoadWorld) -> None:
+    """The level a gateway sends with a low battery goes into the event's detail for the alarm engine; a fault
+    without one (an older gateway, another kind of fault) has no level key; a level on another kind of fault is
+    parked as a bad message, its neighbours stored."""
+    button = world.gateways[0].button
+    ts = now_ms()
+    low = m.DeviceFault(dev=button, ts=ts, fault=m.FaultKind.LOW_BATTERY, active=True, level=12)
+    old = m.DeviceFault(dev=button, ts=ts + 1, fault=m.FaultKind.LOW_BATTERY, active=True)
+    offline = m.DeviceFault(dev=button, ts=ts + 2, fault=m.FaultKind.OFFLINE, active=True)
+    wrong = b'{"t":"fault","dev":"%s","ts":%d,"fault":"tamper","active":true,"level":7}' % (button.encode(), ts + 3)
+    body = b",".join([*(m.encode(msg) for msg in (low, old, offline)), wrong])
+    payload = b'{"v":1,"epoch":14,"seq":0,"sent":%d,"msgs":[%s]}' % (ts + 3, body)
+    with psycopg.connect(db, autocommit=True) as conn:
+        result = _store(vault).write(conn, [Received(_topic(world, alarm=True), payload)])
+        inbox = conn.execute(
+            "SELECT a.kind, a.detail FROM alarm_inbox a JOIN devices d ON d.id = a.device_id"
+            " WHERE d.code = %s AND a.event_time >= to_timestamp(%s / 1000.0) ORDER BY a.event_time",
+            (button, ts),
+        ).fetchall()
+        events = conn.execute(
+            "SELECT e.detail FROM device_events e JOIN devices d ON d.id = e.device_id"
+            " WHERE d.code = %s AND e.time >= to_timestamp(%s / 1000.0) ORDER BY e.time",
+            (button, ts),
+        ).fetchall()
+        reason = conn.execute(
+            "SELECT reason FROM parked_messages WHERE gateway = %s AND context->>'index' = '3'"
+            " ORDER BY id DESC LIMIT 1",
+            (world.gateways[0].gateway_id,),
+        ).fetchone()
+    assert (result.events, dict(result.rejected)) == (3, {"bad_message": 1})
+    assert inbox == [
+        ("fault", {"fault": "low_battery", "active": True, "level": 12}),
+        ("fault", {"fault": "low_battery", "active": True}),
+        ("fault", {"fault": "offline", "active": True}),
+    ]
+    assert [e[0] for e in events] == [detail for _, detail in inbox]
+    assert reason is not None
+    assert "`level` is for a low_battery fault only, not tamper" in reason[0]

@@ -1,9 +1,9 @@
 """The staff board in a real browser says what each alarm is about: the alarm's detail (what the device or the rule
 saw) as a short line in the page's language, in the queue item, its accessible name and the resolve dialog. A fall
-and a low battery come from the gateway through ingest and the alarm engine; the rules' alarms (vital signs, a
-night bed exit, wandering, a silent gateway) are written as the ticker writes them, their detail sealed, and
-announced on the alarm stream. A kind the board does not know, or an empty detail, shows no line (and no JSON); a
-device's text that looks like HTML stays text."""
+and a low battery (how low: the level the gateway sent, or the device's last reading) come from the gateway through
+ingest and the alarm engine; the rules' alarms (vital signs, a night bed exit, wandering, a silent gateway) are
+written as the ticker writes them, their detail sealed, and announced on the alarm stream. A kind the board does not
+know, or an empty detail, shows no line (and no JSON); a device's text that looks like HTML stays text."""
 
 from __future__ import annotations
 
@@ -130,9 +130,17 @@ def _raise_every_kind(world: World, raised: Raised) -> None:
     raised.insert("prototype", "constructor", "routine", {"fault": "x", "heart_rate": 99}, bed=3)
     raised.insert("empty", "button", "emergency", {}, bed=2)
     raised.from_gateway("fall", m.Fall(dev=b[7].button, ts=now_ms(), source="radar", confidence=0.93), "fall")
-    low = m.DeviceFault(dev=b[6].button, ts=now_ms(), fault=m.FaultKind.LOW_BATTERY, active=True)
+    low = m.DeviceFault(dev=b[6].button, ts=now_ms(), fault=m.FaultKind.LOW_BATTERY, active=True, level=12)
     raised.faults["battery"] = b[6].button
     raised.from_gateway("battery", low, "device_low_battery")
+    # A gateway from before the level: the engine takes the button's last reading (the feeder's 87 %).
+    old = m.DeviceFault(dev=b[5].button, ts=now_ms(), fault=m.FaultKind.LOW_BATTERY, active=True)
+    raised.faults["battery_read"] = b[5].button
+    raised.from_gateway("battery_read", old, "device_low_battery")
+    # A level that is not a percentage says nothing (the device is still named).
+    fault = {"fault": "low_battery", "active": True}
+    raised.insert("battery_over", "device_low_battery", "technical", {**fault, "level": 150}, bed=3)
+    raised.insert("battery_text", "device_low_battery", "technical", {**fault, "level": "12"}, bed=4)
 
 
 def _item(page: Page, raised: Raised, name: str) -> Locator:
@@ -163,7 +171,10 @@ def test_each_alarm_says_what_the_device_or_the_rule_saw(browsers: Browsers, web
     _assert_minutes(r"离床 (\d+) 分钟（\d\d:\d\d 起）", _line(page, raised, "bed_exit"))
     assert _line(page, raised, "wander") == "离院 1.3 公里；位置 31.06142, 111.65573"
     assert _line(page, raised, "fall") == "雷达检测；置信度 0.93"
-    assert _line(page, raised, "battery") == f"设备 {web.beds[6].button}"  # which of the bed's devices
+    assert _line(page, raised, "battery") == f"电量 12%；设备 {web.beds[6].button}"  # how low, which device
+    assert _line(page, raised, "battery_read") == f"电量 87%；设备 {web.beds[5].button}"
+    assert _line(page, raised, "battery_over") == f"设备 {web.beds[3].sensor}"
+    assert _line(page, raised, "battery_text") == f"设备 {web.beds[4].sensor}"
     assert _line(page, raised, "masked") == "心率 *** 次/分；呼吸 *** 次/分"
 
     # A device's text that looks like HTML is shown as text: no element made of it, nothing run.
@@ -202,10 +213,13 @@ def test_the_line_follows_the_page_language(browsers: Browsers, web: World, rais
     _assert_minutes(r"out of bed (\d+) min \(since \d\d:\d\d\)", _line(page, raised, "bed_exit"))
     assert _line(page, raised, "wander") == "1.3 km from the home; position 31.06142, 111.65573"
     assert _line(page, raised, "fall") == "detected by the radar; confidence 0.93"
-    assert _line(page, raised, "battery") == f"device {web.beds[6].button}"
+    assert _line(page, raised, "battery") == f"battery 12%; device {web.beds[6].button}"
+    assert _line(page, raised, "battery_read") == f"battery 87%; device {web.beds[5].button}"
+    assert _line(page, raised, "battery_over") == f"device {web.beds[3].sensor}"
     # Switched back to Chinese on the page: the lines are written again in Chinese.
     page.get_by_role("button", name="中文").click()
     expect(_item(page, raised, "fall").locator(".alarm-detail")).to_have_text("雷达检测；置信度 0.93")
+    expect(_item(page, raised, "battery").locator(".alarm-detail")).to_have_text(f"电量 12%；设备 {web.beds[6].button}")
     expect(_item(page, raised, "wander").locator(".alarm-detail")).to_have_text(
         "离院 1.3 公里；位置 31.06142, 111.65573"
     )

@@ -8,10 +8,12 @@
 //   fall             source, confidence                               alarms/engine.py from ingest/store.py
 //   sos              lat, lon, or position: "unreadable"              alarms/engine.py from ingest/store.py
 //   device_<fault>   fault, active (the kind says it: the line names the alarm's device) alarms/engine.py
+//   device_low_battery  also level: battery %, the gateway's or the device's last reading alarms/engine.py
 //   any kind         unreadable: true (the text does not decrypt)     alarms/text.py
 // button, smoke, gas, water and no_presence carry nothing the kind does not already say. The values come from
 // devices: only the keys above, of the type expected, are shown, and as text (never as HTML); a kind or a key not
-// listed here shows nothing, and a value masked for the reader ("***") shows as masked.
+// listed here shows nothing, and a value masked for the reader ("***") shows as masked (but a battery level shows
+// only when it is a number 0-100: masked, it shows nothing).
 "use strict";
 
 (function () {
@@ -96,6 +98,14 @@
     return [code !== null ? t("device_code", { code }) : null];
   }
 
+  // A low battery: how low, when the alarm has a level that is a percentage (anything else says nothing); then the
+  // device.
+  function lowBattery(alarm, d) {
+    const level = d.level;
+    const pct = typeof level === "number" && level >= 0 && level <= 100 ? num(level, 0) : null;
+    return [pct !== null ? t("detail.battery", { n: pct }) : null, ...fault(alarm)];
+  }
+
   function gateway(alarm, d) {
     const id = text(d.gateway);
     const lost = d.last_status === "death" ? t("detail.gateway_lost") : d.last_status === MASK ? MASK
@@ -112,7 +122,7 @@
     ["sos", (a, d) => [position(d)]],
     ["wander", (a, d) => wander(d)],
     ["device_offline", fault],
-    ["device_low_battery", fault],
+    ["device_low_battery", lowBattery],
     ["device_sensor_error", fault],
     ["device_tamper", fault],
     ["gateway_offline", gateway],
