@@ -15,6 +15,9 @@ from psycopg import errors as pg
 from eldercare.platform.api.errors import FieldError, Problem, invalid
 from eldercare.platform.auth.service import AsyncConn
 
+LIVES_ALONE_AT_HOME = "residents_lives_alone_at_home"
+NOT_VALID_TOGETHER = "the values are not valid together"
+
 # constraint name -> (field, reason) for the constraints a client can run into. The field is named where the client
 # sent it, as FastAPI's own validation errors are: ``body.code``, ``path.resident_id``, ``query.region``. (Bed and
 # person codes are issued by the platform, not sent: those two keep the bare column name.)
@@ -34,6 +37,12 @@ _CONSTRAINTS: dict[str, tuple[str, str]] = {
         "a resident with this ID number is registered here",
     ),
     "residents_person_code_key": ("person_code", "person code already issued"),
+    # a trigger of migration 0032, raised as a check violation of this name
+    LIVES_ALONE_AT_HOME: (
+        "body.lives_alone",
+        "a resident of a residential home lives in it, not alone at home: only residents of community centres and"
+        " home-care providers are put on the visit list",
+    ),
     "bed_assignments_bed_id_during_excl": ("body.bed_id", "the bed is occupied at that time"),
     "bed_assignments_resident_id_during_excl": ("path.resident_id", "the resident has a bed at that time"),
     "devices_institution_id_code_key": ("body.code", "a device with this code is registered in the institution"),
@@ -70,6 +79,18 @@ def ends_after_start(field: str, what: str, at: datetime | None, began: datetime
     raise Problem(409, f"{field.rsplit('.', 1)[-1]} is {reason}", [FieldError(field=field, reason=reason)])
 
 
+def rule(constraint: str) -> tuple[str, str]:
+    """The field and the reason a client is told when the database refuses a write by ``constraint``."""
+    return _CONSTRAINTS[constraint]
+
+
+def refused(constraint: str) -> Problem:
+    """The 422 that :func:`translate` answers for a check violation of ``constraint``: for a service that refuses the
+    write before the database would, so that both answer the same."""
+    field, reason = rule(constraint)
+    return Problem(422, NOT_VALID_TOGETHER, [FieldError(field=field, reason=reason)])
+
+
 def translate(exc: pg.Error) -> Problem:
     """The problem to answer for a database error a client caused; re-raise anything else."""
     constraint = getattr(exc.diag, "constraint_name", None) or ""
@@ -89,9 +110,7 @@ def translate(exc: pg.Error) -> Problem:
             column = f"body.{exc.diag.column_name}"
             return Problem(422, f"{column} may not be null", [FieldError(field=column, reason="may not be null")])
         case pg.IntegrityError():  # check, not-null
-            return Problem(
-                422, "the values are not valid together", [FieldError(field=field, reason=reason or "violates a rule")]
-            )
+            return Problem(422, NOT_VALID_TOGETHER, [FieldError(field=field, reason=reason or "violates a rule")])
         case pg.DataError():  # class 22: out of range, bad text representation, too long
             return Problem(
                 422, "a value is out of range or malformed", [FieldError(field=field, reason=type(exc).__name__)]

@@ -19,6 +19,7 @@ from eldercare.platform.auth import scope
 from eldercare.platform.auth.scope import Action, Obj, Principal
 from eldercare.platform.auth.service import AsyncConn
 from eldercare.platform.crypto import Vault
+from eldercare.platform.registry import db
 from eldercare.platform.registry.db import atomic
 from eldercare.platform.registry.deps import VaultDep
 from eldercare.platform.registry.service import new_id_number_hash
@@ -51,7 +52,9 @@ class Care(BaseModel):
     fall_risk: Risk = Risk.LOW
     wander_risk: bool = False
     lives_alone: bool = Field(
-        default=False, description="lives alone at home: on the list of regular visits (docs/supervision.md)"
+        default=False,
+        description="lives alone at home: on the list of regular visits (docs/supervision.md); refused (422) for a"
+        " resident of a residential home, who lives in it",
     )
     heart_rate_min: HeartRate = 50
     heart_rate_max: HeartRate = 110
@@ -134,6 +137,19 @@ def _shape(row: dict[str, Any], *, vault: Vault, principal: Principal) -> Reside
             "age": age_on(birth, datetime.now(_CHINA).date()),
         }
     )
+
+
+async def lives_at_home(conn: AsyncConn, *, institution_id: int) -> bool:
+    """Whether the institution's residents live in their own homes (a community centre's, a home-care provider's),
+    so that one can be flagged ``lives_alone``; a residential home's live in it (migration 0032)."""
+    row = await (await conn.execute("SELECT kind::text FROM institutions WHERE id = %s", (institution_id,))).fetchone()
+    return row is not None and row[0] != "residential_home"
+
+
+async def _may_live_alone(conn: AsyncConn, *, institution_id: int, lives_alone: bool | None) -> None:
+    """422 on ``body.lives_alone`` (what the database would answer) when it is set for a residential home's resident."""
+    if lives_alone and not await lives_at_home(conn, institution_id=institution_id):
+        raise db.refused(db.LIVES_ALONE_AT_HOME)
 
 
 async def fetch(conn: AsyncConn, *, resident_id: int, vault: Vault, principal: Principal) -> Resident:
@@ -238,6 +254,7 @@ async def create_resident(
     institution_id: PathId, body: ResidentIn, conn: Conn, principal: CurrentPrincipal, vault: VaultDep
 ) -> Resident:
     await scope.resolve(conn, principal, Obj.INSTITUTION, institution_id, Action.WRITE_RESIDENT)
+    await _may_live_alone(conn, institution_id=institution_id, lives_alone=body.lives_alone)
     async with atomic(conn):
         resident_id, _ = await insert(conn, principal, vault=vault, institution_id=institution_id, body=body)
         return await fetch(conn, resident_id=resident_id, vault=vault, principal=principal)
@@ -255,6 +272,7 @@ async def update_resident(
     resident_id: PathId, body: ResidentUpdate, conn: Conn, principal: CurrentPrincipal, vault: VaultDep
 ) -> Resident:
     institution_id = await scope.resolve(conn, principal, Obj.RESIDENT, resident_id, Action.WRITE_RESIDENT)
+    await _may_live_alone(conn, institution_id=institution_id, lives_alone=body.lives_alone)
     values: dict[str, Any] = body.model_dump(mode="json", exclude_unset=True, exclude={"name"})
     if "name" in body.model_fields_set and body.name is not None:
         values["name_enc"] = vault.encrypt(body.name, column="residents.name")

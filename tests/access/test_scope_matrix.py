@@ -209,7 +209,11 @@ def _bodies(world: World) -> dict[tuple[str, str], dict[str, Any]]:
         },
         ("GET", "/api/v1/residents/{resident_id}/visits"): {},
         ("GET", "/api/v1/visits/due"): {},
-        ("GET", "/api/v1/supervision/visits"): {"params": {"from": "2026-10-01", "to": "2026-10-31"}},
+        # (asked for home A alone, as a home's drill-down asks: outsiders are refused, not given an empty list)
+        ("GET", "/api/v1/supervision/visits"): {
+            "params": {"from": "2026-10-01", "to": "2026-10-31", "institution_id": a.id},
+            "scoped": True,
+        },
         ("GET", "/api/v1/residents/{resident_id}/hospital-stays"): {},
         ("POST", "/api/v1/residents/{resident_id}/hospital-stays"): {"json": {"hospital": "某医院", "start": now}},
         ("POST", "/api/v1/hospital-stays/{stay_id}/end"): {"json": {}},

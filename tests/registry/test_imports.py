@@ -18,9 +18,11 @@ def _count(world: World, query: str, *params: object) -> int:
     return int(row[0])
 
 
-def _post(world: World, kind: str, name: str, data: bytes, **params: str) -> object:
-    return world.users["staff_a"].post(
-        f"/api/v1/institutions/{world.a.id}/imports/{kind}", files={"file": (name, data)}, params=params
+def _post(world: World, kind: str, name: str, data: bytes, *, provider: bool = False, **params: str) -> object:
+    """To home A (a residential home), or to the home-care provider, whose residents live at home."""
+    who, home = ("staff_p", world.provider_id) if provider else ("staff_a", world.a.id)
+    return world.users[who].post(
+        f"/api/v1/institutions/{home}/imports/{kind}", files={"file": (name, data)}, params=params
     )
 
 
@@ -117,23 +119,26 @@ def test_xlsx_beds_and_devices(world: World) -> None:
 def test_a_roster_without_a_column_keeps_what_the_residents_have_and_lives_alone_imports(world: World) -> None:
     """A roster of names and ID numbers alone, imported again over residents of high fall risk, living alone: it
     changes nothing (before, every care field the file had no column for was set back to its default: the night
-    bed-exit alarms, which watch high fall risks, stopped watching them). A ``lives_alone`` column (是/否) is read."""
+    bed-exit alarms, which watch high fall risks, stopped watching them). A ``lives_alone`` column (是/否) is read
+    (for the home-care provider: a residential home's residents do not live alone, test_lives_alone.py)."""
     numbers = [new_id_number("420502", born=date(1931 + n, 3, 4)) for n in range(2)]
     full = (
         "name,id_number,capability,fall_risk,wander_risk,lives_alone\n"
         + "".join(f"独居{n},{number},partly_disabled,high,否,是\n" for n, number in enumerate(numbers))
     ).encode()
-    assert len(_post(world, "residents", "full.csv", full).json()["created"]) == 2  # type: ignore[attr-defined]
+    created = _post(world, "residents", "full.csv", full, provider=True).json()["created"]  # type: ignore[attr-defined]
+    assert len(created) == 2
     bare = ("name,id_number\n" + "".join(f"独居{n},{number}\n" for n, number in enumerate(numbers))).encode()
-    again = _post(world, "residents", "bare.csv", bare).json()  # type: ignore[attr-defined]
+    again = _post(world, "residents", "bare.csv", bare, provider=True).json()  # type: ignore[attr-defined]
     assert (again["created"], again["updated"], again["unchanged"]) == ([], [], 2)
     empty_cells = full.replace(b",partly_disabled,high,", b",,,", 1)  # the first row's capability and risk left empty
-    assert _post(world, "residents", "cells.csv", empty_cells).json()["unchanged"] == 2  # type: ignore[attr-defined]
+    cells = _post(world, "residents", "cells.csv", empty_cells, provider=True)
+    assert cells.json()["unchanged"] == 2  # type: ignore[attr-defined]
     kept = "SELECT count(*) FROM residents WHERE institution_id = %s AND capability = 'partly_disabled'"
     kept += " AND fall_risk = 'high' AND lives_alone AND lives_alone_since IS NOT NULL AND birth_date >= '1931-01-01'"
     kept += " AND birth_date < '1933-01-01'"
-    assert _count(world, kept, world.a.id) == 2
+    assert _count(world, kept, world.provider_id) == 2
     with psycopg.connect(world.db.url, autocommit=True) as conn:  # the visit list is the shared world's: leave it
         conn.execute(
-            "UPDATE residents SET lives_alone = false WHERE institution_id = %s AND lives_alone", (world.a.id,)
+            "UPDATE residents SET lives_alone = false WHERE institution_id = %s AND lives_alone", (world.provider_id,)
         )

@@ -395,3 +395,24 @@ def test_lives_alone_is_set_through_the_resident_api(api: str, vw: VisitWorld, s
     assert _errors(head.patch(f"/api/v1/residents/{resident}", json={"lives_alone": "sometimes"})) == [
         "body.lives_alone"
     ]
+
+
+def test_one_homes_coverage_is_its_row_of_the_region_and_only_for_a_home_in_scope(api: str, vw: VisitWorld) -> None:
+    """``?institution_id=`` (a home's drill-down): that home's row, the same figures as in the region's answer, and
+    a region of that home alone; a home outside the caller's region, or of another head, is not found."""
+    params: dict[str, Any] = {"from": START, "to": END}
+    regulator = vw.as_(api, "reg_4205")
+    whole = regulator.ok("GET", "/api/v1/supervision/visits", params=params)
+    row = next(x for x in whole["homes"] if x["institution_id"] == vw.homes["H"])
+    one = regulator.ok("GET", "/api/v1/supervision/visits", params={**params, "institution_id": vw.homes["H"]})
+    assert one["homes"] == [row]
+    figures = {k: v for k, v in row.items() if not k.startswith("institution_")}
+    assert {k: v for k, v in one["region"].items() if not k.startswith("institution_")} == figures
+    for who, home in (("reg_4205", "W"), ("reg_4201", "H"), ("head_h", "O")):
+        reply = vw.as_(api, who).get("/api/v1/supervision/visits", params={**params, "institution_id": vw.homes[home]})
+        assert reply.status_code == 404, (who, home, reply.text)
+        assert set(reply.json()) == {"detail", "errors"}
+    wuhan = vw.as_(api, "reg_4201").ok(
+        "GET", "/api/v1/supervision/visits", params={**params, "institution_id": vw.homes["W"]}
+    )
+    assert [x["institution_id"] for x in wuhan["homes"]] == [vw.homes["W"]] and wuhan["region"]["key_subjects"] == 1

@@ -16,8 +16,13 @@ from tests.web.support import World
 @pytest.fixture
 def living_alone(web: World) -> Iterator[tuple[int, int]]:
     """Two residents of the home put on the visit list 400 days ago: the first never visited (a try when nobody was
-    home does not count), the second visited just now. Taken off the list and their visits removed afterwards."""
+    home does not count), the second visited just now. Taken off the list and their visits removed afterwards. The
+    home is a home-care provider meanwhile (home-care beds: the same beds and devices in the elders' own homes): a
+    residential home's residents live in it, not alone (migration 0032)."""
     due, visited = web.beds[0].resident_id, web.beds[1].resident_id
+    kind = "UPDATE institutions SET kind = %s WHERE id = %s"
+    with psycopg.connect(web.db, autocommit=True) as conn:
+        conn.execute(kind, ("home_care_provider", web.home.institution_id))
     try:
         for resident in (due, visited):
             reply = web.api(web.users.nurse, "PATCH", f"/api/v1/residents/{resident}", json={"lives_alone": True})
@@ -36,6 +41,7 @@ def living_alone(web: World) -> Iterator[tuple[int, int]]:
         with psycopg.connect(web.db, autocommit=True) as conn:
             conn.execute("DELETE FROM resident_visits WHERE resident_id = ANY(%s)", ([due, visited],))
             conn.execute("UPDATE residents SET lives_alone = false WHERE id = ANY(%s)", ([due, visited],))
+            conn.execute(kind, ("residential_home", web.home.institution_id))
 
 
 def test_the_handover_lists_the_visits_due(browsers: Browsers, web: World, living_alone: tuple[int, int]) -> None:

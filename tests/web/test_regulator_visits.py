@@ -1,7 +1,7 @@
 """The regulator's page shows the coverage of the visits to elders living alone (``/api/v1/supervision/visits``):
 per home and for the region, key subjects visited every month and general ones in the year, a rate below its
 100% target marked as a missed target, "—" where there is nobody of a kind; and a failure of that request says so
-in its own section and leaves the rest of the page."""
+in its own section and leaves the rest of the page. A home's drill-down shows that home's row, the same figures."""
 
 from __future__ import annotations
 
@@ -29,8 +29,11 @@ def _period() -> str:
 def living_alone(web: World) -> Iterator[tuple[str, int, int]]:
     """Two residents of the home of the same kind today (the world's birth dates are random), put on the visit list
     today: the first visited just now, the second not. Their kind, and them; taken off the list and their visits
-    removed afterwards."""
+    removed afterwards. The home is a home-care provider meanwhile (home-care beds: the same beds and devices in the
+    elders' own homes): a residential home's residents live in it, not alone (migration 0032)."""
+    home_kind = "UPDATE institutions SET kind = %s WHERE id = %s"
     with psycopg.connect(web.db, autocommit=True) as conn:
+        conn.execute(home_kind, ("home_care_provider", web.home.institution_id))
         rows = conn.execute(
             "SELECT id, visit_kind(birth_date, capability, (now() AT TIME ZONE 'Asia/Shanghai')::date)"
             " FROM residents WHERE id = ANY(%s) AND status IN ('registered', 'admitted') ORDER BY id",
@@ -57,6 +60,7 @@ def living_alone(web: World) -> Iterator[tuple[str, int, int]]:
         with psycopg.connect(web.db, autocommit=True) as conn:
             conn.execute("DELETE FROM resident_visits WHERE resident_id = ANY(%s)", ([visited, missed],))
             conn.execute("UPDATE residents SET lives_alone = false WHERE id = ANY(%s)", ([visited, missed],))
+            conn.execute(home_kind, ("residential_home", web.home.institution_id))
 
 
 def _cell(page: Page, row: str, key: str) -> tuple[str, str]:
@@ -122,3 +126,63 @@ def test_a_failed_coverage_is_said_in_its_section_and_leaves_the_rest(browsers: 
     expect(page.locator("#homes tbody tr:not(.total)")).to_have_count(len(web.other_homes) + 1)
     expect(page.locator('#totals [data-key="col_key_coverage"]')).to_have_count(0)
     expect(page.locator("#map path.leaflet-interactive")).to_have_count(len(web.other_homes) + 1)
+
+
+def _drill_down(browsers: Browsers, web: World, home: int, drop_visits: bool = False) -> Page:
+    visit = browsers.open(web.users.regulator, viewport=(1366, 900))
+    if drop_visits:
+
+        def drop(route: Route) -> None:
+            route.abort("failed")
+
+        visit.context.route("**/api/v1/supervision/visits?*", drop)
+    page = visit.page(f"/regulator/institutions/{home}?" + _period())
+    ready(page, 30000)
+    return page
+
+
+def test_a_homes_drill_down_shows_its_visits_as_the_regions_table_does(
+    browsers: Browsers, web: World, living_alone: tuple[str, int, int]
+) -> None:
+    """The home's row of the visits' table, the same cells as on the region page (asked of the server for that home
+    alone: ``?institution_id=``); a home where nobody lives alone shows 0 and "—"."""
+    kind, _, _ = living_alone
+    other = "general" if kind == "key" else "key"
+    region = browsers.open(web.users.regulator, viewport=(1366, 900)).page("/regulator?" + _period())
+    ready(region, 30000)
+    row = f'tr[data-institution-id="{web.home.institution_id}"]'
+    expect(region.locator(f"#visits-table tbody {row}")).to_have_count(1)
+    keys = ("living_alone", "key_visited", "key_coverage", "general_visited", "general_coverage")
+    on_region = [_cell(region, row, k) for k in keys]
+
+    page = _drill_down(browsers, web, web.home.institution_id)
+    expect(page.locator("#visits-table tbody tr")).to_have_count(1)
+    expect(page.locator("#visits-error")).to_be_hidden()
+    expect(page.locator(f"#visits-table tbody {row} th")).to_have_text(web.home.name)
+    assert [_cell(page, row, k) for k in keys] == on_region
+    assert _cell(page, row, "living_alone")[0] == "2"
+    assert _cell(page, row, f"{kind}_visited")[0] == "1/2"
+    text, cls = _cell(page, row, f"{kind}_coverage")
+    assert text == "50.0% ⚠" and "bad" in cls.split()
+    assert _cell(page, row, f"{other}_coverage") == ("—", "num")
+    shot(page, "regulator-home-visits")
+    page.get_by_role("button", name="English").click()
+    expect(page.locator("#visits-title")).to_have_text("Visits to elders living alone")
+    expect(page.locator("#visits-table thead")).to_contain_text("Living alone")
+    page.get_by_role("button", name="中文").click()
+
+    quiet = web.other_homes[0].institution_id
+    page = _drill_down(browsers, web, quiet)
+    row = f'tr[data-institution-id="{quiet}"]'
+    assert _cell(page, row, "living_alone")[0] == "0"
+    assert [_cell(page, row, k)[0] for k in ("key_coverage", "general_coverage")] == ["—", "—"]
+
+
+def test_a_failed_coverage_on_a_homes_drill_down_leaves_the_rest(browsers: Browsers, web: World) -> None:
+    page = _drill_down(browsers, web, web.home.institution_id, drop_visits=True)
+    expect(page.locator("#visits-error")).to_be_visible()
+    expect(page.locator("#visits-error")).to_contain_text("出错了")
+    expect(page.locator("#visits-table")).to_be_hidden()
+    expect(page.locator("#page-error")).to_be_hidden()
+    expect(page.locator("#content")).to_be_visible()
+    expect(page.locator("#home-name")).to_have_text(web.home.name)

@@ -13,6 +13,7 @@ from eldercare.platform.api.deps import Conn, CurrentPrincipal
 from eldercare.platform.api.errors import FieldError, Problem
 from eldercare.platform.auth import scope
 from eldercare.platform.auth.scope import Action, Obj
+from eldercare.platform.registry import residents
 from eldercare.platform.registry.db import atomic
 from eldercare.platform.registry.deps import VaultDep
 from eldercare.platform.registry.imports import service
@@ -47,13 +48,15 @@ async def import_file(
     Columns — residents: name, id_number (required), capability, fall_risk, wander_risk, lives_alone,
     heart_rate_min, heart_rate_max, resp_rate_min, resp_rate_max (a resident already registered keeps what the file
     has no column or an empty cell for); beds: building, floor, room, label, kind; devices: code, kind (required),
-    vendor, model, heartbeat_s. Re-importing the same file changes nothing.
+    vendor, model, heartbeat_s. Re-importing the same file changes nothing. A residential home's residents live in
+    it: a row of theirs with lives_alone 是 is a problem of that row.
     """
     await scope.resolve(conn, principal, Obj.INSTITUTION, institution_id, Action.WRITE_REGISTRY)
+    at_home = await residents.lives_at_home(conn, institution_id=institution_id)
     data = await file.read(MAX_BYTES + 1)
     try:
         # parsing is CPU work on a hostile file: in a worker thread, so alarms keep flowing meanwhile
-        rows = await asyncio.to_thread(service.check, kind, data, filename=file.filename or "")
+        rows = await asyncio.to_thread(service.check, kind, data, filename=file.filename or "", lives_at_home=at_home)
     except ImportRejected as exc:
         raise Problem(
             422,

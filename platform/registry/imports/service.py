@@ -21,7 +21,7 @@ from eldercare.platform.audit import log as audit
 from eldercare.platform.auth.scope import Principal
 from eldercare.platform.auth.service import AsyncConn
 from eldercare.platform.crypto import Vault
-from eldercare.platform.registry import devices, places, residents
+from eldercare.platform.registry import db, devices, places, residents
 from eldercare.platform.registry.imports.parse import ImportRejected, Row, RowError, read_rows, validate
 from eldercare.platform.registry.types import BedKind, Label, Name
 
@@ -84,8 +84,10 @@ def _duplicates(keyed: Sequence[tuple[Row, str]], column: str) -> list[RowError]
     return errors
 
 
-def check(kind: Kind, data: bytes, *, filename: str) -> list[tuple[Row, BaseModel]]:
-    """Read and validate the whole file; raise :class:`ImportRejected` with every problem found."""
+def check(kind: Kind, data: bytes, *, filename: str, lives_at_home: bool) -> list[tuple[Row, BaseModel]]:
+    """Read and validate the whole file; raise :class:`ImportRejected` with every problem found. ``lives_at_home``:
+    whether the institution's residents live in their own homes; if not (a residential home's), a row that says
+    ``lives_alone`` is a problem of its own (migration 0032)."""
     columns, required = COLUMNS[kind]
     rows = read_rows(data, filename=filename, columns=columns, required=required)
     good: Sequence[tuple[Row, BaseModel]]
@@ -99,6 +101,9 @@ def check(kind: Kind, data: bytes, *, filename: str) -> list[tuple[Row, BaseMode
             [r for r in rows if "id_number" not in r.numeric], residents.ResidentIn, prepare=_prepare_resident
         )
         errors = numeric + errors + _duplicates([(r, m.id_number) for r, m in checked], "id_number")
+        if not lives_at_home:
+            _, reason = db.rule(db.LIVES_ALONE_AT_HOME)
+            errors += [RowError(r.number, "lives_alone", reason) for r, m in checked if m.lives_alone]
         good = checked
     elif kind == "beds":
         beds, errors = validate(rows, BedRow)

@@ -1,5 +1,6 @@
-// Shared by the regulator's pages: the period (remembered), the supervision figures' columns with how each is
-// shown and judged against its target, and the wording of the reasons a home needs attention.
+// Shared by the regulator's pages: the period (remembered), the supervision figures' columns and the visits'
+// coverage columns with how each is shown and judged against its target, and the wording of the reasons a home
+// needs attention.
 "use strict";
 
 (function () {
@@ -58,6 +59,30 @@
     { key: "night_round_coverage", label: "col_rounds", fmt: pct, judge: (v) => (v !== null && v < 0.9 ? "bad" : "") },
     { key: "credit", label: "col_credit", fmt: num, judge: (v, row) => (row.blacklisted ? "bad" : "") },
   ];
+
+  // Visits to elders living alone, a home's row as the region page's table shows it and as a home's drill-down does:
+  // key subjects visited in every month, general ones within the year (docs/supervision.md); both targets 100%.
+  // Nobody of a kind: "—" (a rate of nobody is not 0%), neither good nor bad.
+  function visitJudge(rate, target) {
+    if (rate === null || rate === undefined) return "";
+    return rate < target ? "bad" : "good";
+  }
+  const visited = (covered, total) => (total > 0 ? int(covered) + "/" + int(total) : "—");
+  const VISIT_COLUMNS = [
+    { key: "living_alone", label: "col_living_alone", fmt: (c) => int(c.living_alone) },
+    { key: "key_visited", label: "col_key_visited", fmt: (c) => visited(c.key_visited_monthly, c.key_subjects) },
+    { key: "key_coverage", label: "col_key_coverage", fmt: (c) => pct(c.key_coverage), judge: (c) => visitJudge(c.key_coverage, c.key_target) },
+    { key: "general_visited", label: "col_general_visited", fmt: (c) => visited(c.general_visited_yearly, c.general_subjects) },
+    { key: "general_coverage", label: "col_general_coverage", fmt: (c) => pct(c.general_coverage), judge: (c) => visitJudge(c.general_coverage, c.general_target) },
+  ];
+
+  function visitCells(c) {
+    const { el } = window.EC;
+    return VISIT_COLUMNS.map((col) => {
+      const judged = col.judge ? col.judge(c) : "";
+      return el("td", { class: ["num", judged].filter(Boolean).join(" "), "data-key": col.key }, col.fmt(c) + (judged === "bad" ? " ⚠" : ""));
+    });
+  }
 
   const REASON_FORMAT = {
     devices_offline: pct, night_rounds_missing: pct, nursing_share_below_target: pct,
@@ -147,5 +172,5 @@
     }
   }
 
-  window.REG = { period, savePeriod, figuresQuery, COLUMNS, reasonText, termRule, standing, subsidy, claimMonth, fmt: { pct, int, sec, num, yuan, falseAlarms, falseAlarmRate } };
+  window.REG = { period, savePeriod, figuresQuery, COLUMNS, VISIT_COLUMNS, visitJudge, visitCells, reasonText, termRule, standing, subsidy, claimMonth, fmt: { pct, int, sec, num, yuan, falseAlarms, falseAlarmRate } };
 })();

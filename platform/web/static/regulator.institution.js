@@ -1,7 +1,8 @@
-// The drill-down of one home for a regulator: its figures over the period, why it needs attention, alarms by
-// kind, response times per shift, its credit score term by term, the one-press risk inspection now, and the
-// subsidy section (the month's verified totals of the home, a flag when its claims go to a person, and each
-// claim line not paid in full with its verdict, reasons and the bed sensor's evidence night by night).
+// The drill-down of one home for a regulator: its figures over the period, the coverage of its visits to elders
+// living alone (the region page's row of the home), why it needs attention, alarms by kind, response times per
+// shift, its credit score term by term, the one-press risk inspection now, and the subsidy section (the month's
+// verified totals of the home, a flag when its claims go to a person, and each claim line not paid in full with its
+// verdict, reasons and the bed sensor's evidence night by night).
 "use strict";
 
 (async function () {
@@ -28,6 +29,7 @@
       const judged = c.judge ? c.judge(figures[c.key], figures) : "";
       return [c.label, c.fmt(figures[c.key], figures) + (judged === "bad" ? " ⚠" : ""), judged, c.key];
     }).concat([["col_residents", REG.fmt.int(figures.residents), ""], ["col_no_contact", REG.fmt.int(figures.residents_without_emergency_contact), figures.residents_without_emergency_contact > 0 ? "bad" : ""]])));
+    renderVisits();
     const reasons = attention ? attention.reasons : [];
     document.getElementById("why").replaceChildren(...reasons.map((r) => el("li", {}, REG.reasonText(r))));
     document.getElementById("why-none").hidden = reasons.length > 0;
@@ -53,6 +55,25 @@
     flagLine.hidden = !flag;
     if (flag) flagLine.textContent = t("subsidy_flag", { since: EC.fmtDate(flag.raised_at) });
     renderLines();
+  }
+
+  // The home's row of the region page's visits table (the endpoint narrowed to it on the server, which answers only
+  // for a home of the regulator's region). A failed request is said in this section and leaves the rest of the page.
+  function renderVisits() {
+    const { visits } = state;
+    const table = document.getElementById("visits-table");
+    if (!visits || !visits.coverage) {
+      table.hidden = true;
+      if (visits) EC.showError("visits-error", visits.error);
+      return;
+    }
+    const row = visits.coverage.homes.find((h) => h.institution_id === id);
+    table.querySelector("thead").replaceChildren(el("tr", {}, el("th", { scope: "col" }, t("col_home")),
+      ...REG.VISIT_COLUMNS.map((col) => el("th", { scope: "col", class: "num" }, t(col.label)))));
+    table.querySelector("tbody").replaceChildren(...(row ? [el("tr", { "data-institution-id": String(id) },
+      el("th", { scope: "row" }, row.institution_name || row.institution_code || ""), ...REG.visitCells(row))] : []));
+    table.hidden = !row;
+    document.getElementById("visits-error").hidden = true;
   }
 
   // The claim lines of the month that are not paid in full: what was claimed, what is payable, why, and the
@@ -104,7 +125,9 @@
     const query = REG.figuresQuery(p, { institution_id: id });
     const since = new Date(p.from + "T00:00:00+08:00").toISOString();
     const until = new Date(new Date(p.to + "T00:00:00+08:00").getTime() + 86400000).toISOString();
-    const [home, figures, attention, report, scores, risk, flags] = await Promise.all([
+    // The visits' coverage is a section of its own: its failure is said there and leaves the rest of the page.
+    const visits = api("/api/v1/supervision/visits?" + query).then((coverage) => ({ coverage }), (error) => ({ error }));
+    const [home, figures, attention, report, scores, risk, flags, visitsState] = await Promise.all([
       api("/api/v1/institutions/" + id),
       api("/api/v1/supervision/figures?" + query),
       api("/api/v1/supervision/attention?" + REG.figuresQuery(p)),
@@ -112,10 +135,12 @@
       api("/api/v1/supervision/credit-scores?institution_id=" + id),
       api("/api/v1/supervision/institutions/" + id + "/risk-inspection"),
       api("/api/v1/supervision/flags"),
+      visits,
     ]);
     const score = scores[0] || null;
     Object.assign(state, {
       home, figures: figures.homes[0], attention: attention.find((a) => a.institution_id === id), report, score, risk, flags,
+      visits: visitsState,
       explained: score ? await api("/api/v1/supervision/credit-scores/" + score.id) : null,
     });
   } catch (e) {

@@ -95,27 +95,10 @@
   }
 
   // --- visits to elders living alone -----------------------------------------------------------------------
-  // Key subjects visited in every month, general ones within the year (docs/supervision.md); both targets 100%.
-  // Nobody of a kind: "—" (a rate of nobody is not 0%), neither good nor bad.
-  function visitJudge(rate, target) {
-    if (rate === null || rate === undefined) return "";
-    return rate < target ? "bad" : "good";
-  }
-  const visited = (covered, total) => (total > 0 ? REG.fmt.int(covered) + "/" + REG.fmt.int(total) : "—");
-  const VISIT_COLUMNS = [
-    { key: "living_alone", label: "col_living_alone", fmt: (c) => REG.fmt.int(c.living_alone) },
-    { key: "key_visited", label: "col_key_visited", fmt: (c) => visited(c.key_visited_monthly, c.key_subjects) },
-    { key: "key_coverage", label: "col_key_coverage", fmt: (c) => REG.fmt.pct(c.key_coverage), judge: (c) => visitJudge(c.key_coverage, c.key_target) },
-    { key: "general_visited", label: "col_general_visited", fmt: (c) => visited(c.general_visited_yearly, c.general_subjects) },
-    { key: "general_coverage", label: "col_general_coverage", fmt: (c) => REG.fmt.pct(c.general_coverage), judge: (c) => visitJudge(c.general_coverage, c.general_target) },
-  ];
-
-  function visitCells(c) {
-    return VISIT_COLUMNS.map((col) => {
-      const judged = col.judge ? col.judge(c) : "";
-      return el("td", { class: ["num", judged].filter(Boolean).join(" "), "data-key": col.key }, col.fmt(c) + (judged === "bad" ? " ⚠" : ""));
-    });
-  }
+  // The columns, their judging and the cells are shared with a home's drill-down (regulator.common.js).
+  const visitJudge = REG.visitJudge;
+  const VISIT_COLUMNS = REG.VISIT_COLUMNS;
+  const visitCells = REG.visitCells;
 
   function renderVisits() {
     const table = document.getElementById("visits-table");
