@@ -35,7 +35,7 @@ refuse every message and so leave the home broker's messages unread behind the f
 is copied into memory (SQLite's backup, which only reads the file) when it is no larger than ``memory_bytes``,
 and goes on there as the same store, its epoch and sequence numbers continued, so nothing waiting on the disk is
 left behind; when it cannot be read or is larger, a store in memory starts afresh with an epoch of its own, and
-what waits on the disk stays there. Acknowledged messages in memory are lost if the gateway stops before they
+what waits on the disk stays there. Acknowledged messages in memory are lost if the power is cut before they
 are sent: it is the price of reading on at all, and the gateway says so (``say``, the status's ``store``).
 Every :data:`DISK_PROBE_S` the disk is tried again (a write on its own connection); once it takes one, the store
 in memory is written back over it (a copy), or, one started afresh, once it has sent all it held (its fall
@@ -70,6 +70,12 @@ place, the store goes back to disk, to a new database or the repaired one (once 
 Without ``memory_after_s`` a store refuses to start on such a file, and refuses the commits that find one while it
 runs (:class:`StoreError`), as before.
 
+Stopping in memory. A store that stops in memory (its disk failing, or its file found corrupt: it cannot go back
+to the file) writes all it holds unsent into a new file beside its own, and the next start takes it in and sends it,
+each message in frames whose ``(epoch, seq)`` the file fixes, so the platform keeps one copy however often it is
+taken in (see :mod:`eldercare.gateway.spill`). Only if that file cannot be written either are its messages lost,
+and it says so.
+
 Repeats. A message whose exact bytes were stored recently (the last ``dedup_keys`` messages) is a repeat
 (a device or the home broker sending again what was already stored) and is not stored twice.
 """
@@ -88,6 +94,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from eldercare.devices import messages as m
+from eldercare.gateway import spill
 from eldercare.gateway.errors import GatewayError, StoreError
 
 PAGE_SIZE: Final = 4096
@@ -254,6 +261,8 @@ class Store:
         self._copied = False  # in memory: a copy of the disk's database (else started afresh)
         # In memory afresh: the tables of the disk's faults, devices and detectors it started with (those it read).
         self._seeded: tuple[str, ...] = ()
+        self._copy_mark: spill.Mark | None = None  # in memory, a copy: the disk's database as it was copied
+        self._taken: list[spill.Spill] = []  # in memory: the files of unsent messages taken in, kept until sent
         self._next_probe = 0.0
         self._unreadable: os.stat_result | None = None  # the file found corrupt, left in place: not opened again
         # The file's connection, kept while the store is in memory (to try it again); None while it cannot be opened,
@@ -263,6 +272,10 @@ class Store:
         try:
             fresh = not path.exists()
             counters = self._open_file()
+            self._db = self._disk
+            self.epoch = self._meta("epoch")
+            self._set_counters(counters)
+            self._take_spills()
         except (StoreError, OSError) as exc:
             if self._memory_after_s is None or self._memory_bytes <= 0:
                 self._close_file()
@@ -270,11 +283,9 @@ class Store:
                     raise
                 raise StoreError(path, str(exc)) from exc
             self._start_in_memory(exc)
+            self._take_spills()
             return
-        self._db = self._disk
         self.created = fresh
-        self.epoch = self._meta("epoch")
-        self._set_counters(counters)
 
     def _open_file(self) -> _Counters:
         """The database file opened as the file's connection (created if missing) and read through: its counters, and
@@ -430,6 +441,7 @@ class Store:
         memory.execute(f"PRAGMA max_page_count = {pages}")
         self._set_limits(pages)
         self._db, self._copied, self._seeded = memory, copied, seeded
+        self._copy_mark = spill.mark_of(memory) if copied else None
         self.memory_since = time.time()
         self._failing_since = None
         self._next_probe = time.monotonic() + DISK_PROBE_S
@@ -443,7 +455,7 @@ class Store:
                 if copied
                 else f"afresh (epoch {self.epoch}); what waits on the disk is sent once it works again"
             )
-            + ": messages taken meanwhile are lost if the gateway stops before they are sent"
+            + ": messages taken meanwhile are lost if the power is cut before they are sent"
         )
 
     def _back_to_disk(self) -> None:
@@ -461,6 +473,7 @@ class Store:
                 self._db.backup(disk)
             else:  # the state as it is now; of the tables not seeded from the disk (unread), what it has is kept
                 _copy_state(self._db, disk, replace=self._seeded)
+                spill.settle(disk, self._taken)  # the files taken in are sent: no new frame takes their numbers
         except sqlite3.Error as exc:
             if _is_corrupt(exc):  # found corrupt by the probe: from now on left as it is, as above
                 self._leave_file()
@@ -476,6 +489,7 @@ class Store:
         self.epoch = self._meta("epoch")
         self._load_counters()
         self._say(f"store: back on disk ({self.path})")
+        self._forget_taken()
 
     def _open_again(self) -> bool:
         """In memory since a start whose file could not be opened, or since it was found corrupt: try to open it now. A
@@ -519,13 +533,47 @@ class Store:
                 if self._unreadable is not None
                 else "the disk still failing"
             )
+            fate, kept = "are lost", False
+            if depth.alarm or depth.telemetry:  # kept beside the file, sent after the restart (see spill.py)
+                try:
+                    written = spill.write(self._db, self.path, seeded=self._seeded, copied=self._copy_mark)
+                except (sqlite3.Error, OSError) as exc:
+                    fate = f"are lost: they cannot be written beside it either ({exc})"
+                else:
+                    fate, kept = f"are kept in {written}, to be sent after the restart", True
             self._say(
                 f"store: stopping in memory, {why}: {depth.alarm} alarm(s) and {depth.telemetry} telemetry message(s)"
-                " not sent are lost"
+                f" not sent {fate}"
             )
+            if kept or not (depth.alarm or depth.telemetry):
+                self._forget_taken()  # what they held is in the new file, or sent
             self._db.close()
         if self._file is not None:
             self._file.close()
+
+    def _take_spills(self) -> None:
+        """Take in the files of unsent messages a store stopping in memory left beside this one (see
+        :mod:`eldercare.gateway.spill`). On disk, a failing write raises :class:`StoreError` (it starts in memory, if it
+        may)."""
+        memory, may = self.in_memory, self._memory_after_s is not None and self._memory_bytes > 0
+        try:
+            taken = spill.take_all(
+                self._db, self.path, _STATE_TABLES, keep=memory, say=self._say, raising=may and not memory
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(self.path, f"cannot take in the unsent messages beside it: {exc}") from exc
+        if taken:
+            self._taken += taken if memory else []
+            self._load_counters()
+
+    def _forget_taken(self) -> None:
+        """The files taken in while in memory deleted: what they held is sent, or in a newer file."""
+        taken, self._taken = self._taken, []
+        for found in taken:
+            try:
+                spill.remove(found.path)
+            except OSError as exc:
+                self._say(f"store: {found.path} cannot be deleted ({exc}); its messages may be sent again")
 
     # --- reading state ----------------------------------------------------------------------------
 
