@@ -15,14 +15,19 @@ whatever the file holds is sent only in frames whose ``(epoch, seq)`` and bytes 
 it is taken in: the platform keeps one copy per ``(gateway, epoch, seq)`` (it has no key of its own for a message),
 so a file taken in twice (a crash before it was deleted) stores nothing twice. The frames go into the store's
 ``frames`` under negative keys (the key only names a frame for its acknowledgement; the bytes carry its epoch and
-seq); a file of the store's own epoch (a store in memory copied from this disk) moves the store's next ``seq`` past
-its frames, so that no new frame reuses a number the platform has.
+seq). A file's epoch is never the epoch of the store taking it in: a store in memory, a copy of its disk's database
+too, cuts its frames under an epoch of its own, so no frame the disk cuts after takes a number the file's have (a
+file written before that, of the disk's own epoch, still moves the disk's next ``seq`` past its frames).
 
 A store on disk takes a file in one transaction that also records it as taken (``taken:<id>`` in ``meta``), then
 deletes it: a crash in between takes nothing twice. A file copied from this very disk, which has not moved on since
-(the same next ``seq`` and last queued rows: :class:`Mark`), replaces the disk's queues and frames, which it holds
-or were sent from memory. A store in memory keeps the files it took in until the next stop writes a new one holding
-everything (or it has sent all it held): then they are deleted. A crash meanwhile leaves them, taken in again next.
+(the same epoch, next ``seq``, last queued rows and count of files taken in: :class:`Mark`), replaces the disk's
+queues and frames, which it holds or were sent from memory; so does the file of a store in memory that took such a
+file in (it holds what that file held), and a store in memory that took it in and has sent all it held, going back
+to the disk, deletes them (:func:`settle`). A file taken in moves the disk on: an older file copied from it, taken in
+after a newer (both left by a crash), adds its frames (the same bytes, kept once) but replaces nothing. A store in
+memory keeps the files it took in until the next stop writes a new one holding everything (or it has sent all it
+held): then they are deleted. A crash meanwhile leaves them, taken in again next.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -42,15 +47,19 @@ log = logging.getLogger(__name__)
 FRAME_MSGS: Final = 50  # messages a frame cut from a file's queue holds at most (an alarm frame's default)
 FRAME_BYTES: Final = 32 * 1024  # and bytes (below any uplink's telemetry_frame_bytes bound but its least, 4 KiB)
 _QUEUES: Final = ((0, "alarm_q"), (1, "telemetry_q"))  # (lane, table), alarms first
+_MARK: Final = ("epoch", "seq", "alarm", "telemetry", "intake")  # a Mark's fields, in a file's meta (copied_<name>)
 
 
 @dataclass(frozen=True, slots=True)
 class Mark:
-    """A disk's database as a store in memory copied it: its next ``seq`` and the last row of each queue."""
+    """A disk's database as a store in memory copied it: its epoch, next ``seq``, the last row of each queue and how
+    many files it has taken in (``intake`` in ``meta``: a file taken in after the copy, the disk has moved on)."""
 
+    epoch: int
     next_seq: int
     alarm_id: int
     telemetry_id: int
+    intake: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,11 +81,12 @@ class Spill:
 
 
 def mark_of(db: sqlite3.Connection) -> Mark:
-    seq, alarm, telemetry = db.execute(
-        "SELECT (SELECT value FROM meta WHERE key = 'next_seq'), (SELECT coalesce(max(id), 0) FROM alarm_q),"
-        " (SELECT coalesce(max(id), 0) FROM telemetry_q)"
+    row = db.execute(
+        "SELECT (SELECT value FROM meta WHERE key = 'epoch'), (SELECT value FROM meta WHERE key = 'next_seq'),"
+        " (SELECT coalesce(max(id), 0) FROM alarm_q), (SELECT coalesce(max(id), 0) FROM telemetry_q),"
+        " coalesce((SELECT value FROM meta WHERE key = 'intake'), 0)"
     ).fetchone()
-    return Mark(int(seq), int(alarm), int(telemetry))
+    return Mark(*(int(v) for v in row))
 
 
 def paths(store: Path) -> list[Path]:
@@ -102,8 +112,7 @@ def write(db: sqlite3.Connection, store: Path, *, seeded: Sequence[str], copied:
             rows = [("spill", time.time_ns()), ("written", written)]
             rows += [(f"seeded:{table}", 1) for table in seeded]
             if copied is not None:
-                rows += [("copied_seq", copied.next_seq), ("copied_alarm", copied.alarm_id)]
-                rows += [("copied_telemetry", copied.telemetry_id)]
+                rows += [(f"copied_{k}", v) for k, v in zip(_MARK, astuple(copied), strict=True)]
             target.execute("BEGIN IMMEDIATE")
             target.execute("DELETE FROM meta WHERE key LIKE 'taken:%'")
             target.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", rows)
@@ -152,8 +161,9 @@ def read(path: Path, *, state_tables: Sequence[str]) -> Spill:
     finally:
         db.close()
     copied = None
-    if "copied_seq" in meta:
-        copied = Mark(meta["copied_seq"], meta["copied_alarm"], meta["copied_telemetry"])
+    if "copied_seq" in meta:  # (without copied_epoch and copied_intake: its store, a copy, went on under the disk's)
+        fields = {"epoch": epoch, "intake": 0} | {k: meta[f"copied_{k}"] for k in _MARK if f"copied_{k}" in meta}
+        copied = Mark(*(fields[k] for k in _MARK))
     seeded = tuple(t for t in state_tables if f"seeded:{t}" in meta)
     return Spill(path, meta["spill"], epoch, seq, frames, keys, state, seeded, copied, meta.get("dropped", 0))
 
@@ -213,7 +223,7 @@ def take_in(db: sqlite3.Connection, spill: Spill) -> bool:
             db.execute("ROLLBACK")
             return False
         epoch = int(db.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()[0])
-        supersedes = spill.copied is not None and spill.epoch == epoch and mark_of(db) == spill.copied
+        supersedes = spill.copied is not None and mark_of(db) == spill.copied
         if supersedes:  # what the disk's queues and frames hold, the file holds, or was sent from memory
             for table in ("alarm_q", "telemetry_q", "frames"):
                 db.execute(f"DELETE FROM {table}")  # noqa: S608 - a name of this module's
@@ -223,7 +233,7 @@ def take_in(db: sqlite3.Connection, spill: Spill) -> bool:
             "INSERT INTO frames VALUES (?, ?, ?, ?)",
             [(low + i, lane, n, body) for i, (lane, n, body) in enumerate(spill.frames)],
         )
-        if spill.epoch == epoch:
+        if spill.epoch == epoch:  # (only a file written before stores in memory took epochs of their own)
             db.execute("UPDATE meta SET value = max(value, ?) WHERE key = 'next_seq'", (spill.end_seq,))
         db.executemany("INSERT OR IGNORE INTO recent (key) VALUES (?)", [(k,) for k in spill.keys])
         # Its faults, devices and detectors are newer than the disk's: over them, instead of them where its store
@@ -236,6 +246,7 @@ def take_in(db: sqlite3.Connection, spill: Spill) -> bool:
                 marks = ",".join("?" * len(rows[0]))
                 db.executemany(f"INSERT OR REPLACE INTO {table} VALUES ({marks})", rows)  # noqa: S608
         db.execute("INSERT INTO meta VALUES (?, ?)", (f"taken:{spill.ident}", time.time_ns() // 1_000_000))
+        _moved_on(db)
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:
@@ -245,23 +256,28 @@ def take_in(db: sqlite3.Connection, spill: Spill) -> bool:
 
 
 def settle(db: sqlite3.Connection, taken: Sequence[Spill]) -> None:
-    """A store in memory that took ``taken`` in and has sent all it held goes back to its disk ``db``: the disk's next
-    ``seq`` past their frames of its epoch, and what a copy of it superseded (sent) gone, in one transaction."""
+    """A store in memory that took ``taken`` in and has sent all it held goes back to its disk ``db``: what a copy of it
+    superseded (sent) gone (and the disk's next ``seq`` past their frames of its epoch), in one transaction."""
     db.execute("BEGIN IMMEDIATE")
     try:
         epoch = int(db.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()[0])
         for spill in taken:
-            if spill.epoch != epoch:
-                continue
             if spill.copied is not None and mark_of(db) == spill.copied:
                 for table in ("alarm_q", "telemetry_q", "frames"):
                     db.execute(f"DELETE FROM {table}")  # noqa: S608 - a name of this module's
-            db.execute("UPDATE meta SET value = max(value, ?) WHERE key = 'next_seq'", (spill.end_seq,))
+                _moved_on(db)
+            if spill.epoch == epoch:  # (as in take_in)
+                db.execute("UPDATE meta SET value = max(value, ?) WHERE key = 'next_seq'", (spill.end_seq,))
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
+
+
+def _moved_on(db: sqlite3.Connection) -> None:
+    """The disk ``db`` has taken a file in: no file copied from it before matches its :class:`Mark` any more."""
+    db.execute("INSERT INTO meta VALUES ('intake', 1) ON CONFLICT (key) DO UPDATE SET value = value + 1")
 
 
 def remove(path: Path) -> None:

@@ -9,8 +9,11 @@ Layout. Two queues of contract messages, one per lane (``alarm_q``, ``telemetry_
 encoded JSON. When the uplink can send, the oldest messages of a lane are cut into a frame, numbered with
 the next ``seq`` and moved into ``frames`` in one transaction; the frame is deleted only after the broker's
 PUBACK. A frame's bytes never change, so a frame sent again after a reconnect or a restart is the same frame
-(the platform keeps one copy per ``(gateway, epoch, seq, sent)``). The ``epoch`` is chosen when the store is
-created and kept with it; ``seq`` is stored and only goes up.
+(the platform keeps one copy per ``(gateway, epoch, seq)``, the first, and drops any other frame under the same
+numbers as a repeat, whatever it holds: so no two different frames may ever take them). The ``epoch`` is chosen
+when the store is created and kept with it (a store in memory takes one of its own, below); ``seq`` is stored and
+only goes up. A frame's key in ``frames`` (what an acknowledgement names) is its ``seq`` but for a copy's (below)
+and a file's (see :mod:`eldercare.gateway.spill`).
 
 Bounds. ``max_bytes`` caps the database file (``PRAGMA max_page_count``) and its write-ahead log
 (checkpointed and truncated well below the cap). Before that cap is reached, the oldest telemetry is
@@ -33,13 +36,20 @@ A failing disk. A store created with ``memory_after_s`` goes on in memory when i
 (every write refused: a card worn out, a file system remounted read-only, or full of other files), rather than
 refuse every message and so leave the home broker's messages unread behind the first one refused. The database
 is copied into memory (SQLite's backup, which only reads the file) when it is no larger than ``memory_bytes``,
-and goes on there as the same store, its epoch and sequence numbers continued, so nothing waiting on the disk is
-left behind; when it cannot be read or is larger, a store in memory starts afresh with an epoch of its own, and
-what waits on the disk stays there. Acknowledged messages in memory are lost if the power is cut before they
-are sent: it is the price of reading on at all, and the gateway says so (``say``, the status's ``store``).
+and goes on there as the same store, so nothing waiting on the disk is left behind, its frames not acknowledged
+sent again as they are, but its new frames cut under an epoch of its own, numbered from 0 (keyed after the disk's
+frames: ``key_base`` in ``meta``). Under the disk's epoch, the numbers they took would be given again: the disk's
+file, which cannot be written, still says its next ``seq``, and after a power cut (no file of unsent messages, see
+below) the disk would cut its new messages into frames under those numbers, which the platform drops. What the
+disk held and the copy sent the disk then sends again, under its own numbers: stored twice, never lost. When the
+database cannot be read or is larger, a store in memory starts afresh with an epoch of its own, and what waits on
+the disk stays there. :attr:`Store.epoch` is the epoch new frames are cut under. Messages taken in memory are lost
+if the power is cut before they are sent: it is the price of reading on at all, and the gateway says so (``say``,
+the status's ``store``).
 Every :data:`DISK_PROBE_S` the disk is tried again (a write on its own connection); once it takes one, the store
-in memory is written back over it (a copy), or, one started afresh, once it has sent all it held (its fall
-detector checkpoints, faults and devices are written to the disk first), and the store is on disk again.
+in memory is written back over it (a copy: the disk goes on under the copy's epoch), or, one started afresh, once
+it has sent all it held (its fall detector checkpoints, faults and devices are written to the disk first), and the
+store is on disk again.
 
 A disk that fails at start. A store created with ``memory_after_s`` (and a ``memory_bytes``) whose file cannot be
 opened at all (a file system read-only or full, a folder gone, a file that is not a database or is damaged) starts
@@ -73,8 +83,8 @@ runs (:class:`StoreError`), as before.
 Stopping in memory. A store that stops in memory (its disk failing, or its file found corrupt: it cannot go back
 to the file) writes all it holds unsent into a new file beside its own, and the next start takes it in and sends it,
 each message in frames whose ``(epoch, seq)`` the file fixes, so the platform keeps one copy however often it is
-taken in (see :mod:`eldercare.gateway.spill`). Only if that file cannot be written either are its messages lost,
-and it says so.
+taken in; a copy's file replaces what the disk it copied holds (see :mod:`eldercare.gateway.spill`). Only if that
+file cannot be written either are its messages lost, and it says so.
 
 Repeats. A message whose exact bytes were stored recently (the last ``dedup_keys`` messages) is a repeat
 (a device or the home broker sending again what was already stored) and is not stored twice.
@@ -85,6 +95,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import secrets
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -135,7 +146,7 @@ CREATE TABLE IF NOT EXISTS alarm_q (id INTEGER PRIMARY KEY, body BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS telemetry_q (id INTEGER PRIMARY KEY, body BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS frames (
     seq INTEGER PRIMARY KEY, lane INTEGER NOT NULL, n_msgs INTEGER NOT NULL, body BLOB NOT NULL
-);
+);  -- seq: the frame's key, its body's seq plus meta's key_base (0 if none); a file's frames below 0 (see spill.py)
 CREATE TABLE IF NOT EXISTS recent (id INTEGER PRIMARY KEY, key BLOB NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS faults (
     dev TEXT NOT NULL, fault TEXT NOT NULL, PRIMARY KEY (dev, fault)
@@ -203,7 +214,7 @@ class Stored:
 
 @dataclass(frozen=True, slots=True)
 class OutFrame:
-    seq: int
+    seq: int  # its key in the store (what an acknowledgement names), not always its body's seq: see SCHEMA
     lane: Lane
     n_msgs: int
     body: bytes
@@ -427,10 +438,19 @@ class Store:
             memory.close()
             memory = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
         seeded = _STATE_TABLES if copied else ()
-        if not copied:
+        epoch = _new_epoch(self.epoch)
+        self._copy_mark = spill.mark_of(memory) if copied else None
+        if copied:  # its own epoch from seq 0 (see the module's text); its new frames keyed after the disk's
+            with _Transaction(memory):
+                memory.execute(
+                    "INSERT OR REPLACE INTO meta SELECT 'key_base', sum(value) FROM meta"
+                    " WHERE key IN ('key_base', 'next_seq')"
+                )
+                memory.execute("UPDATE meta SET value = ? WHERE key = 'epoch'", (epoch,))
+                memory.execute("UPDATE meta SET value = 0 WHERE key = 'next_seq'")
+        else:
             memory.execute(f"PRAGMA page_size = {PAGE_SIZE}")
             memory.executescript(SCHEMA)
-            epoch = max(time.time_ns() // 1_000_000, self.epoch + 1)
             memory.execute("INSERT INTO meta VALUES ('epoch', ?), ('next_seq', 0), ('dropped', 0)", (epoch,))
             if self._file is not None:  # the disk's faults, devices and detectors: those that can be read
                 for tables in _STATE_GROUPS:
@@ -441,7 +461,6 @@ class Store:
         memory.execute(f"PRAGMA max_page_count = {pages}")
         self._set_limits(pages)
         self._db, self._copied, self._seeded = memory, copied, seeded
-        self._copy_mark = spill.mark_of(memory) if copied else None
         self.memory_since = time.time()
         self._failing_since = None
         self._next_probe = time.monotonic() + DISK_PROBE_S
@@ -451,7 +470,7 @@ class Store:
         self._say(
             f"store: {why}; going on in memory (up to {self._memory_bytes // 1024 // 1024} MiB), "
             + (
-                "with all the disk held"
+                f"with all the disk held, its new frames under epoch {self.epoch} of its own"
                 if copied
                 else f"afresh (epoch {self.epoch}); what waits on the disk is sent once it works again"
             )
@@ -518,8 +537,10 @@ class Store:
     def _tx(self) -> _Transaction:
         return _Transaction(self._db)
 
-    def _meta(self, key: str) -> int:
+    def _meta(self, key: str, default: int | None = None) -> int:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        if row is None and default is not None:
+            return default
         assert row is not None
         return int(row[0])
 
@@ -536,7 +557,9 @@ class Store:
             fate, kept = "are lost", False
             if depth.alarm or depth.telemetry:  # kept beside the file, sent after the restart (see spill.py)
                 try:
-                    written = spill.write(self._db, self.path, seeded=self._seeded, copied=self._copy_mark)
+                    # A copy's file taken in is held in this one: it replaces the disk's backlog as that file did.
+                    copied = self._copy_mark or next((t.copied for t in self._taken if t.copied), None)
+                    written = spill.write(self._db, self.path, seeded=self._seeded, copied=copied)
                 except (sqlite3.Error, OSError) as exc:
                     fate = f"are lost: they cannot be written beside it either ({exc})"
                 else:
@@ -819,9 +842,10 @@ class Store:
         try:
             with self._tx():
                 seq = self._meta("next_seq")
+                key = seq + self._meta("key_base", 0)
                 body = frame_bytes(epoch=self.epoch, seq=seq, sent=sent, bodies=bodies)
                 self._db.execute(f"DELETE FROM {table} WHERE id <= ?", (last_id,))  # noqa: S608
-                self._db.execute("INSERT INTO frames VALUES (?, ?, ?, ?)", (seq, int(lane), len(bodies), body))
+                self._db.execute("INSERT INTO frames VALUES (?, ?, ?, ?)", (key, int(lane), len(bodies), body))
                 self._db.execute("UPDATE meta SET value = ? WHERE key = 'next_seq'", (seq + 1,))
         except sqlite3.Error as exc:
             if self._disk_failed(exc):
@@ -831,7 +855,7 @@ class Store:
         self._queued[lane] -= len(bodies)
         self._in_frames[lane] += len(bodies)
         self._bytes += len(body) + ROW_OVERHEAD - sum(len(b) + ROW_OVERHEAD for b in bodies)
-        return OutFrame(seq, lane, len(bodies), body)
+        return OutFrame(key, lane, len(bodies), body)
 
     def unacked(self) -> list[OutFrame]:
         """Frames cut but not acknowledged, alarm lane first, each lane in ``seq`` order."""
@@ -894,6 +918,14 @@ def _is_corrupt(exc: BaseException) -> bool:
         return False
     code = getattr(cause, "sqlite_errorcode", 0) & 0xFF  # the primary code of an extended one
     return code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+
+
+def _new_epoch(known: int) -> int:
+    """An epoch for a store in memory, after ``known`` (the disk's): the time in ms or, where the clock is not past
+    ``known`` (a gateway with no clock of its own, not yet set), a random one after it, so that two starts with the
+    clock behind do not take the same one (nothing on a failed disk records it; two of 2**31 meet once in 2e9)."""
+    now = time.time_ns() // 1_000_000
+    return now if now > known else known + 1 + secrets.randbelow(2**31)
 
 
 def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
