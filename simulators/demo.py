@@ -2,7 +2,8 @@
 
 Starts the local stack, migrates, runs ``eldercare ingest`` and ``eldercare serve`` as child processes,
 creates a small world through the API the first time (a demo admin, then ``simulate world``: 3 homes of 8-16
-beds in Yichang and 3 home-care households; kept in ``<state>/demo-world.json``) and runs it
+beds in Yichang and 9 home-care households of two providers, some elders living alone with a history of visits;
+kept in ``<state>/demo-world.json``) and runs it
 (``simulate run``): every device of every home, through real gateways speaking the vendors' formats, with the
 ``demo`` incident rates (something happens every half minute or so). Every happening is printed as it is
 injected, and every alarm the platform raises with the time it took.
@@ -124,7 +125,7 @@ def _world(folder: Path, base: str, password: str, institutions: int) -> world_m
     options = world_commands.options(
         region="4205",
         institutions=institutions,
-        households=institutions,
+        households=3 * institutions,  # from 6, two providers: one visits its elders living alone on time, one not
         seed=secrets.randbelow(1_000_000),
         beds="8-16",
         as_of=None,
@@ -141,6 +142,15 @@ def _logins(world: world_model.World) -> list[str]:
     family = next((p.family_user.username for p in inst.persons if p.family_user), None)
     if family:
         lines.append(f"family {family} / {users[family][1]}")
+    # the home-care provider that missed visits (visits.py): its handover page lists elders overdue for one
+    late = [i for i in world.plan.institutions if i.kind == "home_care_provider"][1:2]
+    for home in late:
+        carer = home.staff[1].username
+        alone = sum(p.lives_alone_since is not None for p in home.persons)
+        lines.append(
+            f"staff {carer} / {world.issued.institutions[home.key].users[carer][1]}"
+            f"   ({home.name}: {alone} living alone, visits missed: /handover)"
+        )
     return lines
 
 

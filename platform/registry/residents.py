@@ -70,9 +70,33 @@ class Care(BaseModel):
         return self
 
 
+ListedSince = Annotated[
+    date | None,
+    Field(
+        description="with lives_alone: the local day the resident was put on the visit list, when it was before"
+        " today (an elder a home visited on paper before the platform); not in the future; default today"
+    ),
+]
+
+
+def _check_listed(lives_alone: bool | None, since: date | None) -> None:
+    if since is None:
+        return
+    if not lives_alone:
+        raise ValueError("lives_alone_since is given only with lives_alone: true")
+    if since > datetime.now(_CHINA).date():
+        raise ValueError("lives_alone_since must not be in the future")
+
+
 class ResidentIn(Care):
     name: PersonName
     id_number: IdNumberText = Field(description="居民身份证号, 18 characters; stored encrypted, shown masked")
+    lives_alone_since: ListedSince = None
+
+    @model_validator(mode="after")
+    def _listed(self) -> Self:
+        _check_listed(self.lives_alone, self.lives_alone_since)
+        return self
 
 
 class ResidentUpdate(BaseModel):
@@ -81,10 +105,16 @@ class ResidentUpdate(BaseModel):
     fall_risk: Risk | None = None
     wander_risk: bool | None = None
     lives_alone: bool | None = None
+    lives_alone_since: ListedSince = None
     heart_rate_min: HeartRate | None = None
     heart_rate_max: HeartRate | None = None
     resp_rate_min: RespRate | None = None
     resp_rate_max: RespRate | None = None
+
+    @model_validator(mode="after")
+    def _listed(self) -> Self:
+        _check_listed(self.lives_alone, self.lives_alone_since)
+        return self
 
 
 class Resident(Care):
@@ -182,9 +212,10 @@ async def insert(
     row = await (
         await conn.execute(
             "INSERT INTO residents (institution_id, person_code, name_enc, id_number_enc, id_number_hash,"
-            " id_number_masked, birth_date, sex, capability, fall_risk, wander_risk, lives_alone, heart_rate_min,"
-            " heart_rate_max, resp_rate_min, resp_rate_max) VALUES (%(i)s, %(pc)s, %(n)s, %(ie)s, %(ih)s, %(im)s,"
-            " %(bd)s, %(sex)s, %(capability)s, %(fall_risk)s, %(wander_risk)s, %(lives_alone)s, %(heart_rate_min)s,"
+            " id_number_masked, birth_date, sex, capability, fall_risk, wander_risk, lives_alone, lives_alone_since,"
+            " heart_rate_min, heart_rate_max, resp_rate_min, resp_rate_max) VALUES (%(i)s, %(pc)s, %(n)s, %(ie)s,"
+            " %(ih)s, %(im)s, %(bd)s, %(sex)s, %(capability)s, %(fall_risk)s, %(wander_risk)s, %(lives_alone)s,"
+            " %(lives_alone_since)s, %(heart_rate_min)s,"
             " %(heart_rate_max)s,"
             " %(resp_rate_min)s, %(resp_rate_max)s) RETURNING id",
             {

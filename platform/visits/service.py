@@ -32,20 +32,25 @@ async def record(
     conn: AsyncConn, *, principal: Principal, vault: Vault, resident_id: int, institution_id: int, body: VisitIn
 ) -> Visit:
     """Record a visit inside the caller's transaction: refused (422 on ``body.visited_at``) in the future, before the
-    resident was registered or after their death."""
+    resident was registered or put on the visit list (whichever came first: a home registering an elder it has been
+    visiting gives the day they were put on the list, and its earlier visits) or after their death."""
     if body.visited_at > datetime.now(UTC) + CLOCK_SKEW:
         raise invalid("body.visited_at", "a visit cannot be recorded before it took place")
     row = await (
         await conn.execute(
-            "SELECT r.created_at, d.died_at FROM residents r LEFT JOIN deaths d ON d.resident_id = r.id"
-            " WHERE r.id = %s FOR UPDATE OF r",
-            (resident_id,),
+            "SELECT r.created_at, (r.lives_alone_since::timestamp AT TIME ZONE %s), d.died_at"
+            " FROM residents r LEFT JOIN deaths d ON d.resident_id = r.id WHERE r.id = %s FOR UPDATE OF r",
+            (TIMEZONE, resident_id),
         )
     ).fetchone()
     assert row is not None  # the caller resolved the resident
-    registered, died = row
-    if body.visited_at < registered:
-        raise invalid("body.visited_at", f"before the resident was registered ({registered.isoformat()})")
+    registered, listed, died = row
+    if body.visited_at < min(registered, listed or registered):
+        raise invalid(
+            "body.visited_at",
+            f"before the resident was registered ({registered.isoformat()})"
+            + (f" or put on the visit list ({listed.isoformat()})" if listed is not None else ""),
+        )
     if died is not None and body.visited_at > died:
         raise invalid("body.visited_at", "after the resident's recorded death")
     found = await (

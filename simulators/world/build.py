@@ -2,7 +2,8 @@
 
 The admin registers each institution and its head; the head (logged in as such) imports the home's beds,
 residents and devices from CSV files (``/imports``), admits the residents, records their contacts, binds the
-devices, has the gateway's credentials issued, creates the staff and their roster, and creates and links the
+devices, has the gateway's credentials issued, creates the staff and their roster, flags the elders who live alone
+(with the day they were put on the visit list) and has a carer record their visits, and creates and links the
 family users. Home-care beds (no room) are registered one by one. Nothing goes to the database directly.
 Institutions are built a few at a time; inside one, requests go in plan order.
 """
@@ -138,6 +139,7 @@ async def _institution(http: httpx.AsyncClient, admin: Api, inst: InstitutionPla
         json={"gateway_id": inst.gateway_id, "name": "服务中心网关" if inst.households else "1号楼网关"},
     )
     users.update(await _staff(api, inst, institution_id))
+    await _living_alone(http, api, inst, persons, users)
     users.update(await _families(api, inst, persons))
     return IssuedInstitution(
         id=institution_id,
@@ -301,6 +303,35 @@ async def _staff(api: Api, inst: InstitutionPlan, institution_id: int) -> dict[s
                 },
             )
     return out
+
+
+async def _living_alone(
+    http: httpx.AsyncClient,
+    head: Api,
+    inst: InstitutionPlan,
+    persons: dict[str, tuple[int, str]],
+    users: dict[str, tuple[int, str]],
+) -> None:
+    """The elders who live alone flagged (by the head, with the day they were put on the list) and their visits
+    recorded, oldest first, by the home's first carer: as the home would enter its paper records on joining."""
+    alone = [p for p in inst.persons if p.lives_alone_since is not None]
+    if not alone:
+        return
+    carer = next((s.username for s in inst.staff if s.role != "head"), inst.staff[0].username)
+    visitor = await Api.login(http, head.base, carer, users[carer][1])
+
+    async def one(person: PersonPlan) -> None:
+        resident_id = persons[person.key][0]
+        body = {"lives_alone": True, "lives_alone_since": person.lives_alone_since}
+        await head.call("PATCH", f"/api/v1/residents/{resident_id}", json=body)
+        for visit in person.visits:
+            await visitor.call(
+                "POST",
+                f"/api/v1/residents/{resident_id}/visits",
+                json={"visited_at": visit.visited_at, "mode": visit.mode, "outcome": visit.outcome, "note": visit.note},
+            )
+
+    await _each(alone, one)
 
 
 async def _families(api: Api, inst: InstitutionPlan, persons: dict[str, tuple[int, str]]) -> dict[str, tuple[int, str]]:

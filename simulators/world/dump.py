@@ -70,11 +70,13 @@ async def dump(world: World, *, base: str, admin_username: str, admin_password: 
             for r in await api.pages(f"/api/v1/institutions/{iid}/residents"):
                 contacts = await api.call("GET", f"/api/v1/residents/{r['id']}/contacts")
                 stays = await api.call("GET", f"/api/v1/residents/{r['id']}/beds")
+                visits = await api.call("GET", f"/api/v1/residents/{r['id']}/visits", params={"limit": 500})
                 residents.append(
                     {
                         **_clean(r, rename),
                         "contacts": sorted((_clean(c, rename) for c in contacts), key=lambda c: c["priority"]),
                         "beds": [_clean(s, rename) for s in stays],
+                        "visits": [_clean(v, rename) for v in visits],
                     }
                 )
             doc["residents"] = sorted(residents, key=lambda r: r["person_code"])

@@ -38,6 +38,13 @@ class FamilyUserPlan(_Struct, frozen=True, kw_only=True):
     relation: str
 
 
+class VisitPlan(_Struct, frozen=True, kw_only=True):
+    visited_at: str  # ISO instant with zone
+    mode: str  # in_person | phone | video
+    outcome: str  # well | needs_follow_up | not_found_home (tried, nobody home: not counted)
+    note: str = ""
+
+
 class PersonPlan(_Struct, frozen=True, kw_only=True):
     key: str  # "H01/R007": institution key, resident number
     name: str
@@ -56,6 +63,8 @@ class PersonPlan(_Struct, frozen=True, kw_only=True):
     admitted_at: str | None  # ISO instant with zone
     contacts: list[ContactPlan] = []
     family_user: FamilyUserPlan | None = None
+    lives_alone_since: str | None = None  # ISO date: lives alone at home, on the visit list since that day
+    visits: list[VisitPlan] = []  # the visits the home's staff made, oldest first
 
 
 class BedPlan(_Struct, frozen=True, kw_only=True):

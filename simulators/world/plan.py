@@ -15,7 +15,7 @@ from pathlib import Path
 
 from eldercare.devices import codes
 from eldercare.simulators.errors import SimError
-from eldercare.simulators.world import people
+from eldercare.simulators.world import people, visits
 from eldercare.simulators.world.equipment import device_plan, devices_of
 from eldercare.simulators.world.model import (
     BedPlan,
@@ -102,11 +102,11 @@ def make_plan(options: PlanOptions) -> WorldPlan:
     taken: set[str] = set()
     names: set[str] = set()
     homes = [_home(options, places, number=i + 1, taken=taken, names=names) for i in range(options.institutions)]
-    providers = math.ceil(options.households / HOUSEHOLDS_PER_PROVIDER) if options.households else 0
-    for p in range(providers):
-        share = min(HOUSEHOLDS_PER_PROVIDER, options.households - p * HOUSEHOLDS_PER_PROVIDER)
+    for p, share in enumerate(_shares(options.households)):
         number = options.institutions + p + 1
-        homes.append(_provider(options, places, number=number, households=share, taken=taken, names=names))
+        homes.append(
+            _provider(options, places, number=number, households=share, taken=taken, names=names, diligent=p % 2 == 0)
+        )
     return WorldPlan(
         region=options.region,
         institutions_asked=options.institutions,
@@ -117,6 +117,15 @@ def make_plan(options: PlanOptions) -> WorldPlan:
         beds_max=options.beds_max,
         institutions=homes,
     )
+
+
+def _shares(households: int) -> list[int]:
+    """Households per home-care provider: 25 each, the last one the rest; from 6 to 25 households two providers share
+    them, so that a small world has two providers whose visits to elders living alone can be compared."""
+    if 6 <= households <= HOUSEHOLDS_PER_PROVIDER:
+        return [households - households // 2, households // 2]
+    providers = math.ceil(households / HOUSEHOLDS_PER_PROVIDER)
+    return [min(HOUSEHOLDS_PER_PROVIDER, households - p * HOUSEHOLDS_PER_PROVIDER) for p in range(providers)]
 
 
 def _rng(options: PlanOptions, number: int) -> random.Random:
@@ -228,9 +237,17 @@ def _layout(rng: random.Random, key: str, count: int) -> list[BedPlan]:
 
 
 def _provider(
-    options: PlanOptions, places: list[County], *, number: int, households: int, taken: set[str], names: set[str]
+    options: PlanOptions,
+    places: list[County],
+    *,
+    number: int,
+    households: int,
+    taken: set[str],
+    names: set[str],
+    diligent: bool,
 ) -> InstitutionPlan:
-    """A home-care provider (居家养老服务中心) running 家庭养老床位 in elders' own homes of its county."""
+    """A home-care provider (居家养老服务中心) running 家庭养老床位 in elders' own homes of its county; some of its
+    elders live alone, and its staff visit them on time (``diligent``) or miss some visits (``visits.py``)."""
     rng = _rng(options, number)
     county = rng.choices(places, weights=[c.weight for c in places])[0]
     code = _code(rng, county, codes.InstitutionKind.NON_PROFIT, taken)
@@ -268,6 +285,9 @@ def _provider(
                 family=f"fam-{key.lower()}-{n:03d}-{options.seed}",
             )
         )
+    # a generator of its own: the rest of the provider is drawn as it was before elders lived alone
+    alone = random.Random(f"eldercare-world:{options.seed}:{number}:visits")  # noqa: S311 - reproducible test data
+    persons = visits.living_alone(alone, persons, as_of=options.as_of, diligent=diligent)
     suffix = code[-6:]
     installed = at(since, 10)
     devices: list[DevicePlan] = []

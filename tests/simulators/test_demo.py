@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -28,6 +28,7 @@ from eldercare.platform.stack.model import Ports
 from eldercare.simulators import demo_month
 from eldercare.simulators.run import truth as truth_log
 from eldercare.simulators.world import model as world_model
+from eldercare.simulators.world.residents import CHINA
 
 
 def test_demo_fills_the_platform_with_a_simulated_world(
@@ -102,6 +103,15 @@ def test_demo_fills_the_platform_with_a_simulated_world(
                 "GET", f"/api/v1/institutions/{home}/subsidy/claims", params={"month": verified.month}
             )["lines"]
         }
+        # the home-care provider's elders living alone, visited on time: its coverage at the target (a world of two
+        # providers, one of them late, is test_world.py's)
+        today = datetime.now(CHINA).date()
+        period = {"from": (today - timedelta(days=29)).isoformat(), "to": today.isoformat()}
+        coverage = office.ok("GET", "/api/v1/supervision/visits", params=period)
+    provider = world.issued.institutions[world.plan.institutions[-1].key].id
+    (row,) = [h for h in coverage["homes"] if h["institution_id"] == provider]
+    assert row["living_alone"] >= 1 and coverage["region"]["living_alone"] == row["living_alone"], coverage
+    assert all(r in (None, 1.0) for r in (row["key_coverage"], row["general_coverage"])), row
     assert len(verdicts) == verified.lines
     report = [held_by(finding, verdicts) for finding in planted]
     assert all(held for *_, held in report), report

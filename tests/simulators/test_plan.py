@@ -10,7 +10,7 @@ import pytest
 
 from eldercare.devices import codes
 from eldercare.simulators.errors import SimError
-from eldercare.simulators.world import people
+from eldercare.simulators.world import people, visits
 from eldercare.simulators.world.model import WorldPlan, plan_json
 from eldercare.simulators.world.plan import PlanOptions, make_plan
 from eldercare.simulators.world.regions import counties, distance_km
@@ -134,3 +134,26 @@ def test_bad_options_are_refused() -> None:
         make_plan(PlanOptions(region="9999", institutions=1, households=0, seed=1, as_of=AS_OF))
     with pytest.raises(SimError, match="--beds"):
         make_plan(PlanOptions(region="4205", institutions=1, households=0, seed=1, as_of=AS_OF, beds_min=9, beds_max=3))
+
+
+def test_elders_live_alone_at_home_only_and_are_visited_by_the_plan() -> None:
+    """About 40 % of the home-care providers' elders live alone (none of a residential home's), on the visit list
+    since a past day, visited after it and before the as-of date; from 6 households two providers share them, the
+    first visiting every elder in every month (key) or year (general), the second missing some."""
+    plan = make_plan(PlanOptions(region="4205", institutions=4, households=200, seed=3, as_of=AS_OF))
+    alone = [p for i in plan.institutions for p in i.persons if p.lives_alone_since]
+    assert all(i.kind == "home_care_provider" for i in plan.institutions if any(p.lives_alone_since for p in i.persons))
+    assert 0.3 <= len(alone) / 200 <= 0.5
+    for person in alone:
+        since = date.fromisoformat(person.lives_alone_since or "")
+        days = [date.fromisoformat(v.visited_at[:10]) for v in person.visits]
+        assert since < AS_OF and days == sorted(days) and all(since <= d < AS_OF for d in days)
+    small = make_plan(PlanOptions(region="4205", institutions=1, households=9, seed=3, as_of=AS_OF))
+    on_time, late = (i for i in small.institutions if i.kind == "home_care_provider")
+    assert (len(on_time.persons), len(late.persons)) == (5, 4)
+    for person in (p for p in on_time.persons if p.lives_alone_since):
+        since = date.fromisoformat(person.lives_alone_since or "")
+        months = (AS_OF.year - since.year) * 12 + AS_OF.month - since.month + 1
+        assert len(person.visits) == (months if visits.is_key(person, AS_OF) else AS_OF.year - since.year + 1)
+        assert all(v.outcome != "not_found_home" for v in person.visits)
+    assert any(p.lives_alone_since for p in late.persons)

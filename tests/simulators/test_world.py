@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Iterator
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -34,7 +34,7 @@ from eldercare.simulators.world.residents import CHINA
 OPTIONS = PlanOptions(
     region="4205",
     institutions=3,
-    households=2,
+    households=6,  # two home-care providers of three households: one visits its elders living alone on time, one not
     seed=20260301,
     as_of=datetime.now(CHINA).date(),
     beds_min=6,
@@ -122,3 +122,44 @@ def test_the_world_as_the_api_returns_it(stack: StackInfo, twice: Any) -> None:
             link.connect(timeout=15)  # the issued credentials work on the real broker (TLS, ACL)
             link.close()
     assert document["H01"]["families"] or document["H02"]["families"], "some families have app logins"
+
+
+def test_elders_live_alone_only_at_home_and_the_visits_cover_some_homes_fully(stack: StackInfo, twice: Any) -> None:
+    """Elders living alone are residents of the home-care providers only (never of a residential home), on the list
+    since a day in the past, with visits recorded; over the regulators' default period (the last 30 days) the coverage
+    is at the target in the provider that visits on time and below it in the one that misses visits, and the
+    latter's carer has someone overdue on the due list."""
+    _, (world, document), db = twice
+    today = datetime.now(CHINA).date()
+    kinds = {inst.key: inst.kind for inst in world.plan.institutions}
+    providers = [key for key, kind in kinds.items() if kind == "home_care_provider"]
+    assert len(providers) == 2
+    alone = {key: [r for r in doc["residents"] if r["lives_alone"]] for key, doc in document.items()}
+    assert {key for key, rs in alone.items() if rs} == set(providers), "living alone: at home, in every provider"
+    for resident in (r for rs in alone.values() for r in rs):
+        assert date.fromisoformat(resident["lives_alone_since"]) <= today - timedelta(days=60)
+        assert resident["visits"], "a history of visits"
+    with Server(database_url=db.url, key=data_key(stack), state_dir=stack.state_dir) as server:
+        admin = login(server.base, "sim-admin", ADMIN_PASSWORD)
+        period = {"from": (today - timedelta(days=29)).isoformat(), "to": today.isoformat()}
+        report = admin.ok("GET", "/api/v1/supervision/visits", params=period)
+        ids = {issued.id: key for key, issued in world.issued.institutions.items()}
+        homes = {ids[h["institution_id"]]: h for h in report["homes"] if h["institution_id"] in ids}
+        for key, kind in kinds.items():
+            if kind == "residential_home":
+                assert homes[key]["living_alone"] == 0 and homes[key]["key_coverage"] is None
+        rates = {
+            key: [r for r in (homes[key]["key_coverage"], homes[key]["general_coverage"]) if r is not None]
+            for key in providers
+        }
+        on_time, late = providers  # the first provider keeps to the schedule, the second misses visits
+        assert rates[on_time] and all(r == homes[on_time]["key_target"] == 1.0 for r in rates[on_time]), homes
+        assert any(r < 1.0 for r in rates[late]), homes
+        assert report["region"]["living_alone"] == sum(len(rs) for rs in alone.values())
+        overdue = {}
+        for key in providers:
+            inst, issued = world.institution(key), world.issued.institutions[key]
+            carer = inst.staff[1].username
+            due = login(server.base, carer, issued.users[carer][1]).ok("GET", "/api/v1/visits/due")
+            overdue[key] = [d for d in due if d["days_overdue"] > 0]
+        assert not overdue[on_time] and overdue[late], overdue

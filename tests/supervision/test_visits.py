@@ -397,6 +397,34 @@ def test_lives_alone_is_set_through_the_resident_api(api: str, vw: VisitWorld, s
     ]
 
 
+def test_a_home_joining_gives_the_day_an_elder_was_put_on_the_list_and_its_earlier_visits(
+    api: str, vw: VisitWorld
+) -> None:
+    """A home registering an elder it has visited on paper gives the day they were put on the list (not today, not in
+    the future, only with the flag) and records the visits since, made before the registration; not those before."""
+    head = vw.as_(api, "head_h")
+    since = date(2026, 11, 3)  # after the hand-counted period: H's coverage stays as counted
+    body = {"name": "钱秀英", "id_number": new_id_number(born=date(1940, 4, 5)), "lives_alone": True}
+    path = f"/api/v1/institutions/{vw.homes['H']}/residents"
+    tomorrow = (_today() + timedelta(days=1)).isoformat()
+    assert head.post(path, json={**body, "lives_alone_since": tomorrow}).status_code == 422
+    assert (
+        head.post(path, json={**body, "lives_alone": False, "lives_alone_since": since.isoformat()}).status_code == 422
+    )
+    created = head.ok("POST", path, 201, json={**body, "lives_alone_since": since.isoformat()})
+    assert created["lives_alone_since"] == since.isoformat()
+    visits = f"/api/v1/residents/{created['id']}/visits"
+    ok = {"visited_at": _local(since, 0).isoformat(), "mode": "in_person", "outcome": "well"}
+    assert head.ok("POST", visits, 201, json=ok)["counts"] is True  # before the registration, on the list's first day
+    before = (_local(since, 0) - timedelta(minutes=1)).isoformat()
+    assert _errors(head.post(visits, json={**ok, "visited_at": before})) == ["body.visited_at"]
+    moved = head.ok(
+        "PATCH", f"/api/v1/residents/{created['id']}", json={"lives_alone": True, "lives_alone_since": "2026-11-01"}
+    )
+    assert moved["lives_alone_since"] == "2026-11-01"
+    assert head.patch(f"/api/v1/residents/{created['id']}", json={"lives_alone_since": "2026-11-02"}).status_code == 422
+
+
 def test_one_homes_coverage_is_its_row_of_the_region_and_only_for_a_home_in_scope(api: str, vw: VisitWorld) -> None:
     """``?institution_id=`` (a home's drill-down): that home's row, the same figures as in the region's answer, and
     a region of that home alone; a home outside the caller's region, or of another head, is not found."""
