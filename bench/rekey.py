@@ -189,7 +189,8 @@ def report(plain: list[Step], rotated: list[Step]) -> None:
 def probe(url: str, device: int, home: int, gateway: int, out: Connection, stop: Any) -> None:  # noqa: ANN401
     """An alarm lane: an event, an inbox row and a NOTIFY committed every 20 ms; the latencies (ms) to ``out``."""
     took: list[float] = []
-    with psycopg.connect(url) as conn:
+    # named, as a service's connections are: `db rekey` refuses to run beside a connection of its role with no name
+    with psycopg.connect(url, application_name="bench-alarm-lane") as conn:
         deadline = time.perf_counter()
         while not stop.is_set():
             start = time.perf_counter()

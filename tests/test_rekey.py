@@ -412,6 +412,63 @@ def test_a_service_left_on_the_old_key_stops_the_rekey_and_is_named(world: World
     assert "rotation finished" in done.stdout
 
 
+@pytest.mark.parametrize("name", ["", "ingest-alarm"])
+def test_a_connection_of_the_services_role_with_no_key_tag_stops_the_rekey(
+    world: World, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A platform of the version before the key tags (its connections named nothing) or an ingest of it
+    (``ingest-alarm``): which key it seals with is not known. The rekey refuses to start while one is connected as the
+    services' role, naming it and saying what to do, and re-seals nothing."""
+    monkeypatch.delenv("PGAPPNAME", raising=False)
+    keycheck.check_data_key(world.db.url, Vault(NEW, previous=OLD))
+    with psycopg.connect(world.db.url, autocommit=True, application_name=name) as old_version:
+        pid = old_version.info.backend_pid
+        assert old_version.execute("SHOW application_name").fetchone() == (name,)
+        refused = _rekey_command(world.db, "--drop-unmatched-registers")
+    assert refused.returncode == 1
+    assert "does not say which data key its process holds" in refused.stderr, refused.stderr
+    assert f"{name or '(no name)'} (from " in refused.stderr and f", pid {pid})" in refused.stderr
+    assert "Restart a service on the current version" in refused.stderr
+    assert "close one that is not a service (a psql session, a script)" in refused.stderr
+    with psycopg.connect(world.db.url) as conn:
+        assert keycheck.recorded(conn) == keycheck.Recorded(Vault(NEW).key_check(), Vault(OLD).key_check())
+        _open_all(conn, Vault(OLD))  # nothing was sealed again: all of it opens with the old key alone
+    done = _rekey_command(world.db, "--drop-unmatched-registers")  # gone
+    assert done.returncode == 0, done.stderr
+    assert "rotation finished" in done.stdout
+
+
+def test_a_connection_of_another_role_with_no_name_does_not_stop_the_rekey(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dashboard's reader, the superuser, a backup tool: not the services' role, not looked at."""
+    monkeypatch.delenv("PGAPPNAME", raising=False)
+    keycheck.check_data_key(world.db.url, Vault(NEW, previous=OLD))
+    with psycopg.connect(world.db.url) as conn:
+        services = conn.execute("SELECT session_user").fetchone()
+    with psycopg.connect(world.db.admin_url, autocommit=True, application_name="") as other:
+        assert other.execute("SELECT session_user").fetchone() != services
+        done = _rekey_command(world.db, "--drop-unmatched-registers")
+    assert done.returncode == 0, done.stderr
+    assert "rotation finished" in done.stdout
+
+
+def test_a_service_of_another_role_left_on_the_old_key_is_named(world: World) -> None:
+    """A service on the old key connected as another role than the rekey's: found by its tag all the same, and named
+    with what the rekey's role is shown of it (not its address nor its start)."""
+    keycheck.check_data_key(world.db.url, Vault(NEW, previous=OLD))
+    stale = keycheck.tagged(world.db.admin_url, Vault(OLD), "eldercare-platform")
+    with psycopg.connect(stale, autocommit=True) as other:
+        pid = other.info.backend_pid
+        refused = _rekey_command(world.db)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+    tag = keycheck.key_tag(Vault(OLD).key_check())
+    assert f"still runs on the key being replaced and seals new data with it: eldercare-platform {tag} (" in (
+        refused.stderr
+    )
+    assert f"pid {pid})" in refused.stderr
+
+
 def _register_matches(conn: psycopg.Connection[tuple[Any, ...]]) -> int:
     """The residents a subsidy check finds in the registers (by hash, as ``platform/subsidy`` joins them)."""
     row = conn.execute(

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -114,12 +115,36 @@ def tagged(conninfo: str, vault: Vault, name: str) -> str:
 def holders_of(conn: Conn, check_value: bytes) -> list[str]:
     """The connections, other than this one, of processes that hold the key of ``check_value`` (by their tag): each
     as its name, client address and start, for an operator to find."""
+    return _described(conn, "application_name LIKE %s", ("% " + key_tag(check_value),))
+
+
+def untagged(conn: Conn) -> list[str]:
+    """The connections, other than this one, to this database as this one's role whose name carries no key tag where
+    a process of this version would: none at all (a platform of the version before the tags, or a client that names
+    itself nothing: a psql session, a script) or an ingest part's without one (an ingest of that version). Which key
+    they hold is not known. Other roles' connections (a dashboard's reader, the superuser, backup tools) are not
+    looked at: they are not the services'. Described as :func:`holders_of`'s."""
+    return _described(
+        conn,
+        "datname = current_database() AND usename = session_user AND backend_type = 'client backend'"
+        " AND (application_name = '' OR (application_name LIKE 'ingest-%%' AND strpos(application_name, %s) = 0))",
+        (" " + KEY_TAG,),
+    )
+
+
+def _described(conn: Conn, where: str, params: tuple[str, ...]) -> list[str]:
     rows = conn.execute(
-        "SELECT application_name, coalesce(host(client_addr), 'local socket'), backend_start, pid"
-        " FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND application_name LIKE %s ORDER BY backend_start",
-        ("% " + key_tag(check_value),),
+        "SELECT application_name, coalesce(host(client_addr), 'local socket'), backend_start, pid"  # noqa: S608
+        f" FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND {where} ORDER BY backend_start",
+        params,
     ).fetchall()
-    return [f"{name} (from {addr}, since {start:%Y-%m-%d %H:%M:%S %Z}, pid {pid})" for name, addr, start, pid in rows]
+    return [_describe(*row) for row in rows]
+
+
+def _describe(name: str, addr: str, start: datetime | None, pid: int) -> str:
+    if start is None:  # another role's connection, whose address and start this role is not shown
+        return f"{name or '(no name)'} (of another database role, pid {pid})"
+    return f"{name or '(no name)'} (from {addr}, since {start:%Y-%m-%d %H:%M:%S %Z}, pid {pid})"
 
 
 def recorded(conn: Conn) -> Recorded | None:

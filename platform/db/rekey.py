@@ -183,6 +183,8 @@ def rekey(
             "ELDERCARE_DATA_KEY_PREVIOUS is not set: set it to the key being replaced (and ELDERCARE_DATA_KEY to the "
             "new one), on every service too, then run the rekey"
         )
+    # Every connection of the rekey's named as its own (tagged with the new key): none is taken for a stranger's.
+    conninfo = keycheck.tagged(conninfo, Vault(data_key), "eldercare-rekey")
     with psycopg.connect(conninfo, autocommit=True) as conn:
         if not is_applied(conn, SINCE):
             raise RekeyError("run `eldercare db migrate` first: the database cannot record a rotation yet")
@@ -193,7 +195,7 @@ def rekey(
     if vault.previous is None:
         raise RekeyError("ELDERCARE_DATA_KEY_PREVIOUS is the same key as ELDERCARE_DATA_KEY: nothing to rotate")
     rotation = Rotation()
-    with psycopg.connect(keycheck.tagged(conninfo, vault, "eldercare-rekey"), autocommit=True) as conn:
+    with psycopg.connect(conninfo, autocommit=True) as conn:
         found = keycheck.recorded(conn)
         if found is None or found.retiring is None:
             return Rotation(finished=True, was_under_way=False)
@@ -215,17 +217,29 @@ def rekey(
 
 
 def _no_holders(conn: Conn, retiring: bytes) -> None:
-    """:class:`RekeyError` while a process still seals with the key being replaced: one that was running when the
-    rotation began and was not restarted (no start-up check sees it). Found by the key tag its connections carry
-    (``keycheck.tagged``; a process of a version before it carries none, and is not found)."""
-    holders = keycheck.holders_of(conn, retiring)
+    """:class:`RekeyError` while a process may still seal with the key being replaced: one that was running when the
+    rotation began and was not restarted (no start-up check sees it), found by the key tag its connections carry
+    (``keycheck.tagged``, ``PGAPPNAME`` in ``eldercare.cli``); or one whose connections, as the services' role, carry
+    no tag (``keycheck.untagged``): a process of a version before the tags, whose key is not known, or a client that
+    is not a service."""
+    holders, untagged = keycheck.holders_of(conn, retiring), keycheck.untagged(conn)
+    found: list[str] = []
     if holders:
-        raise RekeyError(
+        found.append(
             "a service still runs on the key being replaced and seals new data with it: "
             + "; ".join(holders)
-            + ". Restart it with ELDERCARE_DATA_KEY the new key and ELDERCARE_DATA_KEY_PREVIOUS the old one, then run "
-            "the rekey again (what was sealed again so far stays done)"
+            + ". Restart it with ELDERCARE_DATA_KEY the new key and ELDERCARE_DATA_KEY_PREVIOUS the old one"
         )
+    if untagged:
+        found.append(
+            "a connection as the services' role does not say which data key its process holds (a service of a "
+            "version before the key tags may still seal with the key being replaced): "
+            + "; ".join(untagged)
+            + ". Restart a service on the current version with ELDERCARE_DATA_KEY the new key and "
+            "ELDERCARE_DATA_KEY_PREVIOUS the old one; close one that is not a service (a psql session, a script)"
+        )
+    if found:
+        raise RekeyError(". ".join(found) + ". Then run the rekey again (what was sealed again so far stays done)")
 
 
 def _settings_keys() -> tuple[bytes, bytes | None]:
