@@ -74,7 +74,8 @@ SAMPLE_MS: Final = 1000.0 / ft.HZ
 # Chunks remembered (by a digest of their time, rate and samples) to tell a chunk sent again from a clock that
 # jumped back. What comes again is what the gateway took but had not acknowledged: the home broker's messages
 # in flight (20 by default in Mosquitto, shared by every device of the home), or an HTTP device's last post.
-# 64 chunks are 32 s of 0.5 s chunks; their digests take 684 bytes of the checkpoint's state (base64).
+# 64 chunks are 32 s of 0.5 s chunks; their digests take 684 bytes of the checkpoint's state (base64). A chunk
+# found stale is forgotten (:meth:`FallDetector._forget`): old chunks sent again keep no place from recent ones.
 REMEMBERED: Final = 64
 DIGEST_BYTES: Final = 8
 # How far out of order chunks may come and still be taken in their place (a wearable's buffer flushed late, a
@@ -221,6 +222,7 @@ class FallDetector:
             # name, and the store would mix the two streams' samples), or one that came too late for the hole the
             # stream bridged: stale.
             self.stale += 1
+            self._forget([chunk])
             return []
         if chunk.ts > self._t0 and end - chunk.ts <= REMEMBERED * chunk.duration:
             # Within the chunks remembered and not one of them, so not sent again: the clock jumped back.
@@ -303,12 +305,14 @@ class FallDetector:
         run = waiting[first:]
         if len(run) > 1 and (max(c.end for c in run) - run[0].ts >= REORDER_MS or len(run) > WAITING):
             self.stale += first
+            self._forget(waiting[:first])
             self._behind = []
             decisions = self._give_up()  # what waited after a hole of the stream before the jump
             decisions += self._new_stream(run[0])
             return decisions + [d for chunk in run[1:] for d in self._arrive(chunk)]
         if len(waiting) > WAITING:
             self.stale += len(waiting) - WAITING
+            self._forget(waiting[: len(waiting) - WAITING])
             del waiting[: len(waiting) - WAITING]
         return []
 
@@ -316,8 +320,17 @@ class FallDetector:
         """The stream goes on: the chunks from before it that wait were stale."""
         if self._behind:
             self.stale += len(self._behind)
+            self._forget(self._behind)
             self._behind = []
             self._changed = True
+
+    def _forget(self, stale: Sequence[_Chunk]) -> None:
+        """Stale chunks' digests out of those remembered, which are for telling the recent chunks sent again from a
+        clock that jumped back: a run of old chunks sent again had pushed them out, and a recent one sent again after
+        it was taken for a clock that jumped back, which started the stream again (and lost a fall's context). A
+        stale chunk sent again is stale again without its digest (it is as far behind as it was)."""
+        gone = {chunk.digest for chunk in stale}
+        self._seen = deque((d for d in self._seen if d not in gone), maxlen=REMEMBERED)
 
     @property
     def end_ts(self) -> float | None:

@@ -375,3 +375,32 @@ def test_the_gateway_counts_the_stale_chunks_it_drops(shipped: model.FallModel, 
     assert gateway.falls.stale == 1
     assert gateway.streams() == {DEV: {T0}}  # the stream keeps its context
     gateway.store.close()
+
+
+@RATES
+def test_old_chunks_sent_again_among_new_ones_do_not_make_a_recent_one_sent_again_look_like_a_clock_jump(
+    dataset: data.Dataset, shipped: model.FallModel, hz: int, size: int
+) -> None:
+    """Old chunks sent again one by one between the stream's (a wearable's link replaying its backlog while it sends
+    live), each stale, then a recent chunk sent again (the home broker resending what was in flight). Before, every
+    stale chunk's digest took a place among those remembered, pushing the recent chunks' out, and the recent chunk
+    sent again, no longer remembered, was taken for a clock that jumped back: the stream started again at it."""
+    messages = chunks(walk_then_fall(dataset), hz=hz, size=size)
+    reference = feed(FallDetector(shipped), messages)
+    impact = chunk_at(messages, impact_ts(dataset))
+    back = 2 * REMEMBERED  # further back than remembered: stale when the stream goes on
+    sent: list[m.AccelSamples] = []
+    old = 0
+    for i, chunk in enumerate(messages):
+        sent.append(chunk)
+        if back <= i < impact - 10:
+            sent.append(messages[i - back])
+            old += 1
+        if i == impact - 10:
+            sent.append(messages[i - REMEMBERED // 2])  # recent: remembered, a repeat
+    assert old > REMEMBERED
+    detector = FallDetector(shipped)
+    decisions = feed(detector, sent)
+    assert same(decisions, reference)
+    assert len([d for d in decisions if d.alarm]) == 1
+    assert detector.stale == old
