@@ -8,24 +8,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
 from enum import StrEnum
 from pathlib import Path
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-ENV_PREFIX = "ELDERCARE_"
-ENV_FILE_NAME = "eldercare.env"
-
-
-def state_dir() -> Path:
-    """Where the local stack keeps its data, certificates and env file."""
-    return Path(os.environ.get(f"{ENV_PREFIX}STATE_DIR", "state")).resolve()
-
-
-def env_file() -> Path:
-    return Path(os.environ.get(f"{ENV_PREFIX}ENV_FILE", str(state_dir() / ENV_FILE_NAME)))
+from eldercare.platform.envfile import ENV_PREFIX, env_file
 
 
 class Environment(StrEnum):

@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _api_default() -> str:
-    from eldercare.platform.config import state_dir
+    from eldercare.platform.envfile import state_dir
     from eldercare.platform.stack import service
     from eldercare.platform.stack.errors import StackError
 
@@ -170,7 +170,7 @@ def _demo(args: argparse.Namespace) -> int:
     import os
     from dataclasses import replace
 
-    from eldercare.platform.config import state_dir
+    from eldercare.platform.envfile import state_dir
     from eldercare.platform.stack import service
     from eldercare.platform.stack.errors import StackError
     from eldercare.platform.stack.model import Ports
@@ -206,7 +206,8 @@ def _load(args: argparse.Namespace) -> int:
 
     import psycopg
 
-    from eldercare.platform.config import BrokerSettings, DatabaseSettings, state_dir
+    from eldercare.platform.config import BrokerSettings, DatabaseSettings
+    from eldercare.platform.envfile import state_dir
     from eldercare.platform.registry.broker import from_settings
     from eldercare.platform.stack import service
     from eldercare.simulators.load import LoadWorld, Target, create_world, run_load

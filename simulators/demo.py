@@ -31,8 +31,8 @@ import psycopg
 from eldercare.ingest import rollups
 from eldercare.platform.auth.scope import Role
 from eldercare.platform.auth.service import create_user
-from eldercare.platform.config import state_dir
 from eldercare.platform.db.migrate import MigrationError, migrate
+from eldercare.platform.envfile import state_dir
 from eldercare.platform.stack import service as stack_service
 from eldercare.platform.stack.errors import StackError
 from eldercare.platform.stack.model import Ports, StackInfo

@@ -32,8 +32,9 @@ import psycopg
 
 from eldercare.ingest import locks, rollups
 from eldercare.ingest.registry import Conn
-from eldercare.platform.config import ENV_FILE_NAME, SecuritySettings
+from eldercare.platform.config import SecuritySettings
 from eldercare.platform.db.keycheck import checked_vault
+from eldercare.platform.envfile import ENV_FILE_NAME
 from eldercare.simulators.errors import SimError
 from eldercare.simulators.run import commands as run_commands
 from eldercare.simulators.run import state as run_state

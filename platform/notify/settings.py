@@ -15,7 +15,8 @@ import httpx
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings
 
-from eldercare.platform.config import Environment, settings_config, state_dir
+from eldercare.platform.config import Environment, settings_config
+from eldercare.platform.envfile import state_dir
 from eldercare.platform.notify.channels import (
     Channel,
     DingTalkChannel,

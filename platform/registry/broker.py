@@ -107,7 +107,8 @@ def _number(path: Path) -> int:
 
 def from_settings() -> BrokerProvisioner:
     """The shared folder's provisioner when ``ELDERCARE_BROKER_AUTH_DIR`` is set, else the local stack's."""
-    from eldercare.platform.config import BrokerSettings, state_dir
+    from eldercare.platform.config import BrokerSettings
+    from eldercare.platform.envfile import state_dir
 
     settings = BrokerSettings()
     if settings.broker_auth_dir is not None:

@@ -62,7 +62,7 @@ def _state_dir_option(parser: argparse.ArgumentParser) -> None:
 def _state_dir(args: argparse.Namespace) -> Path:
     if args.state_dir is not None:
         return Path(args.state_dir).resolve()
-    from eldercare.platform.config import state_dir
+    from eldercare.platform.envfile import state_dir
 
     return state_dir()
 

@@ -16,7 +16,6 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 # (module, function) pairs; each function takes the top-level sub-parsers and adds its commands.
 _REGISTRARS: tuple[str, ...] = (
@@ -112,12 +111,12 @@ def _key_tag() -> str | None:
 
 def _may_hold_key() -> bool:
     """Whether the settings may hold a data key: one in the environment, or an env file. Told without importing the
-    settings (pydantic and the crypto take 0.2 s, which a gateway's commands, with neither, do not pay); where the
-    env file is, as ``platform/config.py``'s ``env_file()`` says."""
-    if any(name.upper() == "ELDERCARE_DATA_KEY" for name in os.environ):
+    settings (pydantic and the crypto take 0.2 s, which a gateway's commands, with neither, do not pay)."""
+    from eldercare.platform.envfile import ENV_PREFIX, env_file
+
+    if any(name.upper() == f"{ENV_PREFIX}DATA_KEY" for name in os.environ):
         return True
-    state = Path(os.environ.get("ELDERCARE_STATE_DIR", "state"))
-    return Path(os.environ.get("ELDERCARE_ENV_FILE", str(state.resolve() / "eldercare.env"))).is_file()
+    return env_file().is_file()
 
 
 if __name__ == "__main__":
