@@ -150,3 +150,28 @@ def test_a_command_is_named_without_a_key_when_the_settings_hold_none(
     assert cli.application_name("db-rekey") == f"eldercare-db-rekey {tag}"
     long = cli.application_name("x" * 80)  # PostgreSQL keeps 63 bytes: the tag is kept whole
     assert len(long) == 63 and long.endswith(f" {tag}")
+
+
+def test_a_gateway_command_with_a_data_key_at_hand_loads_neither_the_settings_nor_the_crypto(tmp_path: Path) -> None:
+    """A gateway never connects to the platform's database: with a valid data key in its environment (a machine that
+    runs both) it still does not load the platform's settings and crypto to name connections it does not make. They
+    cost it 8 MB, over its memory budget (tests/gateway/test_load.py)."""
+    env = _no_settings(tmp_path)
+    env["ELDERCARE_DATA_KEY"] = base64.b64encode(os.urandom(32)).decode()
+    # what naming connections loads (settings, crypto, key check, the database driver): the sub-commands' own
+    # registrars are light and load none of them
+    heavy = ("eldercare.platform.config", "eldercare.platform.crypto", "eldercare.platform.db.keycheck", "psycopg")
+    probe = (
+        "import os, sys\n"
+        "from eldercare import cli\n"
+        "try:\n"
+        f"    cli.main(['gateway', '--check', '--config', {str(tmp_path / 'none.toml')!r}])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        f"print(sorted(m for m in sys.modules if m in {heavy!r}), os.environ.get('PGAPPNAME'))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[] None", done.stdout

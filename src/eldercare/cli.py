@@ -54,7 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     before = os.environ.get(_APPNAME)
     # libpq's default for every connection that does not name itself; children that are `eldercare` commands too
     # (the demo's) set their own
-    os.environ[_APPNAME] = application_name(_command(parser, args))
+    command = _command(parser, args)
+    if command.split("-", 1)[0] not in _NO_DATABASE:
+        os.environ[_APPNAME] = application_name(command)
     try:
         code: int = handler(args)
     finally:  # main() called in a process that goes on (a test): left as it was
@@ -66,6 +68,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 _APPNAME = "PGAPPNAME"
+# Commands that never connect to the platform's database: not named, so that they do not load the settings and the
+# crypto to tag connections they do not make (a gateway runs on a small box, within a memory budget:
+# tests/gateway/test_load.py; loading them cost it 8 MB and took it over).
+_NO_DATABASE = frozenset({"gateway"})
 _NAME_BYTES = 63  # what PostgreSQL keeps of an application_name (NAMEDATALEN - 1): the key tag must fit
 
 
