@@ -178,9 +178,18 @@ def new_uscc(region6: str) -> str:
     return codes.generate_uscc(_rng, region6=region6)
 
 
+_issued: set[str] = set()
+
+
 def new_id_number(region6: str = "420502", *, born: date | None = None, sex: str = "female") -> str:
+    """An ID number not issued before in this run: a region, birth day and sex leave 500 sequence numbers, and drawn
+    at random they met by the birthday paradox (two residents of one home with the same number: a 409)."""
     birth = born or date(1940, 1, 1)
-    return codes.generate_id_number(_rng, region6=region6, birth_date=birth, sex=sex)  # type: ignore[arg-type]
+    while True:
+        number = codes.generate_id_number(_rng, region6=region6, birth_date=birth, sex=sex)  # type: ignore[arg-type]
+        if number not in _issued:
+            _issued.add(number)
+            return number
 
 
 @dataclass
