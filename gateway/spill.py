@@ -225,8 +225,7 @@ def take_in(db: sqlite3.Connection, spill: Spill) -> bool:
         epoch = int(db.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()[0])
         supersedes = spill.copied is not None and mark_of(db) == spill.copied
         if supersedes:  # what the disk's queues and frames hold, the file holds, or was sent from memory
-            for table in ("alarm_q", "telemetry_q", "frames"):
-                db.execute(f"DELETE FROM {table}")  # noqa: S608 - a name of this module's
+            _drop_backlog(db)
             db.execute("UPDATE meta SET value = ? WHERE key = 'dropped'", (spill.dropped,))
         low = min(0, int(db.execute("SELECT coalesce(min(seq), 0) FROM frames").fetchone()[0])) - len(spill.frames)
         db.executemany(  # below every key there, in the file's order
@@ -263,8 +262,7 @@ def settle(db: sqlite3.Connection, taken: Sequence[Spill]) -> None:
         epoch = int(db.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()[0])
         for spill in taken:
             if spill.copied is not None and mark_of(db) == spill.copied:
-                for table in ("alarm_q", "telemetry_q", "frames"):
-                    db.execute(f"DELETE FROM {table}")  # noqa: S608 - a name of this module's
+                _drop_backlog(db)
                 _moved_on(db)
             if spill.epoch == epoch:  # (as in take_in)
                 db.execute("UPDATE meta SET value = max(value, ?) WHERE key = 'next_seq'", (spill.end_seq,))
@@ -273,6 +271,12 @@ def settle(db: sqlite3.Connection, taken: Sequence[Spill]) -> None:
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
+
+
+def _drop_backlog(db: sqlite3.Connection) -> None:
+    """The disk's queues and frames deleted: a copy of it, which supersedes them, holds them or sent them."""
+    for table in ("alarm_q", "telemetry_q", "frames"):
+        db.execute(f"DELETE FROM {table}")  # noqa: S608 - a name of this module's
 
 
 def _moved_on(db: sqlite3.Connection) -> None:

@@ -84,13 +84,6 @@ def rule(constraint: str) -> tuple[str, str]:
     return _CONSTRAINTS[constraint]
 
 
-def refused(constraint: str) -> Problem:
-    """The 422 that :func:`translate` answers for a check violation of ``constraint``: for a service that refuses the
-    write before the database would, so that both answer the same."""
-    field, reason = rule(constraint)
-    return Problem(422, NOT_VALID_TOGETHER, [FieldError(field=field, reason=reason)])
-
-
 def translate(exc: pg.Error) -> Problem:
     """The problem to answer for a database error a client caused; re-raise anything else."""
     constraint = getattr(exc.diag, "constraint_name", None) or ""

@@ -19,7 +19,6 @@ from eldercare.platform.auth import scope
 from eldercare.platform.auth.scope import Action, Obj, Principal
 from eldercare.platform.auth.service import AsyncConn
 from eldercare.platform.crypto import Vault
-from eldercare.platform.registry import db
 from eldercare.platform.registry.db import atomic
 from eldercare.platform.registry.deps import VaultDep
 from eldercare.platform.registry.service import new_id_number_hash
@@ -176,12 +175,6 @@ async def lives_at_home(conn: AsyncConn, *, institution_id: int) -> bool:
     return row is not None and row[0] != "residential_home"
 
 
-async def _may_live_alone(conn: AsyncConn, *, institution_id: int, lives_alone: bool | None) -> None:
-    """422 on ``body.lives_alone`` (what the database would answer) when it is set for a residential home's resident."""
-    if lives_alone and not await lives_at_home(conn, institution_id=institution_id):
-        raise db.refused(db.LIVES_ALONE_AT_HOME)
-
-
 async def fetch(conn: AsyncConn, *, resident_id: int, vault: Vault, principal: Principal) -> Resident:
     """One resident; the read of their personal data is audited (in the caller's transaction, if any)."""
     async with conn.cursor(row_factory=dict_row) as cur:
@@ -285,7 +278,6 @@ async def create_resident(
     institution_id: PathId, body: ResidentIn, conn: Conn, principal: CurrentPrincipal, vault: VaultDep
 ) -> Resident:
     await scope.resolve(conn, principal, Obj.INSTITUTION, institution_id, Action.WRITE_RESIDENT)
-    await _may_live_alone(conn, institution_id=institution_id, lives_alone=body.lives_alone)
     async with atomic(conn):
         resident_id, _ = await insert(conn, principal, vault=vault, institution_id=institution_id, body=body)
         return await fetch(conn, resident_id=resident_id, vault=vault, principal=principal)
@@ -303,7 +295,6 @@ async def update_resident(
     resident_id: PathId, body: ResidentUpdate, conn: Conn, principal: CurrentPrincipal, vault: VaultDep
 ) -> Resident:
     institution_id = await scope.resolve(conn, principal, Obj.RESIDENT, resident_id, Action.WRITE_RESIDENT)
-    await _may_live_alone(conn, institution_id=institution_id, lives_alone=body.lives_alone)
     values: dict[str, Any] = body.model_dump(mode="json", exclude_unset=True, exclude={"name"})
     if "name" in body.model_fields_set and body.name is not None:
         values["name_enc"] = vault.encrypt(body.name, column="residents.name")
